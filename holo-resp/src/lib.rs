@@ -1,0 +1,40 @@
+//! RESP2 and RESP3 for HoloStore: frames, a pure incremental decoder and an encoder.
+//!
+//! This crate owns the Redis wire format and nothing else. It is a leaf: no I/O, no async
+//! runtime (the optional `codec` feature adds a `tokio-util` adapter). Both the server
+//! (`holo-node`) and the harness client (`holo-harness`) use it, so both sides of every test
+//! speak through the same code.
+//!
+//! # Decoding
+//! [`decode`] reads one frame from the front of a byte slice. It returns `Ok(None)` when the
+//! slice holds only part of a frame (a normal outcome: read more and call again), the frame and
+//! the number of bytes it used when it is complete, or a [`ProtocolError`] when the bytes can
+//! never become a valid frame. A frame split at any byte boundary decodes the same.
+//!
+//! Every length a peer declares is checked against [`Limits`] before anything is allocated,
+//! and no declared length is used to preallocate memory beyond what the input already holds,
+//! so a hostile or broken peer cannot make the decoder reserve memory it never sends.
+//!
+//! Lines that do not start with a RESP type byte are inline commands (as typed in
+//! `telnet`), split into arguments like Redis does, quotes included.
+//!
+//! # Encoding
+//! [`encode`] appends a frame to a `BytesMut` in the requested [`Version`]; RESP3-only types
+//! are downgraded to their RESP2 forms (maps to flat arrays, booleans to integers, ...) when
+//! the connection speaks RESP2.
+
+mod decode;
+mod encode;
+mod error;
+mod frame;
+mod inline;
+
+#[cfg(feature = "codec")]
+mod codec;
+
+#[cfg(feature = "codec")]
+pub use codec::{CodecError, RespCodec};
+pub use decode::{Limits, decode};
+pub use encode::encode;
+pub use error::ProtocolError;
+pub use frame::{Frame, Version};

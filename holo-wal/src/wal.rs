@@ -1,0 +1,540 @@
+//! The log: appenders, the group-commit writer thread, replay and truncation.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+
+use tracing::{error, warn};
+
+use crate::config::{PersistMode, WalConfig};
+use crate::error::WalError;
+use crate::fs::{WalFile, WalFs};
+use crate::record::{Lsn, decode_record, encode_record, payload_crc};
+use crate::recovery::{Segment, create_segment, recover, scan_records};
+
+/// A segmented write-ahead log with group commit. See the crate docs.
+///
+/// `Wal` is `Sync`: share it by reference or in an `Arc` among appending threads and tasks.
+/// Dropping it writes and syncs what is buffered, then stops the writer thread.
+pub struct Wal {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    dir: PathBuf,
+    config: WalConfig,
+    fs: Arc<dyn WalFs>,
+    state: Mutex<State>,
+    /// Signalled when records are buffered or the log closes; the writer waits on it.
+    work: Condvar,
+    /// Signalled when records become durable, the buffer drains, or the log fails.
+    progress: Condvar,
+    /// The segments on disk, oldest first; the last is the one being written.
+    segments: Mutex<Vec<Segment>>,
+    next_waiter_id: AtomicU64,
+}
+
+struct State {
+    /// Encoded records waiting for the writer.
+    pending: Vec<u8>,
+    /// The LSN the next appended record gets.
+    next_lsn: Lsn,
+    /// Every record with an LSN below this is durable.
+    durable_below: Lsn,
+    /// Async waiters: id -> (LSN awaited, waker).
+    waiters: HashMap<u64, (Lsn, Waker)>,
+    failure: Option<String>,
+    closing: bool,
+    // Statistics.
+    group_writes: u64,
+    records_written: u64,
+}
+
+impl State {
+    fn check_open(&self) -> Result<(), WalError> {
+        if let Some(failure) = &self.failure {
+            return Err(WalError::Poisoned(failure.clone()));
+        }
+        if self.closing {
+            return Err(WalError::Closed);
+        }
+        Ok(())
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalStats {
+    /// Group writes (each followed by one sync, per the persist mode).
+    pub group_writes: u64,
+    /// Records written.
+    pub records_written: u64,
+    /// Every record below this LSN is durable.
+    pub durable_below: Lsn,
+    /// Segments on disk.
+    pub segments: usize,
+}
+
+impl Wal {
+    /// Opens (creating if needed) the log in `dir` on the operating system's file system.
+    ///
+    /// # Errors
+    /// [`WalError::Config`] for bad settings, [`WalError::Corruption`] for a damaged log (the
+    /// message names the file and offset), [`WalError::Io`] when the disk fails.
+    pub fn open(dir: impl AsRef<Path>, config: WalConfig) -> Result<Wal, WalError> {
+        Self::open_with_fs(crate::fs::StdFs::shared(), dir, config)
+    }
+
+    /// Opens the log on a given file system (tests use [`crate::sim::SimFs`]).
+    ///
+    /// # Errors
+    /// As [`Wal::open`].
+    pub fn open_with_fs(
+        fs: Arc<dyn WalFs>,
+        dir: impl AsRef<Path>,
+        config: WalConfig,
+    ) -> Result<Wal, WalError> {
+        config.validate()?;
+        let dir = dir.as_ref().to_owned();
+        if config.persist == PersistMode::Buffer {
+            warn!(dir = %dir.display(), "WAL persist mode is `buffer`: appends are not synced to disk and a power loss loses them; use it for benchmarks only");
+        }
+        let recovered = recover(&*fs, &dir, &config)?;
+        let state = State {
+            pending: Vec::new(),
+            next_lsn: recovered.next_lsn,
+            durable_below: recovered.next_lsn,
+            waiters: HashMap::new(),
+            failure: None,
+            closing: false,
+            group_writes: 0,
+            records_written: 0,
+        };
+        let shared = Arc::new(Shared {
+            dir,
+            config,
+            fs,
+            state: Mutex::new(state),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+            segments: Mutex::new(recovered.segments),
+            next_waiter_id: AtomicU64::new(0),
+        });
+        let writer = Writer {
+            shared: shared.clone(),
+            file: recovered.active,
+            file_len: recovered.active_len,
+            spare: Vec::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("holo-wal-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| WalError::io("spawn the WAL writer thread", e))?;
+        Ok(Wal {
+            shared,
+            writer: Some(handle),
+        })
+    }
+
+    /// Appends one record and waits until it is durable. Returns its LSN.
+    ///
+    /// # Errors
+    /// [`WalError::RecordTooLarge`] (nothing appended), [`WalError::Poisoned`] or
+    /// [`WalError::Closed`].
+    pub fn append(&self, payload: &[u8]) -> Result<Lsn, WalError> {
+        let lsn = self.submit(&[payload])?;
+        self.wait_durable(lsn)?;
+        Ok(lsn)
+    }
+
+    /// Buffers records for the writer without waiting; they get consecutive LSNs and are made
+    /// durable together or not at all relative to each other's order. Returns the LSN of the
+    /// last one (or the last LSN assigned so far when `payloads` is empty). Waits only while
+    /// the buffer is full.
+    ///
+    /// # Errors
+    /// As [`Wal::append`].
+    pub fn submit(&self, payloads: &[&[u8]]) -> Result<Lsn, WalError> {
+        let max = self.shared.config.record_bytes_max;
+        let crcs = payloads
+            .iter()
+            .map(|p| match u32::try_from(p.len()) {
+                Ok(len) if len <= max => Ok(payload_crc(p)),
+                _ => Err(WalError::RecordTooLarge { len: p.len(), max }),
+            })
+            .collect::<Result<Vec<u32>, WalError>>()?;
+        let bytes: usize = payloads
+            .iter()
+            .map(|p| p.len() + crate::record::RECORD_HEADER_BYTES)
+            .sum();
+        let mut state = self.shared.lock();
+        loop {
+            state.check_open()?;
+            let room = self
+                .shared
+                .config
+                .pending_bytes_max
+                .saturating_sub(state.pending.len());
+            if bytes <= room || state.pending.is_empty() {
+                break;
+            }
+            state = self.shared.wait(&self.shared.progress, state);
+        }
+        for (payload, crc) in payloads.iter().zip(crcs) {
+            let lsn = state.next_lsn;
+            encode_record(&mut state.pending, lsn, payload, crc);
+            state.next_lsn += 1;
+        }
+        let last = state.next_lsn - 1;
+        drop(state);
+        self.shared.work.notify_one();
+        Ok(last)
+    }
+
+    /// Blocks until every record up to and including `lsn` is durable.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] if the log failed before that point.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        let mut state = self.shared.lock();
+        loop {
+            if state.durable_below > lsn {
+                return Ok(());
+            }
+            if let Some(failure) = &state.failure {
+                return Err(WalError::Poisoned(failure.clone()));
+            }
+            state = self.shared.wait(&self.shared.progress, state);
+        }
+    }
+
+    /// A future that resolves when every record up to and including `lsn` is durable, for
+    /// async callers; it needs no particular runtime.
+    pub fn durable(&self, lsn: Lsn) -> DurableFuture {
+        let id = self.shared.next_waiter_id.fetch_add(1, Ordering::Relaxed);
+        DurableFuture {
+            shared: self.shared.clone(),
+            lsn,
+            id,
+        }
+    }
+
+    /// Every record below this LSN is durable.
+    pub fn durable_below(&self) -> Lsn {
+        self.shared.lock().durable_below
+    }
+
+    /// The LSN the next appended record will get.
+    pub fn next_lsn(&self) -> Lsn {
+        self.shared.lock().next_lsn
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> WalStats {
+        let segments = self.shared.segments().len();
+        let state = self.shared.lock();
+        WalStats {
+            group_writes: state.group_writes,
+            records_written: state.records_written,
+            durable_below: state.durable_below,
+            segments,
+        }
+    }
+
+    /// Reads back the durable records with LSN `from` and above, in order.
+    ///
+    /// # Errors
+    /// [`WalError::Io`] if a segment cannot be read. Records that fail their checksum now
+    /// (after [`Wal::open`] validated them) are reported as [`WalError::Corruption`].
+    pub fn replay(&self, from: Lsn) -> Result<Replay, WalError> {
+        let until = self.durable_below();
+        let segments = self.shared.segments().clone();
+        let start = segments
+            .partition_point(|s| s.first_lsn <= from)
+            .saturating_sub(1);
+        Ok(Replay {
+            shared: self.shared.clone(),
+            segments: segments[start..].to_vec(),
+            from,
+            until,
+            current: Vec::new().into_iter(),
+        })
+    }
+
+    /// Deletes every segment whose records all have LSNs below `lsn`. The segment being
+    /// written is never deleted. Returns how many segments were deleted.
+    ///
+    /// # Errors
+    /// [`WalError::Io`] if a removal or the directory sync fails.
+    pub fn truncate_below(&self, lsn: Lsn) -> Result<usize, WalError> {
+        let mut segments = self.shared.segments();
+        let mut removed = 0;
+        while segments.len() > 1 && segments[1].first_lsn <= lsn {
+            let path = segments[0].path.clone();
+            self.shared
+                .fs
+                .remove(&path)
+                .map_err(|e| WalError::io(format!("remove {}", path.display()), e))?;
+            segments.remove(0);
+            removed += 1;
+        }
+        if removed > 0 {
+            let dir = &self.shared.dir;
+            self.shared
+                .fs
+                .sync_dir(dir)
+                .map_err(|e| WalError::io(format!("sync directory {}", dir.display()), e))?;
+        }
+        Ok(removed)
+    }
+
+    /// The directory the log lives in.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.work.notify_one();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, cv: &Condvar, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        cv.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn segments(&self) -> MutexGuard<'_, Vec<Segment>> {
+        self.segments.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The group-commit writer, on its own thread.
+struct Writer {
+    shared: Arc<Shared>,
+    file: Box<dyn WalFile>,
+    file_len: u64,
+    /// The buffer swapped in for `pending`, kept to reuse its allocation.
+    spare: Vec<u8>,
+}
+
+impl Writer {
+    fn run(mut self) {
+        loop {
+            let mut state = self.shared.lock();
+            while state.pending.is_empty() && !state.closing {
+                state = self.shared.wait(&self.shared.work, state);
+            }
+            if state.pending.is_empty() {
+                return;
+            }
+            let mut batch = std::mem::replace(&mut state.pending, std::mem::take(&mut self.spare));
+            let durable_below = state.next_lsn;
+            let records = durable_below - state.durable_below;
+            drop(state);
+            // The buffer has room again: let blocked appenders fill the next batch.
+            self.shared.progress.notify_all();
+            let outcome = self.write_batch(&batch, durable_below);
+            batch.clear();
+            self.spare = batch;
+            if let Err(e) = outcome {
+                error!(error = %e, "WAL write failed; the log stops accepting appends");
+                self.finish(Err(e.to_string()), durable_below, records);
+                return;
+            }
+            self.finish(Ok(()), durable_below, records);
+        }
+    }
+
+    fn write_batch(&mut self, batch: &[u8], next_lsn: Lsn) -> Result<(), WalError> {
+        let path = self
+            .shared
+            .segments()
+            .last()
+            .expect("an active segment")
+            .path
+            .clone();
+        let context = |verb: &str| format!("{verb} {}", path.display());
+        self.file
+            .append(batch)
+            .map_err(|e| WalError::io(context("write"), e))?;
+        self.file_len += batch.len() as u64;
+        let synced = match self.shared.config.persist {
+            PersistMode::SyncData => self.file.sync_data(),
+            PersistMode::SyncAll => self.file.sync_all(),
+            PersistMode::Buffer => Ok(()),
+        };
+        synced.map_err(|e| WalError::io(context("sync"), e))?;
+        if self.file_len >= self.shared.config.segment_bytes_target {
+            self.rotate(next_lsn)?;
+        }
+        Ok(())
+    }
+
+    /// Closes the full segment (synced even in `buffer` mode, so only the last segment can
+    /// ever have a torn tail) and starts the next one at `first_lsn`.
+    fn rotate(&mut self, first_lsn: Lsn) -> Result<(), WalError> {
+        if self.shared.config.persist == PersistMode::Buffer {
+            self.file
+                .sync_data()
+                .map_err(|e| WalError::io("sync the full WAL segment", e))?;
+        }
+        let (file, segment) = create_segment(&*self.shared.fs, &self.shared.dir, first_lsn)?;
+        self.file = file;
+        self.file_len = crate::record::SEGMENT_HEADER_BYTES as u64;
+        self.shared.segments().push(segment);
+        Ok(())
+    }
+
+    fn finish(&self, outcome: Result<(), String>, durable_below: Lsn, records: u64) {
+        let mut state = self.shared.lock();
+        match outcome {
+            Ok(()) => {
+                state.durable_below = durable_below;
+                state.group_writes += 1;
+                state.records_written += records;
+            }
+            Err(message) => state.failure = Some(message),
+        }
+        let failed = state.failure.is_some();
+        let ready: Vec<u64> = state
+            .waiters
+            .iter()
+            .filter(|(_, (lsn, _))| failed || *lsn < durable_below)
+            .map(|(id, _)| *id)
+            .collect();
+        let wakers: Vec<Waker> = ready
+            .iter()
+            .filter_map(|id| state.waiters.remove(id))
+            .map(|(_, w)| w)
+            .collect();
+        drop(state);
+        self.shared.progress.notify_all();
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Resolves when a record is durable; see [`Wal::durable`].
+pub struct DurableFuture {
+    shared: Arc<Shared>,
+    lsn: Lsn,
+    id: u64,
+}
+
+impl Future for DurableFuture {
+    type Output = Result<(), WalError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.shared.lock();
+        if state.durable_below > self.lsn {
+            state.waiters.remove(&self.id);
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(failure) = &state.failure {
+            return Poll::Ready(Err(WalError::Poisoned(failure.clone())));
+        }
+        state
+            .waiters
+            .insert(self.id, (self.lsn, cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+impl Drop for DurableFuture {
+    fn drop(&mut self) {
+        self.shared.lock().waiters.remove(&self.id);
+    }
+}
+
+/// An iterator over durable records, from [`Wal::replay`].
+pub struct Replay {
+    shared: Arc<Shared>,
+    segments: Vec<Segment>,
+    from: Lsn,
+    until: Lsn,
+    current: std::vec::IntoIter<(Lsn, Vec<u8>)>,
+}
+
+impl Replay {
+    /// Loads the next segment's records in range into `current`.
+    fn load_next_segment(&mut self) -> Result<bool, WalError> {
+        if self.segments.is_empty() {
+            return Ok(false);
+        }
+        let segment = self.segments.remove(0);
+        let path = &segment.path;
+        let mut file = self
+            .shared
+            .fs
+            .open(path)
+            .map_err(|e| WalError::io(format!("open {}", path.display()), e))?;
+        let bytes = file
+            .read_all()
+            .map_err(|e| WalError::io(format!("read {}", path.display()), e))?;
+        let expected_end = self
+            .segments
+            .first()
+            .map_or(self.until, |next| next.first_lsn);
+        let expected_end = expected_end.min(self.until);
+        let scan = scan_records(&bytes, segment.first_lsn, &self.shared.config);
+        if scan.next_lsn < expected_end {
+            let (offset, reason) = scan
+                .bad
+                .unwrap_or((scan.valid_end, "segment ends early".to_owned()));
+            return Err(WalError::Corruption {
+                file: path.clone(),
+                offset: offset as u64,
+                reason,
+                detail: "found during replay, after the log was opened",
+            });
+        }
+        let mut records = Vec::new();
+        let mut offset = crate::record::SEGMENT_HEADER_BYTES;
+        for lsn in segment.first_lsn..expected_end {
+            let (record, used) =
+                decode_record(&bytes[offset..], self.shared.config.record_bytes_max)
+                    .expect("scan_records validated these records");
+            offset += used;
+            if lsn >= self.from {
+                records.push((lsn, record.payload.to_vec()));
+            }
+        }
+        self.current = records.into_iter();
+        Ok(true)
+    }
+}
+
+impl Iterator for Replay {
+    type Item = Result<(Lsn, Vec<u8>), WalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(record) = self.current.next() {
+                return Some(Ok(record));
+            }
+            match self.load_next_segment() {
+                Ok(true) => continue,
+                Ok(false) => return None,
+                Err(e) => {
+                    self.segments.clear();
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
