@@ -60,8 +60,10 @@ struct SimFile {
 #[derive(Debug, Default)]
 struct SimState {
     files: BTreeMap<PathBuf, SimFile>,
-    /// Durable entries removed since the last `sync_dir`, with their durable content.
-    removed: BTreeMap<PathBuf, Vec<u8>>,
+    /// Durable entries removed since the last `sync_dir`, in order, with their durable
+    /// content. A crash keeps a prefix of these removals (a journaling file system commits
+    /// directory operations in order) and undoes the rest.
+    removed: Vec<(PathBuf, Vec<u8>)>,
     syncs: u64,
     crash_at_sync: Option<u64>,
     frozen: bool,
@@ -145,11 +147,11 @@ impl SimFs {
             ));
             state.files.insert(path, settled(content));
         }
-        for (path, durable) in std::mem::take(&mut state.removed) {
-            if rng.chance(2) {
-                report.push(format!("{}: removal undone", path.display()));
-                state.files.insert(path, settled(durable));
-            }
+        let removed = std::mem::take(&mut state.removed);
+        let kept = rng.upto(removed.len());
+        for (path, durable) in removed.into_iter().skip(kept) {
+            report.push(format!("{}: removal undone", path.display()));
+            state.files.insert(path, settled(durable));
         }
         state.frozen = false;
         state.crash_at_sync = None;
@@ -288,7 +290,7 @@ impl WalFs for SimFs {
             io::Error::new(io::ErrorKind::NotFound, format!("{}", path.display()))
         })?;
         if file.entry_durable {
-            state.removed.insert(path.to_owned(), file.durable);
+            state.removed.push((path.to_owned(), file.durable));
         }
         Ok(())
     }
@@ -301,7 +303,7 @@ impl WalFs for SimFs {
                 file.entry_durable = true;
             }
         }
-        state.removed.retain(|path, _| path.parent() != Some(dir));
+        state.removed.retain(|(path, _)| path.parent() != Some(dir));
         Ok(())
     }
 }
