@@ -15,13 +15,19 @@
 //! The CRC covers the length, the LSN and the payload. LSNs start at 1 and are consecutive.
 //!
 //! # Group commit
-//! Appenders copy their record into a shared buffer under a short lock and wait; one writer
-//! thread takes everything buffered, writes it with one `write` and makes it durable with one
-//! `fdatasync` (or `fsync`, or nothing, per [`PersistMode`]), then wakes every appender whose
-//! record it covered. While one sync runs, the next batch collects, so the number of syncs per
-//! second stays that of one appender while the records per sync grow with concurrency. The
-//! buffer is bounded ([`WalConfig::pending_bytes_max`]); appenders wait when it is full.
-//! Callers that already batch use [`Wal::submit`] with many records and wait once.
+//! Appenders copy their record into a shared buffer under a short lock, register to be woken
+//! and park (threads) or return `Pending` (tasks awaiting [`Wal::durable`]). One writer thread
+//! takes everything buffered, writes it with one `write` and makes it durable with one
+//! `fdatasync` (or `fsync`, or nothing, per [`PersistMode`]), publishes the new durable LSN in
+//! an atomic and wakes exactly the waiters it covered: no broadcast, so waking never convoys on
+//! the lock. While one sync runs the next group collects, so syncs per second stay those of
+//! one appender while records per sync grow with concurrency. The buffer is bounded
+//! ([`WalConfig::pending_bytes_max`]); appenders wait while it is full. Callers that already
+//! batch use [`Wal::submit`] with many records and wait once.
+//!
+//! The writer does not hold back a group to let more appenders join: measured on 2 cores,
+//! waking 64 appenders costs about as long as one `fdatasync`, so keeping the disk busy with
+//! back-to-back syncs beats gathering larger groups.
 //!
 //! # Recovery
 //! [`Wal::open`] scans every segment. A torn or partial last record of the last segment (a

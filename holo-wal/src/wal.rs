@@ -1,13 +1,12 @@
 //! The log: appenders, the group-commit writer thread, replay and truncation.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
-use std::thread::JoinHandle;
+use std::thread::{JoinHandle, Thread};
 
 use tracing::{error, warn};
 
@@ -31,10 +30,14 @@ struct Shared {
     config: WalConfig,
     fs: Arc<dyn WalFs>,
     state: Mutex<State>,
-    /// Signalled when records are buffered or the log closes; the writer waits on it.
+    /// Signalled when records are buffered while the writer is idle, or the log closes.
     work: Condvar,
-    /// Signalled when records become durable, the buffer drains, or the log fails.
-    progress: Condvar,
+    /// Signalled when the buffer drains, for appenders waiting for room.
+    room: Condvar,
+    /// Mirrors `State::durable_below`, so waiters check it without the lock.
+    durable_below: AtomicU64,
+    /// Set once the log has failed.
+    failed: AtomicBool,
     /// The segments on disk, oldest first; the last is the one being written.
     segments: Mutex<Vec<Segment>>,
     next_waiter_id: AtomicU64,
@@ -47,13 +50,29 @@ struct State {
     next_lsn: Lsn,
     /// Every record with an LSN below this is durable.
     durable_below: Lsn,
-    /// Async waiters: id -> (LSN awaited, waker).
-    waiters: HashMap<u64, (Lsn, Waker)>,
+    /// Callers waiting for durability. Each is woken individually (no broadcast, so no
+    /// thundering herd on the lock) once the LSN it waits for is durable.
+    waiters: Vec<Waiter>,
+    /// Appenders waiting for room in `pending`.
+    room_waiters: usize,
+    /// The writer is waiting for work (so appenders know to signal it).
+    writer_idle: bool,
     failure: Option<String>,
     closing: bool,
     // Statistics.
     group_writes: u64,
     records_written: u64,
+}
+
+/// A caller waiting until `lsn` is durable.
+struct Waiter {
+    lsn: Lsn,
+    wake: Wake,
+}
+
+enum Wake {
+    Thread(Thread),
+    Task { id: u64, waker: Waker },
 }
 
 impl State {
@@ -110,7 +129,9 @@ impl Wal {
             pending: Vec::new(),
             next_lsn: recovered.next_lsn,
             durable_below: recovered.next_lsn,
-            waiters: HashMap::new(),
+            waiters: Vec::new(),
+            room_waiters: 0,
+            writer_idle: false,
             failure: None,
             closing: false,
             group_writes: 0,
@@ -122,7 +143,9 @@ impl Wal {
             fs,
             state: Mutex::new(state),
             work: Condvar::new(),
-            progress: Condvar::new(),
+            room: Condvar::new(),
+            durable_below: AtomicU64::new(recovered.next_lsn),
+            failed: AtomicBool::new(false),
             segments: Mutex::new(recovered.segments),
             next_waiter_id: AtomicU64::new(0),
         });
@@ -148,19 +171,49 @@ impl Wal {
     /// [`WalError::RecordTooLarge`] (nothing appended), [`WalError::Poisoned`] or
     /// [`WalError::Closed`].
     pub fn append(&self, payload: &[u8]) -> Result<Lsn, WalError> {
-        let lsn = self.submit(&[payload])?;
-        self.wait_durable(lsn)?;
+        let lsn = self.enqueue(&[payload], Some(std::thread::current()))?;
+        self.park_until_durable(lsn)?;
         Ok(lsn)
     }
 
-    /// Buffers records for the writer without waiting; they get consecutive LSNs and are made
-    /// durable together or not at all relative to each other's order. Returns the LSN of the
-    /// last one (or the last LSN assigned so far when `payloads` is empty). Waits only while
-    /// the buffer is full.
+    /// Buffers records for the writer without waiting; they get consecutive LSNs, are written
+    /// in that order and, being in one group write or consecutive ones, a crash keeps a prefix
+    /// of them. Returns the LSN of the last one (or the last LSN assigned so far when
+    /// `payloads` is empty). Waits only while the buffer is full.
     ///
     /// # Errors
     /// As [`Wal::append`].
     pub fn submit(&self, payloads: &[&[u8]]) -> Result<Lsn, WalError> {
+        self.enqueue(payloads, None)
+    }
+
+    /// Blocks until every record up to and including `lsn` is durable.
+    ///
+    /// # Errors
+    /// [`WalError::Poisoned`] if the log failed before that point.
+    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
+        if self.shared.durable_below.load(Ordering::Acquire) > lsn {
+            return Ok(());
+        }
+        {
+            let mut state = self.shared.lock();
+            if state.durable_below > lsn {
+                return Ok(());
+            }
+            if let Some(failure) = &state.failure {
+                return Err(WalError::Poisoned(failure.clone()));
+            }
+            state.waiters.push(Waiter {
+                lsn,
+                wake: Wake::Thread(std::thread::current()),
+            });
+        }
+        self.park_until_durable(lsn)
+    }
+
+    /// Encodes records into the pending buffer and, given a thread, registers it to be woken
+    /// when the last one is durable, all under one lock acquisition.
+    fn enqueue(&self, payloads: &[&[u8]], waiter: Option<Thread>) -> Result<Lsn, WalError> {
         let max = self.shared.config.record_bytes_max;
         let crcs = payloads
             .iter()
@@ -184,7 +237,9 @@ impl Wal {
             if bytes <= room || state.pending.is_empty() {
                 break;
             }
-            state = self.shared.wait(&self.shared.progress, state);
+            state.room_waiters += 1;
+            state = self.shared.wait(&self.shared.room, state);
+            state.room_waiters -= 1;
         }
         for (payload, crc) in payloads.iter().zip(crcs) {
             let lsn = state.next_lsn;
@@ -192,25 +247,31 @@ impl Wal {
             state.next_lsn += 1;
         }
         let last = state.next_lsn - 1;
+        if let Some(thread) = waiter {
+            state.waiters.push(Waiter {
+                lsn: last,
+                wake: Wake::Thread(thread),
+            });
+        }
+        let wake_writer = state.writer_idle && !payloads.is_empty();
         drop(state);
-        self.shared.work.notify_one();
+        if wake_writer {
+            self.shared.work.notify_one();
+        }
         Ok(last)
     }
 
-    /// Blocks until every record up to and including `lsn` is durable.
-    ///
-    /// # Errors
-    /// [`WalError::Poisoned`] if the log failed before that point.
-    pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
-        let mut state = self.shared.lock();
+    /// Parks the calling thread (registered as a waiter for `lsn`) until `lsn` is durable.
+    fn park_until_durable(&self, lsn: Lsn) -> Result<(), WalError> {
         loop {
-            if state.durable_below > lsn {
+            if self.shared.durable_below.load(Ordering::Acquire) > lsn {
                 return Ok(());
             }
-            if let Some(failure) = &state.failure {
-                return Err(WalError::Poisoned(failure.clone()));
+            if self.shared.failed.load(Ordering::Acquire) {
+                let failure = self.shared.lock().failure.clone().unwrap_or_default();
+                return Err(WalError::Poisoned(failure));
             }
-            state = self.shared.wait(&self.shared.progress, state);
+            std::thread::park();
         }
     }
 
@@ -227,7 +288,7 @@ impl Wal {
 
     /// Every record below this LSN is durable.
     pub fn durable_below(&self) -> Lsn {
-        self.shared.lock().durable_below
+        self.shared.durable_below.load(Ordering::Acquire)
     }
 
     /// The LSN the next appended record will get.
@@ -338,7 +399,9 @@ impl Writer {
         loop {
             let mut state = self.shared.lock();
             while state.pending.is_empty() && !state.closing {
+                state.writer_idle = true;
                 state = self.shared.wait(&self.shared.work, state);
+                state.writer_idle = false;
             }
             if state.pending.is_empty() {
                 return;
@@ -346,9 +409,12 @@ impl Writer {
             let mut batch = std::mem::replace(&mut state.pending, std::mem::take(&mut self.spare));
             let durable_below = state.next_lsn;
             let records = durable_below - state.durable_below;
+            let room_waiters = state.room_waiters;
             drop(state);
-            // The buffer has room again: let blocked appenders fill the next batch.
-            self.shared.progress.notify_all();
+            if room_waiters > 0 {
+                // The buffer has room again: let blocked appenders fill the next batch.
+                self.shared.room.notify_all();
+            }
             let outcome = self.write_batch(&batch, durable_below);
             batch.clear();
             self.spare = batch;
@@ -401,6 +467,7 @@ impl Writer {
         Ok(())
     }
 
+    /// Publishes the outcome of a group write and wakes its waiters.
     fn finish(&self, outcome: Result<(), String>, durable_below: Lsn, records: u64) {
         let mut state = self.shared.lock();
         match outcome {
@@ -408,24 +475,32 @@ impl Writer {
                 state.durable_below = durable_below;
                 state.group_writes += 1;
                 state.records_written += records;
+                self.shared
+                    .durable_below
+                    .store(durable_below, Ordering::Release);
             }
-            Err(message) => state.failure = Some(message),
+            Err(message) => {
+                state.failure = Some(message);
+                self.shared.failed.store(true, Ordering::Release);
+            }
         }
         let failed = state.failure.is_some();
-        let ready: Vec<u64> = state
+        let ready: Vec<Wake> = state
             .waiters
-            .iter()
-            .filter(|(_, (lsn, _))| failed || *lsn < durable_below)
-            .map(|(id, _)| *id)
+            .extract_if(.., |w| failed || w.lsn < durable_below)
+            .map(|w| w.wake)
             .collect();
-        let wakers: Vec<Waker> = ready
-            .iter()
-            .filter_map(|id| state.waiters.remove(id))
-            .map(|(_, w)| w)
-            .collect();
+        let room_waiters = state.room_waiters;
         drop(state);
-        self.shared.progress.notify_all();
-        wakers.into_iter().for_each(Waker::wake);
+        if failed && room_waiters > 0 {
+            self.shared.room.notify_all();
+        }
+        for wake in ready {
+            match wake {
+                Wake::Thread(thread) => thread.unpark(),
+                Wake::Task { waker, .. } => waker.wake(),
+            }
+        }
     }
 }
 
@@ -440,24 +515,50 @@ impl Future for DurableFuture {
     type Output = Result<(), WalError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.shared.durable_below.load(Ordering::Acquire) > self.lsn {
+            return Poll::Ready(Ok(()));
+        }
         let mut state = self.shared.lock();
         if state.durable_below > self.lsn {
-            state.waiters.remove(&self.id);
             return Poll::Ready(Ok(()));
         }
         if let Some(failure) = &state.failure {
             return Poll::Ready(Err(WalError::Poisoned(failure.clone())));
         }
-        state
+        let id = self.id;
+        let mine = state
             .waiters
-            .insert(self.id, (self.lsn, cx.waker().clone()));
+            .iter_mut()
+            .find(|w| matches!(w.wake, Wake::Task { id: i, .. } if i == id));
+        match mine {
+            Some(waiter) => {
+                waiter.wake = Wake::Task {
+                    id,
+                    waker: cx.waker().clone(),
+                }
+            }
+            None => state.waiters.push(Waiter {
+                lsn: self.lsn,
+                wake: Wake::Task {
+                    id,
+                    waker: cx.waker().clone(),
+                },
+            }),
+        }
         Poll::Pending
     }
 }
 
 impl Drop for DurableFuture {
     fn drop(&mut self) {
-        self.shared.lock().waiters.remove(&self.id);
+        if self.shared.durable_below.load(Ordering::Acquire) > self.lsn {
+            return;
+        }
+        let id = self.id;
+        self.shared
+            .lock()
+            .waiters
+            .retain(|w| !matches!(w.wake, Wake::Task { id: i, .. } if i == id));
     }
 }
 

@@ -352,3 +352,34 @@ fn buffer_mode_still_replays_after_a_clean_close() {
     let wal = Wal::open(dir.path(), config).unwrap();
     assert_records(&replayed(&wal, 1), 1..=100);
 }
+
+#[test]
+fn a_lone_appender_after_a_crowd_is_never_stuck() {
+    // Regression: after a group write woke many appenders, the writer gathers the next group;
+    // one appender arriving alone must still be written promptly, not wait for the crowd.
+    let dir = tempfile::tempdir().unwrap();
+    let wal = std::sync::Arc::new(Wal::open(dir.path(), WalConfig::default()).unwrap());
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = {
+        let wal = wal.clone();
+        std::thread::spawn(move || {
+            for round in 0..20u32 {
+                std::thread::scope(|scope| {
+                    for t in 0..16u32 {
+                        let wal = &wal;
+                        scope.spawn(move || wal.append(&(round * 100 + t).to_le_bytes()).unwrap());
+                    }
+                });
+                for _ in 0..3 {
+                    wal.append(b"alone").unwrap();
+                }
+            }
+            done.send(()).unwrap();
+        })
+    };
+    finished
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("appends stalled: a lone appender waited for a group that never came");
+    worker.join().unwrap();
+    assert_eq!(wal.next_lsn(), 20 * 19 + 1);
+}
