@@ -22,6 +22,26 @@
 //! [`encode`] appends a frame to a `BytesMut` in the requested [`Version`]; RESP3-only types
 //! are downgraded to their RESP2 forms (maps to flat arrays, booleans to integers, ...) when
 //! the connection speaks RESP2.
+//!
+//! # Example
+//! ```
+//! use bytes::BytesMut;
+//! use holo_resp::{decode, encode, Frame, Limits, Version};
+//!
+//! let limits = Limits::default();
+//! // Half a command: not an error, just not complete yet.
+//! assert_eq!(decode(b"*2\r\n$3\r\nGET\r\n$1", &limits), Ok(None));
+//! let (frame, used) = decode(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", &limits).unwrap().unwrap();
+//! assert_eq!(frame, Frame::command(["GET", "k"]));
+//! assert_eq!(used, 20);
+//! // Garbage is a typed error, never a panic.
+//! assert!(decode(b"$-5\r\n", &limits).is_err());
+//!
+//! let mut out = BytesMut::new();
+//! encode(&Frame::Null, Version::Resp2, &mut out);
+//! encode(&Frame::Null, Version::Resp3, &mut out);
+//! assert_eq!(&out[..], b"$-1\r\n_\r\n");
+//! ```
 
 mod decode;
 mod encode;

@@ -14,6 +14,20 @@
 //! backend passes unchanged.
 //!
 //! A leaf crate: it depends on no other HoloStore crate.
+//!
+//! # Example
+//! ```
+//! use holo_storage::{AppliedMarker, RangeId, StateStore, StorageConfig, Store, WriteBatch};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(&StorageConfig::default(), dir.path()).unwrap(); // redb
+//! let mut batch = WriteBatch::new();
+//! batch.put("k", "v").set_applied(RangeId(1), AppliedMarker { generation: 1, index: 7 });
+//! store.write(&batch).unwrap(); // data and marker, atomically
+//! store.flush().unwrap(); // durable
+//! assert_eq!(store.get(b"k").unwrap(), Some(b"v".to_vec()));
+//! assert_eq!(store.applied(RangeId(1)).unwrap().unwrap().index, 7);
+//! ```
 
 mod config;
 pub mod conformance;

@@ -5,6 +5,22 @@
 //! its first record (`00000000000000000001.wal`). It is a leaf crate: no async runtime, no other
 //! HoloStore crate.
 //!
+//! # Example
+//! ```
+//! use holo_wal::{Wal, WalConfig};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+//! assert_eq!(wal.append(b"first").unwrap(), 1); // durable when it returns
+//! let last = wal.submit(&[b"second".as_slice(), b"third"]).unwrap(); // buffered
+//! wal.wait_durable(last).unwrap(); // one sync for both
+//! drop(wal);
+//!
+//! let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+//! let records: Vec<_> = wal.replay(2).unwrap().map(Result::unwrap).collect();
+//! assert_eq!(records, vec![(2, b"second".to_vec()), (3, b"third".to_vec())]);
+//! ```
+//!
 //! # Format
 //! A segment starts with a 16-byte header: the magic `HOLOWAL1` and the segment's first LSN.
 //! Records follow back to back, all integers little-endian:

@@ -17,6 +17,9 @@ use holo_wal::{Lsn, Wal, WalConfig};
 
 const DIR: &str = "/wal";
 
+/// Records one appender submitted, by LSN.
+type Submitted = Vec<(Lsn, Vec<u8>)>;
+
 fn config() -> WalConfig {
     WalConfig {
         segment_bytes_target: 4096,
@@ -174,7 +177,7 @@ fn concurrent_crash(seed: u64) {
         model.verify(&wal, &format!("seed {seed}, cycle {cycle}"));
         let acks = AtomicU64::new(0);
         let crash_after = 1 + rng.upto(200) as u64;
-        let results: Vec<(Vec<(Lsn, Vec<u8>)>, Lsn)> = std::thread::scope(|scope| {
+        let results: Vec<(Submitted, Lsn)> = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..8u64)
                 .map(|t| {
                     let (wal, acks) = (&wal, &acks);
@@ -204,7 +207,7 @@ fn concurrent_crash(seed: u64) {
 
 /// Appends until the file system fails; returns what it submitted and its highest
 /// acknowledged LSN.
-fn appender(wal: &Wal, acks: &AtomicU64, rng: &mut SimRng) -> (Vec<(Lsn, Vec<u8>)>, Lsn) {
+fn appender(wal: &Wal, acks: &AtomicU64, rng: &mut SimRng) -> (Submitted, Lsn) {
     let mut submitted = Vec::new();
     let mut acked = 0;
     loop {
