@@ -127,3 +127,11 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn the_example_config_parses_to_the_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/node.example.toml");
+    let file: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let storage: StorageConfig = file["storage"].clone().try_into().unwrap();
+    assert_eq!(storage, StorageConfig::default());
+}

@@ -383,3 +383,11 @@ fn a_lone_appender_after_a_crowd_is_never_stuck() {
     worker.join().unwrap();
     assert_eq!(wal.next_lsn(), 20 * 19 + 1);
 }
+
+#[test]
+fn the_example_config_parses_to_the_defaults() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/node.example.toml");
+    let file: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let wal: WalConfig = file["wal"].clone().try_into().unwrap();
+    assert_eq!(wal, WalConfig::default());
+}
