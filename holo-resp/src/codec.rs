@@ -3,7 +3,7 @@
 use bytes::{Buf, BytesMut};
 use tokio_util::codec::{Decoder, Encoder};
 
-use crate::decode::{Limits, decode};
+use crate::decode::{Limits, blank_prefix_len, decode};
 use crate::encode::encode;
 use crate::error::ProtocolError;
 use crate::frame::{Frame, Version};
@@ -39,6 +39,8 @@ impl Decoder for RespCodec {
     type Error = CodecError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+        // Drop blank lines now, so a peer sending nothing else cannot grow the buffer.
+        src.advance(blank_prefix_len(src));
         match decode(src, &self.limits)? {
             Some((frame, used)) => {
                 src.advance(used);

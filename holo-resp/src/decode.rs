@@ -42,16 +42,50 @@ impl Default for Limits {
 /// # Errors
 /// A [`ProtocolError`] for malformed input or input that exceeds `limits`.
 pub fn decode(buf: &[u8], limits: &Limits) -> Result<Option<(Frame, usize)>, ProtocolError> {
+    // A first pass checks that a whole, valid frame is present without copying or allocating
+    // anything, so a large frame arriving in many reads costs a scan per read, not a copy.
+    let mut check = Parser {
+        buf,
+        pos: 0,
+        limits,
+        build: false,
+    };
+    match check.top() {
+        Ok(_) => {}
+        Err(Halt::Incomplete) => return Ok(None),
+        Err(Halt::Invalid(e)) => return Err(e),
+    }
     let mut parser = Parser {
         buf,
         pos: 0,
         limits,
+        build: true,
     };
     match parser.top() {
-        Ok(frame) => Ok(Some((frame, parser.pos))),
-        Err(Halt::Incomplete) => Ok(None),
+        Ok(frame) => {
+            debug_assert_eq!(parser.pos, check.pos, "both passes parse the same bytes");
+            Ok(Some((frame, parser.pos)))
+        }
+        Err(Halt::Incomplete) => unreachable!("the check pass found a complete frame"),
         Err(Halt::Invalid(e)) => Err(e),
     }
+}
+
+/// How many bytes at the front of `buf` are blank inline lines (whitespace, then LF), which
+/// [`decode`] skips. A framed reader drops them before decoding so a peer sending only blank
+/// lines cannot grow its buffer.
+pub fn blank_prefix_len(buf: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(lf) = buf[pos..].iter().position(|&b| b == b'\n') {
+        if !buf[pos..pos + lf]
+            .iter()
+            .all(|&b| matches!(b, b' ' | b'\t' | b'\r'))
+        {
+            break;
+        }
+        pos += lf + 1;
+    }
+    pos
 }
 
 /// Why parsing stopped short of a frame.
@@ -75,6 +109,8 @@ struct Parser<'a> {
     buf: &'a [u8],
     pos: usize,
     limits: &'a Limits,
+    /// False for the check pass: validate and measure, but copy and allocate nothing.
+    build: bool,
 }
 
 impl<'a> Parser<'a> {
@@ -105,8 +141,12 @@ impl<'a> Parser<'a> {
             b'+' => Ok(Frame::Simple(self.line_bytes()?)),
             b'-' => Ok(Frame::Error(self.line_bytes()?)),
             b':' => Ok(Frame::Integer(self.integer()?)),
-            b'$' => Ok(self.bulk()?.map_or(Frame::Null, Frame::Bulk)),
-            b'!' => Ok(self.bulk()?.map_or(Frame::Null, Frame::BulkError)),
+            b'$' => Ok(self
+                .bulk()?
+                .map_or(Frame::Null, |b| Frame::Bulk(self.copy(b)))),
+            b'!' => Ok(self
+                .bulk()?
+                .map_or(Frame::Null, |b| Frame::BulkError(self.copy(b)))),
             b'=' => self.verbatim(),
             b'*' => Ok(self.sequence(depth)?.map_or(Frame::Null, Frame::Array)),
             b'~' => Ok(self.sequence(depth)?.map_or(Frame::Null, Frame::Set)),
@@ -123,7 +163,7 @@ impl<'a> Parser<'a> {
                 if !is_big_number(line) {
                     return Err(ProtocolError::InvalidBigNumber.into());
                 }
-                Ok(Frame::BigNumber(Bytes::copy_from_slice(line)))
+                Ok(Frame::BigNumber(self.copy(line)))
             }
             b'_' => match self.line()? {
                 b"" => Ok(Frame::Null),
@@ -157,7 +197,17 @@ impl<'a> Parser<'a> {
     }
 
     fn line_bytes(&mut self) -> Step<Bytes> {
-        Ok(Bytes::copy_from_slice(self.line()?))
+        let line = self.line()?;
+        Ok(self.copy(line))
+    }
+
+    /// A copy of `bytes` in the build pass; nothing in the check pass.
+    fn copy(&self, bytes: &[u8]) -> Bytes {
+        if self.build {
+            Bytes::copy_from_slice(bytes)
+        } else {
+            Bytes::new()
+        }
     }
 
     fn integer(&mut self) -> Step<i64> {
@@ -177,7 +227,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A bulk payload: `Ok(None)` for the RESP2 null bulk string.
-    fn bulk(&mut self) -> Step<Option<Bytes>> {
+    fn bulk(&mut self) -> Step<Option<&'a [u8]>> {
         let Some(len) = self.length(ProtocolError::InvalidBulkLength)? else {
             return Ok(None);
         };
@@ -187,15 +237,14 @@ impl<'a> Parser<'a> {
         }
         let len = len as usize;
         let rest = &self.buf[self.pos..];
-        if rest.len() < len + 2 {
+        if rest.len() < 2 || rest.len() - 2 < len {
             return Err(Halt::Incomplete);
         }
         if &rest[len..len + 2] != b"\r\n" {
             return Err(ProtocolError::ExpectedCrlf.into());
         }
-        let data = Bytes::copy_from_slice(&rest[..len]);
         self.pos += len + 2;
-        Ok(Some(data))
+        Ok(Some(&rest[..len]))
     }
 
     fn verbatim(&mut self) -> Step<Frame> {
@@ -208,7 +257,7 @@ impl<'a> Parser<'a> {
         let format = [data[0], data[1], data[2]];
         Ok(Frame::Verbatim {
             format,
-            data: data.slice(4..),
+            data: self.copy(&data[4..]),
         })
     }
 
@@ -231,19 +280,32 @@ impl<'a> Parser<'a> {
         // A declared length is never trusted for allocation: fail fast when the input cannot
         // possibly hold that many frames yet.
         let rest = (self.buf.len() - self.pos) as u64;
-        if (len as u64) * per_item * (FRAME_BYTES_MIN as u64) > rest {
+        if (len as u64)
+            .saturating_mul(per_item)
+            .saturating_mul(FRAME_BYTES_MIN as u64)
+            > rest
+        {
             return Err(Halt::Incomplete);
         }
         Ok(Some(len))
+    }
+
+    /// The starting capacity of an aggregate: none in the check pass, and never more than a
+    /// modest amount up front (the vector grows as elements actually parse).
+    fn capacity(&self, len: usize) -> usize {
+        if self.build { len.min(1024) } else { 0 }
     }
 
     fn sequence(&mut self, depth: usize) -> Step<Option<Vec<Frame>>> {
         let Some(len) = self.aggregate_len(depth, 1)? else {
             return Ok(None);
         };
-        let mut items = Vec::with_capacity(len);
+        let mut items = Vec::with_capacity(self.capacity(len));
         for _ in 0..len {
-            items.push(self.value(depth + 1)?);
+            let item = self.value(depth + 1)?;
+            if self.build {
+                items.push(item);
+            }
         }
         Ok(Some(items))
     }
@@ -252,11 +314,13 @@ impl<'a> Parser<'a> {
         let Some(len) = self.aggregate_len(depth, 2)? else {
             return Ok(Frame::Null);
         };
-        let mut pairs = Vec::with_capacity(len);
+        let mut pairs = Vec::with_capacity(self.capacity(len));
         for _ in 0..len {
             let key = self.value(depth + 1)?;
             let value = self.value(depth + 1)?;
-            pairs.push((key, value));
+            if self.build {
+                pairs.push((key, value));
+            }
         }
         Ok(Frame::Map(pairs))
     }

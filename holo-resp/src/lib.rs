@@ -11,9 +11,11 @@
 //! the number of bytes it used when it is complete, or a [`ProtocolError`] when the bytes can
 //! never become a valid frame. A frame split at any byte boundary decodes the same.
 //!
-//! Every length a peer declares is checked against [`Limits`] before anything is allocated,
-//! and no declared length is used to preallocate memory beyond what the input already holds,
-//! so a hostile or broken peer cannot make the decoder reserve memory it never sends.
+//! Every length a peer declares is checked against [`Limits`] before anything is allocated.
+//! A first pass over the input validates the frame without copying or allocating; only a
+//! complete, valid frame is then built, with aggregates reserving at most 1,024 elements up
+//! front. So a hostile or broken peer cannot make the decoder reserve memory it never sends,
+//! and a large frame arriving in many reads is scanned per read, not copied per read.
 //!
 //! Lines that do not start with a RESP type byte are inline commands (as typed in
 //! `telnet`), split into arguments like Redis does, quotes included.
@@ -54,7 +56,7 @@ mod codec;
 
 #[cfg(feature = "codec")]
 pub use codec::{CodecError, RespCodec};
-pub use decode::{Limits, decode};
+pub use decode::{Limits, blank_prefix_len, decode};
 pub use encode::encode;
 pub use error::ProtocolError;
 pub use frame::{Frame, Version};

@@ -53,3 +53,27 @@ fn encodes_in_the_connection_version() {
         .unwrap();
     assert_eq!(&out[..], b"$-1\r\n_\r\n");
 }
+
+#[test]
+fn blank_lines_are_dropped_from_the_buffer() {
+    let mut codec = RespCodec::default();
+    let mut buf = BytesMut::new();
+    for _ in 0..10_000 {
+        buf.extend_from_slice(b"\r\n");
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.is_empty(), "blank lines must not accumulate");
+    }
+    buf.extend_from_slice(b" \t\r\n\nPI");
+    assert!(codec.decode(&mut buf).unwrap().is_none());
+    assert_eq!(&buf[..], b"PI");
+    buf.extend_from_slice(b"NG\r\n");
+    assert_eq!(
+        codec.decode(&mut buf).unwrap(),
+        Some(Frame::command(["PING"]))
+    );
+    buf.extend_from_slice(b"\r\n");
+    assert!(
+        codec.decode_eof(&mut buf).unwrap().is_none(),
+        "a trailing blank line is not a truncated frame"
+    );
+}
