@@ -123,6 +123,11 @@ fn ops_apply_in_batch_order(store: &dyn StateStore) {
     assert_eq!(get(store, b"x"), None);
     assert_eq!(get(store, b"y"), Some(b"2".to_vec()));
     assert_eq!(get(store, b"z"), Some(b"3".to_vec()));
+    // An open-ended delete covers keys put earlier in the same batch, beyond any stored key.
+    write(store, |b| {
+        b.put("zzz", "1").put("zz", "1").delete_range("a", None);
+    });
+    assert_eq!(keys_of(store, b"", None, 10), Vec::<Vec<u8>>::new());
 }
 
 fn markers_are_per_range(store: &dyn StateStore) {

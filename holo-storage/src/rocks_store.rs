@@ -63,28 +63,37 @@ impl RocksStore {
             .expect("the applied column family is created at open")
     }
 
-    /// Adds a delete of `start..end` to `out`; RocksDB needs a finite end.
+    /// Adds a delete of `start..end` to `out`. RocksDB needs a finite end, so an open end
+    /// becomes the last key, which is the larger of the last key in the database and the
+    /// largest key `earlier` ops of this batch put.
     fn delete_range(
         &self,
         out: &mut rocksdb::WriteBatch,
         start: &[u8],
         end: Option<&[u8]>,
+        earlier: &[Op],
     ) -> Result<(), StorageError> {
         if span_is_empty(start, end) {
             return Ok(());
         }
-        match end {
-            Some(end) => out.delete_range(start, end),
-            None => {
-                let Some(last) = self.db.iterator(IteratorMode::End).next() else {
-                    return Ok(());
-                };
-                let (last, _) = last.map_err(err("find the last key"))?;
-                if *last >= *start {
-                    out.delete_range(start, &*last);
-                    out.delete(&*last);
-                }
-            }
+        if let Some(end) = end {
+            out.delete_range(start, end);
+            return Ok(());
+        }
+        let stored = match self.db.iterator(IteratorMode::End).next() {
+            Some(entry) => Some(entry.map_err(err("find the last key"))?.0.into_vec()),
+            None => None,
+        };
+        let put = earlier.iter().filter_map(|op| match op {
+            Op::Put { key, .. } => Some(key.clone()),
+            _ => None,
+        });
+        let Some(last) = stored.into_iter().chain(put).max() else {
+            return Ok(());
+        };
+        if last.as_slice() >= start {
+            out.delete_range(start, &last);
+            out.delete(&last);
         }
         Ok(())
     }
@@ -109,12 +118,12 @@ impl StateStore for RocksStore {
     fn write(&self, batch: &WriteBatch) -> Result<(), StorageError> {
         let _writer = self.write_lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = rocksdb::WriteBatch::default();
-        for op in &batch.ops {
+        for (i, op) in batch.ops.iter().enumerate() {
             match op {
                 Op::Put { key, value } => out.put(key, value),
                 Op::Delete { key } => out.delete(key),
                 Op::DeleteRange { start, end } => {
-                    self.delete_range(&mut out, start, end.as_deref())?
+                    self.delete_range(&mut out, start, end.as_deref(), &batch.ops[..i])?
                 }
             }
         }

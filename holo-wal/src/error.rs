@@ -28,6 +28,15 @@ pub enum WalError {
     /// An earlier write or sync failed; this log accepts nothing more.
     #[error("WAL stopped after an earlier failure: {0}")]
     Poisoned(String),
+    /// Another process (or another `Wal` in this one) has the directory open.
+    #[error("WAL directory {} is in use by another process (its LOCK file is held)", dir.display())]
+    Locked { dir: PathBuf },
+    /// The caller asked for records that were truncated away. Replay from a snapshot instead.
+    #[error("WAL records from LSN {requested} were truncated; the log starts at LSN {first}")]
+    Compacted { requested: u64, first: u64 },
+    /// The caller waited for an LSN that no record has yet. Fix the caller.
+    #[error("no WAL record has LSN {lsn} yet (the next record gets {next})")]
+    NotAppended { lsn: u64, next: u64 },
     /// The log was closed.
     #[error("WAL is closed")]
     Closed,

@@ -76,6 +76,12 @@ impl BadRecord {
     }
 }
 
+/// The LSN field of a record header at the start of `bytes`, without checking anything.
+pub(crate) fn peek_lsn(bytes: &[u8]) -> Option<Lsn> {
+    let field = bytes.get(8..16)?;
+    Some(u64::from_le_bytes(field.try_into().expect("8 bytes")))
+}
+
 /// Decodes the record at the start of `bytes`; returns it and its encoded size.
 pub(crate) fn decode_record(
     bytes: &[u8],

@@ -8,8 +8,8 @@ use crate::config::WalConfig;
 use crate::error::WalError;
 use crate::fs::{WalFile, WalFs};
 use crate::record::{
-    BadRecord, Lsn, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, decode_record, parse_segment_name,
-    segment_header, segment_name,
+    Lsn, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES, SEGMENT_MAGIC, decode_record,
+    parse_segment_name, peek_lsn, segment_header, segment_name,
 };
 
 /// A segment file and the LSN of its first record.
@@ -33,8 +33,6 @@ pub(crate) fn recover(
     dir: &Path,
     config: &WalConfig,
 ) -> Result<Recovered, WalError> {
-    fs.create_dir_all(dir)
-        .map_err(|e| WalError::io(format!("create {}", dir.display()), e))?;
     let mut segments = list_segments(fs, dir)?;
     if segments.is_empty() {
         return start_segment(fs, dir, 1, Vec::new());
@@ -88,6 +86,12 @@ pub(crate) fn recover(
             )?;
         }
         if is_last {
+            // Records the previous process wrote but never synced are still in the page
+            // cache after a process crash: make them durable before anyone treats them so.
+            file.sync_data()
+                .map_err(|e| WalError::io(format!("sync {}", segment.path.display()), e))?;
+            fs.sync_dir(dir)
+                .map_err(|e| WalError::io(format!("sync directory {}", dir.display()), e))?;
             let active_len = scan.valid_end as u64;
             return Ok(Recovered {
                 segments,
@@ -174,7 +178,16 @@ fn start_segment(
 pub(crate) struct Scan {
     pub next_lsn: Lsn,
     pub valid_end: usize,
-    pub bad: Option<(usize, String)>,
+    pub bad: Option<BadAt>,
+}
+
+/// The first record of a segment that is not the expected one.
+pub(crate) struct BadAt {
+    pub offset: usize,
+    pub reason: String,
+    /// The record is intact (its checksum holds) but carries the wrong LSN: never a torn
+    /// write, always corruption or a bug.
+    pub intact: bool,
 }
 
 /// Walks the records of a segment from its header on, in LSN order.
@@ -185,10 +198,15 @@ pub(crate) fn scan_records(bytes: &[u8], first_lsn: Lsn, config: &WalConfig) -> 
         match decode_record(&bytes[offset..], config.record_bytes_max) {
             Ok((record, _)) if record.lsn != next_lsn => {
                 let reason = format!("LSN {} where {next_lsn} was expected", record.lsn);
+                let bad = BadAt {
+                    offset,
+                    reason,
+                    intact: true,
+                };
                 return Scan {
                     next_lsn,
                     valid_end: offset,
-                    bad: Some((offset, reason)),
+                    bad: Some(bad),
                 };
             }
             Ok((_, used)) => {
@@ -196,10 +214,15 @@ pub(crate) fn scan_records(bytes: &[u8], first_lsn: Lsn, config: &WalConfig) -> 
                 next_lsn += 1;
             }
             Err(bad) => {
+                let bad = BadAt {
+                    offset,
+                    reason: bad.describe(),
+                    intact: false,
+                };
                 return Scan {
                     next_lsn,
                     valid_end: offset,
-                    bad: Some((offset, bad.describe())),
+                    bad: Some(bad),
                 };
             }
         }
@@ -211,19 +234,20 @@ pub(crate) fn scan_records(bytes: &[u8], first_lsn: Lsn, config: &WalConfig) -> 
     }
 }
 
-/// The offset of the first well-formed record at or after `from` with an LSN of at least
-/// `min_lsn`, found by trying every byte offset.
+/// The offset of the first well-formed record at or after `from` whose LSN could follow
+/// `min_lsn` in these bytes, found by trying every byte offset. Headers outside that LSN
+/// window are skipped before any checksum is computed, so the search stays cheap.
 fn first_valid_record(
     bytes: &[u8],
     from: usize,
     min_lsn: Lsn,
     config: &WalConfig,
 ) -> Option<usize> {
+    let max_lsn = min_lsn + (bytes.len() / RECORD_HEADER_BYTES) as u64;
     (from..bytes.len()).find(|&offset| {
-        match decode_record(&bytes[offset..], config.record_bytes_max) {
-            Ok((record, _)) => record.lsn >= min_lsn,
-            Err(BadRecord::Truncated | BadRecord::TooLarge(_) | BadRecord::Checksum) => false,
-        }
+        let plausible =
+            peek_lsn(&bytes[offset..]).is_some_and(|lsn| (min_lsn..=max_lsn).contains(&lsn));
+        plausible && decode_record(&bytes[offset..], config.record_bytes_max).is_ok()
     })
 }
 
@@ -232,7 +256,11 @@ fn repair_tail(
     path: &Path,
     file: &mut dyn WalFile,
     bytes: &[u8],
-    (offset, reason): (usize, String),
+    BadAt {
+        offset,
+        reason,
+        intact,
+    }: BadAt,
     is_last: bool,
     next_lsn: Lsn,
     config: &WalConfig,
@@ -246,6 +274,11 @@ fn repair_tail(
     if !is_last {
         return Err(corruption(
             "in a segment that later segments follow; refusing to open the log",
+        ));
+    }
+    if intact {
+        return Err(corruption(
+            "an intact record out of sequence; refusing to open the log",
         ));
     }
     if let Some(valid) = first_valid_record(bytes, offset + 1, next_lsn, config) {

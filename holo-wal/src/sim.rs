@@ -175,6 +175,22 @@ impl SimFs {
         self.lock().files.keys().cloned().collect()
     }
 
+    /// Bytes written but not yet synced, over all files.
+    pub fn unsynced_bytes(&self) -> usize {
+        let state = self.lock();
+        state
+            .files
+            .values()
+            .map(|f| {
+                if f.current == f.durable {
+                    0
+                } else {
+                    f.current.len().abs_diff(f.durable.len()).max(1)
+                }
+            })
+            .sum()
+    }
+
     /// The current length of a file.
     pub fn len_of(&self, path: &Path) -> Option<u64> {
         self.lock().files.get(path).map(|f| f.current.len() as u64)
@@ -305,6 +321,11 @@ impl WalFs for SimFs {
         }
         state.removed.retain(|(path, _)| path.parent() != Some(dir));
         Ok(())
+    }
+
+    fn lock_dir(&self, _dir: &Path) -> io::Result<Option<std::fs::File>> {
+        self.lock().check_live()?;
+        Ok(None)
     }
 }
 

@@ -23,6 +23,8 @@ use crate::recovery::{Segment, create_segment, recover, scan_records};
 pub struct Wal {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
+    /// Held for the life of the log so no second process opens the same directory.
+    _lock: Option<std::fs::File>,
 }
 
 struct Shared {
@@ -124,6 +126,12 @@ impl Wal {
         if config.persist == PersistMode::Buffer {
             warn!(dir = %dir.display(), "WAL persist mode is `buffer`: appends are not synced to disk and a power loss loses them; use it for benchmarks only");
         }
+        fs.create_dir_all(&dir)
+            .map_err(|e| WalError::io(format!("create {}", dir.display()), e))?;
+        let lock = fs.lock_dir(&dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::WouldBlock => WalError::Locked { dir: dir.clone() },
+            _ => WalError::io(format!("lock {}", dir.display()), e),
+        })?;
         let recovered = recover(&*fs, &dir, &config)?;
         let state = State {
             pending: Vec::new(),
@@ -162,6 +170,7 @@ impl Wal {
         Ok(Wal {
             shared,
             writer: Some(handle),
+            _lock: lock,
         })
     }
 
@@ -190,7 +199,8 @@ impl Wal {
     /// Blocks until every record up to and including `lsn` is durable.
     ///
     /// # Errors
-    /// [`WalError::Poisoned`] if the log failed before that point.
+    /// [`WalError::Poisoned`] if the log failed before that point; [`WalError::NotAppended`]
+    /// if no record has that LSN yet (waiting for it could never end).
     pub fn wait_durable(&self, lsn: Lsn) -> Result<(), WalError> {
         if self.shared.durable_below.load(Ordering::Acquire) > lsn {
             return Ok(());
@@ -199,6 +209,12 @@ impl Wal {
             let mut state = self.shared.lock();
             if state.durable_below > lsn {
                 return Ok(());
+            }
+            if lsn >= state.next_lsn {
+                return Err(WalError::NotAppended {
+                    lsn,
+                    next: state.next_lsn,
+                });
             }
             if let Some(failure) = &state.failure {
                 return Err(WalError::Poisoned(failure.clone()));
@@ -291,6 +307,11 @@ impl Wal {
         self.shared.durable_below.load(Ordering::Acquire)
     }
 
+    /// The lowest LSN still in the log (records below it were truncated).
+    pub fn first_lsn(&self) -> Lsn {
+        self.shared.segments().first().map_or(1, |s| s.first_lsn)
+    }
+
     /// The LSN the next appended record will get.
     pub fn next_lsn(&self) -> Lsn {
         self.shared.lock().next_lsn
@@ -311,11 +332,21 @@ impl Wal {
     /// Reads back the durable records with LSN `from` and above, in order.
     ///
     /// # Errors
+    /// [`WalError::Compacted`] if records at `from` were already truncated away (see
+    /// [`Wal::first_lsn`]).
     /// [`WalError::Io`] if a segment cannot be read. Records that fail their checksum now
     /// (after [`Wal::open`] validated them) are reported as [`WalError::Corruption`].
     pub fn replay(&self, from: Lsn) -> Result<Replay, WalError> {
         let until = self.durable_below();
         let segments = self.shared.segments().clone();
+        let first = segments.first().map_or(1, |s| s.first_lsn);
+        let from = from.max(1);
+        if from < first {
+            return Err(WalError::Compacted {
+                requested: from,
+                first,
+            });
+        }
         let start = segments
             .partition_point(|s| s.first_lsn <= from)
             .saturating_sub(1);
@@ -525,6 +556,12 @@ impl Future for DurableFuture {
         if let Some(failure) = &state.failure {
             return Poll::Ready(Err(WalError::Poisoned(failure.clone())));
         }
+        if self.lsn >= state.next_lsn {
+            return Poll::Ready(Err(WalError::NotAppended {
+                lsn: self.lsn,
+                next: state.next_lsn,
+            }));
+        }
         let id = self.id;
         let mine = state
             .waiters
@@ -594,9 +631,10 @@ impl Replay {
         let expected_end = expected_end.min(self.until);
         let scan = scan_records(&bytes, segment.first_lsn, &self.shared.config);
         if scan.next_lsn < expected_end {
-            let (offset, reason) = scan
-                .bad
-                .unwrap_or((scan.valid_end, "segment ends early".to_owned()));
+            let (offset, reason) = scan.bad.map_or_else(
+                || (scan.valid_end, "segment ends early".to_owned()),
+                |bad| (bad.offset, bad.reason),
+            );
             return Err(WalError::Corruption {
                 file: path.clone(),
                 offset: offset as u64,

@@ -45,8 +45,8 @@ impl Model {
     /// did not survive (their LSNs will be reused).
     fn verify(&mut self, wal: &Wal, context: &str) {
         let records: Vec<(Lsn, Vec<u8>)> = wal
-            .replay(1)
-            .unwrap()
+            .replay(wal.first_lsn())
+            .unwrap_or_else(|e| panic!("{context}: replay failed: {e}"))
             .collect::<Result<_, _>>()
             .unwrap_or_else(|e| panic!("{context}: replay failed: {e}"));
         let last = records.last().map_or(wal.next_lsn() - 1, |(lsn, _)| *lsn);
@@ -245,4 +245,28 @@ fn rot_in_synced_data_is_refused_not_skipped() {
         err.to_string().contains(&middle.display().to_string()),
         "{err}"
     );
+}
+
+#[test]
+fn opening_syncs_what_a_crashed_process_left_unsynced() {
+    // A process crash (not a power loss) leaves written-but-unsynced records in the page
+    // cache. Recovery must make them durable before the node treats them as durable.
+    let fs = SimFs::new();
+    let config = WalConfig {
+        persist: holo_wal::PersistMode::Buffer,
+        ..config()
+    };
+    {
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config.clone()).unwrap();
+        for i in 0..50u32 {
+            wal.append(&i.to_le_bytes()).unwrap();
+        }
+    }
+    assert!(
+        fs.unsynced_bytes() > 0,
+        "buffer mode leaves writes unsynced"
+    );
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config).unwrap();
+    assert_eq!(fs.unsynced_bytes(), 0, "recovery left records unsynced");
+    assert_eq!(wal.next_lsn(), 51);
 }

@@ -78,8 +78,12 @@ fn rotates_segments_and_truncates_whole_segments() {
     let removed = wal.truncate_below(200).unwrap();
     let after = segments(dir.path());
     assert_eq!(after.len(), before.len() - removed);
-    let records = replayed(&wal, 1);
-    let first = records[0].0;
+    let first = wal.first_lsn();
+    let records = replayed(&wal, first);
+    assert!(
+        matches!(wal.replay(first - 1), Err(WalError::Compacted { .. })),
+        "replay below the first LSN must say so"
+    );
     assert!(
         first <= 200,
         "truncation removed LSN {first} and above, which were not below 200"
@@ -88,7 +92,7 @@ fn rotates_segments_and_truncates_whole_segments() {
     drop(wal);
 
     let wal = Wal::open(dir.path(), small_segments()).unwrap();
-    assert_records(&replayed(&wal, 1), first..=400);
+    assert_records(&replayed(&wal, first), first..=400);
     let before_all = segments(dir.path()).len();
     assert_eq!(wal.truncate_below(u64::MAX).unwrap(), before_all - 1);
     assert_eq!(
@@ -390,4 +394,50 @@ fn the_example_config_parses_to_the_defaults() {
     let file: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let wal: WalConfig = file["wal"].clone().try_into().unwrap();
     assert_eq!(wal, WalConfig::default());
+}
+
+#[test]
+fn a_second_open_of_the_same_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    let err = Wal::open(dir.path(), WalConfig::default())
+        .err()
+        .expect("a second open must fail");
+    assert!(matches!(err, WalError::Locked { .. }), "{err}");
+    drop(wal);
+    Wal::open(dir.path(), WalConfig::default()).expect("open after the first closed");
+}
+
+#[test]
+fn waiting_for_an_lsn_never_appended_is_an_error_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    append_range(&wal, 1..=2);
+    wal.wait_durable(2).unwrap();
+    assert!(matches!(
+        wal.wait_durable(3),
+        Err(WalError::NotAppended { lsn: 3, next: 3 })
+    ));
+}
+
+#[test]
+fn an_intact_record_out_of_sequence_at_the_tail_is_corruption() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        append_range(&wal, 1..=10);
+    }
+    let segment = segments(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    let last = bytes.len() - (16 + payload(10).len());
+    // Record 10 again where record 11 belongs: its checksum holds, its LSN does not.
+    let duplicate = bytes[last..].to_vec();
+    OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .unwrap()
+        .write_all(&duplicate)
+        .unwrap();
+    let message = expect_corruption(dir.path(), WalConfig::default(), &segment);
+    assert!(message.contains("out of sequence"), "{message}");
 }
