@@ -70,7 +70,7 @@ fn wal_appenders(dir: &Path, appenders: usize, duration: Duration) -> Run {
     let wal = Wal::open(&wal_dir, config).expect("open WAL");
     let barrier = Barrier::new(appenders + 1);
     let payload = [0x5Au8; RECORD_BYTES];
-    let (mut latencies_us, elapsed) = std::thread::scope(|scope| {
+    let (latencies_us, elapsed) = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..appenders)
             .map(|_| {
                 scope.spawn(|| {
@@ -96,15 +96,13 @@ fn wal_appenders(dir: &Path, appenders: usize, duration: Duration) -> Run {
     });
     let stats = wal.stats();
     drop(wal);
-    let _ = std::fs::remove_dir_all(&wal_dir);
-    latencies_us.sort_unstable();
-    let per_sync = stats.records_written as f64 / stats.group_writes.max(1) as f64;
-    Run {
-        label: format!("WAL, {appenders} appenders ({per_sync:.1} records/fdatasync)"),
-        ops: latencies_us.len() as u64,
-        elapsed,
+    finish_run(
+        &wal_dir,
+        format!("{appenders} appenders"),
+        stats,
         latencies_us,
-    }
+        elapsed,
+    )
 }
 
 /// The same load from async tasks on a 2-worker tokio runtime, as the node appends: a task
@@ -122,7 +120,7 @@ fn wal_tasks(dir: &Path, tasks: usize, duration: Duration) -> Run {
         .build()
         .expect("runtime");
     let started = Instant::now();
-    let mut latencies_us: Vec<u32> = runtime.block_on(async {
+    let latencies_us: Vec<u32> = runtime.block_on(async {
         let workers: Vec<_> = (0..tasks)
             .map(|_| {
                 let wal = wal.clone();
@@ -148,11 +146,28 @@ fn wal_tasks(dir: &Path, tasks: usize, duration: Duration) -> Run {
     let elapsed = started.elapsed();
     let stats = wal.stats();
     drop(wal);
-    let _ = std::fs::remove_dir_all(&wal_dir);
+    finish_run(
+        &wal_dir,
+        format!("{tasks} async tasks"),
+        stats,
+        latencies_us,
+        elapsed,
+    )
+}
+
+/// Removes the run's log and summarises it.
+fn finish_run(
+    wal_dir: &Path,
+    who: String,
+    stats: holo_wal::WalStats,
+    mut latencies_us: Vec<u32>,
+    elapsed: Duration,
+) -> Run {
+    let _ = std::fs::remove_dir_all(wal_dir);
     latencies_us.sort_unstable();
     let per_sync = stats.records_written as f64 / stats.group_writes.max(1) as f64;
     Run {
-        label: format!("WAL, {tasks} async tasks ({per_sync:.1} records/fdatasync)"),
+        label: format!("WAL, {who} ({per_sync:.1} records/fdatasync)"),
         ops: latencies_us.len() as u64,
         elapsed,
         latencies_us,

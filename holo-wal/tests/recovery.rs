@@ -36,6 +36,14 @@ fn assert_records(records: &[(Lsn, Vec<u8>)], lsns: std::ops::RangeInclusive<Lsn
     assert!(records == expected.as_slice(), "replayed records differ");
 }
 
+/// A closed log in a new directory holding records `1..=last`.
+fn written_log(config: WalConfig, last: Lsn) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(dir.path(), config).unwrap();
+    append_range(&wal, 1..=last);
+    dir
+}
+
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
@@ -48,11 +56,7 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn replays_after_a_clean_close_and_continues() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
-        append_range(&wal, 1..=500);
-    }
+    let dir = written_log(WalConfig::default(), 500);
     let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
     assert_eq!(wal.next_lsn(), 501);
     assert_records(&replayed(&wal, 1), 1..=500);
@@ -105,11 +109,7 @@ fn rotates_segments_and_truncates_whole_segments() {
 
 #[test]
 fn torn_tails_are_truncated_at_every_cut() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
-        append_range(&wal, 1..=20);
-    }
+    let dir = written_log(WalConfig::default(), 20);
     let segment = segments(dir.path()).pop().unwrap();
     let full = std::fs::read(&segment).unwrap();
     let last_record_len = 16 + payload(20).len();
@@ -175,11 +175,7 @@ fn expect_corruption(dir: &Path, config: WalConfig, file: &Path) -> String {
 
 #[test]
 fn a_bad_record_followed_by_valid_ones_refuses_to_open() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
-        append_range(&wal, 1..=100);
-    }
+    let dir = written_log(WalConfig::default(), 100);
     let segment = segments(dir.path()).pop().unwrap();
     // Record 1 starts after the 16-byte header; hit the payload of record 2.
     let offset = 16 + 16 + payload(1).len() + 20;
@@ -201,11 +197,7 @@ fn a_bad_record_followed_by_valid_ones_refuses_to_open() {
 
 #[test]
 fn a_bad_record_in_an_older_segment_refuses_to_open() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = Wal::open(dir.path(), small_segments()).unwrap();
-        append_range(&wal, 1..=200);
-    }
+    let dir = written_log(small_segments(), 200);
     let all = segments(dir.path());
     let older = &all[1];
     let len = std::fs::metadata(older).unwrap().len() as usize;
@@ -216,11 +208,7 @@ fn a_bad_record_in_an_older_segment_refuses_to_open() {
 
 #[test]
 fn a_missing_segment_refuses_to_open() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = Wal::open(dir.path(), small_segments()).unwrap();
-        append_range(&wal, 1..=200);
-    }
+    let dir = written_log(small_segments(), 200);
     let all = segments(dir.path());
     std::fs::remove_file(&all[2]).unwrap();
     let message = expect_corruption(dir.path(), small_segments(), &all[3]);
@@ -422,11 +410,7 @@ fn waiting_for_an_lsn_never_appended_is_an_error_not_a_hang() {
 
 #[test]
 fn an_intact_record_out_of_sequence_at_the_tail_is_corruption() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
-        append_range(&wal, 1..=10);
-    }
+    let dir = written_log(WalConfig::default(), 10);
     let segment = segments(dir.path()).pop().unwrap();
     let bytes = std::fs::read(&segment).unwrap();
     let last = bytes.len() - (16 + payload(10).len());
