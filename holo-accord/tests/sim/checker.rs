@@ -1,0 +1,301 @@
+//! The oracle: the invariants of ACCORD.md section 7, checked as events happen and at the
+//! end, and strict serializability of the client history.
+
+use std::collections::{BTreeMap, HashMap};
+
+use holo_accord::{Access, Command, Deps, Key, NodeId, Timestamp, TxnId};
+
+use crate::rng::Rng;
+
+/// What a client asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOp {
+    Read(Vec<Key>),
+    Write(Vec<(Key, u64)>),
+    /// Read-modify-write: add one, return the new value.
+    Incr(Key),
+}
+
+/// What a client got back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpResult {
+    Values(Vec<Option<u64>>),
+    Written,
+    Counter(u64),
+}
+
+impl ClientOp {
+    pub fn random(rng: &mut Rng, keys: u64, key: fn(u64) -> Key) -> ClientOp {
+        fn some_keys(rng: &mut Rng, keys: u64, key: fn(u64) -> Key) -> Vec<Key> {
+            let count = rng.between(1, 3);
+            let mut chosen: Vec<Key> = (0..count).map(|_| key(rng.between(0, keys - 1))).collect();
+            chosen.sort();
+            chosen.dedup();
+            chosen
+        }
+        match rng.between(0, 9) {
+            0..=3 => ClientOp::Read(some_keys(rng, keys, key)),
+            4..=7 => {
+                let keys = some_keys(rng, keys, key);
+                ClientOp::Write(keys.into_iter().map(|k| (k, rng.next_u64() >> 1)).collect())
+            }
+            _ => ClientOp::Incr(key(rng.between(0, keys - 1))),
+        }
+    }
+
+    /// (reads, writes)
+    pub fn keys(&self) -> (Vec<Key>, Vec<Key>) {
+        match self {
+            ClientOp::Read(keys) => (keys.clone(), Vec::new()),
+            ClientOp::Write(pairs) => (Vec::new(), pairs.iter().map(|(k, _)| k.clone()).collect()),
+            ClientOp::Incr(key) => (vec![key.clone()], vec![key.clone()]),
+        }
+    }
+
+    /// Runs the operation against a key-value state.
+    pub fn execute(&self, kv: &mut BTreeMap<Key, u64>) -> OpResult {
+        match self {
+            ClientOp::Read(keys) => {
+                OpResult::Values(keys.iter().map(|k| kv.get(k).copied()).collect())
+            }
+            ClientOp::Write(pairs) => {
+                for (k, v) in pairs {
+                    kv.insert(k.clone(), *v);
+                }
+                OpResult::Written
+            }
+            ClientOp::Incr(key) => {
+                let value = kv.get(key).copied().unwrap_or(0) + 1;
+                kv.insert(key.clone(), value);
+                OpResult::Counter(value)
+            }
+        }
+    }
+}
+
+struct Decision {
+    execute_at: Timestamp,
+    deps: Deps,
+    keys: Vec<(Key, Access)>,
+}
+
+struct Entry {
+    op: ClientOp,
+    invoked: u64,
+    completed: Option<(u64, OpResult)>,
+}
+
+/// Per node and key: the highest executeAt applied by a writer and by a reader, and the
+/// writers in apply order.
+#[derive(Default)]
+struct KeyApplies {
+    max_write: Timestamp,
+    max_read: Timestamp,
+    writers: Vec<TxnId>,
+}
+
+#[derive(Default)]
+pub struct Checker {
+    kv: HashMap<NodeId, BTreeMap<Key, u64>>,
+    applies: HashMap<(NodeId, Key), KeyApplies>,
+    decided: HashMap<TxnId, Decision>,
+    execute_ats: HashMap<Timestamp, TxnId>,
+    history: BTreeMap<TxnId, Entry>,
+}
+
+impl Checker {
+    pub fn invoked(&mut self, id: TxnId, op: ClientOp, now: u64) {
+        self.history.insert(
+            id,
+            Entry {
+                op,
+                invoked: now,
+                completed: None,
+            },
+        );
+    }
+
+    pub fn completed(&mut self, id: TxnId, result: OpResult, now: u64) {
+        let entry = self
+            .history
+            .get_mut(&id)
+            .expect("completed txns were invoked");
+        assert!(entry.completed.is_none(), "{id} completed twice");
+        entry.completed = Some((now, result));
+    }
+
+    /// Invariants 1 and 2: every replica decides the same executeAt and deps; executeAts are
+    /// unique and never below the TxnId.
+    pub fn decided(&mut self, node: NodeId, command: &Command) {
+        let id = command.txn.id;
+        assert!(
+            command.execute_at >= id.timestamp(),
+            "{id}: executeAt {} below t0",
+            command.execute_at
+        );
+        if let Some(d) = self.decided.get(&id) {
+            assert_eq!(
+                d.execute_at, command.execute_at,
+                "{id}: replicas disagree on executeAt ({node:?})"
+            );
+            assert_eq!(
+                d.deps, command.deps,
+                "{id}: replicas disagree on deps ({node:?})"
+            );
+            return;
+        }
+        if let Some(other) = self.execute_ats.insert(command.execute_at, id) {
+            panic!("{id} and {other} share executeAt {}", command.execute_at);
+        }
+        let decision = Decision {
+            execute_at: command.execute_at,
+            deps: command.deps.clone(),
+            keys: command.txn.keys.clone(),
+        };
+        self.decided.insert(id, decision);
+    }
+
+    /// Invariant 4: per key, a replica applies writers in increasing executeAt, and never a
+    /// reader after a later writer or a writer after a later reader. Returns the result.
+    pub fn applied(&mut self, node: NodeId, command: &Command, op: &ClientOp) -> OpResult {
+        let id = command.txn.id;
+        let decided = self
+            .decided
+            .get(&id)
+            .unwrap_or_else(|| panic!("{id} applied before it was decided"));
+        assert_eq!(
+            decided.execute_at, command.execute_at,
+            "{id} applied at another executeAt"
+        );
+        let t = command.execute_at;
+        for (key, access) in &command.txn.keys {
+            let state = self.applies.entry((node, key.clone())).or_default();
+            assert!(
+                t > state.max_write,
+                "{node:?} applied {id} on {key:?} after a later writer"
+            );
+            match access {
+                Access::Write => {
+                    assert!(
+                        t > state.max_read,
+                        "{node:?} applied writer {id} on {key:?} after a later reader"
+                    );
+                    state.max_write = t;
+                    state.writers.push(id);
+                }
+                Access::Read => state.max_read = state.max_read.max(t),
+            }
+        }
+        op.execute(self.kv.entry(node).or_default())
+    }
+
+    /// The end-of-run checks. Returns (transactions decided, of which on the fast path).
+    pub fn finish(&self, nodes: &[holo_accord::Node]) -> (u64, u64) {
+        self.writer_orders_are_prefixes(nodes.len());
+        self.deps_cover_earlier_conflicts();
+        self.strictly_serializable();
+        let fast = self
+            .decided
+            .iter()
+            .filter(|(id, d)| d.execute_at == id.timestamp())
+            .count();
+        (self.decided.len() as u64, fast as u64)
+    }
+
+    /// Invariant 4, across replicas: per key, every replica's writer order is a prefix of one.
+    fn writer_orders_are_prefixes(&self, nodes: usize) {
+        let mut by_key: HashMap<&Key, Vec<&Vec<TxnId>>> = HashMap::new();
+        for ((_, key), applies) in &self.applies {
+            by_key.entry(key).or_default().push(&applies.writers);
+        }
+        for (key, orders) in by_key {
+            let longest = orders.iter().max_by_key(|o| o.len()).expect("at least one");
+            for order in &orders {
+                assert_eq!(
+                    &longest[..order.len()],
+                    &order[..],
+                    "writers of {key:?} applied in different orders"
+                );
+            }
+            assert!(orders.len() <= nodes);
+        }
+    }
+
+    /// Invariant 3: a decided txn's deps hold every conflicting decided txn with a smaller
+    /// executeAt.
+    fn deps_cover_earlier_conflicts(&self) {
+        let mut by_key: HashMap<&Key, Vec<(TxnId, Access)>> = HashMap::new();
+        for (id, d) in &self.decided {
+            for (key, access) in &d.keys {
+                by_key.entry(key).or_default().push((*id, *access));
+            }
+        }
+        for users in by_key.values() {
+            for (x, x_access) in users {
+                for (y, y_access) in users {
+                    let (dx, dy) = (&self.decided[x], &self.decided[y]);
+                    if x != y && x_access.conflicts_with(*y_access) && dy.execute_at < dx.execute_at
+                    {
+                        assert!(
+                            dx.deps.contains(y),
+                            "{x} (at {}) misses conflicting {y} (at {}) in its deps",
+                            dx.execute_at,
+                            dy.execute_at
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Invariant 5: replaying the decided transactions in executeAt order reproduces every
+    /// answer a client got, and that order respects real time (a txn that completed before
+    /// another was invoked has the smaller executeAt).
+    fn strictly_serializable(&self) {
+        let mut order: Vec<(&Timestamp, &TxnId)> = self
+            .decided
+            .iter()
+            .map(|(id, d)| (&d.execute_at, id))
+            .collect();
+        order.sort();
+        let mut model = BTreeMap::new();
+        for (_, id) in &order {
+            let entry = &self.history[id];
+            let result = entry.op.execute(&mut model);
+            if let Some((_, got)) = &entry.completed {
+                assert_eq!(
+                    got, &result,
+                    "{id}: the client got {got:?}, the serial order gives {result:?}"
+                );
+            }
+        }
+        let mut done: Vec<(u64, Timestamp)> = Vec::new();
+        let mut started: Vec<(u64, Timestamp, TxnId)> = Vec::new();
+        for (id, entry) in &self.history {
+            let Some(decision) = self.decided.get(id) else {
+                assert!(
+                    entry.completed.is_none(),
+                    "{id} completed without a decision"
+                );
+                continue;
+            };
+            started.push((entry.invoked, decision.execute_at, *id));
+            if let Some((at, _)) = &entry.completed {
+                done.push((*at, decision.execute_at));
+            }
+        }
+        done.sort();
+        started.sort();
+        let (mut i, mut latest) = (0, Timestamp::ZERO);
+        for (invoked, t, id) in started {
+            while i < done.len() && done[i].0 < invoked {
+                latest = latest.max(done[i].1);
+                i += 1;
+            }
+            assert!(
+                t > latest,
+                "{id} was invoked after a txn at {latest} completed, yet runs at {t}"
+            );
+        }
+    }
+}
