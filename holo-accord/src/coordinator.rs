@@ -1,40 +1,48 @@
-//! The coordinator side: driving one transaction through PreAccept, the fast or slow path,
-//! and Stable. Pure decisions over the replies collected so far; the node sends and times.
+//! The coordinator side: driving one transaction through PreAccept, the fast or slow path
+//! and Stable, or recovering one whose coordinator went away. Pure decisions over the
+//! replies collected so far; the node sends and keeps time.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ids::{NodeId, Timestamp};
+use crate::ids::{Ballot, NodeId, Timestamp};
+use crate::replica::{RecoverInfo, Status};
 use crate::topology::RangeInfo;
 use crate::txn::{Deps, Txn};
 
 /// Where a coordination stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    PreAccepting {
-        replies: BTreeMap<NodeId, (Timestamp, Deps)>,
-    },
-    Accepting {
-        execute_at: Timestamp,
-        replies: BTreeMap<NodeId, Deps>,
-    },
-    Committing {
-        execute_at: Timestamp,
-        deps: Deps,
-        acked: BTreeSet<NodeId>,
-    },
+    PreAccepting { replies: BTreeMap<NodeId, (Timestamp, Deps)> },
+    Recovering { replies: BTreeMap<NodeId, RecoverInfo> },
+    Accepting { execute_at: Timestamp, replies: BTreeMap<NodeId, Deps> },
+    Invalidating { replies: BTreeSet<NodeId> },
+    /// The decision is out; waiting for every replica's acknowledgement.
+    Committing { decision: Outcome, acked: BTreeSet<NodeId> },
+    /// A higher ballot took over; the local replica will learn the outcome.
+    Following,
 }
 
-/// One transaction this node coordinates.
+/// The final outcome of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Execute { execute_at: Timestamp, deps: Deps },
+    Invalidate,
+}
+
+/// One transaction this node coordinates (as the original coordinator, or recovering it).
 #[derive(Debug, Clone)]
 pub struct Coordination {
     pub txn: Txn,
     pub ranges: Vec<RangeInfo>,
     pub replicas: Vec<NodeId>,
+    pub ballot: Ballot,
     pub phase: Phase,
     /// When the current phase started and when its message was last sent (host time).
     pub phase_started: u64,
     pub last_sent: u64,
-    /// The local replica applied it, so the client has its answer.
+    /// This node owes a client the answer.
+    pub client: bool,
+    /// The local replica executed or invalidated it, so the client has its answer.
     pub client_done: bool,
 }
 
@@ -42,105 +50,132 @@ pub struct Coordination {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Wait,
-    /// Fast path: every fast quorum witnessed t0.
-    Stable {
-        execute_at: Timestamp,
-        deps: Deps,
-    },
-    /// Slow path: propose the highest witnessed timestamp.
-    Accept {
-        execute_at: Timestamp,
-    },
+    Commit(Outcome),
+    /// Propose `execute_at` with Accept under the coordination's ballot.
+    Accept { execute_at: Timestamp },
+    /// Propose invalidation under the coordination's ballot.
+    Invalidate,
+    /// Give up this attempt; recovery retries later.
+    Retry,
 }
 
 impl Coordination {
+    fn majority_everywhere(&self, answered: impl Fn(&NodeId) -> bool) -> bool {
+        self.ranges.iter().all(|r| r.replicas.iter().filter(|n| answered(n)).count() >= r.slow_quorum())
+    }
+
     /// Decides after PreAccept replies. `waited_enough`: the fast-path wait has passed.
     pub fn decide_pre_accept(&self, waited_enough: bool) -> Decision {
-        let Phase::PreAccepting { replies } = &self.phase else {
-            return Decision::Wait;
-        };
+        let Phase::PreAccepting { replies } = &self.phase else { return Decision::Wait };
         let t0 = self.txn.id.timestamp();
         let fast_everywhere = self.ranges.iter().all(|range| {
-            let votes = range
-                .replicas
-                .iter()
-                .filter(|n| replies.get(n).is_some_and(|(w, _)| *w == t0));
+            let votes = range.replicas.iter().filter(|n| replies.get(n).is_some_and(|(w, _)| *w == t0));
             votes.count() >= range.fast_quorum()
         });
         if fast_everywhere {
-            let deps = replies
-                .values()
-                .filter(|(w, _)| *w == t0)
-                .flat_map(|(_, d)| d.iter().copied())
-                .collect();
-            return Decision::Stable {
-                execute_at: t0,
-                deps,
-            };
+            let deps = replies.values().filter(|(w, _)| *w == t0).flat_map(|(_, d)| d.iter().copied()).collect();
+            return Decision::Commit(Outcome::Execute { execute_at: t0, deps });
         }
-        let majority_everywhere = self.ranges.iter().all(|range| {
-            range
-                .replicas
-                .iter()
-                .filter(|n| replies.contains_key(n))
-                .count()
-                >= range.slow_quorum()
-        });
         let fast_impossible = self.ranges.iter().any(|range| {
-            let against = range
-                .replicas
-                .iter()
-                .filter(|n| replies.get(n).is_some_and(|(w, _)| *w != t0));
+            let against = range.replicas.iter().filter(|n| replies.get(n).is_some_and(|(w, _)| *w != t0));
             against.count() > range.replicas.len() - range.fast_quorum()
         });
-        if majority_everywhere && (fast_impossible || waited_enough) {
-            let execute_at = replies
-                .values()
-                .map(|(w, _)| *w)
-                .max()
-                .expect("a majority replied");
+        if self.majority_everywhere(|n| replies.contains_key(n)) && (fast_impossible || waited_enough) {
+            let execute_at = replies.values().map(|(w, _)| *w).max().expect("a majority replied");
             return Decision::Accept { execute_at };
         }
         Decision::Wait
     }
 
+    /// Decides after BeginRecovery replies from a majority of every range (ACCORD.md
+    /// section 4).
+    pub fn decide_recovery(&self) -> Decision {
+        let Phase::Recovering { replies } = &self.phase else { return Decision::Wait };
+        if !self.majority_everywhere(|n| replies.contains_key(n)) {
+            return Decision::Wait;
+        }
+        // 1. Decided somewhere: finish with that decision.
+        for info in replies.values() {
+            match info.status {
+                Status::Stable | Status::Applied => {
+                    let outcome = Outcome::Execute { execute_at: info.execute_at, deps: info.deps.clone() };
+                    return Decision::Commit(outcome);
+                }
+                Status::Invalidated => return Decision::Commit(Outcome::Invalidate),
+                _ => {}
+            }
+        }
+        // 2. Accepted somewhere: re-propose the value of the highest accepted ballot.
+        let accepted = replies
+            .values()
+            .filter(|i| matches!(i.status, Status::Accepted | Status::AcceptedInvalidate))
+            .max_by_key(|i| i.accepted);
+        if let Some(info) = accepted {
+            return match info.status {
+                Status::AcceptedInvalidate => Decision::Invalidate,
+                _ => Decision::Accept { execute_at: info.execute_at },
+            };
+        }
+        // 3. Only PreAccepted.
+        if replies.values().any(|i| i.rejects_fast_path) || self.fast_path_provably_failed(replies) {
+            return Decision::Invalidate;
+        }
+        if replies.values().any(|i| i.earlier_undecided) {
+            return Decision::Retry;
+        }
+        Decision::Accept { execute_at: self.txn.id.timestamp() }
+    }
+
+    /// More repliers than |E| - |F| in some range have no fast-path vote: whatever the
+    /// others did, the original coordinator cannot have gathered a fast quorum there.
+    fn fast_path_provably_failed(&self, replies: &BTreeMap<NodeId, RecoverInfo>) -> bool {
+        self.ranges.iter().any(|range| {
+            let without_vote = range.replicas.iter().filter(|n| replies.get(n).is_some_and(|i| !i.fast_vote));
+            without_vote.count() > range.replicas.len() - range.fast_quorum()
+        })
+    }
+
     /// The union of the Accept replies' deps once a majority of every range accepted.
-    pub fn decide_accept(&self) -> Option<(Timestamp, Deps)> {
-        let Phase::Accepting {
-            execute_at,
-            replies,
-        } = &self.phase
-        else {
-            return None;
-        };
-        let majority_everywhere = self.ranges.iter().all(|range| {
-            range
-                .replicas
-                .iter()
-                .filter(|n| replies.contains_key(n))
-                .count()
-                >= range.slow_quorum()
-        });
-        majority_everywhere.then(|| (*execute_at, replies.values().flatten().copied().collect()))
+    pub fn decide_accept(&self) -> Decision {
+        let Phase::Accepting { execute_at, replies } = &self.phase else { return Decision::Wait };
+        if !self.majority_everywhere(|n| replies.contains_key(n)) {
+            return Decision::Wait;
+        }
+        let deps = replies.values().flatten().copied().collect();
+        Decision::Commit(Outcome::Execute { execute_at: *execute_at, deps })
+    }
+
+    /// Commit the invalidation once a majority of every range accepted it.
+    pub fn decide_invalidate(&self) -> Decision {
+        let Phase::Invalidating { replies } = &self.phase else { return Decision::Wait };
+        if self.majority_everywhere(|n| replies.contains(n)) {
+            Decision::Commit(Outcome::Invalidate)
+        } else {
+            Decision::Wait
+        }
     }
 
     /// Replicas that have not answered the current phase.
     pub fn unanswered(&self) -> Vec<NodeId> {
         let answered = |n: &NodeId| match &self.phase {
             Phase::PreAccepting { replies } => replies.contains_key(n),
+            Phase::Recovering { replies } => replies.contains_key(n),
             Phase::Accepting { replies, .. } => replies.contains_key(n),
+            Phase::Invalidating { replies } => replies.contains(n),
             Phase::Committing { acked, .. } => acked.contains(n),
+            Phase::Following => true,
         };
-        self.replicas
-            .iter()
-            .copied()
-            .filter(|n| !answered(n))
-            .collect()
+        self.replicas.iter().copied().filter(|n| !answered(n)).collect()
     }
 
-    /// Done: the decision reached every replica and the client has its answer.
+    /// Done: the decision reached every replica (or another coordinator owns it) and the
+    /// client, if any, has its answer.
     pub fn finished(&self) -> bool {
-        self.client_done
-            && matches!(&self.phase, Phase::Committing { acked, .. } if acked.len() == self.replicas.len())
+        let decision_out = match &self.phase {
+            Phase::Committing { acked, .. } => acked.len() == self.replicas.len(),
+            Phase::Following => true,
+            _ => false,
+        };
+        decision_out && (!self.client || self.client_done)
     }
 }

@@ -34,6 +34,6 @@ mod txn;
 pub use ids::{Ballot, Clock, NodeId, RangeId, Timestamp, TxnId, TxnKind};
 pub use messages::{Envelope, Message};
 pub use node::{Action, Config, Node};
-pub use replica::{Command, Status};
+pub use replica::{Command, RecoverInfo, Status};
 pub use topology::{RangeInfo, Topology};
 pub use txn::{Access, Deps, Key, Txn};

@@ -2,6 +2,7 @@
 //! per step, so the transport sends one RPC per peer per batch.
 
 use crate::ids::{Ballot, NodeId, Timestamp, TxnId};
+use crate::replica::{Command, RecoverInfo};
 use crate::txn::{Deps, Txn};
 
 /// A protocol message.
@@ -34,6 +35,24 @@ pub enum Message {
     },
     /// Replica -> coordinator: the decision is recorded durably.
     StableOk { txn_id: TxnId },
+    /// Replica -> original coordinator: refused, a recovery coordinator holds a ballot.
+    PreAcceptNack { txn_id: TxnId, promised: Ballot },
+    /// Recovery coordinator -> replicas: promise `ballot` and report what you know.
+    BeginRecovery { txn: Txn, ballot: Ballot },
+    /// Replica -> recovery coordinator.
+    RecoverOk { txn_id: TxnId, info: RecoverInfo },
+    /// Replica -> recovery coordinator: refused, a higher ballot was promised.
+    RecoverNack { txn_id: TxnId, promised: Ballot },
+    /// Recovery coordinator -> replicas: accept that `txn` never executes.
+    AcceptInvalidate { txn: Txn, ballot: Ballot },
+    /// Replica -> recovery coordinator.
+    AcceptInvalidateOk { txn_id: TxnId },
+    /// Coordinator -> replicas: the decision is that `txn` never executes.
+    Invalidate { txn: Txn },
+    /// Replica -> peers: tell me what you know of `txn_id` (a dependency I never saw).
+    Inquire { txn_id: TxnId },
+    /// Peer -> replica: what this node knows of a transaction.
+    Inform { command: Command },
 }
 
 impl Message {
@@ -42,11 +61,20 @@ impl Message {
         match self {
             Message::PreAccept { txn }
             | Message::Accept { txn, .. }
-            | Message::Stable { txn, .. } => txn.id,
+            | Message::Stable { txn, .. }
+            | Message::BeginRecovery { txn, .. }
+            | Message::AcceptInvalidate { txn, .. }
+            | Message::Invalidate { txn } => txn.id,
+            Message::Inform { command } => command.txn.id,
             Message::PreAcceptOk { txn_id, .. }
             | Message::AcceptOk { txn_id, .. }
             | Message::AcceptNack { txn_id, .. }
-            | Message::StableOk { txn_id } => *txn_id,
+            | Message::StableOk { txn_id }
+            | Message::PreAcceptNack { txn_id, .. }
+            | Message::RecoverOk { txn_id, .. }
+            | Message::RecoverNack { txn_id, .. }
+            | Message::AcceptInvalidateOk { txn_id }
+            | Message::Inquire { txn_id } => *txn_id,
         }
     }
 }

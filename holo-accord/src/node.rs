@@ -1,13 +1,13 @@
 //! The sans-IO node: events in (`propose`, `receive`, `tick`, `durable`), actions out.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
-use crate::coordinator::{Coordination, Decision, Phase};
-use crate::ids::{Ballot, Clock, NodeId, TxnId};
+use crate::coordinator::{Coordination, Decision, Outcome, Phase};
+use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
-use crate::replica::{Command, Replica};
+use crate::replica::{Command, PreAcceptReply, Replica, Status};
 use crate::topology::Topology;
 use crate::txn::{Key, Txn};
 
@@ -20,14 +20,14 @@ pub struct Config {
     /// How long before a coordinator resends the current round to replicas that have not
     /// answered (messages may be lost).
     pub retry_us: u64,
+    /// How long a transaction may stay undecided at a replica before the replica recovers
+    /// it (with up to as much again of deterministic jitter, so replicas rarely collide).
+    pub recover_after_us: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            fast_path_wait_us: 2_000,
-            retry_us: 50_000,
-        }
+        Config { fast_path_wait_us: 2_000, retry_us: 50_000, recover_after_us: 200_000 }
     }
 }
 
@@ -41,9 +41,13 @@ pub enum Action {
     Persist { seq: u64, command: Command },
     /// Execute the transaction's operation against storage at `command.execute_at`. Apply
     /// actions come in a valid execution order; the host applies them in the order given,
-    /// each after the Persist actions before it are durable. `client`: this node coordinates
-    /// the transaction and answers its client with the result.
+    /// each after the Persist actions before it are durable, and idempotently (after a
+    /// restart a transaction may be applied again). `client`: this node owes a client the
+    /// result.
     Apply { command: Command, client: bool },
+    /// A transaction this node owes a client the answer for was invalidated: it never
+    /// executes, and the client gets a definite failure.
+    Invalidated { txn_id: TxnId },
 }
 
 /// One node of the cluster: a replica of its ranges and the coordinator of the
@@ -57,9 +61,11 @@ pub struct Node {
     now: u64,
     replica: Replica,
     coordinating: BTreeMap<TxnId, Coordination>,
+    /// Undecided txns (and unknown deps) and when to recover (or inquire about) them.
+    progress: BTreeMap<TxnId, (u64, u32)>,
     persist_seq: u64,
     durable_seq: u64,
-    /// Replies held until the state they report is durable: (persist seq, to, message).
+    /// Messages held until the state they report is durable: (persist seq, to, message).
     held: VecDeque<(u64, NodeId, Message)>,
     /// Messages to this node itself, handled within the current step.
     local: VecDeque<Message>,
@@ -68,15 +74,16 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(id: NodeId, topology: Topology, config: Config, clock_high_water: u64) -> Node {
+    pub fn new(id: NodeId, topology: Topology, config: Config) -> Node {
         Node {
             id,
             topology,
             config,
-            clock: Clock::new(id, 1, clock_high_water),
+            clock: Clock::new(id, 1, 0),
             now: 0,
             replica: Replica::default(),
             coordinating: BTreeMap::new(),
+            progress: BTreeMap::new(),
             persist_seq: 0,
             durable_seq: 0,
             held: VecDeque::new(),
@@ -84,6 +91,24 @@ impl Node {
             outbox: BTreeMap::new(),
             actions: Vec::new(),
         }
+    }
+
+    /// A node rebuilt from its durable records, in the order they were persisted. Every
+    /// timestamp it ever let out is in a record (messages carrying one leave only after it
+    /// is durable), so its clock restarts above all of them and never re-issues one.
+    /// Persist sequence numbers start again at 1.
+    pub fn restart(id: NodeId, topology: Topology, config: Config, records: impl IntoIterator<Item = Command>) -> Node {
+        let mut node = Node::new(id, topology, config);
+        for command in records {
+            node.replica.restore(command);
+        }
+        node.clock = Clock::new(id, 1, node.replica.max_timestamp().hlc);
+        let undecided: Vec<TxnId> = node.replica.commands().filter(|c| !c.status.is_decided()).map(|c| c.txn.id).collect();
+        for id in undecided {
+            node.watch(id);
+        }
+        node.execute_ready();
+        node
     }
 
     pub fn id(&self) -> NodeId {
@@ -99,39 +124,51 @@ impl Node {
         self.coordinating.len()
     }
 
+    /// Nothing left to do: no coordination, nothing undecided, nothing waiting to execute.
+    pub fn quiescent(&self) -> bool {
+        self.coordinating.is_empty() && self.progress.is_empty() && self.replica.idle() && self.held.is_empty()
+    }
+
     /// Starts coordinating a transaction over `reads` and `writes`; returns its id.
     pub fn propose(&mut self, reads: &[Key], writes: &[Key], op: Bytes) -> TxnId {
         let kind = Txn::kind_of(writes);
-        let id = TxnId(self.clock.unique_now(kind, crate::ids::Timestamp::ZERO));
+        let id = TxnId(self.clock.unique_now(kind, Timestamp::ZERO));
         let txn = Txn::new(id, reads, writes, op);
-        let ranges: Vec<_> = self
-            .topology
-            .ranges_of(txn.keys.iter().map(|(k, _)| k))
-            .into_iter()
-            .cloned()
-            .collect();
+        self.coordinate(txn, Ballot::ZERO, true);
+        id
+    }
+
+    fn coordinate(&mut self, txn: Txn, ballot: Ballot, client: bool) {
+        let ranges: Vec<_> = self.topology.ranges_of(txn.keys.iter().map(|(k, _)| k)).into_iter().cloned().collect();
         let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
-        assert!(
-            replicas.contains(&self.id),
-            "a coordinator replicates every range of its transactions"
-        );
+        assert!(replicas.contains(&self.id), "a coordinator replicates every range of its transactions");
+        let (phase, message) = if ballot == Ballot::ZERO {
+            (Phase::PreAccepting { replies: BTreeMap::new() }, Message::PreAccept { txn: txn.clone() })
+        } else {
+            (Phase::Recovering { replies: BTreeMap::new() }, Message::BeginRecovery { txn: txn.clone(), ballot })
+        };
         let coordination = Coordination {
-            txn: txn.clone(),
+            txn,
             ranges,
-            replicas: replicas.clone(),
-            phase: Phase::PreAccepting {
-                replies: BTreeMap::new(),
-            },
+            replicas,
+            ballot,
+            phase,
             phase_started: self.now,
             last_sent: self.now,
+            client,
             client_done: false,
         };
+        let id = coordination.txn.id;
         self.coordinating.insert(id, coordination);
-        for to in replicas {
-            self.send(to, Message::PreAccept { txn: txn.clone() });
+        // The message carries a timestamp (t0 or the ballot) this node just issued: it
+        // leaves only once the local record holding it is durable.
+        self.handle(self.id, message.clone());
+        for to in self.coordinating[&id].replicas.clone() {
+            if to != self.id {
+                self.reply(to, message.clone());
+            }
         }
         self.drain_local();
-        id
     }
 
     /// Handles a batch of messages from a peer.
@@ -142,8 +179,9 @@ impl Node {
         self.drain_local();
     }
 
-    /// Advances host time: resends unanswered rounds and takes the slow path where the
-    /// fast-path wait is over.
+    /// Advances host time: resends unanswered rounds, takes the slow path where the
+    /// fast-path wait is over, recovers transactions left undecided too long and asks
+    /// peers about dependencies never seen.
     pub fn tick(&mut self, now_micros: u64) {
         self.now = self.now.max(now_micros);
         self.clock.observe_now(now_micros);
@@ -152,17 +190,20 @@ impl Node {
             self.advance(id);
             self.retry(id);
         }
+        for dep in self.replica.unknown_deps() {
+            self.progress.entry(dep).or_insert((self.now, 0));
+        }
+        let due: Vec<TxnId> = self.progress.iter().filter(|(_, (at, _))| *at <= self.now).map(|(id, _)| *id).collect();
+        for id in due {
+            self.make_progress(id);
+        }
         self.drain_local();
     }
 
-    /// Every Persist action up to `seq` is durable: release the replies that waited for it.
+    /// Every Persist action up to `seq` is durable: release what waited for it.
     pub fn durable(&mut self, seq: u64) {
         self.durable_seq = self.durable_seq.max(seq);
-        while self
-            .held
-            .front()
-            .is_some_and(|(s, _, _)| *s <= self.durable_seq)
-        {
+        while self.held.front().is_some_and(|(s, _, _)| *s <= self.durable_seq) {
             let (_, to, message) = self.held.pop_front().expect("checked");
             self.send(to, message);
         }
@@ -173,11 +214,7 @@ impl Node {
     pub fn take_actions(&mut self) -> Vec<Action> {
         let mut actions = std::mem::take(&mut self.actions);
         for (to, messages) in std::mem::take(&mut self.outbox) {
-            actions.push(Action::Send(Envelope {
-                from: self.id,
-                to,
-                messages,
-            }));
+            actions.push(Action::Send(Envelope { from: self.id, to, messages }));
         }
         actions
     }
@@ -190,7 +227,7 @@ impl Node {
         }
     }
 
-    /// Sends a reply once everything persisted so far is durable.
+    /// Sends once everything persisted so far is durable.
     fn reply(&mut self, to: NodeId, message: Message) {
         if self.persist_seq <= self.durable_seq {
             self.send(to, message);
@@ -199,12 +236,32 @@ impl Node {
         }
     }
 
-    fn persist(&mut self, command: Command) {
+    fn persist(&mut self, command: Option<Command>) {
+        let Some(command) = command else { return };
+        if command.status.is_decided() {
+            self.progress.remove(&command.txn.id);
+        } else {
+            self.watch(command.txn.id);
+        }
+        if command.status == Status::Invalidated {
+            self.learned_invalidated(command.txn.id);
+        }
         self.persist_seq += 1;
-        self.actions.push(Action::Persist {
-            seq: self.persist_seq,
-            command,
-        });
+        self.actions.push(Action::Persist { seq: self.persist_seq, command });
+    }
+
+    /// Starts the recovery clock of an undecided txn, unless it is running.
+    fn watch(&mut self, id: TxnId) {
+        let deadline = self.now + self.backoff(id, 0);
+        self.progress.entry(id).or_insert((deadline, 0));
+    }
+
+    /// `recover_after_us` plus deterministic jitter of up to as much again, doubling with
+    /// each attempt (capped).
+    fn backoff(&self, id: TxnId, attempt: u32) -> u64 {
+        let base = self.config.recover_after_us << attempt.min(4);
+        let mix = (id.timestamp().hlc ^ (u64::from(self.id.0) << 48) ^ u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        base + (mix >> 33) % base.max(1)
     }
 
     fn drain_local(&mut self) {
@@ -218,135 +275,165 @@ impl Node {
         match message {
             Message::PreAccept { txn } => {
                 let handled = self.replica.pre_accept(&txn, &mut self.clock);
-                if let Some(command) = handled.changed {
-                    self.persist(command);
-                }
-                if let Some((witnessed, deps)) = handled.reply {
-                    self.reply(
-                        from,
-                        Message::PreAcceptOk {
-                            txn_id: txn.id,
-                            witnessed,
-                            deps,
-                        },
-                    );
+                self.persist(handled.changed);
+                match handled.reply {
+                    PreAcceptReply::Ok(witnessed, deps) => {
+                        self.reply(from, Message::PreAcceptOk { txn_id: txn.id, witnessed, deps });
+                    }
+                    PreAcceptReply::Nack(promised) => {
+                        self.reply(from, Message::PreAcceptNack { txn_id: txn.id, promised });
+                    }
+                    PreAcceptReply::Silent => {}
                 }
             }
-            Message::Accept {
-                txn,
-                ballot,
-                execute_at,
-            } => {
+            Message::Accept { txn, ballot, execute_at } => {
                 self.clock.observe(execute_at);
+                self.clock.observe(ballot.0);
                 let handled = self.replica.accept(&txn, ballot, execute_at);
-                if let Some(command) = handled.changed {
-                    self.persist(command);
-                }
+                self.persist(handled.changed);
                 let reply = match handled.reply {
-                    Ok(deps) => Message::AcceptOk {
-                        txn_id: txn.id,
-                        deps,
-                    },
-                    Err(promised) => Message::AcceptNack {
-                        txn_id: txn.id,
-                        promised,
-                    },
+                    Ok(deps) => Message::AcceptOk { txn_id: txn.id, deps },
+                    Err(promised) => Message::AcceptNack { txn_id: txn.id, promised },
                 };
                 self.reply(from, reply);
             }
-            Message::Stable {
-                txn,
-                execute_at,
-                deps,
-            } => {
+            Message::Stable { txn, execute_at, deps } => {
                 self.clock.observe(execute_at);
-                if let Some(command) = self.replica.stable(&txn, execute_at, &deps) {
-                    self.persist(command);
-                }
+                let changed = self.replica.stable(&txn, execute_at, &deps);
+                self.persist(changed);
                 self.reply(from, Message::StableOk { txn_id: txn.id });
                 self.execute_ready();
             }
-            Message::PreAcceptOk {
-                txn_id,
-                witnessed,
-                deps,
-            } => {
+            Message::BeginRecovery { txn, ballot } => {
+                self.clock.observe(ballot.0);
+                let handled = self.replica.begin_recovery(&txn, ballot, &mut self.clock);
+                self.persist(handled.changed);
+                let reply = match handled.reply {
+                    Ok(info) => Message::RecoverOk { txn_id: txn.id, info },
+                    Err(promised) => Message::RecoverNack { txn_id: txn.id, promised },
+                };
+                self.reply(from, reply);
+            }
+            Message::AcceptInvalidate { txn, ballot } => {
+                self.clock.observe(ballot.0);
+                let handled = self.replica.accept_invalidate(&txn, ballot, &mut self.clock);
+                self.persist(handled.changed);
+                let reply = match handled.reply {
+                    Ok(()) => Message::AcceptInvalidateOk { txn_id: txn.id },
+                    Err(promised) => Message::AcceptNack { txn_id: txn.id, promised },
+                };
+                self.reply(from, reply);
+            }
+            Message::Invalidate { txn } => {
+                let changed = self.replica.invalidate(&txn, &mut self.clock);
+                self.persist(changed);
+                self.reply(from, Message::StableOk { txn_id: txn.id });
+                self.execute_ready();
+            }
+            Message::Inquire { txn_id } => {
+                if let Some(command) = self.replica.command(&txn_id) {
+                    let command = command.clone();
+                    self.reply(from, Message::Inform { command });
+                }
+            }
+            Message::Inform { command } => {
+                self.clock.observe(command.execute_at);
+                let changed = self.replica.inform(&command, &mut self.clock);
+                self.persist(changed);
+                self.execute_ready();
+            }
+            reply => self.coordinator_reply(from, reply),
+        }
+    }
+
+    /// A reply to a round this node coordinates.
+    fn coordinator_reply(&mut self, from: NodeId, message: Message) {
+        let id = message.txn_id();
+        let Some(c) = self.coordinating.get_mut(&id) else { return };
+        match (message, &mut c.phase) {
+            (Message::PreAcceptOk { witnessed, deps, .. }, Phase::PreAccepting { replies }) => {
                 self.clock.observe(witnessed);
-                if let Some(c) = self.coordinating.get_mut(&txn_id)
-                    && let Phase::PreAccepting { replies } = &mut c.phase
-                {
-                    replies.insert(from, (witnessed, deps));
-                }
-                self.advance(txn_id);
+                replies.insert(from, (witnessed, deps));
             }
-            Message::AcceptOk { txn_id, deps } => {
-                if let Some(c) = self.coordinating.get_mut(&txn_id)
-                    && let Phase::Accepting { replies, .. } = &mut c.phase
-                {
-                    replies.insert(from, deps);
-                }
-                self.advance(txn_id);
+            (Message::RecoverOk { info, .. }, Phase::Recovering { replies }) => {
+                replies.insert(from, info);
             }
-            Message::AcceptNack { txn_id, promised } => {
-                // Another coordinator (recovery) took over; it will finish the transaction.
-                tracing::debug!(%txn_id, ?promised, "accept refused");
+            (Message::AcceptOk { deps, .. }, Phase::Accepting { replies, .. }) => {
+                replies.insert(from, deps);
             }
-            Message::StableOk { txn_id } => {
-                if let Some(c) = self.coordinating.get_mut(&txn_id)
-                    && let Phase::Committing { acked, .. } = &mut c.phase
-                {
-                    acked.insert(from);
-                }
-                self.finish_if_done(txn_id);
+            (Message::AcceptInvalidateOk { .. }, Phase::Invalidating { replies }) => {
+                replies.insert(from);
             }
+            (Message::StableOk { .. }, Phase::Committing { acked, .. }) => {
+                acked.insert(from);
+            }
+            (
+                Message::PreAcceptNack { promised, .. }
+                | Message::AcceptNack { promised, .. }
+                | Message::RecoverNack { promised, .. },
+                _,
+            ) if promised > c.ballot => {
+                // Another coordinator holds a higher ballot and will finish the txn.
+                self.clock.observe(promised.0);
+                self.stand_aside(id);
+                return;
+            }
+            _ => return,
+        }
+        self.advance(id);
+        self.finish_if_done(id);
+    }
+
+    /// Hands a txn over to the coordinator with the higher ballot.
+    fn stand_aside(&mut self, id: TxnId) {
+        let Some(c) = self.coordinating.get_mut(&id) else { return };
+        if c.client && !c.client_done {
+            c.phase = Phase::Following;
+        } else {
+            self.coordinating.remove(&id);
         }
     }
 
     /// Moves a coordination to its next phase when its replies allow.
     fn advance(&mut self, id: TxnId) {
-        let Some(c) = self.coordinating.get(&id) else {
-            return;
-        };
+        let Some(c) = self.coordinating.get(&id) else { return };
         let decision = match &c.phase {
             Phase::PreAccepting { .. } => {
-                let waited =
-                    self.now.saturating_sub(c.phase_started) >= self.config.fast_path_wait_us;
+                let waited = self.now.saturating_sub(c.phase_started) >= self.config.fast_path_wait_us;
                 c.decide_pre_accept(waited)
             }
-            Phase::Accepting { .. } => match c.decide_accept() {
-                Some((execute_at, deps)) => Decision::Stable { execute_at, deps },
-                None => Decision::Wait,
-            },
-            Phase::Committing { .. } => Decision::Wait,
+            Phase::Recovering { .. } => c.decide_recovery(),
+            Phase::Accepting { .. } => c.decide_accept(),
+            Phase::Invalidating { .. } => c.decide_invalidate(),
+            Phase::Committing { .. } | Phase::Following => Decision::Wait,
+        };
+        let (phase, message) = match decision {
+            Decision::Wait => return,
+            Decision::Retry => {
+                // Recovery must wait for an earlier txn's fate; try again later.
+                self.coordinating.remove(&id);
+                return;
+            }
+            Decision::Accept { execute_at } => (
+                Phase::Accepting { execute_at, replies: BTreeMap::new() },
+                Message::Accept { txn: c.txn.clone(), ballot: c.ballot, execute_at },
+            ),
+            Decision::Invalidate => (
+                Phase::Invalidating { replies: BTreeSet::new() },
+                Message::AcceptInvalidate { txn: c.txn.clone(), ballot: c.ballot },
+            ),
+            Decision::Commit(outcome) => {
+                let message = match &outcome {
+                    Outcome::Execute { execute_at, deps } => {
+                        Message::Stable { txn: c.txn.clone(), execute_at: *execute_at, deps: deps.clone() }
+                    }
+                    Outcome::Invalidate => Message::Invalidate { txn: c.txn.clone() },
+                };
+                (Phase::Committing { decision: outcome, acked: BTreeSet::new() }, message)
+            }
         };
         let now = self.now;
         let c = self.coordinating.get_mut(&id).expect("checked above");
-        let (message, phase) = match decision {
-            Decision::Wait => return,
-            Decision::Accept { execute_at } => (
-                Message::Accept {
-                    txn: c.txn.clone(),
-                    ballot: Ballot::ZERO,
-                    execute_at,
-                },
-                Phase::Accepting {
-                    execute_at,
-                    replies: BTreeMap::new(),
-                },
-            ),
-            Decision::Stable { execute_at, deps } => (
-                Message::Stable {
-                    txn: c.txn.clone(),
-                    execute_at,
-                    deps: deps.clone(),
-                },
-                Phase::Committing {
-                    execute_at,
-                    deps,
-                    acked: Default::default(),
-                },
-            ),
-        };
         c.phase = phase;
         c.phase_started = now;
         c.last_sent = now;
@@ -358,54 +445,84 @@ impl Node {
     /// Resends the current round to replicas that have not answered it.
     fn retry(&mut self, id: TxnId) {
         let now = self.now;
-        let Some(c) = self.coordinating.get_mut(&id) else {
-            return;
-        };
+        let Some(c) = self.coordinating.get_mut(&id) else { return };
         if now.saturating_sub(c.last_sent) < self.config.retry_us {
             return;
         }
         c.last_sent = now;
+        let txn = c.txn.clone();
         let message = match &c.phase {
-            Phase::PreAccepting { .. } => Message::PreAccept { txn: c.txn.clone() },
-            Phase::Accepting { execute_at, .. } => Message::Accept {
-                txn: c.txn.clone(),
-                ballot: Ballot::ZERO,
-                execute_at: *execute_at,
-            },
-            Phase::Committing {
-                execute_at, deps, ..
-            } => Message::Stable {
-                txn: c.txn.clone(),
-                execute_at: *execute_at,
-                deps: deps.clone(),
-            },
+            Phase::PreAccepting { .. } => Message::PreAccept { txn },
+            Phase::Recovering { .. } => Message::BeginRecovery { txn, ballot: c.ballot },
+            Phase::Accepting { execute_at, .. } => Message::Accept { txn, ballot: c.ballot, execute_at: *execute_at },
+            Phase::Invalidating { .. } => Message::AcceptInvalidate { txn, ballot: c.ballot },
+            Phase::Committing { decision: Outcome::Execute { execute_at, deps }, .. } => {
+                Message::Stable { txn, execute_at: *execute_at, deps: deps.clone() }
+            }
+            Phase::Committing { decision: Outcome::Invalidate, .. } => Message::Invalidate { txn },
+            Phase::Following => return,
         };
         for to in c.unanswered() {
             self.send(to, message.clone());
         }
     }
 
+    /// A txn undecided here for too long: recover it if we know it, else ask peers.
+    fn make_progress(&mut self, id: TxnId) {
+        let attempt = self.progress.get(&id).map_or(0, |(_, a)| *a + 1);
+        let deadline = self.now + self.backoff(id, attempt);
+        self.progress.insert(id, (deadline, attempt));
+        match self.replica.command(&id) {
+            Some(command) if command.status.is_decided() => {
+                self.progress.remove(&id);
+            }
+            Some(command) => {
+                if !self.coordinating.contains_key(&id) {
+                    let txn = command.txn.clone();
+                    let ballot = Ballot(self.clock.unique_now(TxnKind::Write, Timestamp::ZERO));
+                    self.coordinate(txn, ballot, false);
+                }
+            }
+            None => {
+                for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>()) {
+                    if peer != self.id {
+                        self.send(peer, Message::Inquire { txn_id: id });
+                    }
+                }
+            }
+        }
+    }
+
     fn execute_ready(&mut self) {
         for command in self.replica.take_ready() {
             let id = command.txn.id;
-            let client = match self.coordinating.get_mut(&id) {
-                Some(c) => {
-                    c.client_done = true;
-                    true
-                }
-                None => false,
-            };
+            let client = self.client_answered(id);
             self.actions.push(Action::Apply { command, client });
             self.finish_if_done(id);
         }
     }
 
+    /// The local replica learnt `id` was invalidated; answer its client if we owe one.
+    fn learned_invalidated(&mut self, id: TxnId) {
+        if self.client_answered(id) {
+            self.actions.push(Action::Invalidated { txn_id: id });
+        }
+        self.finish_if_done(id);
+    }
+
+    /// Marks the client of `id` answered; true if this node owed it an answer.
+    fn client_answered(&mut self, id: TxnId) -> bool {
+        match self.coordinating.get_mut(&id) {
+            Some(c) if c.client && !c.client_done => {
+                c.client_done = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn finish_if_done(&mut self, id: TxnId) {
-        if self
-            .coordinating
-            .get(&id)
-            .is_some_and(Coordination::finished)
-        {
+        if self.coordinating.get(&id).is_some_and(Coordination::finished) {
             self.coordinating.remove(&id);
         }
     }
@@ -416,17 +533,16 @@ impl Node {
     /// When an invariant does not hold.
     pub fn validate(&self) {
         self.replica.validate();
-        assert!(
-            self.durable_seq <= self.persist_seq,
-            "durable beyond what was persisted"
-        );
-        assert!(
-            self.held.iter().all(|(s, _, _)| *s > self.durable_seq),
-            "a releasable reply is held"
-        );
+        assert!(self.durable_seq <= self.persist_seq, "durable beyond what was persisted");
+        assert!(self.held.iter().all(|(s, _, _)| *s > self.durable_seq), "a releasable message is held");
         for (id, c) in &self.coordinating {
             assert_eq!(*id, c.txn.id);
-            assert_eq!(id.coordinator(), self.id, "coordinating another node's txn");
+            if c.ballot == Ballot::ZERO {
+                assert_eq!(id.coordinator(), self.id, "coordinating another node's txn at ballot zero");
+            }
+        }
+        for (id, _) in &self.progress {
+            assert!(self.replica.command(id).is_none_or(|c| !c.status.is_decided()), "{id}: watching a decided txn");
         }
     }
 }

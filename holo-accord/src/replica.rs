@@ -11,9 +11,20 @@ use crate::txn::{Access, Deps, Key, Txn};
 pub enum Status {
     PreAccepted,
     Accepted,
+    /// A recovery coordinator proposed that the txn never executes.
+    AcceptedInvalidate,
     /// Committed with final executeAt and deps (Accord's Stable).
     Stable,
     Applied,
+    /// Decided never to execute.
+    Invalidated,
+}
+
+impl Status {
+    /// The outcome is final: Stable, Applied or Invalidated.
+    pub fn is_decided(self) -> bool {
+        self >= Status::Stable
+    }
 }
 
 /// One transaction as this replica knows it. This is also the durable record: every change
@@ -28,6 +39,26 @@ pub struct Command {
     pub deps: Deps,
     pub promised: Ballot,
     pub accepted: Ballot,
+    /// This replica witnessed the txn at its t0 when the original coordinator's PreAccept
+    /// arrived: a fast-path vote. A txn first learnt through recovery or an inquiry never
+    /// gets one (pitfall 5).
+    pub fast_vote: bool,
+}
+
+/// What a replica reports to a recovery coordinator (ACCORD.md section 4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoverInfo {
+    pub status: Status,
+    pub accepted: Ballot,
+    pub execute_at: Timestamp,
+    pub deps: Deps,
+    pub fast_vote: bool,
+    /// A later-started conflicting txn was Accepted or decided without this one in its
+    /// deps: this txn cannot have taken the fast path.
+    pub rejects_fast_path: bool,
+    /// An earlier-started conflicting txn is Accepted above this txn's t0 without it in its
+    /// deps, and not decided yet: the recovery must wait for it and retry.
+    pub earlier_undecided: bool,
 }
 
 /// The conflict index of one key.
@@ -49,6 +80,16 @@ pub struct Replica {
     waiting: BTreeSet<TxnId>,
 }
 
+/// A replica's answer to a PreAccept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreAcceptReply {
+    Ok(Timestamp, Deps),
+    /// A recovery ballot was promised: the original coordinator must stand aside.
+    Nack(Ballot),
+    /// A duplicate of a PreAccept whose round is over: nothing to say.
+    Silent,
+}
+
 /// The outcome of a handler: the new command state to persist (if it changed) and the
 /// reply to send once that state is durable.
 pub struct Handled<R> {
@@ -67,65 +108,169 @@ impl Replica {
 
     /// PreAccept: witness `txn` at t0 if nothing conflicting has a timestamp at or above it,
     /// else at a fresh timestamp above every conflict. Deps: conflicting txns below t0.
-    pub fn pre_accept(
-        &mut self,
-        txn: &Txn,
-        clock: &mut Clock,
-    ) -> Handled<Option<(Timestamp, Deps)>> {
+    /// Refused once a recovery ballot was promised.
+    pub fn pre_accept(&mut self, txn: &Txn, clock: &mut Clock) -> Handled<PreAcceptReply> {
         if let Some(existing) = self.commands.get(&txn.id) {
-            // A duplicate: answer as before while still PreAccepted; later, stay silent.
-            let reply = (existing.status == Status::PreAccepted
-                && existing.promised == Ballot::ZERO)
-                .then(|| (existing.execute_at, existing.deps.clone()));
-            return Handled {
-                changed: None,
-                reply,
+            let reply = if existing.promised > Ballot::ZERO {
+                PreAcceptReply::Nack(existing.promised)
+            } else if existing.status == Status::PreAccepted {
+                // A duplicate: answer as before.
+                PreAcceptReply::Ok(existing.execute_at, existing.deps.clone())
+            } else {
+                PreAcceptReply::Silent
             };
+            return Handled { changed: None, reply };
         }
+        let command = self.witness(txn, clock, true);
+        let reply = PreAcceptReply::Ok(command.execute_at, command.deps.clone());
+        Handled { changed: Some(command), reply }
+    }
+
+    /// Records a txn first seen now as PreAccepted, with a fast-path vote only if asked.
+    fn witness(&mut self, txn: &Txn, clock: &mut Clock, vote: bool) -> Command {
         let t0 = txn.id.timestamp();
         let max_conflict = self.max_conflict(txn);
-        let witnessed = if t0 > max_conflict {
-            t0
-        } else {
-            clock.unique_now(txn.id.kind(), max_conflict)
-        };
-        let deps = self.conflicts_below(txn, t0);
+        let witnessed = if t0 > max_conflict { t0 } else { clock.unique_now(txn.id.kind(), max_conflict) };
         let command = Command {
             txn: txn.clone(),
             status: Status::PreAccepted,
             execute_at: witnessed,
-            deps: deps.clone(),
+            deps: self.conflicts_below(txn, t0),
             promised: Ballot::ZERO,
             accepted: Ballot::ZERO,
+            fast_vote: vote && witnessed == t0,
         };
         self.insert(command.clone());
-        Handled {
-            changed: Some(command),
-            reply: Some((witnessed, deps)),
+        command
+    }
+
+    /// BeginRecovery: promise `ballot` (refused below an earlier promise) and report what this
+    /// replica knows; an unknown txn is pre-accepted first, without a fast-path vote.
+    pub fn begin_recovery(&mut self, txn: &Txn, ballot: Ballot, clock: &mut Clock) -> Handled<Result<RecoverInfo, Ballot>> {
+        if let Some(existing) = self.commands.get(&txn.id)
+            && existing.promised > ballot
+        {
+            return Handled { changed: None, reply: Err(existing.promised) };
+        }
+        if !self.commands.contains_key(&txn.id) {
+            self.witness(txn, clock, false);
+        }
+        let command = self.commands.get_mut(&txn.id).expect("witnessed above");
+        let changed = (command.promised != ballot).then(|| {
+            command.promised = ballot;
+            command.clone()
+        });
+        let command = &self.commands[&txn.id];
+        let info = RecoverInfo {
+            status: command.status,
+            accepted: command.accepted,
+            execute_at: command.execute_at,
+            deps: command.deps.clone(),
+            fast_vote: command.fast_vote,
+            rejects_fast_path: self.later_conflict_without(txn),
+            earlier_undecided: self.earlier_accepted_without(txn),
+        };
+        Handled { changed, reply: Ok(info) }
+    }
+
+    /// Conflicting txns that could not have been ordered this way had `txn` committed on the
+    /// fast path: started after t0, Accepted or decided, `txn` not in their deps.
+    fn later_conflict_without(&self, txn: &Txn) -> bool {
+        self.conflicting(txn).any(|other| {
+            other.txn.id > txn.id
+                && matches!(other.status, Status::Accepted | Status::Stable | Status::Applied)
+                && !other.deps.contains(&txn.id)
+        })
+    }
+
+    /// Conflicting txns started before t0, Accepted (not decided) above t0 without `txn`
+    /// in their deps: whether `txn` could have taken the fast path depends on their fate.
+    fn earlier_accepted_without(&self, txn: &Txn) -> bool {
+        let t0 = txn.id.timestamp();
+        self.conflicting(txn).any(|other| {
+            other.txn.id < txn.id
+                && other.status == Status::Accepted
+                && other.execute_at > t0
+                && !other.deps.contains(&txn.id)
+        })
+    }
+
+    /// Every other known txn that conflicts with `txn` on some key.
+    fn conflicting<'a>(&'a self, txn: &'a Txn) -> impl Iterator<Item = &'a Command> + 'a {
+        let mut ids = BTreeSet::new();
+        for (key, access) in &txn.keys {
+            if let Some(state) = self.keys.get(key) {
+                for (other, other_access) in &state.txns {
+                    if *other != txn.id && access.conflicts_with(*other_access) {
+                        ids.insert(*other);
+                    }
+                }
+            }
+        }
+        ids.into_iter().map(|id| &self.commands[&id])
+    }
+
+    /// AcceptInvalidate: record, under `ballot`, the proposal that `txn` never executes.
+    pub fn accept_invalidate(&mut self, txn: &Txn, ballot: Ballot, clock: &mut Clock) -> Handled<Result<(), Ballot>> {
+        if let Some(existing) = self.commands.get(&txn.id) {
+            if existing.promised > ballot {
+                return Handled { changed: None, reply: Err(existing.promised) };
+            }
+            if existing.status.is_decided() {
+                return Handled { changed: None, reply: Ok(()) };
+            }
+        } else {
+            self.witness(txn, clock, false);
+        }
+        let command = self.commands.get_mut(&txn.id).expect("known by now");
+        command.status = Status::AcceptedInvalidate;
+        command.promised = ballot;
+        command.accepted = ballot;
+        Handled { changed: Some(command.clone()), reply: Ok(()) }
+    }
+
+    /// Invalidate: the decision that `txn` never executes.
+    ///
+    /// # Panics
+    /// If `txn` was already decided to execute: two decisions for one txn is a protocol bug.
+    pub fn invalidate(&mut self, txn: &Txn, clock: &mut Clock) -> Option<Command> {
+        if !self.commands.contains_key(&txn.id) {
+            self.witness(txn, clock, false);
+        }
+        let command = self.commands.get_mut(&txn.id).expect("known by now");
+        match command.status {
+            Status::Invalidated => None,
+            Status::Stable | Status::Applied => panic!("{} decided both to execute and to be invalidated", txn.id),
+            _ => {
+                command.status = Status::Invalidated;
+                Some(command.clone())
+            }
+        }
+    }
+
+    /// Adopts what a peer told us: a decision is taken over; an undecided txn we never saw
+    /// is recorded (without a vote) so recovery can finish it.
+    pub fn inform(&mut self, command: &Command, clock: &mut Clock) -> Option<Command> {
+        match command.status {
+            Status::Stable | Status::Applied => self.stable(&command.txn, command.execute_at, &command.deps),
+            Status::Invalidated => self.invalidate(&command.txn, clock),
+            _ if !self.commands.contains_key(&command.txn.id) => Some(self.witness(&command.txn, clock, false)),
+            _ => None,
         }
     }
 
     /// Accept: record the proposed executeAt under `ballot`; deps are recomputed as every
     /// conflicting txn below executeAt (PreAccept's deps miss those started between t0 and t).
-    pub fn accept(
-        &mut self,
-        txn: &Txn,
-        ballot: Ballot,
-        execute_at: Timestamp,
-    ) -> Handled<Result<Deps, Ballot>> {
+    pub fn accept(&mut self, txn: &Txn, ballot: Ballot, execute_at: Timestamp) -> Handled<Result<Deps, Ballot>> {
+        let mut fast_vote = false;
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
-                return Handled {
-                    changed: None,
-                    reply: Err(existing.promised),
-                };
+                return Handled { changed: None, reply: Err(existing.promised) };
             }
-            if existing.status >= Status::Stable {
-                return Handled {
-                    changed: None,
-                    reply: Ok(existing.deps.clone()),
-                };
+            if existing.status.is_decided() {
+                return Handled { changed: None, reply: Ok(existing.deps.clone()) };
             }
+            fast_vote = existing.fast_vote;
         }
         let deps = self.conflicts_below(txn, execute_at);
         let command = Command {
@@ -135,22 +280,25 @@ impl Replica {
             deps: deps.clone(),
             promised: ballot,
             accepted: ballot,
+            fast_vote,
         };
         self.insert(command.clone());
-        Handled {
-            changed: Some(command),
-            reply: Ok(deps),
-        }
+        Handled { changed: Some(command), reply: Ok(deps) }
     }
 
     /// Stable: the decision. Returns the new state if it changed.
+    ///
+    /// # Panics
+    /// If `txn` was already invalidated: two decisions for one txn is a protocol bug.
     pub fn stable(&mut self, txn: &Txn, execute_at: Timestamp, deps: &Deps) -> Option<Command> {
         let previous = self.commands.get(&txn.id);
-        if previous.is_some_and(|c| c.status >= Status::Stable) {
-            return None;
+        match previous.map(|c| c.status) {
+            Some(Status::Stable | Status::Applied) => return None,
+            Some(Status::Invalidated) => panic!("{} decided both to be invalidated and to execute", txn.id),
+            _ => {}
         }
-        let (promised, accepted) =
-            previous.map_or((Ballot::ZERO, Ballot::ZERO), |c| (c.promised, c.accepted));
+        let (promised, accepted, fast_vote) =
+            previous.map_or((Ballot::ZERO, Ballot::ZERO, false), |c| (c.promised, c.accepted, c.fast_vote));
         let command = Command {
             txn: txn.clone(),
             status: Status::Stable,
@@ -158,10 +306,26 @@ impl Replica {
             deps: deps.clone(),
             promised,
             accepted,
+            fast_vote,
         };
         self.insert(command.clone());
         self.waiting.insert(txn.id);
         Some(command)
+    }
+
+    /// Dependencies of Stable txns that this replica has never heard of: it must ask peers.
+    pub fn unknown_deps(&self) -> BTreeSet<TxnId> {
+        self.waiting
+            .iter()
+            .flat_map(|id| self.commands[id].deps.iter())
+            .filter(|dep| !self.commands.contains_key(dep))
+            .copied()
+            .collect()
+    }
+
+    /// Nothing is waiting to execute.
+    pub fn idle(&self) -> bool {
+        self.waiting.is_empty()
     }
 
     /// Stable transactions whose deps allow execution now, in executeAt order, marked
@@ -193,10 +357,36 @@ impl Replica {
     fn is_ready(&self, id: &TxnId) -> bool {
         let command = &self.commands[id];
         command.deps.iter().all(|dep| match self.commands.get(dep) {
-            Some(d) if d.status == Status::Applied => true,
+            Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => true,
             Some(d) if d.status == Status::Stable => d.execute_at > command.execute_at,
             _ => false,
         })
+    }
+
+    /// Rebuilds state from a persisted record (records are whole states; the last one for a
+    /// txn wins). Applied is not persisted: Stable txns execute again and the host's apply
+    /// is idempotent.
+    pub fn restore(&mut self, command: Command) {
+        let id = command.txn.id;
+        if command.status == Status::Stable || command.status == Status::Applied {
+            self.waiting.insert(id);
+        } else {
+            self.waiting.remove(&id);
+        }
+        let mut command = command;
+        if command.status == Status::Applied {
+            command.status = Status::Stable;
+        }
+        self.insert(command);
+    }
+
+    /// The highest timestamp in any record: a restarted clock starts above it.
+    pub fn max_timestamp(&self) -> Timestamp {
+        self.commands
+            .values()
+            .flat_map(|c| [c.txn.id.timestamp(), c.execute_at, c.promised.0, c.accepted.0])
+            .max()
+            .unwrap_or(Timestamp::ZERO)
     }
 
     fn insert(&mut self, command: Command) {

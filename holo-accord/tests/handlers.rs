@@ -20,7 +20,7 @@ fn topology(nodes: u16) -> Topology {
 }
 
 fn node(id: u16) -> Node {
-    Node::new(NodeId(id), topology(3), Config::default(), 0)
+    Node::new(NodeId(id), topology(3), Config::default())
 }
 
 fn key(k: &str) -> Bytes {
@@ -41,31 +41,23 @@ fn sends(actions: &[Action]) -> Vec<&Envelope> {
 }
 
 #[test]
-fn propose_persists_its_own_pre_accept_and_batches_one_envelope_per_peer() {
+fn propose_persists_t0_before_any_pre_accept_leaves_and_batches_per_peer() {
     let mut n0 = node(0);
     let a = n0.propose(&[], &[key("x")], Bytes::new());
     let b = n0.propose(&[key("y")], &[], Bytes::new());
     let actions = n0.take_actions();
-    // The local replica witnessed both (one Persist each); peers get one envelope each.
+    // The local replica witnessed both (one Persist each); nothing leaves before that is
+    // durable, so a crash can never let the node re-issue a t0 a peer has seen.
     let persisted: Vec<_> = actions
         .iter()
-        .filter_map(|a| {
-            if let Action::Persist { seq, command } = a {
-                Some((*seq, command.txn.id, command.status))
-            } else {
-                None
-            }
-        })
+        .filter_map(|a| if let Action::Persist { seq, command } = a { Some((*seq, command.txn.id, command.status)) } else { None })
         .collect();
-    assert_eq!(
-        persisted,
-        vec![(1, a, Status::PreAccepted), (2, b, Status::PreAccepted)]
-    );
+    assert_eq!(persisted, vec![(1, a, Status::PreAccepted), (2, b, Status::PreAccepted)]);
+    assert!(sends(&actions).is_empty());
+    n0.durable(2);
+    let actions = n0.take_actions();
     let envelopes = sends(&actions);
-    assert_eq!(
-        envelopes.iter().map(|e| e.to).collect::<Vec<_>>(),
-        vec![NodeId(1), NodeId(2)]
-    );
+    assert_eq!(envelopes.iter().map(|e| e.to).collect::<Vec<_>>(), vec![NodeId(1), NodeId(2)]);
     for e in envelopes {
         assert_eq!(e.messages.len(), 2, "both PreAccepts travel in one batch");
     }
@@ -77,6 +69,8 @@ fn a_reply_waits_until_its_state_is_durable() {
     let mut n0 = node(0);
     let mut n1 = node(1);
     n0.propose(&[], &[key("x")], Bytes::new());
+    n0.take_actions();
+    n0.durable(1);
     let to_n1 = sends(&n0.take_actions())
         .into_iter()
         .find(|e| e.to == NodeId(1))
@@ -128,7 +122,7 @@ fn settle(nodes: &mut [Node]) -> Vec<(usize, Action)> {
                         nodes[to].receive(e.clone());
                     }
                     Action::Persist { seq, .. } => nodes[i].durable(*seq),
-                    Action::Apply { .. } => {}
+                    Action::Apply { .. } | Action::Invalidated { .. } => {}
                 }
                 log.push((i, action));
             }

@@ -1,9 +1,9 @@
 //! The oracle: the invariants of ACCORD.md section 7, checked as events happen and at the
 //! end, and strict serializability of the client history.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use holo_accord::{Access, Command, Deps, Key, NodeId, Timestamp, TxnId};
+use holo_accord::{Access, Command, Deps, Key, NodeId, Status, Timestamp, TxnId};
 
 use crate::rng::Rng;
 
@@ -99,8 +99,12 @@ pub struct Checker {
     kv: HashMap<NodeId, BTreeMap<Key, u64>>,
     applies: HashMap<(NodeId, Key), KeyApplies>,
     decided: HashMap<TxnId, Decision>,
+    invalidated: HashSet<TxnId>,
     execute_ats: HashMap<Timestamp, TxnId>,
     history: BTreeMap<TxnId, Entry>,
+    /// (node, txn) pairs applied: a restarted node applies again, idempotently.
+    applied: HashSet<(NodeId, TxnId)>,
+    failed: HashSet<TxnId>,
 }
 
 impl Checker {
@@ -113,6 +117,12 @@ impl Checker {
                 completed: None,
             },
         );
+    }
+
+    /// The client was told its txn was invalidated: it must never execute.
+    pub fn failed(&mut self, id: TxnId) {
+        assert!(!self.decided.contains_key(&id), "{id} reported failed, yet decided to execute");
+        self.failed.insert(id);
     }
 
     pub fn completed(&mut self, id: TxnId, result: OpResult, now: u64) {
@@ -128,6 +138,13 @@ impl Checker {
     /// unique and never below the TxnId.
     pub fn decided(&mut self, node: NodeId, command: &Command) {
         let id = command.txn.id;
+        if command.status == Status::Invalidated {
+            assert!(!self.decided.contains_key(&id), "{id} decided both to execute and to be invalidated");
+            self.invalidated.insert(id);
+            return;
+        }
+        assert!(!self.invalidated.contains(&id), "{id} decided both to be invalidated and to execute");
+        assert!(!self.failed.contains(&id), "{id} executes after its client was told it failed");
         assert!(
             command.execute_at >= id.timestamp(),
             "{id}: executeAt {} below t0",
@@ -157,7 +174,7 @@ impl Checker {
 
     /// Invariant 4: per key, a replica applies writers in increasing executeAt, and never a
     /// reader after a later writer or a writer after a later reader. Returns the result.
-    pub fn applied(&mut self, node: NodeId, command: &Command, op: &ClientOp) -> OpResult {
+    pub fn applied(&mut self, node: NodeId, command: &Command, op: &ClientOp) -> Option<OpResult> {
         let id = command.txn.id;
         let decided = self
             .decided
@@ -167,6 +184,9 @@ impl Checker {
             decided.execute_at, command.execute_at,
             "{id} applied at another executeAt"
         );
+        if !self.applied.insert((node, id)) {
+            return None;
+        }
         let t = command.execute_at;
         for (key, access) in &command.txn.keys {
             let state = self.applies.entry((node, key.clone())).or_default();
@@ -186,20 +206,33 @@ impl Checker {
                 Access::Read => state.max_read = state.max_read.max(t),
             }
         }
-        op.execute(self.kv.entry(node).or_default())
+        Some(op.execute(self.kv.entry(node).or_default()))
     }
 
-    /// The end-of-run checks. Returns (transactions decided, of which on the fast path).
-    pub fn finish(&self, nodes: &[holo_accord::Node]) -> (u64, u64) {
+    /// The end-of-run checks. Returns (transactions decided, of which on the fast path,
+    /// invalidated).
+    pub fn finish(&self, nodes: &[&holo_accord::Node]) -> (u64, u64, u64) {
         self.writer_orders_are_prefixes(nodes.len());
         self.deps_cover_earlier_conflicts();
         self.strictly_serializable();
-        let fast = self
-            .decided
-            .iter()
-            .filter(|(id, d)| d.execute_at == id.timestamp())
-            .count();
-        (self.decided.len() as u64, fast as u64)
+        self.every_replica_agrees(nodes);
+        let fast = self.decided.iter().filter(|(id, d)| d.execute_at == id.timestamp()).count();
+        (self.decided.len() as u64, fast as u64, self.invalidated.len() as u64)
+    }
+
+    /// After the heal, every replica knows the decision of everything it saw, the same
+    /// decision as everyone else, and applied it.
+    fn every_replica_agrees(&self, nodes: &[&holo_accord::Node]) {
+        for node in nodes {
+            for command in node.replica().commands() {
+                let id = command.txn.id;
+                match command.status {
+                    Status::Applied => assert_eq!(self.decided[&id].execute_at, command.execute_at),
+                    Status::Invalidated => assert!(self.invalidated.contains(&id)),
+                    other => panic!("{:?}: {id} still {other:?} after the heal", node.id()),
+                }
+            }
+        }
     }
 
     /// Invariant 4, across replicas: per key, every replica's writer order is a prefix of one.

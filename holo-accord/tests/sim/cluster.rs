@@ -1,13 +1,13 @@
 //! The simulated cluster: nodes, network, disks and clients, all driven by one seed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 use holo_accord::{
-    Action, Config, Envelope, Key, Node, NodeId, RangeId, RangeInfo, Status, Topology, TxnId,
+    Action, Command, Config, Envelope, Key, Node, NodeId, RangeId, RangeInfo, Topology, TxnId,
 };
 
-use crate::checker::{Checker, ClientOp, OpResult};
+use crate::checker::{Checker, ClientOp};
 use crate::rng::Rng;
 
 /// Which faults the network injects while the run is not healed.
@@ -16,15 +16,13 @@ pub struct Faults {
     pub drop_percent_max: u64,
     pub duplicate_percent_max: u64,
     pub delay_us_max: u64,
+    /// Most node crashes (each followed by a restart that loses the unsynced tail).
+    pub crashes_max: u64,
 }
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults {
-            drop_percent_max: 10,
-            duplicate_percent_max: 10,
-            delay_us_max: 5_000,
-        }
+        Faults { drop_percent_max: 10, duplicate_percent_max: 10, delay_us_max: 5_000, crashes_max: 3 }
     }
 }
 
@@ -35,6 +33,8 @@ pub struct Outcome {
     pub txns: u64,
     pub fast: u64,
     pub dropped: u64,
+    pub crashes: u64,
+    pub invalidated: u64,
     pub log_hash: u64,
 }
 
@@ -44,14 +44,33 @@ impl Outcome {
         self.txns += other.txns;
         self.fast += other.fast;
         self.dropped += other.dropped;
+        self.crashes += other.crashes;
+        self.invalidated += other.invalidated;
     }
 }
 
 enum Event {
     Deliver(Envelope),
-    Durable { node: usize, seq: u64 },
-    Tick { node: usize },
+    Durable { node: usize, incarnation: u32, seq: u64 },
+    Tick { node: usize, incarnation: u32 },
     ClientNext { client: usize },
+    Crash { node: usize },
+    Restart { node: usize },
+}
+
+/// A node and its disk. `node` is `None` while it is down.
+struct Host {
+    node: Option<Node>,
+    incarnation: u32,
+    /// Records that reached the disk, in order; they survive crashes.
+    durable: Vec<Command>,
+    /// Records written but not yet synced: a crash loses them.
+    unsynced: BTreeMap<u64, Command>,
+    persisted_seq: u64,
+    durable_seq: u64,
+    disk_free_at: u64,
+    /// Apply actions waiting for the records before them to be durable: (seq, command, client).
+    applies: VecDeque<(u64, Command, bool)>,
 }
 
 struct Client {
@@ -64,9 +83,9 @@ struct Sim {
     now: u64,
     seq: u64,
     events: BTreeMap<(u64, u64), Event>,
-    nodes: Vec<Node>,
-    /// Per node: when its disk last completed a sync (syncs complete in order).
-    disk_free_at: Vec<u64>,
+    topology: Topology,
+    config: Config,
+    hosts: Vec<Host>,
     clients: Vec<Client>,
     ops: HashMap<TxnId, (usize, ClientOp)>,
     checker: Checker,
@@ -74,14 +93,17 @@ struct Sim {
     duplicate_percent: u64,
     delay_us_max: u64,
     healed: bool,
+    /// Deliveries, syncs and restarts scheduled and not yet happened.
+    in_flight: u64,
     dropped: u64,
+    crashes: u64,
     log_hash: u64,
 }
 
 const KEYS: u64 = 8;
 const TICK_US: u64 = 1_000;
 const FAULTS_END_US: u64 = 2_000_000;
-const DEADLINE_US: u64 = 30_000_000;
+const DEADLINE_US: u64 = 60_000_000;
 
 fn key(i: u64) -> Key {
     Bytes::from(format!("k{i}"))
@@ -109,16 +131,21 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
     let config = Config {
         fast_path_wait_us: rng.between(500, 5_000),
         retry_us: rng.between(20_000, 80_000),
+        recover_after_us: rng.between(100_000, 400_000),
     };
-    let nodes: Vec<Node> = (0..node_count)
-        .map(|i| Node::new(NodeId(i), topology.clone(), config, 0))
-        .collect();
-    let clients = (0..rng.between(1, 6))
-        .map(|_| Client {
-            ops_left: rng.between(5, 30) as u32,
-            outstanding: None,
+    let hosts = (0..node_count)
+        .map(|i| Host {
+            node: Some(Node::new(NodeId(i), topology.clone(), config)),
+            incarnation: 0,
+            durable: Vec::new(),
+            unsynced: BTreeMap::new(),
+            persisted_seq: 0,
+            durable_seq: 0,
+            disk_free_at: 0,
+            applies: VecDeque::new(),
         })
         .collect();
+    let clients = (0..rng.between(1, 6)).map(|_| Client { ops_left: rng.between(5, 30) as u32, outstanding: None }).collect();
     let mut sim = Sim {
         drop_percent: rng.between(0, faults.drop_percent_max),
         duplicate_percent: rng.between(0, faults.duplicate_percent_max),
@@ -127,28 +154,36 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         now: 0,
         seq: 0,
         events: BTreeMap::new(),
-        disk_free_at: vec![0; nodes.len()],
-        nodes,
+        topology,
+        config,
+        hosts,
         clients,
         ops: HashMap::new(),
         checker: Checker::default(),
         healed: false,
+        in_flight: 0,
         dropped: 0,
+        crashes: 0,
         log_hash: 0xcbf2_9ce4_8422_2325,
     };
-    sim.run();
-    let (txns, fast) = sim.checker.finish(&sim.nodes);
-    Outcome {
-        seeds: 1,
-        txns,
-        fast,
-        dropped: sim.dropped,
-        log_hash: sim.log_hash,
+    for _ in 0..sim.rng.between(0, faults.crashes_max) {
+        let node = sim.rng.between(0, node_count as u64 - 1) as usize;
+        // Clients usually finish within the first second: crash while they run.
+        let at = sim.rng.between(0, FAULTS_END_US / 3);
+        sim.schedule(at, Event::Crash { node });
     }
+    sim.run();
+    if std::env::var("HOLO_SIM_TRACE").is_ok() { eprintln!("seed {seed}: ended at {}us", sim.now); }
+    let nodes: Vec<&Node> = sim.hosts.iter().map(|h| h.node.as_ref().expect("every node is up at the end")).collect();
+    let (txns, fast, invalidated) = sim.checker.finish(&nodes);
+    Outcome { seeds: 1, txns, fast, dropped: sim.dropped, crashes: sim.crashes, invalidated, log_hash: sim.log_hash }
 }
 
 impl Sim {
     fn schedule(&mut self, delay: u64, event: Event) {
+        if matches!(event, Event::Deliver(_) | Event::Durable { .. } | Event::Restart { .. }) {
+            self.in_flight += 1;
+        }
         self.seq += 1;
         self.events.insert((self.now + delay, self.seq), event);
     }
@@ -160,9 +195,9 @@ impl Sim {
     }
 
     fn run(&mut self) {
-        for node in 0..self.nodes.len() {
+        for node in 0..self.hosts.len() {
             let at = self.rng.between(0, TICK_US);
-            self.schedule(at, Event::Tick { node });
+            self.schedule(at, Event::Tick { node, incarnation: 0 });
         }
         for client in 0..self.clients.len() {
             let at = self.rng.between(0, 10_000);
@@ -170,6 +205,9 @@ impl Sim {
         }
         while let Some(((at, _), event)) = self.events.pop_first() {
             self.now = at;
+            if matches!(event, Event::Deliver(_) | Event::Durable { .. } | Event::Restart { .. }) {
+                self.in_flight -= 1;
+            }
             assert!(
                 self.now < DEADLINE_US,
                 "liveness: transactions unfinished {}s after the start: {}",
@@ -187,56 +225,116 @@ impl Sim {
     }
 
     fn unfinished(&self) -> String {
-        let coordinating: Vec<usize> = self.nodes.iter().map(Node::coordinating).collect();
-        let waiting = self
-            .clients
-            .iter()
-            .filter(|c| c.outstanding.is_some())
-            .count();
-        format!("clients waiting: {waiting}, coordinations per node: {coordinating:?}")
+        let coordinating: Vec<Option<usize>> = self.hosts.iter().map(|h| h.node.as_ref().map(Node::coordinating)).collect();
+        let quiet: Vec<Option<bool>> = self.hosts.iter().map(|h| h.node.as_ref().map(Node::quiescent)).collect();
+        let waiting = self.clients.iter().filter(|c| c.outstanding.is_some()).count();
+        format!("clients waiting: {waiting}, coordinations per node: {coordinating:?}, quiescent: {quiet:?}")
     }
 
     fn done(&self) -> bool {
-        self.clients
-            .iter()
-            .all(|c| c.ops_left == 0 && c.outstanding.is_none())
-            && self.nodes.iter().all(|n| n.coordinating() == 0)
-            && !self
-                .events
-                .values()
-                .any(|e| matches!(e, Event::Deliver(_) | Event::Durable { .. }))
+        self.clients.iter().all(|c| c.ops_left == 0 && c.outstanding.is_none())
+            && self.hosts.iter().all(|h| h.node.as_ref().is_some_and(Node::quiescent) && h.applies.is_empty())
+            && self.in_flight == 0
     }
 
     fn step(&mut self, event: Event) {
         let node = match event {
             Event::Deliver(envelope) => {
                 let to = envelope.to.0 as usize;
-                let ids: Vec<u64> = envelope
-                    .messages
-                    .iter()
-                    .map(|m| m.txn_id().timestamp().hlc)
-                    .collect();
+                let ids: Vec<u64> = envelope.messages.iter().map(|m| m.txn_id().timestamp().hlc).collect();
                 self.hash(&[self.now, 1, envelope.from.0 as u64, to as u64]);
                 self.hash(&ids);
-                self.nodes[to].receive(envelope);
+                let Some(node) = self.hosts[to].node.as_mut() else { return };
+                node.receive(envelope);
                 to
             }
-            Event::Durable { node, seq } => {
+            Event::Durable { node, incarnation, seq } => {
+                if self.hosts[node].incarnation != incarnation || self.hosts[node].node.is_none() {
+                    return;
+                }
                 self.hash(&[self.now, 2, node as u64, seq]);
-                self.nodes[node].durable(seq);
+                self.synced(node, seq);
                 node
             }
-            Event::Tick { node } => {
-                self.nodes[node].tick(self.now);
-                self.schedule(TICK_US, Event::Tick { node });
+            Event::Tick { node, incarnation } => {
+                if self.hosts[node].incarnation != incarnation {
+                    return;
+                }
+                let Some(n) = self.hosts[node].node.as_mut() else { return };
+                n.tick(self.now);
+                self.schedule(TICK_US, Event::Tick { node, incarnation });
                 node
             }
             Event::ClientNext { client } => {
                 self.start_op(client);
                 return;
             }
+            Event::Crash { node } => {
+                self.crash(node);
+                return;
+            }
+            Event::Restart { node } => {
+                self.restart(node);
+                node
+            }
         };
         self.after_step(node);
+    }
+
+    /// The disk of `node` synced everything up to `seq`.
+    fn synced(&mut self, node: usize, seq: u64) {
+        let host = &mut self.hosts[node];
+        while let Some(entry) = host.unsynced.first_entry() {
+            if *entry.key() > seq {
+                break;
+            }
+            host.durable.push(entry.remove());
+        }
+        host.durable_seq = host.durable_seq.max(seq);
+        host.node.as_mut().expect("up").durable(seq);
+        while let Some((s, _, _)) = self.hosts[node].applies.front()
+            && *s <= self.hosts[node].durable_seq
+        {
+            let (_, command, client) = self.hosts[node].applies.pop_front().expect("checked");
+            self.apply(node, &command, client);
+        }
+    }
+
+    /// Kill -9 and power loss: the node's memory and its unsynced records are gone.
+    fn crash(&mut self, node: usize) {
+        let host = &mut self.hosts[node];
+        if host.node.is_none() {
+            return;
+        }
+        self.crashes += 1;
+        host.node = None;
+        host.unsynced.clear();
+        host.applies.clear();
+        host.incarnation += 1;
+        self.hash(&[self.now, 4, node as u64]);
+        // Clients waiting on this node get no answer: the outcome is unknown to them.
+        for client in 0..self.clients.len() {
+            let Some(id) = self.clients[client].outstanding else { continue };
+            if id.coordinator().0 as usize == node {
+                self.clients[client].outstanding = None;
+                let think = self.rng.between(0, 3_000);
+                self.schedule(think, Event::ClientNext { client });
+            }
+        }
+        let downtime = self.rng.between(1_000, 300_000);
+        self.schedule(downtime, Event::Restart { node });
+    }
+
+    fn restart(&mut self, node: usize) {
+        let host = &mut self.hosts[node];
+        let records = host.durable.clone();
+        host.node = Some(Node::restart(NodeId(node as u16), self.topology.clone(), self.config, records));
+        host.persisted_seq = 0;
+        host.durable_seq = 0;
+        host.disk_free_at = self.now;
+        let incarnation = host.incarnation;
+        self.hash(&[self.now, 5, node as u64]);
+        self.schedule(1, Event::Tick { node, incarnation });
     }
 
     fn start_op(&mut self, client: usize) {
@@ -248,9 +346,16 @@ impl Sim {
         }
         self.clients[client].ops_left -= 1;
         let op = ClientOp::random(&mut self.rng, KEYS, key);
-        let coordinator = self.rng.between(0, self.nodes.len() as u64 - 1) as usize;
+        let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
+        let Some(node) = self.hosts[coordinator].node.as_mut() else {
+            // The chosen node is down: the client's request fails at once; try another later.
+            self.clients[client].ops_left += 1;
+            let think = self.rng.between(1_000, 5_000);
+            self.schedule(think, Event::ClientNext { client });
+            return;
+        };
         let (reads, writes) = op.keys();
-        let id = self.nodes[coordinator].propose(&reads, &writes, Bytes::new());
+        let id = node.propose(&reads, &writes, Bytes::new());
         self.hash(&[self.now, 3, coordinator as u64, id.timestamp().hlc]);
         self.checker.invoked(id, op.clone(), self.now);
         self.ops.insert(id, (client, op));
@@ -260,22 +365,45 @@ impl Sim {
 
     /// Validates the node that just stepped and carries out its actions.
     fn after_step(&mut self, node: usize) {
-        self.nodes[node].validate();
-        for action in self.nodes[node].take_actions() {
+        let Some(n) = self.hosts[node].node.as_mut() else { return };
+        n.validate();
+        for action in n.take_actions() {
             match action {
                 Action::Send(envelope) => self.transmit(envelope),
-                Action::Persist { seq, command } => {
-                    if command.status >= Status::Stable {
-                        self.checker.decided(NodeId(node as u16), &command);
+                Action::Persist { seq, command } => self.persist(node, seq, command),
+                Action::Apply { command, client } => {
+                    let host = &mut self.hosts[node];
+                    if host.durable_seq >= host.persisted_seq && host.applies.is_empty() {
+                        self.apply(node, &command, client);
+                    } else {
+                        host.applies.push_back((host.persisted_seq, command, client));
                     }
-                    let free = self.disk_free_at[node].max(self.now) + self.rng.between(50, 1_000);
-                    self.disk_free_at[node] = free;
-                    self.seq += 1;
-                    self.events
-                        .insert((free, self.seq), Event::Durable { node, seq });
                 }
-                Action::Apply { command, client } => self.apply(node, &command, client),
+                Action::Invalidated { txn_id } => self.client_failed(txn_id),
             }
+        }
+    }
+
+    fn persist(&mut self, node: usize, seq: u64, command: Command) {
+        if command.status.is_decided() {
+            self.checker.decided(NodeId(node as u16), &command);
+        }
+        let host = &mut self.hosts[node];
+        host.persisted_seq = seq;
+        host.unsynced.insert(seq, command);
+        let free = host.disk_free_at.max(self.now) + self.rng.between(50, 1_000);
+        self.hosts[node].disk_free_at = free;
+        let incarnation = self.hosts[node].incarnation;
+        self.schedule(free - self.now, Event::Durable { node, incarnation, seq });
+    }
+
+    fn client_failed(&mut self, id: TxnId) {
+        self.checker.failed(id);
+        let (owner, _) = self.ops[&id].clone();
+        if self.clients[owner].outstanding == Some(id) {
+            self.clients[owner].outstanding = None;
+            let think = self.rng.between(0, 3_000);
+            self.schedule(think, Event::ClientNext { client: owner });
         }
     }
 
@@ -303,8 +431,10 @@ impl Sim {
             .get(&id)
             .cloned()
             .expect("every txn comes from a client");
-        let result: OpResult = self.checker.applied(NodeId(node as u16), command, &op);
-        if client {
+        let Some(result) = self.checker.applied(NodeId(node as u16), command, &op) else {
+            return; // applied before a restart: idempotent
+        };
+        if client && self.clients[owner].outstanding == Some(id) {
             self.checker.completed(id, result, self.now);
             self.clients[owner].outstanding = None;
             let think = self.rng.between(0, 3_000);

@@ -39,17 +39,20 @@ fn run_all(faults: Faults) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, fast path {:.1}%, {} messages dropped",
+        "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, fast path {:.1}%, \
+         {} invalidated, {} messages dropped, {} crash-restarts",
         total.seeds,
         total.seeds as f64 / secs,
         total.txns,
         100.0 * total.fast as f64 / total.txns.max(1) as f64,
-        total.dropped
+        total.invalidated,
+        total.dropped,
+        total.crashes
     );
 }
 
 #[test]
-fn clusters_under_delay_duplication_reordering_and_loss() {
+fn clusters_under_delay_duplication_reordering_loss_and_crashes() {
     run_all(Faults::default());
 }
 
