@@ -12,12 +12,24 @@ use crate::txn::{Deps, Txn};
 /// Where a coordination stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
-    PreAccepting { replies: BTreeMap<NodeId, (Timestamp, Deps)> },
-    Recovering { replies: BTreeMap<NodeId, RecoverInfo> },
-    Accepting { execute_at: Timestamp, replies: BTreeMap<NodeId, Deps> },
-    Invalidating { replies: BTreeSet<NodeId> },
+    PreAccepting {
+        replies: BTreeMap<NodeId, (Timestamp, Deps)>,
+    },
+    Recovering {
+        replies: BTreeMap<NodeId, RecoverInfo>,
+    },
+    Accepting {
+        execute_at: Timestamp,
+        replies: BTreeMap<NodeId, Deps>,
+    },
+    Invalidating {
+        replies: BTreeSet<NodeId>,
+    },
     /// The decision is out; waiting for every replica's acknowledgement.
-    Committing { decision: Outcome, acked: BTreeSet<NodeId> },
+    Committing {
+        decision: Outcome,
+        acked: BTreeSet<NodeId>,
+    },
     /// A higher ballot took over; the local replica will learn the outcome.
     Following,
 }
@@ -52,7 +64,9 @@ pub enum Decision {
     Wait,
     Commit(Outcome),
     /// Propose `execute_at` with Accept under the coordination's ballot.
-    Accept { execute_at: Timestamp },
+    Accept {
+        execute_at: Timestamp,
+    },
     /// Propose invalidation under the coordination's ballot.
     Invalidate,
     /// Give up this attempt; recovery retries later.
@@ -61,27 +75,50 @@ pub enum Decision {
 
 impl Coordination {
     fn majority_everywhere(&self, answered: impl Fn(&NodeId) -> bool) -> bool {
-        self.ranges.iter().all(|r| r.replicas.iter().filter(|n| answered(n)).count() >= r.slow_quorum())
+        self.ranges
+            .iter()
+            .all(|r| r.replicas.iter().filter(|n| answered(n)).count() >= r.slow_quorum())
     }
 
     /// Decides after PreAccept replies. `waited_enough`: the fast-path wait has passed.
     pub fn decide_pre_accept(&self, waited_enough: bool) -> Decision {
-        let Phase::PreAccepting { replies } = &self.phase else { return Decision::Wait };
+        let Phase::PreAccepting { replies } = &self.phase else {
+            return Decision::Wait;
+        };
         let t0 = self.txn.id.timestamp();
         let fast_everywhere = self.ranges.iter().all(|range| {
-            let votes = range.replicas.iter().filter(|n| replies.get(n).is_some_and(|(w, _)| *w == t0));
+            let votes = range
+                .replicas
+                .iter()
+                .filter(|n| replies.get(n).is_some_and(|(w, _)| *w == t0));
             votes.count() >= range.fast_quorum()
         });
         if fast_everywhere {
-            let deps = replies.values().filter(|(w, _)| *w == t0).flat_map(|(_, d)| d.iter().copied()).collect();
-            return Decision::Commit(Outcome::Execute { execute_at: t0, deps });
+            let deps = replies
+                .values()
+                .filter(|(w, _)| *w == t0)
+                .flat_map(|(_, d)| d.iter().copied())
+                .collect();
+            return Decision::Commit(Outcome::Execute {
+                execute_at: t0,
+                deps,
+            });
         }
         let fast_impossible = self.ranges.iter().any(|range| {
-            let against = range.replicas.iter().filter(|n| replies.get(n).is_some_and(|(w, _)| *w != t0));
+            let against = range
+                .replicas
+                .iter()
+                .filter(|n| replies.get(n).is_some_and(|(w, _)| *w != t0));
             against.count() > range.replicas.len() - range.fast_quorum()
         });
-        if self.majority_everywhere(|n| replies.contains_key(n)) && (fast_impossible || waited_enough) {
-            let execute_at = replies.values().map(|(w, _)| *w).max().expect("a majority replied");
+        if self.majority_everywhere(|n| replies.contains_key(n))
+            && (fast_impossible || waited_enough)
+        {
+            let execute_at = replies
+                .values()
+                .map(|(w, _)| *w)
+                .max()
+                .expect("a majority replied");
             return Decision::Accept { execute_at };
         }
         Decision::Wait
@@ -90,7 +127,9 @@ impl Coordination {
     /// Decides after BeginRecovery replies from a majority of every range (ACCORD.md
     /// section 4).
     pub fn decide_recovery(&self) -> Decision {
-        let Phase::Recovering { replies } = &self.phase else { return Decision::Wait };
+        let Phase::Recovering { replies } = &self.phase else {
+            return Decision::Wait;
+        };
         if !self.majority_everywhere(|n| replies.contains_key(n)) {
             return Decision::Wait;
         }
@@ -98,7 +137,10 @@ impl Coordination {
         for info in replies.values() {
             match info.status {
                 Status::Stable | Status::Applied => {
-                    let outcome = Outcome::Execute { execute_at: info.execute_at, deps: info.deps.clone() };
+                    let outcome = Outcome::Execute {
+                        execute_at: info.execute_at,
+                        deps: info.deps.clone(),
+                    };
                     return Decision::Commit(outcome);
                 }
                 Status::Invalidated => return Decision::Commit(Outcome::Invalidate),
@@ -113,41 +155,60 @@ impl Coordination {
         if let Some(info) = accepted {
             return match info.status {
                 Status::AcceptedInvalidate => Decision::Invalidate,
-                _ => Decision::Accept { execute_at: info.execute_at },
+                _ => Decision::Accept {
+                    execute_at: info.execute_at,
+                },
             };
         }
         // 3. Only PreAccepted.
-        if replies.values().any(|i| i.rejects_fast_path) || self.fast_path_provably_failed(replies) {
+        if replies.values().any(|i| i.rejects_fast_path) || self.fast_path_provably_failed(replies)
+        {
             return Decision::Invalidate;
         }
         if replies.values().any(|i| i.earlier_undecided) {
             return Decision::Retry;
         }
-        Decision::Accept { execute_at: self.txn.id.timestamp() }
+        Decision::Accept {
+            execute_at: self.txn.id.timestamp(),
+        }
     }
 
     /// More repliers than |E| - |F| in some range have no fast-path vote: whatever the
     /// others did, the original coordinator cannot have gathered a fast quorum there.
     fn fast_path_provably_failed(&self, replies: &BTreeMap<NodeId, RecoverInfo>) -> bool {
         self.ranges.iter().any(|range| {
-            let without_vote = range.replicas.iter().filter(|n| replies.get(n).is_some_and(|i| !i.fast_vote));
+            let without_vote = range
+                .replicas
+                .iter()
+                .filter(|n| replies.get(n).is_some_and(|i| !i.fast_vote));
             without_vote.count() > range.replicas.len() - range.fast_quorum()
         })
     }
 
     /// The union of the Accept replies' deps once a majority of every range accepted.
     pub fn decide_accept(&self) -> Decision {
-        let Phase::Accepting { execute_at, replies } = &self.phase else { return Decision::Wait };
+        let Phase::Accepting {
+            execute_at,
+            replies,
+        } = &self.phase
+        else {
+            return Decision::Wait;
+        };
         if !self.majority_everywhere(|n| replies.contains_key(n)) {
             return Decision::Wait;
         }
         let deps = replies.values().flatten().copied().collect();
-        Decision::Commit(Outcome::Execute { execute_at: *execute_at, deps })
+        Decision::Commit(Outcome::Execute {
+            execute_at: *execute_at,
+            deps,
+        })
     }
 
     /// Commit the invalidation once a majority of every range accepted it.
     pub fn decide_invalidate(&self) -> Decision {
-        let Phase::Invalidating { replies } = &self.phase else { return Decision::Wait };
+        let Phase::Invalidating { replies } = &self.phase else {
+            return Decision::Wait;
+        };
         if self.majority_everywhere(|n| replies.contains(n)) {
             Decision::Commit(Outcome::Invalidate)
         } else {
@@ -165,7 +226,11 @@ impl Coordination {
             Phase::Committing { acked, .. } => acked.contains(n),
             Phase::Following => true,
         };
-        self.replicas.iter().copied().filter(|n| !answered(n)).collect()
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|n| !answered(n))
+            .collect()
     }
 
     /// Done: the decision reached every replica (or another coordinator owns it) and the

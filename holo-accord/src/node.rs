@@ -27,7 +27,11 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config { fast_path_wait_us: 2_000, retry_us: 50_000, recover_after_us: 200_000 }
+        Config {
+            fast_path_wait_us: 2_000,
+            retry_us: 50_000,
+            recover_after_us: 200_000,
+        }
     }
 }
 
@@ -97,13 +101,23 @@ impl Node {
     /// timestamp it ever let out is in a record (messages carrying one leave only after it
     /// is durable), so its clock restarts above all of them and never re-issues one.
     /// Persist sequence numbers start again at 1.
-    pub fn restart(id: NodeId, topology: Topology, config: Config, records: impl IntoIterator<Item = Command>) -> Node {
+    pub fn restart(
+        id: NodeId,
+        topology: Topology,
+        config: Config,
+        records: impl IntoIterator<Item = Command>,
+    ) -> Node {
         let mut node = Node::new(id, topology, config);
         for command in records {
             node.replica.restore(command);
         }
         node.clock = Clock::new(id, 1, node.replica.max_timestamp().hlc);
-        let undecided: Vec<TxnId> = node.replica.commands().filter(|c| !c.status.is_decided()).map(|c| c.txn.id).collect();
+        let undecided: Vec<TxnId> = node
+            .replica
+            .commands()
+            .filter(|c| !c.status.is_decided())
+            .map(|c| c.txn.id)
+            .collect();
         for id in undecided {
             node.watch(id);
         }
@@ -126,7 +140,10 @@ impl Node {
 
     /// Nothing left to do: no coordination, nothing undecided, nothing waiting to execute.
     pub fn quiescent(&self) -> bool {
-        self.coordinating.is_empty() && self.progress.is_empty() && self.replica.idle() && self.held.is_empty()
+        self.coordinating.is_empty()
+            && self.progress.is_empty()
+            && self.replica.idle()
+            && self.held.is_empty()
     }
 
     /// Starts coordinating a transaction over `reads` and `writes`; returns its id.
@@ -139,13 +156,34 @@ impl Node {
     }
 
     fn coordinate(&mut self, txn: Txn, ballot: Ballot, client: bool) {
-        let ranges: Vec<_> = self.topology.ranges_of(txn.keys.iter().map(|(k, _)| k)).into_iter().cloned().collect();
+        let ranges: Vec<_> = self
+            .topology
+            .ranges_of(txn.keys.iter().map(|(k, _)| k))
+            .into_iter()
+            .cloned()
+            .collect();
         let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
-        assert!(replicas.contains(&self.id), "a coordinator replicates every range of its transactions");
+        assert!(
+            replicas.contains(&self.id),
+            "a coordinator replicates every range of its transactions"
+        );
         let (phase, message) = if ballot == Ballot::ZERO {
-            (Phase::PreAccepting { replies: BTreeMap::new() }, Message::PreAccept { txn: txn.clone() })
+            (
+                Phase::PreAccepting {
+                    replies: BTreeMap::new(),
+                },
+                Message::PreAccept { txn: txn.clone() },
+            )
         } else {
-            (Phase::Recovering { replies: BTreeMap::new() }, Message::BeginRecovery { txn: txn.clone(), ballot })
+            (
+                Phase::Recovering {
+                    replies: BTreeMap::new(),
+                },
+                Message::BeginRecovery {
+                    txn: txn.clone(),
+                    ballot,
+                },
+            )
         };
         let coordination = Coordination {
             txn,
@@ -193,7 +231,12 @@ impl Node {
         for dep in self.replica.unknown_deps() {
             self.progress.entry(dep).or_insert((self.now, 0));
         }
-        let due: Vec<TxnId> = self.progress.iter().filter(|(_, (at, _))| *at <= self.now).map(|(id, _)| *id).collect();
+        let due: Vec<TxnId> = self
+            .progress
+            .iter()
+            .filter(|(_, (at, _))| *at <= self.now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in due {
             self.make_progress(id);
         }
@@ -203,7 +246,11 @@ impl Node {
     /// Every Persist action up to `seq` is durable: release what waited for it.
     pub fn durable(&mut self, seq: u64) {
         self.durable_seq = self.durable_seq.max(seq);
-        while self.held.front().is_some_and(|(s, _, _)| *s <= self.durable_seq) {
+        while self
+            .held
+            .front()
+            .is_some_and(|(s, _, _)| *s <= self.durable_seq)
+        {
             let (_, to, message) = self.held.pop_front().expect("checked");
             self.send(to, message);
         }
@@ -214,7 +261,11 @@ impl Node {
     pub fn take_actions(&mut self) -> Vec<Action> {
         let mut actions = std::mem::take(&mut self.actions);
         for (to, messages) in std::mem::take(&mut self.outbox) {
-            actions.push(Action::Send(Envelope { from: self.id, to, messages }));
+            actions.push(Action::Send(Envelope {
+                from: self.id,
+                to,
+                messages,
+            }));
         }
         actions
     }
@@ -247,7 +298,10 @@ impl Node {
             self.learned_invalidated(command.txn.id);
         }
         self.persist_seq += 1;
-        self.actions.push(Action::Persist { seq: self.persist_seq, command });
+        self.actions.push(Action::Persist {
+            seq: self.persist_seq,
+            command,
+        });
     }
 
     /// Starts the recovery clock of an undecided txn, unless it is running.
@@ -260,7 +314,8 @@ impl Node {
     /// each attempt (capped).
     fn backoff(&self, id: TxnId, attempt: u32) -> u64 {
         let base = self.config.recover_after_us << attempt.min(4);
-        let mix = (id.timestamp().hlc ^ (u64::from(self.id.0) << 48) ^ u64::from(attempt)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mix = (id.timestamp().hlc ^ (u64::from(self.id.0) << 48) ^ u64::from(attempt))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
         base + (mix >> 33) % base.max(1)
     }
 
@@ -278,26 +333,53 @@ impl Node {
                 self.persist(handled.changed);
                 match handled.reply {
                     PreAcceptReply::Ok(witnessed, deps) => {
-                        self.reply(from, Message::PreAcceptOk { txn_id: txn.id, witnessed, deps });
+                        self.reply(
+                            from,
+                            Message::PreAcceptOk {
+                                txn_id: txn.id,
+                                witnessed,
+                                deps,
+                            },
+                        );
                     }
                     PreAcceptReply::Nack(promised) => {
-                        self.reply(from, Message::PreAcceptNack { txn_id: txn.id, promised });
+                        self.reply(
+                            from,
+                            Message::PreAcceptNack {
+                                txn_id: txn.id,
+                                promised,
+                            },
+                        );
                     }
                     PreAcceptReply::Silent => {}
                 }
             }
-            Message::Accept { txn, ballot, execute_at } => {
+            Message::Accept {
+                txn,
+                ballot,
+                execute_at,
+            } => {
                 self.clock.observe(execute_at);
                 self.clock.observe(ballot.0);
                 let handled = self.replica.accept(&txn, ballot, execute_at);
                 self.persist(handled.changed);
                 let reply = match handled.reply {
-                    Ok(deps) => Message::AcceptOk { txn_id: txn.id, deps },
-                    Err(promised) => Message::AcceptNack { txn_id: txn.id, promised },
+                    Ok(deps) => Message::AcceptOk {
+                        txn_id: txn.id,
+                        deps,
+                    },
+                    Err(promised) => Message::AcceptNack {
+                        txn_id: txn.id,
+                        promised,
+                    },
                 };
                 self.reply(from, reply);
             }
-            Message::Stable { txn, execute_at, deps } => {
+            Message::Stable {
+                txn,
+                execute_at,
+                deps,
+            } => {
                 self.clock.observe(execute_at);
                 let changed = self.replica.stable(&txn, execute_at, &deps);
                 self.persist(changed);
@@ -309,18 +391,29 @@ impl Node {
                 let handled = self.replica.begin_recovery(&txn, ballot, &mut self.clock);
                 self.persist(handled.changed);
                 let reply = match handled.reply {
-                    Ok(info) => Message::RecoverOk { txn_id: txn.id, info },
-                    Err(promised) => Message::RecoverNack { txn_id: txn.id, promised },
+                    Ok(info) => Message::RecoverOk {
+                        txn_id: txn.id,
+                        info,
+                    },
+                    Err(promised) => Message::RecoverNack {
+                        txn_id: txn.id,
+                        promised,
+                    },
                 };
                 self.reply(from, reply);
             }
             Message::AcceptInvalidate { txn, ballot } => {
                 self.clock.observe(ballot.0);
-                let handled = self.replica.accept_invalidate(&txn, ballot, &mut self.clock);
+                let handled = self
+                    .replica
+                    .accept_invalidate(&txn, ballot, &mut self.clock);
                 self.persist(handled.changed);
                 let reply = match handled.reply {
                     Ok(()) => Message::AcceptInvalidateOk { txn_id: txn.id },
-                    Err(promised) => Message::AcceptNack { txn_id: txn.id, promised },
+                    Err(promised) => Message::AcceptNack {
+                        txn_id: txn.id,
+                        promised,
+                    },
                 };
                 self.reply(from, reply);
             }
@@ -349,9 +442,16 @@ impl Node {
     /// A reply to a round this node coordinates.
     fn coordinator_reply(&mut self, from: NodeId, message: Message) {
         let id = message.txn_id();
-        let Some(c) = self.coordinating.get_mut(&id) else { return };
+        let Some(c) = self.coordinating.get_mut(&id) else {
+            return;
+        };
         match (message, &mut c.phase) {
-            (Message::PreAcceptOk { witnessed, deps, .. }, Phase::PreAccepting { replies }) => {
+            (
+                Message::PreAcceptOk {
+                    witnessed, deps, ..
+                },
+                Phase::PreAccepting { replies },
+            ) => {
                 self.clock.observe(witnessed);
                 replies.insert(from, (witnessed, deps));
             }
@@ -386,7 +486,9 @@ impl Node {
 
     /// Hands a txn over to the coordinator with the higher ballot.
     fn stand_aside(&mut self, id: TxnId) {
-        let Some(c) = self.coordinating.get_mut(&id) else { return };
+        let Some(c) = self.coordinating.get_mut(&id) else {
+            return;
+        };
         if c.client && !c.client_done {
             c.phase = Phase::Following;
         } else {
@@ -396,10 +498,13 @@ impl Node {
 
     /// Moves a coordination to its next phase when its replies allow.
     fn advance(&mut self, id: TxnId) {
-        let Some(c) = self.coordinating.get(&id) else { return };
+        let Some(c) = self.coordinating.get(&id) else {
+            return;
+        };
         let decision = match &c.phase {
             Phase::PreAccepting { .. } => {
-                let waited = self.now.saturating_sub(c.phase_started) >= self.config.fast_path_wait_us;
+                let waited =
+                    self.now.saturating_sub(c.phase_started) >= self.config.fast_path_wait_us;
                 c.decide_pre_accept(waited)
             }
             Phase::Recovering { .. } => c.decide_recovery(),
@@ -415,21 +520,41 @@ impl Node {
                 return;
             }
             Decision::Accept { execute_at } => (
-                Phase::Accepting { execute_at, replies: BTreeMap::new() },
-                Message::Accept { txn: c.txn.clone(), ballot: c.ballot, execute_at },
+                Phase::Accepting {
+                    execute_at,
+                    replies: BTreeMap::new(),
+                },
+                Message::Accept {
+                    txn: c.txn.clone(),
+                    ballot: c.ballot,
+                    execute_at,
+                },
             ),
             Decision::Invalidate => (
-                Phase::Invalidating { replies: BTreeSet::new() },
-                Message::AcceptInvalidate { txn: c.txn.clone(), ballot: c.ballot },
+                Phase::Invalidating {
+                    replies: BTreeSet::new(),
+                },
+                Message::AcceptInvalidate {
+                    txn: c.txn.clone(),
+                    ballot: c.ballot,
+                },
             ),
             Decision::Commit(outcome) => {
                 let message = match &outcome {
-                    Outcome::Execute { execute_at, deps } => {
-                        Message::Stable { txn: c.txn.clone(), execute_at: *execute_at, deps: deps.clone() }
-                    }
+                    Outcome::Execute { execute_at, deps } => Message::Stable {
+                        txn: c.txn.clone(),
+                        execute_at: *execute_at,
+                        deps: deps.clone(),
+                    },
                     Outcome::Invalidate => Message::Invalidate { txn: c.txn.clone() },
                 };
-                (Phase::Committing { decision: outcome, acked: BTreeSet::new() }, message)
+                (
+                    Phase::Committing {
+                        decision: outcome,
+                        acked: BTreeSet::new(),
+                    },
+                    message,
+                )
             }
         };
         let now = self.now;
@@ -445,7 +570,9 @@ impl Node {
     /// Resends the current round to replicas that have not answered it.
     fn retry(&mut self, id: TxnId) {
         let now = self.now;
-        let Some(c) = self.coordinating.get_mut(&id) else { return };
+        let Some(c) = self.coordinating.get_mut(&id) else {
+            return;
+        };
         if now.saturating_sub(c.last_sent) < self.config.retry_us {
             return;
         }
@@ -453,13 +580,31 @@ impl Node {
         let txn = c.txn.clone();
         let message = match &c.phase {
             Phase::PreAccepting { .. } => Message::PreAccept { txn },
-            Phase::Recovering { .. } => Message::BeginRecovery { txn, ballot: c.ballot },
-            Phase::Accepting { execute_at, .. } => Message::Accept { txn, ballot: c.ballot, execute_at: *execute_at },
-            Phase::Invalidating { .. } => Message::AcceptInvalidate { txn, ballot: c.ballot },
-            Phase::Committing { decision: Outcome::Execute { execute_at, deps }, .. } => {
-                Message::Stable { txn, execute_at: *execute_at, deps: deps.clone() }
-            }
-            Phase::Committing { decision: Outcome::Invalidate, .. } => Message::Invalidate { txn },
+            Phase::Recovering { .. } => Message::BeginRecovery {
+                txn,
+                ballot: c.ballot,
+            },
+            Phase::Accepting { execute_at, .. } => Message::Accept {
+                txn,
+                ballot: c.ballot,
+                execute_at: *execute_at,
+            },
+            Phase::Invalidating { .. } => Message::AcceptInvalidate {
+                txn,
+                ballot: c.ballot,
+            },
+            Phase::Committing {
+                decision: Outcome::Execute { execute_at, deps },
+                ..
+            } => Message::Stable {
+                txn,
+                execute_at: *execute_at,
+                deps: deps.clone(),
+            },
+            Phase::Committing {
+                decision: Outcome::Invalidate,
+                ..
+            } => Message::Invalidate { txn },
             Phase::Following => return,
         };
         for to in c.unanswered() {
@@ -484,7 +629,8 @@ impl Node {
                 }
             }
             None => {
-                for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>()) {
+                for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())
+                {
                     if peer != self.id {
                         self.send(peer, Message::Inquire { txn_id: id });
                     }
@@ -522,7 +668,11 @@ impl Node {
     }
 
     fn finish_if_done(&mut self, id: TxnId) {
-        if self.coordinating.get(&id).is_some_and(Coordination::finished) {
+        if self
+            .coordinating
+            .get(&id)
+            .is_some_and(Coordination::finished)
+        {
             self.coordinating.remove(&id);
         }
     }
@@ -533,16 +683,31 @@ impl Node {
     /// When an invariant does not hold.
     pub fn validate(&self) {
         self.replica.validate();
-        assert!(self.durable_seq <= self.persist_seq, "durable beyond what was persisted");
-        assert!(self.held.iter().all(|(s, _, _)| *s > self.durable_seq), "a releasable message is held");
+        assert!(
+            self.durable_seq <= self.persist_seq,
+            "durable beyond what was persisted"
+        );
+        assert!(
+            self.held.iter().all(|(s, _, _)| *s > self.durable_seq),
+            "a releasable message is held"
+        );
         for (id, c) in &self.coordinating {
             assert_eq!(*id, c.txn.id);
             if c.ballot == Ballot::ZERO {
-                assert_eq!(id.coordinator(), self.id, "coordinating another node's txn at ballot zero");
+                assert_eq!(
+                    id.coordinator(),
+                    self.id,
+                    "coordinating another node's txn at ballot zero"
+                );
             }
         }
         for (id, _) in &self.progress {
-            assert!(self.replica.command(id).is_none_or(|c| !c.status.is_decided()), "{id}: watching a decided txn");
+            assert!(
+                self.replica
+                    .command(id)
+                    .is_none_or(|c| !c.status.is_decided()),
+                "{id}: watching a decided txn"
+            );
         }
     }
 }

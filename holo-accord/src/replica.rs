@@ -119,18 +119,28 @@ impl Replica {
             } else {
                 PreAcceptReply::Silent
             };
-            return Handled { changed: None, reply };
+            return Handled {
+                changed: None,
+                reply,
+            };
         }
         let command = self.witness(txn, clock, true);
         let reply = PreAcceptReply::Ok(command.execute_at, command.deps.clone());
-        Handled { changed: Some(command), reply }
+        Handled {
+            changed: Some(command),
+            reply,
+        }
     }
 
     /// Records a txn first seen now as PreAccepted, with a fast-path vote only if asked.
     fn witness(&mut self, txn: &Txn, clock: &mut Clock, vote: bool) -> Command {
         let t0 = txn.id.timestamp();
         let max_conflict = self.max_conflict(txn);
-        let witnessed = if t0 > max_conflict { t0 } else { clock.unique_now(txn.id.kind(), max_conflict) };
+        let witnessed = if t0 > max_conflict {
+            t0
+        } else {
+            clock.unique_now(txn.id.kind(), max_conflict)
+        };
         let command = Command {
             txn: txn.clone(),
             status: Status::PreAccepted,
@@ -146,11 +156,19 @@ impl Replica {
 
     /// BeginRecovery: promise `ballot` (refused below an earlier promise) and report what this
     /// replica knows; an unknown txn is pre-accepted first, without a fast-path vote.
-    pub fn begin_recovery(&mut self, txn: &Txn, ballot: Ballot, clock: &mut Clock) -> Handled<Result<RecoverInfo, Ballot>> {
+    pub fn begin_recovery(
+        &mut self,
+        txn: &Txn,
+        ballot: Ballot,
+        clock: &mut Clock,
+    ) -> Handled<Result<RecoverInfo, Ballot>> {
         if let Some(existing) = self.commands.get(&txn.id)
             && existing.promised > ballot
         {
-            return Handled { changed: None, reply: Err(existing.promised) };
+            return Handled {
+                changed: None,
+                reply: Err(existing.promised),
+            };
         }
         if !self.commands.contains_key(&txn.id) {
             self.witness(txn, clock, false);
@@ -170,7 +188,10 @@ impl Replica {
             rejects_fast_path: self.later_conflict_without(txn),
             earlier_undecided: self.earlier_accepted_without(txn),
         };
-        Handled { changed, reply: Ok(info) }
+        Handled {
+            changed,
+            reply: Ok(info),
+        }
     }
 
     /// Conflicting txns that could not have been ordered this way had `txn` committed on the
@@ -178,7 +199,10 @@ impl Replica {
     fn later_conflict_without(&self, txn: &Txn) -> bool {
         self.conflicting(txn).any(|other| {
             other.txn.id > txn.id
-                && matches!(other.status, Status::Accepted | Status::Stable | Status::Applied)
+                && matches!(
+                    other.status,
+                    Status::Accepted | Status::Stable | Status::Applied
+                )
                 && !other.deps.contains(&txn.id)
         })
     }
@@ -211,13 +235,24 @@ impl Replica {
     }
 
     /// AcceptInvalidate: record, under `ballot`, the proposal that `txn` never executes.
-    pub fn accept_invalidate(&mut self, txn: &Txn, ballot: Ballot, clock: &mut Clock) -> Handled<Result<(), Ballot>> {
+    pub fn accept_invalidate(
+        &mut self,
+        txn: &Txn,
+        ballot: Ballot,
+        clock: &mut Clock,
+    ) -> Handled<Result<(), Ballot>> {
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
-                return Handled { changed: None, reply: Err(existing.promised) };
+                return Handled {
+                    changed: None,
+                    reply: Err(existing.promised),
+                };
             }
             if existing.status.is_decided() {
-                return Handled { changed: None, reply: Ok(()) };
+                return Handled {
+                    changed: None,
+                    reply: Ok(()),
+                };
             }
         } else {
             self.witness(txn, clock, false);
@@ -226,7 +261,10 @@ impl Replica {
         command.status = Status::AcceptedInvalidate;
         command.promised = ballot;
         command.accepted = ballot;
-        Handled { changed: Some(command.clone()), reply: Ok(()) }
+        Handled {
+            changed: Some(command.clone()),
+            reply: Ok(()),
+        }
     }
 
     /// Invalidate: the decision that `txn` never executes.
@@ -240,7 +278,9 @@ impl Replica {
         let command = self.commands.get_mut(&txn.id).expect("known by now");
         match command.status {
             Status::Invalidated => None,
-            Status::Stable | Status::Applied => panic!("{} decided both to execute and to be invalidated", txn.id),
+            Status::Stable | Status::Applied => {
+                panic!("{} decided both to execute and to be invalidated", txn.id)
+            }
             _ => {
                 command.status = Status::Invalidated;
                 Some(command.clone())
@@ -252,23 +292,38 @@ impl Replica {
     /// is recorded (without a vote) so recovery can finish it.
     pub fn inform(&mut self, command: &Command, clock: &mut Clock) -> Option<Command> {
         match command.status {
-            Status::Stable | Status::Applied => self.stable(&command.txn, command.execute_at, &command.deps),
+            Status::Stable | Status::Applied => {
+                self.stable(&command.txn, command.execute_at, &command.deps)
+            }
             Status::Invalidated => self.invalidate(&command.txn, clock),
-            _ if !self.commands.contains_key(&command.txn.id) => Some(self.witness(&command.txn, clock, false)),
+            _ if !self.commands.contains_key(&command.txn.id) => {
+                Some(self.witness(&command.txn, clock, false))
+            }
             _ => None,
         }
     }
 
     /// Accept: record the proposed executeAt under `ballot`; deps are recomputed as every
     /// conflicting txn below executeAt (PreAccept's deps miss those started between t0 and t).
-    pub fn accept(&mut self, txn: &Txn, ballot: Ballot, execute_at: Timestamp) -> Handled<Result<Deps, Ballot>> {
+    pub fn accept(
+        &mut self,
+        txn: &Txn,
+        ballot: Ballot,
+        execute_at: Timestamp,
+    ) -> Handled<Result<Deps, Ballot>> {
         let mut fast_vote = false;
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
-                return Handled { changed: None, reply: Err(existing.promised) };
+                return Handled {
+                    changed: None,
+                    reply: Err(existing.promised),
+                };
             }
             if existing.status.is_decided() {
-                return Handled { changed: None, reply: Ok(existing.deps.clone()) };
+                return Handled {
+                    changed: None,
+                    reply: Ok(existing.deps.clone()),
+                };
             }
             fast_vote = existing.fast_vote;
         }
@@ -283,7 +338,10 @@ impl Replica {
             fast_vote,
         };
         self.insert(command.clone());
-        Handled { changed: Some(command), reply: Ok(deps) }
+        Handled {
+            changed: Some(command),
+            reply: Ok(deps),
+        }
     }
 
     /// Stable: the decision. Returns the new state if it changed.
@@ -294,11 +352,15 @@ impl Replica {
         let previous = self.commands.get(&txn.id);
         match previous.map(|c| c.status) {
             Some(Status::Stable | Status::Applied) => return None,
-            Some(Status::Invalidated) => panic!("{} decided both to be invalidated and to execute", txn.id),
+            Some(Status::Invalidated) => {
+                panic!("{} decided both to be invalidated and to execute", txn.id)
+            }
             _ => {}
         }
-        let (promised, accepted, fast_vote) =
-            previous.map_or((Ballot::ZERO, Ballot::ZERO, false), |c| (c.promised, c.accepted, c.fast_vote));
+        let (promised, accepted, fast_vote) = previous
+            .map_or((Ballot::ZERO, Ballot::ZERO, false), |c| {
+                (c.promised, c.accepted, c.fast_vote)
+            });
         let command = Command {
             txn: txn.clone(),
             status: Status::Stable,
@@ -384,7 +446,14 @@ impl Replica {
     pub fn max_timestamp(&self) -> Timestamp {
         self.commands
             .values()
-            .flat_map(|c| [c.txn.id.timestamp(), c.execute_at, c.promised.0, c.accepted.0])
+            .flat_map(|c| {
+                [
+                    c.txn.id.timestamp(),
+                    c.execute_at,
+                    c.promised.0,
+                    c.accepted.0,
+                ]
+            })
             .max()
             .unwrap_or(Timestamp::ZERO)
     }

@@ -50,14 +50,26 @@ fn propose_persists_t0_before_any_pre_accept_leaves_and_batches_per_peer() {
     // durable, so a crash can never let the node re-issue a t0 a peer has seen.
     let persisted: Vec<_> = actions
         .iter()
-        .filter_map(|a| if let Action::Persist { seq, command } = a { Some((*seq, command.txn.id, command.status)) } else { None })
+        .filter_map(|a| {
+            if let Action::Persist { seq, command } = a {
+                Some((*seq, command.txn.id, command.status))
+            } else {
+                None
+            }
+        })
         .collect();
-    assert_eq!(persisted, vec![(1, a, Status::PreAccepted), (2, b, Status::PreAccepted)]);
+    assert_eq!(
+        persisted,
+        vec![(1, a, Status::PreAccepted), (2, b, Status::PreAccepted)]
+    );
     assert!(sends(&actions).is_empty());
     n0.durable(2);
     let actions = n0.take_actions();
     let envelopes = sends(&actions);
-    assert_eq!(envelopes.iter().map(|e| e.to).collect::<Vec<_>>(), vec![NodeId(1), NodeId(2)]);
+    assert_eq!(
+        envelopes.iter().map(|e| e.to).collect::<Vec<_>>(),
+        vec![NodeId(1), NodeId(2)]
+    );
     for e in envelopes {
         assert_eq!(e.messages.len(), 2, "both PreAccepts travel in one batch");
     }

@@ -75,7 +75,9 @@ impl ClientOp {
 
 struct Decision {
     execute_at: Timestamp,
-    deps: Deps,
+    /// Every deps set a replica was told for this txn. Coordinators may decide different
+    /// deps (a recovery recomputes them); each must satisfy invariant 3.
+    deps: Vec<Deps>,
     keys: Vec<(Key, Access)>,
 }
 
@@ -121,7 +123,10 @@ impl Checker {
 
     /// The client was told its txn was invalidated: it must never execute.
     pub fn failed(&mut self, id: TxnId) {
-        assert!(!self.decided.contains_key(&id), "{id} reported failed, yet decided to execute");
+        assert!(
+            !self.decided.contains_key(&id),
+            "{id} reported failed, yet decided to execute"
+        );
         self.failed.insert(id);
     }
 
@@ -134,17 +139,26 @@ impl Checker {
         entry.completed = Some((now, result));
     }
 
-    /// Invariants 1 and 2: every replica decides the same executeAt and deps; executeAts are
+    /// Invariants 1 and 2: every replica decides the same executeAt; executeAts are
     /// unique and never below the TxnId.
     pub fn decided(&mut self, node: NodeId, command: &Command) {
         let id = command.txn.id;
         if command.status == Status::Invalidated {
-            assert!(!self.decided.contains_key(&id), "{id} decided both to execute and to be invalidated");
+            assert!(
+                !self.decided.contains_key(&id),
+                "{id} decided both to execute and to be invalidated"
+            );
             self.invalidated.insert(id);
             return;
         }
-        assert!(!self.invalidated.contains(&id), "{id} decided both to be invalidated and to execute");
-        assert!(!self.failed.contains(&id), "{id} executes after its client was told it failed");
+        assert!(
+            !self.invalidated.contains(&id),
+            "{id} decided both to be invalidated and to execute"
+        );
+        assert!(
+            !self.failed.contains(&id),
+            "{id} executes after its client was told it failed"
+        );
         assert!(
             command.execute_at >= id.timestamp(),
             "{id}: executeAt {} below t0",
@@ -155,10 +169,10 @@ impl Checker {
                 d.execute_at, command.execute_at,
                 "{id}: replicas disagree on executeAt ({node:?})"
             );
-            assert_eq!(
-                d.deps, command.deps,
-                "{id}: replicas disagree on deps ({node:?})"
-            );
+            if !d.deps.contains(&command.deps) {
+                let d = self.decided.get_mut(&id).expect("checked");
+                d.deps.push(command.deps.clone());
+            }
             return;
         }
         if let Some(other) = self.execute_ats.insert(command.execute_at, id) {
@@ -166,7 +180,7 @@ impl Checker {
         }
         let decision = Decision {
             execute_at: command.execute_at,
-            deps: command.deps.clone(),
+            deps: vec![command.deps.clone()],
             keys: command.txn.keys.clone(),
         };
         self.decided.insert(id, decision);
@@ -216,8 +230,16 @@ impl Checker {
         self.deps_cover_earlier_conflicts();
         self.strictly_serializable();
         self.every_replica_agrees(nodes);
-        let fast = self.decided.iter().filter(|(id, d)| d.execute_at == id.timestamp()).count();
-        (self.decided.len() as u64, fast as u64, self.invalidated.len() as u64)
+        let fast = self
+            .decided
+            .iter()
+            .filter(|(id, d)| d.execute_at == id.timestamp())
+            .count();
+        (
+            self.decided.len() as u64,
+            fast as u64,
+            self.invalidated.len() as u64,
+        )
     }
 
     /// After the heal, every replica knows the decision of everything it saw, the same
@@ -254,8 +276,8 @@ impl Checker {
         }
     }
 
-    /// Invariant 3: a decided txn's deps hold every conflicting decided txn with a smaller
-    /// executeAt.
+    /// Invariant 3: every deps set decided for a txn holds every conflicting decided txn
+    /// with a smaller executeAt.
     fn deps_cover_earlier_conflicts(&self) {
         let mut by_key: HashMap<&Key, Vec<(TxnId, Access)>> = HashMap::new();
         for (id, d) in &self.decided {
@@ -270,7 +292,7 @@ impl Checker {
                     if x != y && x_access.conflicts_with(*y_access) && dy.execute_at < dx.execute_at
                     {
                         assert!(
-                            dx.deps.contains(y),
+                            dx.deps.iter().all(|deps| deps.contains(y)),
                             "{x} (at {}) misses conflicting {y} (at {}) in its deps",
                             dx.execute_at,
                             dy.execute_at

@@ -22,7 +22,12 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { drop_percent_max: 10, duplicate_percent_max: 10, delay_us_max: 5_000, crashes_max: 3 }
+        Faults {
+            drop_percent_max: 10,
+            duplicate_percent_max: 10,
+            delay_us_max: 5_000,
+            crashes_max: 6,
+        }
     }
 }
 
@@ -51,11 +56,24 @@ impl Outcome {
 
 enum Event {
     Deliver(Envelope),
-    Durable { node: usize, incarnation: u32, seq: u64 },
-    Tick { node: usize, incarnation: u32 },
-    ClientNext { client: usize },
-    Crash { node: usize },
-    Restart { node: usize },
+    Durable {
+        node: usize,
+        incarnation: u32,
+        seq: u64,
+    },
+    Tick {
+        node: usize,
+        incarnation: u32,
+    },
+    ClientNext {
+        client: usize,
+    },
+    Crash {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
 }
 
 /// A node and its disk. `node` is `None` while it is down.
@@ -145,7 +163,12 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
             applies: VecDeque::new(),
         })
         .collect();
-    let clients = (0..rng.between(1, 6)).map(|_| Client { ops_left: rng.between(5, 30) as u32, outstanding: None }).collect();
+    let clients = (0..rng.between(1, 6))
+        .map(|_| Client {
+            ops_left: rng.between(5, 30) as u32,
+            outstanding: None,
+        })
+        .collect();
     let mut sim = Sim {
         drop_percent: rng.between(0, faults.drop_percent_max),
         duplicate_percent: rng.between(0, faults.duplicate_percent_max),
@@ -173,15 +196,32 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         sim.schedule(at, Event::Crash { node });
     }
     sim.run();
-    if std::env::var("HOLO_SIM_TRACE").is_ok() { eprintln!("seed {seed}: ended at {}us", sim.now); }
-    let nodes: Vec<&Node> = sim.hosts.iter().map(|h| h.node.as_ref().expect("every node is up at the end")).collect();
+    if std::env::var("HOLO_SIM_TRACE").is_ok() {
+        eprintln!("seed {seed}: ended at {}us", sim.now);
+    }
+    let nodes: Vec<&Node> = sim
+        .hosts
+        .iter()
+        .map(|h| h.node.as_ref().expect("every node is up at the end"))
+        .collect();
     let (txns, fast, invalidated) = sim.checker.finish(&nodes);
-    Outcome { seeds: 1, txns, fast, dropped: sim.dropped, crashes: sim.crashes, invalidated, log_hash: sim.log_hash }
+    Outcome {
+        seeds: 1,
+        txns,
+        fast,
+        dropped: sim.dropped,
+        crashes: sim.crashes,
+        invalidated,
+        log_hash: sim.log_hash,
+    }
 }
 
 impl Sim {
     fn schedule(&mut self, delay: u64, event: Event) {
-        if matches!(event, Event::Deliver(_) | Event::Durable { .. } | Event::Restart { .. }) {
+        if matches!(
+            event,
+            Event::Deliver(_) | Event::Durable { .. } | Event::Restart { .. }
+        ) {
             self.in_flight += 1;
         }
         self.seq += 1;
@@ -197,7 +237,13 @@ impl Sim {
     fn run(&mut self) {
         for node in 0..self.hosts.len() {
             let at = self.rng.between(0, TICK_US);
-            self.schedule(at, Event::Tick { node, incarnation: 0 });
+            self.schedule(
+                at,
+                Event::Tick {
+                    node,
+                    incarnation: 0,
+                },
+            );
         }
         for client in 0..self.clients.len() {
             let at = self.rng.between(0, 10_000);
@@ -205,7 +251,10 @@ impl Sim {
         }
         while let Some(((at, _), event)) = self.events.pop_first() {
             self.now = at;
-            if matches!(event, Event::Deliver(_) | Event::Durable { .. } | Event::Restart { .. }) {
+            if matches!(
+                event,
+                Event::Deliver(_) | Event::Durable { .. } | Event::Restart { .. }
+            ) {
                 self.in_flight -= 1;
             }
             assert!(
@@ -225,15 +274,34 @@ impl Sim {
     }
 
     fn unfinished(&self) -> String {
-        let coordinating: Vec<Option<usize>> = self.hosts.iter().map(|h| h.node.as_ref().map(Node::coordinating)).collect();
-        let quiet: Vec<Option<bool>> = self.hosts.iter().map(|h| h.node.as_ref().map(Node::quiescent)).collect();
-        let waiting = self.clients.iter().filter(|c| c.outstanding.is_some()).count();
-        format!("clients waiting: {waiting}, coordinations per node: {coordinating:?}, quiescent: {quiet:?}")
+        let coordinating: Vec<Option<usize>> = self
+            .hosts
+            .iter()
+            .map(|h| h.node.as_ref().map(Node::coordinating))
+            .collect();
+        let quiet: Vec<Option<bool>> = self
+            .hosts
+            .iter()
+            .map(|h| h.node.as_ref().map(Node::quiescent))
+            .collect();
+        let waiting = self
+            .clients
+            .iter()
+            .filter(|c| c.outstanding.is_some())
+            .count();
+        format!(
+            "clients waiting: {waiting}, coordinations per node: {coordinating:?}, quiescent: {quiet:?}"
+        )
     }
 
     fn done(&self) -> bool {
-        self.clients.iter().all(|c| c.ops_left == 0 && c.outstanding.is_none())
-            && self.hosts.iter().all(|h| h.node.as_ref().is_some_and(Node::quiescent) && h.applies.is_empty())
+        self.clients
+            .iter()
+            .all(|c| c.ops_left == 0 && c.outstanding.is_none())
+            && self
+                .hosts
+                .iter()
+                .all(|h| h.node.as_ref().is_some_and(Node::quiescent) && h.applies.is_empty())
             && self.in_flight == 0
     }
 
@@ -241,14 +309,24 @@ impl Sim {
         let node = match event {
             Event::Deliver(envelope) => {
                 let to = envelope.to.0 as usize;
-                let ids: Vec<u64> = envelope.messages.iter().map(|m| m.txn_id().timestamp().hlc).collect();
+                let ids: Vec<u64> = envelope
+                    .messages
+                    .iter()
+                    .map(|m| m.txn_id().timestamp().hlc)
+                    .collect();
                 self.hash(&[self.now, 1, envelope.from.0 as u64, to as u64]);
                 self.hash(&ids);
-                let Some(node) = self.hosts[to].node.as_mut() else { return };
+                let Some(node) = self.hosts[to].node.as_mut() else {
+                    return;
+                };
                 node.receive(envelope);
                 to
             }
-            Event::Durable { node, incarnation, seq } => {
+            Event::Durable {
+                node,
+                incarnation,
+                seq,
+            } => {
                 if self.hosts[node].incarnation != incarnation || self.hosts[node].node.is_none() {
                     return;
                 }
@@ -260,7 +338,9 @@ impl Sim {
                 if self.hosts[node].incarnation != incarnation {
                     return;
                 }
-                let Some(n) = self.hosts[node].node.as_mut() else { return };
+                let Some(n) = self.hosts[node].node.as_mut() else {
+                    return;
+                };
                 n.tick(self.now);
                 self.schedule(TICK_US, Event::Tick { node, incarnation });
                 node
@@ -314,7 +394,9 @@ impl Sim {
         self.hash(&[self.now, 4, node as u64]);
         // Clients waiting on this node get no answer: the outcome is unknown to them.
         for client in 0..self.clients.len() {
-            let Some(id) = self.clients[client].outstanding else { continue };
+            let Some(id) = self.clients[client].outstanding else {
+                continue;
+            };
             if id.coordinator().0 as usize == node {
                 self.clients[client].outstanding = None;
                 let think = self.rng.between(0, 3_000);
@@ -328,7 +410,12 @@ impl Sim {
     fn restart(&mut self, node: usize) {
         let host = &mut self.hosts[node];
         let records = host.durable.clone();
-        host.node = Some(Node::restart(NodeId(node as u16), self.topology.clone(), self.config, records));
+        host.node = Some(Node::restart(
+            NodeId(node as u16),
+            self.topology.clone(),
+            self.config,
+            records,
+        ));
         host.persisted_seq = 0;
         host.durable_seq = 0;
         host.disk_free_at = self.now;
@@ -365,7 +452,9 @@ impl Sim {
 
     /// Validates the node that just stepped and carries out its actions.
     fn after_step(&mut self, node: usize) {
-        let Some(n) = self.hosts[node].node.as_mut() else { return };
+        let Some(n) = self.hosts[node].node.as_mut() else {
+            return;
+        };
         n.validate();
         for action in n.take_actions() {
             match action {
@@ -376,7 +465,8 @@ impl Sim {
                     if host.durable_seq >= host.persisted_seq && host.applies.is_empty() {
                         self.apply(node, &command, client);
                     } else {
-                        host.applies.push_back((host.persisted_seq, command, client));
+                        host.applies
+                            .push_back((host.persisted_seq, command, client));
                     }
                 }
                 Action::Invalidated { txn_id } => self.client_failed(txn_id),
@@ -391,10 +481,17 @@ impl Sim {
         let host = &mut self.hosts[node];
         host.persisted_seq = seq;
         host.unsynced.insert(seq, command);
-        let free = host.disk_free_at.max(self.now) + self.rng.between(50, 1_000);
+        let free = host.disk_free_at.max(self.now) + self.rng.between(50, 3_000);
         self.hosts[node].disk_free_at = free;
         let incarnation = self.hosts[node].incarnation;
-        self.schedule(free - self.now, Event::Durable { node, incarnation, seq });
+        self.schedule(
+            free - self.now,
+            Event::Durable {
+                node,
+                incarnation,
+                seq,
+            },
+        );
     }
 
     fn client_failed(&mut self, id: TxnId) {
