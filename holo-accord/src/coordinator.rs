@@ -165,7 +165,7 @@ impl Coordination {
         {
             return Decision::Invalidate;
         }
-        if replies.values().any(|i| i.earlier_undecided) {
+        if replies.values().any(|i| i.undecided_blocker) {
             return Decision::Retry;
         }
         Decision::Accept {

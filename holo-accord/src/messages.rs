@@ -24,7 +24,11 @@ pub enum Message {
         execute_at: Timestamp,
     },
     /// Replica -> coordinator: accepted; `deps` are every conflicting txn below `execute_at`.
-    AcceptOk { txn_id: TxnId, deps: Deps },
+    AcceptOk {
+        txn_id: TxnId,
+        ballot: Ballot,
+        deps: Deps,
+    },
     /// Replica -> coordinator: refused, a higher ballot was promised.
     AcceptNack { txn_id: TxnId, promised: Ballot },
     /// Coordinator -> replicas: the decision; execute once `deps` allow.
@@ -40,13 +44,17 @@ pub enum Message {
     /// Recovery coordinator -> replicas: promise `ballot` and report what you know.
     BeginRecovery { txn: Txn, ballot: Ballot },
     /// Replica -> recovery coordinator.
-    RecoverOk { txn_id: TxnId, info: RecoverInfo },
+    RecoverOk {
+        txn_id: TxnId,
+        ballot: Ballot,
+        info: RecoverInfo,
+    },
     /// Replica -> recovery coordinator: refused, a higher ballot was promised.
     RecoverNack { txn_id: TxnId, promised: Ballot },
     /// Recovery coordinator -> replicas: accept that `txn` never executes.
     AcceptInvalidate { txn: Txn, ballot: Ballot },
     /// Replica -> recovery coordinator.
-    AcceptInvalidateOk { txn_id: TxnId },
+    AcceptInvalidateOk { txn_id: TxnId, ballot: Ballot },
     /// Coordinator -> replicas: the decision is that `txn` never executes.
     Invalidate { txn: Txn },
     /// Replica -> peers: tell me what you know of `txn_id` (a dependency I never saw).
@@ -73,7 +81,7 @@ impl Message {
             | Message::PreAcceptNack { txn_id, .. }
             | Message::RecoverOk { txn_id, .. }
             | Message::RecoverNack { txn_id, .. }
-            | Message::AcceptInvalidateOk { txn_id }
+            | Message::AcceptInvalidateOk { txn_id, .. }
             | Message::Inquire { txn_id } => *txn_id,
         }
     }

@@ -366,6 +366,7 @@ impl Node {
                 let reply = match handled.reply {
                     Ok(deps) => Message::AcceptOk {
                         txn_id: txn.id,
+                        ballot,
                         deps,
                     },
                     Err(promised) => Message::AcceptNack {
@@ -393,6 +394,7 @@ impl Node {
                 let reply = match handled.reply {
                     Ok(info) => Message::RecoverOk {
                         txn_id: txn.id,
+                        ballot,
                         info,
                     },
                     Err(promised) => Message::RecoverNack {
@@ -409,7 +411,10 @@ impl Node {
                     .accept_invalidate(&txn, ballot, &mut self.clock);
                 self.persist(handled.changed);
                 let reply = match handled.reply {
-                    Ok(()) => Message::AcceptInvalidateOk { txn_id: txn.id },
+                    Ok(()) => Message::AcceptInvalidateOk {
+                        txn_id: txn.id,
+                        ballot,
+                    },
                     Err(promised) => Message::AcceptNack {
                         txn_id: txn.id,
                         promised,
@@ -455,13 +460,19 @@ impl Node {
                 self.clock.observe(witnessed);
                 replies.insert(from, (witnessed, deps));
             }
-            (Message::RecoverOk { info, .. }, Phase::Recovering { replies }) => {
+            (Message::RecoverOk { info, ballot, .. }, Phase::Recovering { replies })
+                if ballot == c.ballot =>
+            {
                 replies.insert(from, info);
             }
-            (Message::AcceptOk { deps, .. }, Phase::Accepting { replies, .. }) => {
+            (Message::AcceptOk { deps, ballot, .. }, Phase::Accepting { replies, .. })
+                if ballot == c.ballot =>
+            {
                 replies.insert(from, deps);
             }
-            (Message::AcceptInvalidateOk { .. }, Phase::Invalidating { replies }) => {
+            (Message::AcceptInvalidateOk { ballot, .. }, Phase::Invalidating { replies })
+                if ballot == c.ballot =>
+            {
                 replies.insert(from);
             }
             (Message::StableOk { .. }, Phase::Committing { acked, .. }) => {
@@ -701,7 +712,7 @@ impl Node {
                 );
             }
         }
-        for (id, _) in &self.progress {
+        for id in self.progress.keys() {
             assert!(
                 self.replica
                     .command(id)

@@ -53,12 +53,12 @@ pub struct RecoverInfo {
     pub execute_at: Timestamp,
     pub deps: Deps,
     pub fast_vote: bool,
-    /// A later-started conflicting txn was Accepted or decided without this one in its
-    /// deps: this txn cannot have taken the fast path.
+    /// A conflicting txn was decided to execute after t0 without this one in its deps: this
+    /// txn cannot have taken the fast path.
     pub rejects_fast_path: bool,
-    /// An earlier-started conflicting txn is Accepted above this txn's t0 without it in its
-    /// deps, and not decided yet: the recovery must wait for it and retry.
-    pub earlier_undecided: bool,
+    /// A conflicting txn is Accepted after t0 without this one in its deps, not decided yet:
+    /// the recovery must wait for its decision and retry.
+    pub undecided_blocker: bool,
 }
 
 /// The conflict index of one key.
@@ -185,8 +185,8 @@ impl Replica {
             execute_at: command.execute_at,
             deps: command.deps.clone(),
             fast_vote: command.fast_vote,
-            rejects_fast_path: self.later_conflict_without(txn),
-            earlier_undecided: self.earlier_accepted_without(txn),
+            rejects_fast_path: self.decided_after_without(txn),
+            undecided_blocker: self.accepted_after_without(txn),
         };
         Handled {
             changed,
@@ -194,26 +194,27 @@ impl Replica {
         }
     }
 
-    /// Conflicting txns that could not have been ordered this way had `txn` committed on the
-    /// fast path: started after t0, Accepted or decided, `txn` not in their deps.
-    fn later_conflict_without(&self, txn: &Txn) -> bool {
+    /// A conflicting txn decided (Stable or Applied) to execute after t0 without `txn` in
+    /// its final deps: had `txn` committed at t0, that txn would have to wait for it
+    /// (invariant 3), so `txn` did not take the fast path. Whether the other txn started
+    /// before or after t0 does not matter.
+    fn decided_after_without(&self, txn: &Txn) -> bool {
+        let t0 = txn.id.timestamp();
         self.conflicting(txn).any(|other| {
-            other.txn.id > txn.id
-                && matches!(
-                    other.status,
-                    Status::Accepted | Status::Stable | Status::Applied
-                )
+            matches!(other.status, Status::Stable | Status::Applied)
+                && other.execute_at > t0
                 && !other.deps.contains(&txn.id)
         })
     }
 
-    /// Conflicting txns started before t0, Accepted (not decided) above t0 without `txn`
-    /// in their deps: whether `txn` could have taken the fast path depends on their fate.
-    fn earlier_accepted_without(&self, txn: &Txn) -> bool {
+    /// A conflicting txn Accepted (not decided) after t0 without `txn` in its deps here:
+    /// whether `txn` could have taken the fast path depends on that txn's final deps, so
+    /// recovery must wait for its decision. (One replica's Accept deps are not final: with
+    /// 5 replicas `txn` may still have committed on the fast path.)
+    fn accepted_after_without(&self, txn: &Txn) -> bool {
         let t0 = txn.id.timestamp();
         self.conflicting(txn).any(|other| {
-            other.txn.id < txn.id
-                && other.status == Status::Accepted
+            other.status == Status::Accepted
                 && other.execute_at > t0
                 && !other.deps.contains(&txn.id)
         })

@@ -204,6 +204,19 @@ impl Checker {
         let t = command.execute_at;
         for (key, access) in &command.txn.keys {
             let state = self.applies.entry((node, key.clone())).or_default();
+            if t <= state.max_write {
+                let later = state.writers.last().expect("a writer was applied");
+                let later_deps = &self.decided[later].deps;
+                panic!(
+                    "{node:?} applied {id} (at {t}) on {key:?} after the later writer {later} (at {}); \
+                     {id} in the later writer's deps: {:?}",
+                    state.max_write,
+                    later_deps
+                        .iter()
+                        .map(|d| d.contains(&id))
+                        .collect::<Vec<_>>()
+                );
+            }
             assert!(
                 t > state.max_write,
                 "{node:?} applied {id} on {key:?} after a later writer"

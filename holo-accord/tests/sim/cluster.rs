@@ -111,6 +111,8 @@ struct Sim {
     duplicate_percent: u64,
     delay_us_max: u64,
     healed: bool,
+    /// How many keys the clients use: fewer keys, more conflicts.
+    keys: u64,
     /// Deliveries, syncs and restarts scheduled and not yet happened.
     in_flight: u64,
     dropped: u64,
@@ -118,7 +120,6 @@ struct Sim {
     log_hash: u64,
 }
 
-const KEYS: u64 = 8;
 const TICK_US: u64 = 1_000;
 const FAULTS_END_US: u64 = 2_000_000;
 const DEADLINE_US: u64 = 60_000_000;
@@ -163,7 +164,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
             applies: VecDeque::new(),
         })
         .collect();
-    let clients = (0..rng.between(1, 6))
+    let clients = (0..rng.between(1, 10))
         .map(|_| Client {
             ops_left: rng.between(5, 30) as u32,
             outstanding: None,
@@ -184,11 +185,13 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         ops: HashMap::new(),
         checker: Checker::default(),
         healed: false,
+        keys: 0,
         in_flight: 0,
         dropped: 0,
         crashes: 0,
         log_hash: 0xcbf2_9ce4_8422_2325,
     };
+    sim.keys = sim.rng.between(2, 9);
     for _ in 0..sim.rng.between(0, faults.crashes_max) {
         let node = sim.rng.between(0, node_count as u64 - 1) as usize;
         // Clients usually finish within the first second: crash while they run.
@@ -196,9 +199,6 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         sim.schedule(at, Event::Crash { node });
     }
     sim.run();
-    if std::env::var("HOLO_SIM_TRACE").is_ok() {
-        eprintln!("seed {seed}: ended at {}us", sim.now);
-    }
     let nodes: Vec<&Node> = sim
         .hosts
         .iter()
@@ -319,6 +319,17 @@ impl Sim {
                 let Some(node) = self.hosts[to].node.as_mut() else {
                     return;
                 };
+                if let Ok(watch) = std::env::var("HOLO_SIM_WATCH") {
+                    for m in &envelope.messages {
+                        let hlc = m.txn_id().timestamp().hlc.to_string();
+                        if watch.split(',').any(|w| w == hlc) {
+                            eprintln!(
+                                "{} {:?}->{:?}: {:?}",
+                                self.now, envelope.from, envelope.to, m
+                            );
+                        }
+                    }
+                }
                 node.receive(envelope);
                 to
             }
@@ -382,6 +393,9 @@ impl Sim {
 
     /// Kill -9 and power loss: the node's memory and its unsynced records are gone.
     fn crash(&mut self, node: usize) {
+        if std::env::var("HOLO_SIM_WATCH").is_ok() {
+            eprintln!("{} crash {node}", self.now);
+        }
         let host = &mut self.hosts[node];
         if host.node.is_none() {
             return;
@@ -432,7 +446,7 @@ impl Sim {
             return;
         }
         self.clients[client].ops_left -= 1;
-        let op = ClientOp::random(&mut self.rng, KEYS, key);
+        let op = ClientOp::random(&mut self.rng, self.keys, key);
         let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
         let Some(node) = self.hosts[coordinator].node.as_mut() else {
             // The chosen node is down: the client's request fails at once; try another later.

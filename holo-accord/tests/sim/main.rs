@@ -5,7 +5,8 @@
 //!
 //! `cargo test -p holo-accord --test sim` runs a few hundred seeds; `make sim SEEDS=N` runs
 //! more (`HOLO_SIM_SEEDS=N`); `HOLO_SIM_SEED=S` replays one seed. A failure prints its seed
-//! and the command that replays it.
+//! and the command that replays it; `HOLO_SIM_WATCH=<hlc>,<hlc>` with it prints every
+//! message about the transactions whose t0 has those hlc values, and every crash.
 
 mod checker;
 mod cluster;
