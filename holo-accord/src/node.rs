@@ -138,6 +138,28 @@ impl Node {
         self.coordinating.len()
     }
 
+    /// A line per coordination (id, ballot, phase), for diagnosing a stuck simulation.
+    pub fn describe_coordinations(&self) -> Vec<String> {
+        let persisted = (self.persist_seq, self.durable_seq, self.held.len());
+        let mut lines: Vec<String> = self
+            .coordinating
+            .values()
+            .map(|c| {
+                format!(
+                    "{} ballot {:?} phase {:?} (persisted, durable, held) {persisted:?}",
+                    c.txn.id, c.ballot, c.phase
+                )
+            })
+            .collect();
+        lines.extend(self.replica.describe_blocked());
+        lines.extend(
+            self.progress
+                .iter()
+                .map(|(id, p)| format!("progress {id}: {p:?} now {}", self.now)),
+        );
+        lines
+    }
+
     /// Nothing left to do: no coordination, nothing undecided, nothing waiting to execute.
     pub fn quiescent(&self) -> bool {
         self.coordinating.is_empty()
@@ -633,11 +655,18 @@ impl Node {
                 self.progress.remove(&id);
             }
             Some(command) => {
-                if !self.coordinating.contains_key(&id) {
-                    let txn = command.txn.clone();
-                    let ballot = Ballot(self.clock.unique_now(TxnKind::Write, Timestamp::ZERO));
-                    self.coordinate(txn, ballot, false);
-                }
+                // A coordination that stood aside for a higher ballot waits for an outcome
+                // the other coordinator may never deliver (it may have crashed): recover the
+                // txn ourselves, still owing our client the answer.
+                let client = match self.coordinating.get(&id) {
+                    None => false,
+                    Some(c) if c.phase == Phase::Following => c.client && !c.client_done,
+                    Some(_) => return,
+                };
+                let txn = command.txn.clone();
+                let ballot = Ballot(self.clock.unique_now(TxnKind::Write, Timestamp::ZERO));
+                self.coordinating.remove(&id);
+                self.coordinate(txn, ballot, client);
             }
             None => {
                 for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())

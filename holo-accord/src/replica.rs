@@ -386,6 +386,31 @@ impl Replica {
             .collect()
     }
 
+    /// What the waiting txns wait for: (txn, dep, dep status if known), for diagnostics.
+    pub fn describe_blocked(&self) -> Vec<String> {
+        self.waiting
+            .iter()
+            .flat_map(|id| {
+                let c = &self.commands[id];
+                c.deps
+                    .iter()
+                    .filter_map(move |d| match self.commands.get(d) {
+                        Some(dc) if matches!(dc.status, Status::Applied | Status::Invalidated) => {
+                            None
+                        }
+                        Some(dc) if dc.status == Status::Stable && dc.execute_at > c.execute_at => {
+                            None
+                        }
+                        other => Some(format!(
+                            "{id} waits on {d}: {:?} promised {:?}",
+                            other.map(|x| x.status),
+                            other.map(|x| x.promised)
+                        )),
+                    })
+            })
+            .collect()
+    }
+
     /// Nothing is waiting to execute.
     pub fn idle(&self) -> bool {
         self.waiting.is_empty()

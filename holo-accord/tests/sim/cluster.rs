@@ -18,6 +18,10 @@ pub struct Faults {
     pub delay_us_max: u64,
     /// Most node crashes (each followed by a restart that loses the unsynced tail).
     pub crashes_max: u64,
+    /// Most network partitions (isolation, split, one-way), each healed after a while.
+    pub partitions_max: u64,
+    /// Most jumps of a node's physical clock (up to a second either way).
+    pub clock_jumps_max: u64,
 }
 
 impl Default for Faults {
@@ -27,6 +31,8 @@ impl Default for Faults {
             duplicate_percent_max: 10,
             delay_us_max: 5_000,
             crashes_max: 6,
+            partitions_max: 3,
+            clock_jumps_max: 4,
         }
     }
 }
@@ -74,6 +80,13 @@ enum Event {
     Restart {
         node: usize,
     },
+    /// Cut the network: isolate a node, split it in two, or cut one direction of a link.
+    Partition,
+    Heal,
+    /// A node's physical clock jumps (possibly backwards).
+    ClockJump {
+        node: usize,
+    },
 }
 
 /// A node and its disk. `node` is `None` while it is down.
@@ -111,6 +124,10 @@ struct Sim {
     duplicate_percent: u64,
     delay_us_max: u64,
     healed: bool,
+    /// Directed links (from, to) that drop everything while the network is not healed.
+    cut: std::collections::HashSet<(usize, usize)>,
+    /// Per node: how far its physical clock is off, in microseconds; it jumps, backwards too.
+    skew: Vec<i64>,
     /// How many keys the clients use: fewer keys, more conflicts.
     keys: u64,
     /// Deliveries, syncs and restarts scheduled and not yet happened.
@@ -185,6 +202,8 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         ops: HashMap::new(),
         checker: Checker::default(),
         healed: false,
+        cut: Default::default(),
+        skew: vec![0; node_count as usize],
         keys: 0,
         in_flight: 0,
         dropped: 0,
@@ -192,6 +211,15 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         log_hash: 0xcbf2_9ce4_8422_2325,
     };
     sim.keys = sim.rng.between(2, 9);
+    for _ in 0..sim.rng.between(0, faults.partitions_max) {
+        let at = sim.rng.between(0, FAULTS_END_US / 3);
+        sim.schedule(at, Event::Partition);
+    }
+    for _ in 0..sim.rng.between(0, faults.clock_jumps_max) {
+        let node = sim.rng.between(0, node_count as u64 - 1) as usize;
+        let at = sim.rng.between(0, FAULTS_END_US / 3);
+        sim.schedule(at, Event::ClockJump { node });
+    }
     for _ in 0..sim.rng.between(0, faults.crashes_max) {
         let node = sim.rng.between(0, node_count as u64 - 1) as usize;
         // Clients usually finish within the first second: crash while they run.
@@ -284,6 +312,18 @@ impl Sim {
             .iter()
             .map(|h| h.node.as_ref().map(Node::quiescent))
             .collect();
+        for h in &self.hosts {
+            if let Some(n) = &h.node {
+                for line in n
+                    .describe_coordinations()
+                    .iter()
+                    .filter(|l| !l.contains("phase"))
+                    .take(8)
+                {
+                    eprintln!("{:?}: {line}", n.id());
+                }
+            }
+        }
         let waiting = self
             .clients
             .iter()
@@ -352,7 +392,8 @@ impl Sim {
                 let Some(n) = self.hosts[node].node.as_mut() else {
                     return;
                 };
-                n.tick(self.now);
+                let skewed = self.now.saturating_add_signed(self.skew[node]);
+                n.tick(skewed);
                 self.schedule(TICK_US, Event::Tick { node, incarnation });
                 node
             }
@@ -362,6 +403,20 @@ impl Sim {
             }
             Event::Crash { node } => {
                 self.crash(node);
+                return;
+            }
+            Event::Partition => {
+                self.partition();
+                return;
+            }
+            Event::Heal => {
+                self.hash(&[self.now, 6]);
+                self.cut.clear();
+                return;
+            }
+            Event::ClockJump { node } => {
+                self.skew[node] = self.rng.between(0, 2_000_000) as i64 - 1_000_000;
+                self.hash(&[self.now, 7, node as u64]);
                 return;
             }
             Event::Restart { node } => {
@@ -389,6 +444,38 @@ impl Sim {
             let (_, command, client) = self.hosts[node].applies.pop_front().expect("checked");
             self.apply(node, &command, client);
         }
+    }
+
+    /// Cuts links for a while: one node isolated, a majority/minority split, or one
+    /// direction of one link.
+    fn partition(&mut self) {
+        let n = self.hosts.len();
+        let node = self.rng.between(0, n as u64 - 1) as usize;
+        self.cut.clear();
+        match self.rng.between(0, 2) {
+            0 => {
+                for other in (0..n).filter(|o| *o != node) {
+                    self.cut.insert((node, other));
+                    self.cut.insert((other, node));
+                }
+            }
+            1 => {
+                let minority: Vec<usize> = (0..n).filter(|_| self.rng.percent(40)).collect();
+                for a in &minority {
+                    for b in (0..n).filter(|b| !minority.contains(b)) {
+                        self.cut.insert((*a, b));
+                        self.cut.insert((b, *a));
+                    }
+                }
+            }
+            _ => {
+                let to = (node + 1 + self.rng.between(0, n as u64 - 2) as usize) % n;
+                self.cut.insert((node, to));
+            }
+        }
+        self.hash(&[self.now, 8, self.cut.len() as u64]);
+        let duration = self.rng.between(10_000, 400_000);
+        self.schedule(duration, Event::Heal);
     }
 
     /// Kill -9 and power loss: the node's memory and its unsynced records are gone.
@@ -520,7 +607,10 @@ impl Sim {
 
     fn transmit(&mut self, envelope: Envelope) {
         let faulty = !self.healed;
-        if faulty && self.rng.percent(self.drop_percent) {
+        let cut = self
+            .cut
+            .contains(&(envelope.from.0 as usize, envelope.to.0 as usize));
+        if faulty && (cut || self.rng.percent(self.drop_percent)) {
             self.dropped += 1;
             return;
         }
