@@ -90,6 +90,15 @@ pub enum PreAcceptReply {
     Silent,
 }
 
+impl<R> Handled<R> {
+    fn unchanged(reply: R) -> Self {
+        Handled {
+            changed: None,
+            reply,
+        }
+    }
+}
+
 /// The outcome of a handler: the new command state to persist (if it changed) and the
 /// reply to send once that state is durable.
 pub struct Handled<R> {
@@ -165,10 +174,7 @@ impl Replica {
         if let Some(existing) = self.commands.get(&txn.id)
             && existing.promised > ballot
         {
-            return Handled {
-                changed: None,
-                reply: Err(existing.promised),
-            };
+            return Handled::unchanged(Err(existing.promised));
         }
         if !self.commands.contains_key(&txn.id) {
             self.witness(txn, clock, false);
@@ -244,16 +250,10 @@ impl Replica {
     ) -> Handled<Result<(), Ballot>> {
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
-                return Handled {
-                    changed: None,
-                    reply: Err(existing.promised),
-                };
+                return Handled::unchanged(Err(existing.promised));
             }
             if existing.status.is_decided() {
-                return Handled {
-                    changed: None,
-                    reply: Ok(()),
-                };
+                return Handled::unchanged(Ok(()));
             }
         } else {
             self.witness(txn, clock, false);
@@ -315,16 +315,10 @@ impl Replica {
         let mut fast_vote = false;
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
-                return Handled {
-                    changed: None,
-                    reply: Err(existing.promised),
-                };
+                return Handled::unchanged(Err(existing.promised));
             }
             if existing.status.is_decided() {
-                return Handled {
-                    changed: None,
-                    reply: Ok(existing.deps.clone()),
-                };
+                return Handled::unchanged(Ok(existing.deps.clone()));
             }
             fast_vote = existing.fast_vote;
         }
