@@ -244,3 +244,107 @@ impl Coordination {
         decision_out && (!self.client || self.client_done)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{RangeId, TxnId};
+    use bytes::Bytes;
+
+    fn ts(hlc: u64, node: u16) -> Timestamp {
+        Timestamp {
+            epoch: 1,
+            hlc,
+            flags: 1,
+            node,
+        }
+    }
+
+    fn coordination(n: u16, replies: &[(u16, Timestamp)]) -> Coordination {
+        let t0 = ts(10, 0);
+        let replicas: Vec<NodeId> = (0..n).map(NodeId).collect();
+        let range = RangeInfo {
+            id: RangeId(1),
+            start: Bytes::new(),
+            end: None,
+            replicas: replicas.clone(),
+        };
+        let replies = replies
+            .iter()
+            .map(|(node, w)| (NodeId(*node), (*w, Deps::new())))
+            .collect();
+        Coordination {
+            txn: Txn::new(TxnId(t0), &[], &[Bytes::from_static(b"k")], Bytes::new()),
+            ranges: vec![range],
+            replicas,
+            ballot: Ballot::ZERO,
+            phase: Phase::PreAccepting { replies },
+            phase_started: 0,
+            last_sent: 0,
+            client: true,
+            client_done: false,
+        }
+    }
+
+    /// (replicas, replies as (node, witnessed hlc), waited, expected): the fast-path rule as
+    /// data. The coordinator is node 0; its own reply counts like any other.
+    #[test]
+    fn pre_accept_decision_table() {
+        let fast = |hlc| {
+            Decision::Commit(Outcome::Execute {
+                execute_at: ts(hlc, 0),
+                deps: Deps::new(),
+            })
+        };
+        let slow = |hlc, node| Decision::Accept {
+            execute_at: ts(hlc, node),
+        };
+        let cases: Vec<(u16, Vec<(u16, Timestamp)>, bool, Decision)> = vec![
+            (
+                3,
+                vec![(0, ts(10, 0)), (1, ts(10, 0)), (2, ts(10, 0))],
+                false,
+                fast(10),
+            ),
+            (
+                3,
+                vec![(0, ts(10, 0)), (1, ts(10, 0))],
+                false,
+                Decision::Wait,
+            ),
+            (3, vec![(0, ts(10, 0)), (1, ts(10, 0))], true, slow(10, 0)),
+            (3, vec![(0, ts(10, 0)), (1, ts(12, 1))], false, slow(12, 1)),
+            (3, vec![(0, ts(10, 0))], true, Decision::Wait),
+            (
+                5,
+                vec![
+                    (0, ts(10, 0)),
+                    (1, ts(10, 0)),
+                    (2, ts(10, 0)),
+                    (3, ts(10, 0)),
+                ],
+                false,
+                fast(10),
+            ),
+            (
+                5,
+                vec![(0, ts(10, 0)), (1, ts(10, 0)), (2, ts(11, 2))],
+                false,
+                Decision::Wait,
+            ),
+            (
+                5,
+                vec![(0, ts(10, 0)), (1, ts(13, 1)), (2, ts(11, 2))],
+                false,
+                slow(13, 1),
+            ),
+        ];
+        for (n, replies, waited, expected) in cases {
+            let decision = coordination(n, &replies).decide_pre_accept(waited);
+            assert_eq!(
+                decision, expected,
+                "n = {n}, replies {replies:?}, waited {waited}"
+            );
+        }
+    }
+}
