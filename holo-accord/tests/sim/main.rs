@@ -40,7 +40,7 @@ fn run_all(faults: Faults) {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, fast path {:.1}%, \
+        "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, {:.1}% executed at their t0, \
          {} invalidated, {} messages dropped, {} crash-restarts",
         total.seeds,
         total.seeds as f64 / secs,
