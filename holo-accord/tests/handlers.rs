@@ -223,3 +223,160 @@ fn a_replica_that_saw_a_later_conflict_forces_the_slow_path_with_recomputed_deps
     }
     nodes.iter().for_each(Node::validate);
 }
+
+fn txn(hlc: u64, coordinator: u16, writes: &[&str]) -> holo_accord::Txn {
+    let id = holo_accord::TxnId(holo_accord::Timestamp {
+        epoch: 1,
+        hlc,
+        flags: 1,
+        node: coordinator,
+    });
+    let writes: Vec<Bytes> = writes.iter().map(|k| key(k)).collect();
+    holo_accord::Txn::new(id, &[], &writes, Bytes::new())
+}
+
+/// Delivers `messages` from `from` to `node`, confirms every persist, returns the replies.
+fn exchange(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Message> {
+    node.receive(Envelope {
+        from: NodeId(from),
+        to: node.id(),
+        messages,
+    });
+    let mut replies = Vec::new();
+    loop {
+        let actions = node.take_actions();
+        if actions.is_empty() {
+            return replies;
+        }
+        for action in actions {
+            match action {
+                Action::Persist { seq, .. } => node.durable(seq),
+                Action::Send(e) => replies.extend(e.messages),
+                Action::Apply { .. } | Action::Invalidated { .. } => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn accept_recomputes_deps_up_to_execute_at() {
+    let mut n1 = node(1);
+    let a = txn(10, 0, &["x"]);
+    let b = txn(20, 2, &["x"]);
+    let replies = exchange(&mut n1, 0, vec![Message::PreAccept { txn: a.clone() }]);
+    assert!(matches!(&replies[..], [Message::PreAcceptOk { deps, .. }] if deps.is_empty()));
+    exchange(&mut n1, 2, vec![Message::PreAccept { txn: b.clone() }]);
+    let execute_at = holo_accord::Timestamp {
+        epoch: 1,
+        hlc: 30,
+        flags: 1,
+        node: 1,
+    };
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![Message::Accept {
+            txn: a.clone(),
+            ballot: holo_accord::Ballot::ZERO,
+            execute_at,
+        }],
+    );
+    let [Message::AcceptOk { deps, .. }] = &replies[..] else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(
+        deps.iter().copied().collect::<Vec<_>>(),
+        vec![b.id],
+        "b started before a's executeAt"
+    );
+    n1.validate();
+}
+
+#[test]
+fn begin_recovery_promises_and_witnesses_an_unknown_txn_without_a_vote() {
+    let mut n1 = node(1);
+    let t = txn(10, 0, &["x"]);
+    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
+        epoch: 1,
+        hlc: 50,
+        flags: 1,
+        node: 2,
+    });
+    let replies = exchange(
+        &mut n1,
+        2,
+        vec![Message::BeginRecovery {
+            txn: t.clone(),
+            ballot,
+        }],
+    );
+    let [
+        Message::RecoverOk {
+            info,
+            ballot: echoed,
+            ..
+        },
+    ] = &replies[..]
+    else {
+        panic!("{replies:?}")
+    };
+    assert_eq!(*echoed, ballot);
+    assert_eq!(info.status, Status::PreAccepted);
+    assert!(
+        !info.fast_vote,
+        "a txn first seen in recovery gets no fast-path vote"
+    );
+    // The original coordinator's late PreAccept and Accept are refused.
+    let replies = exchange(&mut n1, 0, vec![Message::PreAccept { txn: t.clone() }]);
+    assert!(
+        matches!(&replies[..], [Message::PreAcceptNack { promised, .. }] if *promised == ballot)
+    );
+    let execute_at = t.id.timestamp();
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![Message::Accept {
+            txn: t.clone(),
+            ballot: holo_accord::Ballot::ZERO,
+            execute_at,
+        }],
+    );
+    assert!(matches!(&replies[..], [Message::AcceptNack { promised, .. }] if *promised == ballot));
+    n1.validate();
+}
+
+#[test]
+fn an_invalidated_dep_does_not_block_execution() {
+    let mut n1 = node(1);
+    let y = txn(10, 0, &["x"]);
+    let x = txn(20, 2, &["x"]);
+    let deps: holo_accord::Deps = [y.id].into_iter().collect();
+    n1.receive(Envelope {
+        from: NodeId(2),
+        to: NodeId(1),
+        messages: vec![Message::Stable {
+            txn: x.clone(),
+            execute_at: x.id.timestamp(),
+            deps,
+        }],
+    });
+    let applied = |actions: &[Action]| {
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Apply { command, .. } if command.txn.id == x.id))
+    };
+    assert!(
+        !applied(&n1.take_actions()),
+        "x waits for its undecided dep"
+    );
+    n1.receive(Envelope {
+        from: NodeId(0),
+        to: NodeId(1),
+        messages: vec![Message::Invalidate { txn: y.clone() }],
+    });
+    assert!(
+        applied(&n1.take_actions()),
+        "an invalidated dep never executes, so x may"
+    );
+    n1.validate();
+}
