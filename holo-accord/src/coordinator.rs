@@ -299,7 +299,8 @@ mod tests {
         let slow = |hlc, node| Decision::Accept {
             execute_at: ts(hlc, node),
         };
-        let cases: Vec<(u16, Vec<(u16, Timestamp)>, bool, Decision)> = vec![
+        type Case = (u16, Vec<(u16, Timestamp)>, bool, Decision);
+        let cases: Vec<Case> = vec![
             (
                 3,
                 vec![(0, ts(10, 0)), (1, ts(10, 0)), (2, ts(10, 0))],
