@@ -78,6 +78,11 @@ pub struct Replica {
     keys: HashMap<Key, KeyState>,
     /// Stable transactions not yet applied.
     waiting: BTreeSet<TxnId>,
+    /// For an undecided or unapplied dep, the waiting txns that list it: when the dep is
+    /// decided or applied, only these can become ready.
+    dependents: HashMap<TxnId, BTreeSet<TxnId>>,
+    /// Waiting txns whose readiness may have changed since the last `take_ready`.
+    recheck: BTreeSet<TxnId>,
 }
 
 /// A replica's answer to a PreAccept.
@@ -284,7 +289,9 @@ impl Replica {
             }
             _ => {
                 command.status = Status::Invalidated;
-                Some(command.clone())
+                let invalidated = command.clone();
+                self.status_changed(txn.id);
+                Some(invalidated)
             }
         }
     }
@@ -366,8 +373,39 @@ impl Replica {
             fast_vote,
         };
         self.insert(command.clone());
-        self.waiting.insert(txn.id);
+        self.start_waiting(txn.id);
+        self.status_changed(txn.id);
         Some(command)
+    }
+
+    /// Puts a Stable txn among the waiting and registers it with the deps it may wait for.
+    fn start_waiting(&mut self, id: TxnId) {
+        self.waiting.insert(id);
+        self.recheck.insert(id);
+        for dep in &self.commands[&id].deps {
+            let done = self
+                .commands
+                .get(dep)
+                .is_some_and(|d| matches!(d.status, Status::Applied | Status::Invalidated));
+            if !done {
+                self.dependents.entry(*dep).or_default().insert(id);
+            }
+        }
+    }
+
+    /// `id` became Stable, Applied or Invalidated: its dependents need a new look, and once
+    /// it is final they no longer need to be told about it.
+    fn status_changed(&mut self, id: TxnId) {
+        let finished = self
+            .commands
+            .get(&id)
+            .is_some_and(|c| matches!(c.status, Status::Applied | Status::Invalidated));
+        let dependents = if finished {
+            self.dependents.remove(&id).unwrap_or_default()
+        } else {
+            self.dependents.get(&id).cloned().unwrap_or_default()
+        };
+        self.recheck.extend(dependents);
     }
 
     /// Dependencies of Stable txns that this replica has never heard of: it must ask peers.
@@ -415,10 +453,11 @@ impl Replica {
     pub fn take_ready(&mut self) -> Vec<Command> {
         let mut applied = Vec::new();
         loop {
-            let mut ready: Vec<(Timestamp, TxnId)> = self
-                .waiting
+            // Only txns whose deps changed can have become ready: no scan of all waiting.
+            let candidates = std::mem::take(&mut self.recheck);
+            let mut ready: Vec<(Timestamp, TxnId)> = candidates
                 .iter()
-                .filter(|id| self.is_ready(id))
+                .filter(|id| self.waiting.contains(id) && self.is_ready(id))
                 .map(|id| (self.commands[id].execute_at, *id))
                 .collect();
             if ready.is_empty() {
@@ -430,6 +469,7 @@ impl Replica {
                 let command = self.commands.get_mut(&id).expect("waiting txns exist");
                 command.status = Status::Applied;
                 applied.push(command.clone());
+                self.status_changed(id);
             }
         }
     }
@@ -450,16 +490,17 @@ impl Replica {
     /// is idempotent.
     pub fn restore(&mut self, command: Command) {
         let id = command.txn.id;
-        if command.status == Status::Stable || command.status == Status::Applied {
-            self.waiting.insert(id);
-        } else {
-            self.waiting.remove(&id);
-        }
         let mut command = command;
         if command.status == Status::Applied {
             command.status = Status::Stable;
         }
+        let stable = command.status == Status::Stable;
+        self.waiting.remove(&id);
         self.insert(command);
+        if stable {
+            self.start_waiting(id);
+        }
+        self.status_changed(id);
     }
 
     /// The highest timestamp in any record: a restarted clock starts above it.
@@ -540,6 +581,18 @@ impl Replica {
                 command.status == Status::Stable,
                 "{id}: waiting set out of date"
             );
+            if command.status == Status::Stable {
+                for dep in &command.deps {
+                    let done = self
+                        .commands
+                        .get(dep)
+                        .is_some_and(|d| matches!(d.status, Status::Applied | Status::Invalidated));
+                    assert!(
+                        done || self.dependents.get(dep).is_some_and(|w| w.contains(id)),
+                        "{id} is not registered with its pending dep {dep}"
+                    );
+                }
+            }
             for (key, access) in &command.txn.keys {
                 assert_eq!(
                     self.keys[key].txns.get(id),
