@@ -7,7 +7,7 @@ use bytes::Bytes;
 use crate::coordinator::{Coordination, Decision, Outcome, Phase};
 use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
-use crate::replica::{Command, PreAcceptReply, Replica, Status};
+use crate::replica::{Command, Handled, PreAcceptReply, Replica, Status};
 use crate::topology::Topology;
 use crate::txn::{Key, Txn};
 
@@ -384,19 +384,17 @@ impl Node {
                 self.clock.observe(execute_at);
                 self.clock.observe(ballot.0);
                 let handled = self.replica.accept(&txn, ballot, execute_at);
-                self.persist(handled.changed);
-                let reply = match handled.reply {
-                    Ok(deps) => Message::AcceptOk {
+                self.answer(
+                    from,
+                    txn.id,
+                    handled,
+                    |deps| Message::AcceptOk {
                         txn_id: txn.id,
                         ballot,
                         deps,
                     },
-                    Err(promised) => Message::AcceptNack {
-                        txn_id: txn.id,
-                        promised,
-                    },
-                };
-                self.reply(from, reply);
+                    |txn_id, promised| Message::AcceptNack { txn_id, promised },
+                );
             }
             Message::Stable {
                 txn,
@@ -412,37 +410,33 @@ impl Node {
             Message::BeginRecovery { txn, ballot } => {
                 self.clock.observe(ballot.0);
                 let handled = self.replica.begin_recovery(&txn, ballot, &mut self.clock);
-                self.persist(handled.changed);
-                let reply = match handled.reply {
-                    Ok(info) => Message::RecoverOk {
+                self.answer(
+                    from,
+                    txn.id,
+                    handled,
+                    |info| Message::RecoverOk {
                         txn_id: txn.id,
                         ballot,
                         info,
                     },
-                    Err(promised) => Message::RecoverNack {
-                        txn_id: txn.id,
-                        promised,
-                    },
-                };
-                self.reply(from, reply);
+                    |txn_id, promised| Message::RecoverNack { txn_id, promised },
+                );
             }
             Message::AcceptInvalidate { txn, ballot } => {
                 self.clock.observe(ballot.0);
                 let handled = self
                     .replica
                     .accept_invalidate(&txn, ballot, &mut self.clock);
-                self.persist(handled.changed);
-                let reply = match handled.reply {
-                    Ok(()) => Message::AcceptInvalidateOk {
+                self.answer(
+                    from,
+                    txn.id,
+                    handled,
+                    |()| Message::AcceptInvalidateOk {
                         txn_id: txn.id,
                         ballot,
                     },
-                    Err(promised) => Message::AcceptNack {
-                        txn_id: txn.id,
-                        promised,
-                    },
-                };
-                self.reply(from, reply);
+                    |txn_id, promised| Message::AcceptNack { txn_id, promised },
+                );
             }
             Message::Invalidate { txn } => {
                 let changed = self.replica.invalidate(&txn, &mut self.clock);
@@ -464,6 +458,24 @@ impl Node {
             }
             reply => self.coordinator_reply(from, reply),
         }
+    }
+
+    /// Persists what a ballot-checked handler changed and answers: `ok` builds the reply,
+    /// `nack` the refusal naming the higher ballot promised.
+    fn answer<T>(
+        &mut self,
+        to: NodeId,
+        txn_id: TxnId,
+        handled: Handled<Result<T, Ballot>>,
+        ok: impl FnOnce(T) -> Message,
+        nack: fn(TxnId, Ballot) -> Message,
+    ) {
+        self.persist(handled.changed);
+        let reply = match handled.reply {
+            Ok(value) => ok(value),
+            Err(promised) => nack(txn_id, promised),
+        };
+        self.reply(to, reply);
     }
 
     /// A reply to a round this node coordinates.

@@ -36,7 +36,8 @@ struct Shared {
     work: Condvar,
     /// Signalled when the buffer drains, for appenders waiting for room.
     room: Condvar,
-    /// Mirrors `State::durable_below`, so waiters check it without the lock.
+    /// Every record below this LSN is durable. Written only by the writer, under the state
+    /// lock (so checks made under the lock see a settled value); read without it too.
     durable_below: AtomicU64,
     /// Set once the log has failed.
     failed: AtomicBool,
@@ -50,8 +51,6 @@ struct State {
     pending: Vec<u8>,
     /// The LSN the next appended record gets.
     next_lsn: Lsn,
-    /// Every record with an LSN below this is durable.
-    durable_below: Lsn,
     /// Callers waiting for durability. Each is woken individually (no broadcast, so no
     /// thundering herd on the lock) once the LSN it waits for is durable.
     waiters: Vec<Waiter>,
@@ -136,7 +135,6 @@ impl Wal {
         let state = State {
             pending: Vec::new(),
             next_lsn: recovered.next_lsn,
-            durable_below: recovered.next_lsn,
             waiters: Vec::new(),
             room_waiters: 0,
             writer_idle: false,
@@ -207,7 +205,7 @@ impl Wal {
         }
         {
             let mut state = self.shared.lock();
-            if state.durable_below > lsn {
+            if self.shared.durable_below.load(Ordering::Acquire) > lsn {
                 return Ok(());
             }
             if lsn >= state.next_lsn {
@@ -324,7 +322,7 @@ impl Wal {
         WalStats {
             group_writes: state.group_writes,
             records_written: state.records_written,
-            durable_below: state.durable_below,
+            durable_below: self.shared.durable_below.load(Ordering::Acquire),
             segments,
         }
     }
@@ -439,7 +437,7 @@ impl Writer {
             }
             let mut batch = std::mem::replace(&mut state.pending, std::mem::take(&mut self.spare));
             let durable_below = state.next_lsn;
-            let records = durable_below - state.durable_below;
+            let records = durable_below - self.shared.durable_below.load(Ordering::Acquire);
             let room_waiters = state.room_waiters;
             drop(state);
             if room_waiters > 0 {
@@ -503,7 +501,6 @@ impl Writer {
         let mut state = self.shared.lock();
         match outcome {
             Ok(()) => {
-                state.durable_below = durable_below;
                 state.group_writes += 1;
                 state.records_written += records;
                 self.shared
@@ -550,7 +547,7 @@ impl Future for DurableFuture {
             return Poll::Ready(Ok(()));
         }
         let mut state = self.shared.lock();
-        if state.durable_below > self.lsn {
+        if self.shared.durable_below.load(Ordering::Acquire) > self.lsn {
             return Poll::Ready(Ok(()));
         }
         if let Some(failure) = &state.failure {
