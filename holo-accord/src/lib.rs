@@ -56,7 +56,7 @@ mod txn;
 
 pub use ids::{Ballot, Clock, NodeId, RangeId, Timestamp, TxnId, TxnKind};
 pub use messages::{Envelope, Message};
-pub use node::{Action, Config, Node};
+pub use node::{Action, Config, Node, Stats};
 pub use replica::{Command, RecoverInfo, Status};
 pub use topology::{RangeInfo, Topology};
 pub use txn::{Access, Deps, Key, Txn};

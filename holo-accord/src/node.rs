@@ -54,6 +54,19 @@ pub enum Action {
     Invalidated { txn_id: TxnId },
 }
 
+/// Counters for metrics: how the transactions this node coordinated were decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stats {
+    /// Decided on the fast path (PreAccept only).
+    pub fast_path: u64,
+    /// Decided after an Accept round (slow path), including recoveries.
+    pub slow_path: u64,
+    /// Recoveries this node started (BeginRecovery rounds).
+    pub recoveries: u64,
+    /// Transactions decided never to execute by a coordination of this node.
+    pub invalidations: u64,
+}
+
 /// One node of the cluster: a replica of its ranges and the coordinator of the
 /// transactions its clients propose.
 #[derive(Debug)]
@@ -75,6 +88,7 @@ pub struct Node {
     local: VecDeque<Message>,
     outbox: BTreeMap<NodeId, Vec<Message>>,
     actions: Vec<Action>,
+    stats: Stats,
 }
 
 impl Node {
@@ -94,6 +108,7 @@ impl Node {
             local: VecDeque::new(),
             outbox: BTreeMap::new(),
             actions: Vec::new(),
+            stats: Stats::default(),
         }
     }
 
@@ -131,6 +146,18 @@ impl Node {
 
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// Decision counters since start.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Advances host time for the clock only (cheap; no timers run). A host calls it before
+    /// proposing so new transaction ids follow real time; [`Node::tick`] runs the timers.
+    pub fn observe_time(&mut self, now_micros: u64) {
+        self.now = self.now.max(now_micros);
+        self.clock.observe_now(now_micros);
     }
 
     /// Transactions this node still coordinates.
@@ -585,6 +612,11 @@ impl Node {
                 },
             ),
             Decision::Commit(outcome) => {
+                match (&outcome, &c.phase) {
+                    (Outcome::Invalidate, _) => self.stats.invalidations += 1,
+                    (_, Phase::PreAccepting { .. }) => self.stats.fast_path += 1,
+                    _ => self.stats.slow_path += 1,
+                }
                 let message = match &outcome {
                     Outcome::Execute { execute_at, deps } => Message::Stable {
                         txn: c.txn.clone(),
@@ -677,6 +709,7 @@ impl Node {
                 };
                 let txn = command.txn.clone();
                 let ballot = Ballot(self.clock.unique_now(TxnKind::Write, Timestamp::ZERO));
+                self.stats.recoveries += 1;
                 self.coordinating.remove(&id);
                 self.coordinate(txn, ballot, client);
             }
