@@ -171,6 +171,7 @@ impl Node {
         let mut lines: Vec<String> = self
             .coordinating
             .values()
+            .take(20)
             .map(|c| {
                 format!(
                     "{} ballot {:?} phase {:?} (persisted, durable, held) {persisted:?}",
@@ -182,6 +183,7 @@ impl Node {
         lines.extend(
             self.progress
                 .iter()
+                .take(20)
                 .map(|(id, p)| format!("progress {id}: {p:?} now {}", self.now)),
         );
         lines

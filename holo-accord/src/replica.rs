@@ -429,9 +429,18 @@ impl Replica {
 
     /// What the waiting txns wait for: (txn, dep, dep status if known), for diagnostics.
     pub fn describe_blocked(&self) -> Vec<String> {
-        self.waiting
+        let deps: usize = self
+            .waiting
             .iter()
-            .flat_map(|id| {
+            .map(|id| self.commands[id].deps.len())
+            .sum();
+        let summary = format!(
+            "replica: {} commands, {} waiting to execute with {deps} deps in all",
+            self.commands.len(),
+            self.waiting.len()
+        );
+        std::iter::once(summary)
+            .chain(self.waiting.iter().take(20).flat_map(|id| {
                 let c = &self.commands[id];
                 c.deps
                     .iter()
@@ -448,7 +457,8 @@ impl Replica {
                             other.map(|x| x.promised)
                         )),
                     })
-            })
+                    .take(5)
+            }))
             .collect()
     }
 

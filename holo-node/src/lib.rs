@@ -2,10 +2,61 @@
 //! together with tokio and tonic.
 //!
 //! `main.rs` stays thin: it parses the command line, loads the node's TOML file and calls
-//! `run(listeners, shutdown)` here, so tests start real nodes in-process on port 0. The server
-//! (connections, router, Accord driver, WAL, executor, admin service) arrives with the
-//! holo-node issue; for now this crate only proves that its dependencies link, including the
-//! optional mimalloc allocator.
+//! [`run`] with bound listeners and a shutdown future, so tests start real nodes in-process
+//! on port 0.
+//!
+//! # Tasks and threads
+//! ```text
+//! client conns (server.rs) --Propose--> core task (core.rs) <--Peer-- gRPC Peer service
+//!                                          |  owns holo_accord::Node
+//!        +---------------------------------+-------------------+-----------------+
+//!        v                                 v                   v                 v
+//!  peer links (one bounded queue   WAL submit (group    durability watcher   executor thread
+//!  + stream per peer)              commit thread)       --Durable--> core    (storage, replies)
+//! ```
+//! One core step handles every queued event, then issues one WAL submit for every record
+//! the step produced, one envelope per peer, and one batch to the executor: batching at
+//! every layer comes from the queues filling while the previous step runs.
+//!
+//! # Durability and restart
+//! A reply that depends on a persisted record leaves only after the WAL reports it durable
+//! (the core holds it); a decided transaction is applied only after every record before it
+//! is durable. On start the node replays its WAL into the Accord core and re-applies every
+//! decided transaction; the executor skips what storage already holds (see
+//! [`executor`]'s docs), so a kill -9 at any moment loses nothing acknowledged.
+//!
+//! # Not yet
+//! - WAL segments are never released: Accord's garbage collection of transactions every
+//!   replica applied is not built, so the WAL and the in-memory command table grow with the
+//!   number of transactions and a restart replays the whole log.
+//! - Reads run as Accord read transactions at every replica (no ephemeral reads).
+//! - Key expiry (EX/PX), data types other than strings, and dynamic split/merge.
+
+pub mod admin;
+pub mod config;
+pub mod convert;
+pub mod core;
+pub mod executor;
+pub mod metrics;
+pub mod ops;
+pub mod server;
+pub mod transport;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use holo_accord::{Node, NodeId};
+use holo_proto::v1 as pb;
+use holo_storage::Store;
+use holo_wal::Wal;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+pub use config::{NodeConfig, Overrides};
 
 /// The allocator this build uses, for start-up logs and `INFO server`.
 pub fn allocator_name() -> &'static str {
@@ -14,4 +65,185 @@ pub fn allocator_name() -> &'static str {
     } else {
         "system"
     }
+}
+
+/// The sockets a node serves on, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub resp: TcpListener,
+    pub grpc: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses of the node's own `[[members]]` entry.
+    ///
+    /// # Errors
+    /// An address is in use or not local.
+    pub async fn bind(config: &NodeConfig) -> anyhow::Result<Listeners> {
+        let me = config.me()?;
+        let resp = TcpListener::bind(&me.resp_addr)
+            .await
+            .with_context(|| format!("cannot listen on resp_addr {}", me.resp_addr))?;
+        let grpc = TcpListener::bind(&me.grpc_addr)
+            .await
+            .with_context(|| format!("cannot listen on grpc_addr {}", me.grpc_addr))?;
+        Ok(Listeners { resp, grpc })
+    }
+}
+
+/// Reads the WAL into the commands a restarted Accord node is built from.
+fn replay(wal: &Wal) -> anyhow::Result<Vec<holo_accord::Command>> {
+    let mut commands = Vec::new();
+    for record in wal.replay(wal.first_lsn())? {
+        let (lsn, payload) = record?;
+        let command = convert::decode_record(&payload).map_err(|e| {
+            anyhow::anyhow!(
+                "WAL record {lsn} in {} is not a command record ({e})",
+                wal.dir().display()
+            )
+        })?;
+        commands.push(command);
+    }
+    Ok(commands)
+}
+
+/// Runs a node until `shutdown` completes or a fatal error (WAL or storage failure).
+///
+/// # Errors
+/// The data directory, WAL or storage cannot be opened (the message names the file), or
+/// the node had to stop because its disk failed.
+pub async fn run(
+    config: NodeConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    config.validate()?;
+    let started = Instant::now();
+    let me = NodeId(config.node_id);
+    let map = Arc::new(config.cluster_map()?);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
+    if config.wal.persist == holo_wal::PersistMode::Buffer {
+        tracing::warn!(
+            "wal.persist = \"buffer\": acknowledged writes can be lost on power failure (benchmarks only)"
+        );
+    }
+    let wal = Arc::new(
+        Wal::open(config.data_dir.join("wal"), config.wal.clone()).context("opening the WAL")?,
+    );
+    let store = Arc::new(
+        Store::open(&config.storage, &config.data_dir).context("opening the storage backend")?,
+    );
+    let records = replay(&wal)?;
+    tracing::info!(
+        node = me.0,
+        records = records.len(),
+        backend = store.backend_name(),
+        "replayed the WAL"
+    );
+    let node = Node::restart(me, map.topology(), config.accord_config(), records);
+
+    let metrics = Arc::new(metrics::Metrics::default());
+    let executor =
+        executor::Executor::new(Arc::clone(&store), Arc::clone(&map), Arc::clone(&metrics))?;
+    let (exec_tx, exec_rx) = std::sync::mpsc::channel();
+    let executor_thread = std::thread::Builder::new()
+        .name(format!("holo-executor-{}", me.0))
+        .spawn(move || executor.run(exec_rx))?;
+
+    let (core_tx, core_rx) = mpsc::channel(8192);
+    let (durable_tx, durable_rx) = mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    let watcher = tokio::spawn(core::durability_watcher(
+        Arc::clone(&wal),
+        durable_rx,
+        core_tx.clone(),
+        Arc::clone(&metrics),
+    ));
+
+    let mut peers = HashMap::new();
+    for member in map.members() {
+        if member.id != me {
+            let link = transport::spawn_peer(member.id, &member.grpc_addr, &config.transport);
+            metrics
+                .peers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((member.id.0, Arc::clone(&link.stats)));
+            peers.insert(member.id, link);
+        }
+    }
+
+    let core = core::Core::new(
+        node,
+        Arc::clone(&wal),
+        peers,
+        exec_tx,
+        durable_tx,
+        Arc::clone(&metrics),
+        Duration::from_millis(config.accord.tick_ms),
+    );
+    tasks.spawn(core.run(core_rx));
+
+    let peer_service = pb::peer_server::PeerServer::new(transport::PeerService {
+        me,
+        core: core_tx.clone(),
+    })
+    .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
+    let admin_service = pb::admin_server::AdminServer::new(admin::AdminService {
+        node_id: me.0,
+        map: Arc::clone(&map),
+        metrics: Arc::clone(&metrics),
+        wal: Arc::clone(&wal),
+        started,
+    });
+    let grpc_addr = listeners.grpc.local_addr()?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc);
+    tasks.spawn(async move {
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(peer_service)
+            .add_service(admin_service)
+            .serve_with_incoming(incoming)
+            .await
+            .context("gRPC server")
+    });
+
+    let resp_addr = listeners.resp.local_addr()?;
+    let shared = Arc::new(server::Shared {
+        limits: config.resp_limits(),
+        config,
+        core: core_tx,
+        metrics: Arc::clone(&metrics),
+        store: Arc::clone(&store),
+        wal: Arc::clone(&wal),
+        started,
+        resp_port: resp_addr.port(),
+        next_client_id: AtomicU64::new(0),
+    });
+    tasks.spawn(async move {
+        server::accept_loop(listeners.resp, shared).await;
+        Ok(())
+    });
+    tracing::info!(node = me.0, %resp_addr, %grpc_addr, "serving");
+
+    let outcome = tokio::select! {
+        () = shutdown => Ok(()),
+        Some(done) = tasks.join_next() => match done {
+            Ok(Ok(())) => Err(anyhow::anyhow!("a node task ended unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(anyhow::anyhow!("a node task panicked: {e}")),
+        },
+    };
+    // Stop everything: connections, peers, the core (which owns the executor's sender).
+    tasks.shutdown().await;
+    watcher.abort();
+    let _ = watcher.await;
+    tokio::task::spawn_blocking(move || executor_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the executor thread panicked"))?;
+    drop(store);
+    drop(wal);
+    tracing::info!(node = me.0, "stopped");
+    outcome
 }

@@ -317,8 +317,11 @@ impl Checker {
     /// the frontier, not the whole history). Intermediate txns count only the deps every one
     /// of their decided deps sets agrees on.
     fn deps_cover_earlier_conflicts(&self) {
-        let mut order: Vec<(&Timestamp, &TxnId)> =
-            self.decided.iter().map(|(id, d)| (&d.execute_at, id)).collect();
+        let mut order: Vec<(&Timestamp, &TxnId)> = self
+            .decided
+            .iter()
+            .map(|(id, d)| (&d.execute_at, id))
+            .collect();
         order.sort();
         // reach[x]: every txn x waits for, directly or transitively.
         let mut reach: HashMap<TxnId, HashSet<TxnId>> = HashMap::new();

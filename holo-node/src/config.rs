@@ -1,0 +1,315 @@
+//! The node's TOML file: typed, every unknown field an error, validated at start with
+//! messages that name the field. `config/node1.toml` is the reference.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use holo_accord::NodeId;
+use holo_meta::{ClusterMap, Member};
+use holo_storage::StorageConfig;
+use holo_wal::WalConfig;
+use serde::Deserialize;
+
+/// One node's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id: one of `[[members]]`.
+    pub node_id: u16,
+    /// Where the WAL (`wal/`) and the storage backend's files live.
+    pub data_dir: PathBuf,
+    /// Every node of the cluster, this one included; its own entry gives its listen addresses.
+    pub members: Vec<MemberConfig>,
+    #[serde(default)]
+    pub ranges: RangesConfig,
+    #[serde(default)]
+    pub accord: AccordConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub transport: TransportConfig,
+    #[serde(default)]
+    pub wal: WalConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// `[[members]]`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: u16,
+    /// Redis protocol listen address.
+    pub resp_addr: String,
+    /// gRPC (peers and holoctl) listen address.
+    pub grpc_addr: String,
+}
+
+/// `[ranges]`
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RangesConfig {
+    /// Keys at which the key space is cut into ranges at cluster start: `n` points give
+    /// `n + 1` ranges. Every node of a cluster must list the same points.
+    pub split_points: Vec<String>,
+}
+
+/// `[accord]`: protocol timers.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccordConfig {
+    /// How long a coordinator with a majority waits for the rest of the fast quorum.
+    pub fast_path_wait_ms: u64,
+    /// How long before a coordinator resends a round to replicas that have not answered.
+    pub retry_ms: u64,
+    /// How long a transaction may stay undecided at a replica before it recovers it.
+    pub recover_after_ms: u64,
+    /// How often the protocol timers run.
+    pub tick_ms: u64,
+}
+
+impl Default for AccordConfig {
+    fn default() -> Self {
+        AccordConfig {
+            fast_path_wait_ms: 5,
+            retry_ms: 200,
+            recover_after_ms: 1_000,
+            tick_ms: 2,
+        }
+    }
+}
+
+/// `[limits]`: what one client may ask of the node.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Client connections served at once; more are refused with an error.
+    pub max_connections: usize,
+    /// Longest bulk string a client may send (Redis: proto-max-bulk-len) and longest value.
+    pub max_bulk_bytes: usize,
+    /// Most arguments in one command.
+    pub max_arguments: usize,
+    /// Longest inline command line.
+    pub max_inline_bytes: usize,
+    /// Most commands of one connection in flight at once (a longer pipeline is read as
+    /// earlier commands complete).
+    pub max_pipeline: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 10_000,
+            max_bulk_bytes: 512 * 1024 * 1024,
+            max_arguments: 1024 * 1024,
+            max_inline_bytes: 64 * 1024,
+            max_pipeline: 1024,
+        }
+    }
+}
+
+/// `[transport]`: the gRPC links between nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportConfig {
+    /// Batches queued for one peer; when a slow or unreachable peer's queue is full, new
+    /// batches for it are dropped (the protocol resends) and never block the others.
+    pub peer_queue_batches: usize,
+    /// Connection attempt timeout.
+    pub connect_timeout_ms: u64,
+    /// Longest wait between reconnection attempts (backoff doubles from 20 ms).
+    pub reconnect_backoff_max_ms: u64,
+}
+
+impl Default for TransportConfig {
+    fn default() -> Self {
+        TransportConfig {
+            peer_queue_batches: 4096,
+            connect_timeout_ms: 1_000,
+            reconnect_backoff_max_ms: 1_000,
+        }
+    }
+}
+
+/// Command-line overrides (the few things a script needs to change).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub node_id: Option<u16>,
+    pub data_dir: Option<PathBuf>,
+    pub resp_addr: Option<String>,
+    pub grpc_addr: Option<String>,
+}
+
+impl NodeConfig {
+    /// Reads, parses and validates a node file, then applies `overrides`.
+    ///
+    /// # Errors
+    /// The file cannot be read, has an unknown field or a bad value (the message names the
+    /// file and the field).
+    pub fn load(path: &Path, overrides: &Overrides) -> anyhow::Result<NodeConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let mut config =
+            NodeConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        config.apply(overrides);
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Parses TOML text (no validation).
+    ///
+    /// # Errors
+    /// Syntax errors, unknown fields, wrong types; the message names the field.
+    pub fn parse(text: &str) -> anyhow::Result<NodeConfig> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, overrides: &Overrides) {
+        if let Some(id) = overrides.node_id {
+            self.node_id = id;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            self.data_dir = dir.clone();
+        }
+        let id = self.node_id;
+        if let Some(me) = self.members.iter_mut().find(|m| m.id == id) {
+            if let Some(addr) = &overrides.resp_addr {
+                me.resp_addr = addr.clone();
+            }
+            if let Some(addr) = &overrides.grpc_addr {
+                me.grpc_addr = addr.clone();
+            }
+        }
+    }
+
+    /// Checks values and their combinations.
+    ///
+    /// # Errors
+    /// A message naming the field.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use anyhow::bail;
+        self.me()?;
+        if self.members.len() != 1 && self.members.len() != 3 && self.members.len() != 5 {
+            bail!(
+                "members: {} nodes listed; a cluster has 1, 3 or 5",
+                self.members.len()
+            );
+        }
+        for m in &self.members {
+            for (field, addr) in [("resp_addr", &m.resp_addr), ("grpc_addr", &m.grpc_addr)] {
+                if addr.parse::<SocketAddr>().is_err() {
+                    bail!(
+                        "members (id {}): {field} = {addr:?} is not a host:port address with an IP",
+                        m.id
+                    );
+                }
+            }
+        }
+        self.cluster_map()?;
+        if self.data_dir.as_os_str().is_empty() {
+            bail!("data_dir is empty");
+        }
+        if self.accord.tick_ms == 0 {
+            bail!("accord.tick_ms must be at least 1");
+        }
+        if self.accord.retry_ms == 0 || self.accord.recover_after_ms == 0 {
+            bail!("accord.retry_ms and accord.recover_after_ms must be at least 1");
+        }
+        if self.limits.max_connections == 0 {
+            bail!("limits.max_connections must be at least 1");
+        }
+        if self.limits.max_pipeline == 0 {
+            bail!("limits.max_pipeline must be at least 1");
+        }
+        if self.limits.max_bulk_bytes < 1024 {
+            bail!(
+                "limits.max_bulk_bytes = {} is below 1024",
+                self.limits.max_bulk_bytes
+            );
+        }
+        if self.limits.max_inline_bytes < 64 {
+            bail!(
+                "limits.max_inline_bytes = {} is below 64",
+                self.limits.max_inline_bytes
+            );
+        }
+        if self.limits.max_arguments < 3 {
+            bail!(
+                "limits.max_arguments = {} is below 3",
+                self.limits.max_arguments
+            );
+        }
+        if self.transport.peer_queue_batches == 0 {
+            bail!("transport.peer_queue_batches must be at least 1");
+        }
+        self.wal.validate()?;
+        self.storage.validate()?;
+        Ok(())
+    }
+
+    /// This node's own `[[members]]` entry.
+    ///
+    /// # Errors
+    /// `node_id` is not among the members.
+    pub fn me(&self) -> anyhow::Result<&MemberConfig> {
+        self.members
+            .iter()
+            .find(|m| m.id == self.node_id)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "node_id = {} is not the id of any [[members]] entry ({:?})",
+                    self.node_id,
+                    self.members.iter().map(|m| m.id).collect::<Vec<_>>()
+                )
+            })
+    }
+
+    /// The cluster map these members and split points describe.
+    ///
+    /// # Errors
+    /// Duplicate member ids or split points out of order.
+    pub fn cluster_map(&self) -> anyhow::Result<ClusterMap> {
+        let members = self
+            .members
+            .iter()
+            .map(|m| Member {
+                id: NodeId(m.id),
+                resp_addr: m.resp_addr.clone(),
+                grpc_addr: m.grpc_addr.clone(),
+            })
+            .collect();
+        let points: Vec<Bytes> = self
+            .ranges
+            .split_points
+            .iter()
+            .map(|p| Bytes::copy_from_slice(p.as_bytes()))
+            .collect();
+        ClusterMap::initial(members, &points).map_err(|e| match e {
+            holo_meta::MetaError::BadSplitPoint(_) => anyhow::anyhow!("ranges.split_points: {e}"),
+            other => anyhow::anyhow!("members: {other}"),
+        })
+    }
+
+    /// The protocol timers in the form holo-accord takes.
+    pub fn accord_config(&self) -> holo_accord::Config {
+        holo_accord::Config {
+            fast_path_wait_us: self.accord.fast_path_wait_ms * 1_000,
+            retry_us: self.accord.retry_ms * 1_000,
+            recover_after_us: self.accord.recover_after_ms * 1_000,
+        }
+    }
+
+    /// The RESP decoder limits.
+    pub fn resp_limits(&self) -> holo_resp::Limits {
+        holo_resp::Limits {
+            bulk_bytes_max: self.limits.max_bulk_bytes,
+            aggregate_len_max: self.limits.max_arguments,
+            depth_max: 8,
+            inline_bytes_max: self.limits.max_inline_bytes,
+        }
+    }
+}

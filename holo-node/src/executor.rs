@@ -1,0 +1,352 @@
+//! The executor: applies decided transactions to the storage backend in the order the
+//! Accord core released them, in batches, on its own thread so a slow disk never stalls the
+//! network loop.
+//!
+//! # Idempotent apply
+//! After a restart the core re-applies every decided transaction in its WAL, some of which
+//! storage already holds. Every stored value carries the executeAt of the transaction that
+//! wrote it, and a delete leaves a tombstone with its executeAt, so a transaction is skipped
+//! when any key it touches has a version at or above its executeAt. That is exact: storage
+//! holds a prefix of the apply order (each batch is atomic), conflicting transactions apply
+//! in executeAt order, so a later write to one of its keys is present only if the
+//! transaction itself was applied before it; and when no later write is present the keys
+//! hold what the transaction saw the first time, so running it again gives the same result.
+//! Tombstones stay until WAL garbage collection exists (see the crate docs).
+//!
+//! Storage layout: user key `k` is stored as `u` + `k`; the value is `[tag][epoch u64]
+//! [hlc u64][flags u16][node u16][bytes]` (big-endian), tag 0 a live value, 1 a tombstone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use holo_accord::{Access, Timestamp, Txn};
+use holo_meta::ClusterMap;
+use holo_resp::Frame;
+use holo_storage::{AppliedMarker, RangeId as StoreRangeId, StateStore, Store, WriteBatch};
+use tokio::sync::oneshot;
+
+use crate::metrics::Metrics;
+use crate::ops::{self, KvView};
+
+/// Prefix of user keys in storage.
+pub const USER_PREFIX: u8 = b'u';
+const HEADER: usize = 1 + 8 + 8 + 2 + 2;
+/// How often applied state is made durable when the executor is busy or idle.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// One transaction to apply.
+pub struct ApplyItem {
+    pub txn: Txn,
+    pub execute_at: Timestamp,
+    /// The clients waiting on this node for the results, one per command of the op, in
+    /// order; empty when no client here waits.
+    pub reply: Vec<oneshot::Sender<Frame>>,
+}
+
+/// Storage key of a user key.
+pub fn storage_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(USER_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+fn encode_value(version: Timestamp, value: Option<&[u8]>) -> Vec<u8> {
+    let body = value.unwrap_or_default();
+    let mut v = Vec::with_capacity(HEADER + body.len());
+    v.push(u8::from(value.is_none()));
+    v.extend_from_slice(&version.epoch.to_be_bytes());
+    v.extend_from_slice(&version.hlc.to_be_bytes());
+    v.extend_from_slice(&version.flags.to_be_bytes());
+    v.extend_from_slice(&version.node.to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// A stored value: its version, and its bytes unless it is a tombstone.
+pub fn decode_value(v: &[u8]) -> Option<(Timestamp, Option<Bytes>)> {
+    if v.len() < HEADER {
+        return None;
+    }
+    let u64_at = |i: usize| u64::from_be_bytes(v[i..i + 8].try_into().expect("8 bytes"));
+    let u16_at = |i: usize| u16::from_be_bytes(v[i..i + 2].try_into().expect("2 bytes"));
+    let version = Timestamp {
+        epoch: u64_at(1),
+        hlc: u64_at(9),
+        flags: u16_at(17),
+        node: u16_at(19),
+    };
+    let value = (v[0] == 0).then(|| Bytes::copy_from_slice(&v[HEADER..]));
+    Some((version, value))
+}
+
+#[derive(Clone)]
+struct Slot {
+    version: Timestamp,
+    value: Option<Bytes>,
+}
+
+/// The batch's view of storage: values loaded once, writes kept in memory until the batch
+/// is written.
+struct Overlay<'a> {
+    slots: &'a mut HashMap<Bytes, Option<Slot>>,
+    batch: &'a mut WriteBatch,
+    version: Timestamp,
+}
+
+impl KvView for Overlay<'_> {
+    fn get(&mut self, key: &[u8]) -> Option<Bytes> {
+        self.slots
+            .get(key)
+            .and_then(|s| s.as_ref())
+            .and_then(|s| s.value.clone())
+    }
+
+    fn put(&mut self, key: &[u8], value: Option<Bytes>) {
+        self.batch.put(
+            storage_key(key),
+            encode_value(self.version, value.as_deref()),
+        );
+        self.slots.insert(
+            Bytes::copy_from_slice(key),
+            Some(Slot {
+                version: self.version,
+                value,
+            }),
+        );
+    }
+}
+
+/// The executor thread's state.
+pub struct Executor {
+    store: Arc<Store>,
+    map: Arc<ClusterMap>,
+    metrics: Arc<Metrics>,
+    applied: HashMap<u64, u64>,
+    last_flush: Instant,
+    dirty: bool,
+}
+
+impl Executor {
+    /// Loads the applied markers of every range.
+    ///
+    /// # Errors
+    /// Storage cannot be read.
+    pub fn new(
+        store: Arc<Store>,
+        map: Arc<ClusterMap>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Executor> {
+        let mut applied = HashMap::new();
+        for r in map.ranges() {
+            let marker = store.applied(StoreRangeId(r.id.0))?.unwrap_or_default();
+            applied.insert(r.id.0, marker.index);
+            metrics.set_applied(r.id.0, marker.index);
+        }
+        Ok(Executor {
+            store,
+            map,
+            metrics,
+            applied,
+            last_flush: Instant::now(),
+            dirty: false,
+        })
+    }
+
+    /// Runs until the sending side closes; batches whatever has queued up.
+    pub fn run(mut self, rx: mpsc::Receiver<Vec<ApplyItem>>) {
+        loop {
+            let first = match rx.recv_timeout(FLUSH_EVERY) {
+                Ok(items) => items,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.flush_if_due();
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            let mut items = first;
+            while items.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(more) => items.extend(more),
+                    Err(_) => break,
+                }
+            }
+            self.metrics
+                .apply_queue
+                .fetch_sub(items.len() as i64, Ordering::Relaxed);
+            if let Err(e) = self.apply(items) {
+                // Applied state cannot be written: stop applying (the WAL still holds every
+                // decision, so a restart after the disk is fixed catches up).
+                tracing::error!("storage write failed, the executor stops: {e}");
+                self.metrics.executor_failed.store(true, Ordering::Relaxed);
+                return;
+            }
+            self.flush_if_due();
+        }
+        if let Err(e) = self.store.flush() {
+            tracing::warn!("final storage flush failed: {e}");
+        }
+    }
+
+    fn flush_if_due(&mut self) {
+        if self.dirty && self.last_flush.elapsed() >= FLUSH_EVERY {
+            if let Err(e) = self.store.flush() {
+                tracing::warn!("storage flush failed: {e}");
+            }
+            self.dirty = false;
+            self.last_flush = Instant::now();
+        }
+    }
+
+    /// Applies one batch atomically, then answers the clients.
+    ///
+    /// # Errors
+    /// Storage failed.
+    pub fn apply(&mut self, items: Vec<ApplyItem>) -> anyhow::Result<()> {
+        let started = Instant::now();
+        let mut wanted: Vec<Bytes> = Vec::new();
+        for item in &items {
+            let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
+            if writes || !item.reply.is_empty() {
+                wanted.extend(item.txn.keys.iter().map(|(k, _)| k.clone()));
+            }
+        }
+        wanted.sort_unstable();
+        wanted.dedup();
+        let storage_keys: Vec<Vec<u8>> = wanted.iter().map(|k| storage_key(k)).collect();
+        let refs: Vec<&[u8]> = storage_keys.iter().map(Vec::as_slice).collect();
+        let loaded = self.store.multi_get(&refs)?;
+        let mut slots: HashMap<Bytes, Option<Slot>> = HashMap::with_capacity(wanted.len());
+        for (key, value) in wanted.into_iter().zip(loaded) {
+            let slot = value
+                .as_deref()
+                .and_then(decode_value)
+                .map(|(version, value)| Slot { version, value });
+            slots.insert(key, slot);
+        }
+
+        let mut batch = WriteBatch::new();
+        let mut replies = Vec::new();
+        let mut touched: HashMap<u64, u64> = HashMap::new();
+        let mut skipped = 0u64;
+        for item in items {
+            let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
+            if writes {
+                let applied_before = item.txn.keys.iter().any(|(k, _)| {
+                    slots
+                        .get(k)
+                        .and_then(|s| s.as_ref())
+                        .is_some_and(|s| s.version >= item.execute_at)
+                });
+                if applied_before {
+                    skipped += 1;
+                    continue;
+                }
+            } else if item.reply.is_empty() {
+                continue;
+            }
+            let mut overlay = Overlay {
+                slots: &mut slots,
+                batch: &mut batch,
+                version: item.execute_at,
+            };
+            let frames = ops::execute_all(&item.txn.op, &mut overlay);
+            if writes {
+                let mut ranges: Vec<u64> = item
+                    .txn
+                    .keys
+                    .iter()
+                    .map(|(k, _)| self.map.range_of(k).id.0)
+                    .collect();
+                ranges.dedup();
+                for r in ranges {
+                    *touched.entry(r).or_default() += 1;
+                }
+            }
+            replies.extend(item.reply.into_iter().zip(frames));
+        }
+        for (range, count) in touched {
+            let index = self.applied.entry(range).or_default();
+            *index += count;
+            let generation = self
+                .map
+                .ranges()
+                .iter()
+                .find(|r| r.id.0 == range)
+                .map_or(0, |r| r.generation);
+            batch.set_applied(
+                StoreRangeId(range),
+                AppliedMarker {
+                    generation,
+                    index: *index,
+                },
+            );
+            self.metrics.set_applied(range, *index);
+        }
+        if !batch.is_empty() {
+            self.store.write(&batch)?;
+            self.dirty = true;
+        }
+        self.metrics.observe_apply_batch(
+            replies.len() as u64,
+            batch.ops.len() as u64,
+            skipped,
+            started.elapsed(),
+        );
+        for (reply, frame) in replies {
+            let _ = reply.send(frame);
+        }
+        Ok(())
+    }
+}
+
+/// Counts live user keys in storage (DBSIZE, INFO keyspace): a full scan of this node's
+/// copy, not a linearizable read.
+///
+/// # Errors
+/// Storage cannot be read.
+pub fn count_keys(store: &Store) -> anyhow::Result<u64> {
+    let mut count = 0u64;
+    let mut start = vec![USER_PREFIX];
+    let end = [USER_PREFIX + 1];
+    loop {
+        let page = store.scan(&start, Some(&end), 4096)?;
+        for (_, v) in &page {
+            if decode_value(v).is_some_and(|(_, value)| value.is_some()) {
+                count += 1;
+            }
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == 4096 => {
+                start = k.clone();
+                start.push(0);
+            }
+            _ => return Ok(count),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_with_their_version() {
+        let v = Timestamp {
+            epoch: 1,
+            hlc: 99,
+            flags: 1,
+            node: 3,
+        };
+        assert_eq!(
+            decode_value(&encode_value(v, Some(b"abc"))),
+            Some((v, Some(Bytes::from_static(b"abc"))))
+        );
+        assert_eq!(decode_value(&encode_value(v, None)), Some((v, None)));
+        assert_eq!(decode_value(b"short"), None);
+    }
+}

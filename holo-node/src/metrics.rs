@@ -1,0 +1,460 @@
+//! Counters, gauges and histograms, rendered as Prometheus text by `HOLOMETRICS`.
+//!
+//! Everything is a relaxed atomic: recording costs a few uncontended increments, never a lock
+//! on the hot path. Histograms have fixed buckets in microseconds (or counts).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Commands with their own series; everything else is counted as `other`.
+pub const COMMANDS: &[&str] = &[
+    "get",
+    "set",
+    "setnx",
+    "getset",
+    "getdel",
+    "del",
+    "exists",
+    "mget",
+    "mset",
+    "msetnx",
+    "incr",
+    "decr",
+    "incrby",
+    "decrby",
+    "append",
+    "strlen",
+    "getrange",
+    "setrange",
+    "ping",
+    "echo",
+    "hello",
+    "client",
+    "command",
+    "config",
+    "info",
+    "dbsize",
+    "select",
+    "quit",
+    "holometrics",
+    "other",
+];
+
+/// Upper bounds of the latency buckets, microseconds.
+const LATENCY_BOUNDS_US: &[u64] = &[
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 10_000_000,
+];
+/// Upper bounds of the batch-size buckets.
+const SIZE_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+
+/// A histogram with fixed bucket bounds.
+pub struct Histogram {
+    bounds: &'static [u64],
+    buckets: Vec<AtomicU64>,
+    sum: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, value: u64) {
+        let i = self.bounds.partition_point(|&b| b < value);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes the series; `scale` divides bounds and sum (1e6 turns microseconds to seconds).
+    fn render(&self, out: &mut String, name: &str, labels: &str, scale: f64) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[i].load(Ordering::Relaxed);
+            let le = *bound as f64 / scale;
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.buckets[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = self.sum.load(Ordering::Relaxed) as f64 / scale;
+        let braces = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{braces} {sum}");
+        let _ = writeln!(
+            out,
+            "{name}_count{braces} {}",
+            self.count.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Per-command series.
+pub struct CommandMetrics {
+    pub calls: AtomicU64,
+    pub errors: AtomicU64,
+    pub latency: Histogram,
+}
+
+/// The link to one peer.
+#[derive(Default)]
+pub struct PeerStats {
+    pub sent: AtomicU64,
+    pub dropped: AtomicU64,
+    pub connected: AtomicBool,
+}
+
+/// Every metric of one node.
+pub struct Metrics {
+    pub commands: Vec<CommandMetrics>,
+    pub connections: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub connections_rejected: AtomicU64,
+    pub protocol_errors: AtomicU64,
+    pub fast_path: AtomicU64,
+    pub slow_path: AtomicU64,
+    pub recoveries: AtomicU64,
+    pub invalidations: AtomicU64,
+    pub coordinating: AtomicU64,
+    pub commands_known: AtomicU64,
+    pub wal_commit_latency: Histogram,
+    pub wal_batch_records: Histogram,
+    pub apply_queue: AtomicI64,
+    pub apply_held: AtomicU64,
+    pub apply_batch_txns: Histogram,
+    pub apply_latency: Histogram,
+    pub apply_writes: AtomicU64,
+    pub apply_skipped: AtomicU64,
+    pub executor_failed: AtomicBool,
+    pub peers: Mutex<Vec<(u16, std::sync::Arc<PeerStats>)>>,
+    applied: Mutex<BTreeMap<u64, u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            commands: COMMANDS
+                .iter()
+                .map(|_| CommandMetrics {
+                    calls: AtomicU64::new(0),
+                    errors: AtomicU64::new(0),
+                    latency: Histogram::new(LATENCY_BOUNDS_US),
+                })
+                .collect(),
+            connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_rejected: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+            fast_path: AtomicU64::new(0),
+            slow_path: AtomicU64::new(0),
+            recoveries: AtomicU64::new(0),
+            invalidations: AtomicU64::new(0),
+            coordinating: AtomicU64::new(0),
+            commands_known: AtomicU64::new(0),
+            wal_commit_latency: Histogram::new(LATENCY_BOUNDS_US),
+            wal_batch_records: Histogram::new(SIZE_BOUNDS),
+            apply_queue: AtomicI64::new(0),
+            apply_held: AtomicU64::new(0),
+            apply_batch_txns: Histogram::new(SIZE_BOUNDS),
+            apply_latency: Histogram::new(LATENCY_BOUNDS_US),
+            apply_writes: AtomicU64::new(0),
+            apply_skipped: AtomicU64::new(0),
+            executor_failed: AtomicBool::new(false),
+            peers: Mutex::new(Vec::new()),
+            applied: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// The index of a command's series (`name` in any case).
+pub fn command_index(name: &[u8]) -> usize {
+    COMMANDS
+        .iter()
+        .position(|c| c.as_bytes().eq_ignore_ascii_case(name))
+        .unwrap_or(COMMANDS.len() - 1)
+}
+
+impl Metrics {
+    pub fn observe_command(&self, index: usize, error: bool, latency: Duration) {
+        let c = &self.commands[index];
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        if error {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        c.latency.observe(latency.as_micros() as u64);
+    }
+
+    pub fn observe_apply_batch(&self, replies: u64, writes: u64, skipped: u64, took: Duration) {
+        self.apply_batch_txns.observe(replies.max(1));
+        self.apply_latency.observe(took.as_micros() as u64);
+        self.apply_writes.fetch_add(writes, Ordering::Relaxed);
+        self.apply_skipped.fetch_add(skipped, Ordering::Relaxed);
+    }
+
+    pub fn set_applied(&self, range: u64, index: u64) {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(range, index);
+    }
+
+    /// Applied index per range.
+    pub fn applied(&self) -> BTreeMap<u64, u64> {
+        self.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Calls served per command name (for INFO commandstats-like output).
+    pub fn total_commands(&self) -> u64 {
+        self.commands
+            .iter()
+            .map(|c| c.calls.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, wal: Option<&holo_wal::WalStats>) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let counter = |out: &mut String, name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, value: i64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        };
+        let _ = writeln!(
+            out,
+            "# HELP holo_commands_total Commands served, by command.\n# TYPE holo_commands_total counter"
+        );
+        for (name, c) in COMMANDS.iter().zip(&self.commands) {
+            let _ = writeln!(
+                out,
+                "holo_commands_total{{cmd=\"{name}\"}} {}",
+                c.calls.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP holo_command_errors_total Commands answered with an error, by command.\n# TYPE holo_command_errors_total counter"
+        );
+        for (name, c) in COMMANDS.iter().zip(&self.commands) {
+            let _ = writeln!(
+                out,
+                "holo_command_errors_total{{cmd=\"{name}\"}} {}",
+                c.errors.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP holo_command_duration_seconds Time from reading a command to its reply being ready.\n# TYPE holo_command_duration_seconds histogram"
+        );
+        for (name, c) in COMMANDS.iter().zip(&self.commands) {
+            if c.calls.load(Ordering::Relaxed) > 0 {
+                c.latency.render(
+                    &mut out,
+                    "holo_command_duration_seconds",
+                    &format!("cmd=\"{name}\""),
+                    1e6,
+                );
+            }
+        }
+        gauge(
+            &mut out,
+            "holo_connections",
+            "Client connections open now.",
+            self.connections.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_connections_total",
+            "Client connections accepted.",
+            self.connections_total.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_connections_rejected_total",
+            "Client connections refused at the limit.",
+            self.connections_rejected.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_protocol_errors_total",
+            "Connections closed for malformed RESP.",
+            self.protocol_errors.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_accord_fast_path_total",
+            "Transactions this node coordinated that were decided on the fast path.",
+            self.fast_path.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_accord_slow_path_total",
+            "Transactions this node coordinated that were decided after an Accept round.",
+            self.slow_path.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_accord_recoveries_total",
+            "Recoveries this node started.",
+            self.recoveries.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_accord_invalidations_total",
+            "Transactions a coordination of this node decided never to execute.",
+            self.invalidations.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "holo_accord_coordinating",
+            "Transactions this node coordinates now.",
+            self.coordinating.load(Ordering::Relaxed) as i64,
+        );
+        gauge(
+            &mut out,
+            "holo_accord_commands",
+            "Transactions in this replica's memory.",
+            self.commands_known.load(Ordering::Relaxed) as i64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP holo_wal_commit_seconds Time from handing records to the WAL to their being durable.\n# TYPE holo_wal_commit_seconds histogram"
+        );
+        self.wal_commit_latency
+            .render(&mut out, "holo_wal_commit_seconds", "", 1e6);
+        let _ = writeln!(
+            out,
+            "# HELP holo_wal_submit_records Records handed to the WAL per core step.\n# TYPE holo_wal_submit_records histogram"
+        );
+        self.wal_batch_records
+            .render(&mut out, "holo_wal_submit_records", "", 1.0);
+        if let Some(wal) = wal {
+            counter(
+                &mut out,
+                "holo_wal_group_writes_total",
+                "WAL group writes, each followed by one sync.",
+                wal.group_writes,
+            );
+            counter(
+                &mut out,
+                "holo_wal_records_total",
+                "WAL records written (records / group writes = mean group size).",
+                wal.records_written,
+            );
+            gauge(
+                &mut out,
+                "holo_wal_segments",
+                "WAL segment files on disk.",
+                wal.segments as i64,
+            );
+        }
+        gauge(
+            &mut out,
+            "holo_apply_lag",
+            "Decided transactions not yet applied (held for durability or queued).",
+            self.apply_queue.load(Ordering::Relaxed)
+                + self.apply_held.load(Ordering::Relaxed) as i64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP holo_apply_batch_seconds Time to apply one batch to storage.\n# TYPE holo_apply_batch_seconds histogram"
+        );
+        self.apply_latency
+            .render(&mut out, "holo_apply_batch_seconds", "", 1e6);
+        counter(
+            &mut out,
+            "holo_apply_storage_writes_total",
+            "Key writes sent to the storage backend.",
+            self.apply_writes.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_apply_skipped_total",
+            "Transactions found already applied (WAL replay after a restart).",
+            self.apply_skipped.load(Ordering::Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP holo_applied_index Transactions applied per range on this node.\n# TYPE holo_applied_index gauge"
+        );
+        for (range, index) in self.applied() {
+            let _ = writeln!(out, "holo_applied_index{{range=\"{range}\"}} {index}");
+        }
+        let peers: Vec<(u16, (u64, u64, bool))> = self
+            .peers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(id, p)| {
+                (
+                    *id,
+                    (
+                        p.sent.load(Ordering::Relaxed),
+                        p.dropped.load(Ordering::Relaxed),
+                        p.connected.load(Ordering::Relaxed),
+                    ),
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "# HELP holo_peer_batches_sent_total Message batches sent to a peer.\n# TYPE holo_peer_batches_sent_total counter"
+        );
+        for (peer, (sent, _, _)) in &peers {
+            let _ = writeln!(
+                out,
+                "holo_peer_batches_sent_total{{peer=\"{peer}\"}} {sent}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP holo_peer_batches_dropped_total Batches dropped because the peer's queue was full or it was unreachable.\n# TYPE holo_peer_batches_dropped_total counter"
+        );
+        for (peer, (_, dropped, _)) in &peers {
+            let _ = writeln!(
+                out,
+                "holo_peer_batches_dropped_total{{peer=\"{peer}\"}} {dropped}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP holo_peer_connected 1 while the stream to the peer is open.\n# TYPE holo_peer_connected gauge"
+        );
+        for (peer, (_, _, connected)) in &peers {
+            let _ = writeln!(
+                out,
+                "holo_peer_connected{{peer=\"{peer}\"}} {}",
+                u8::from(*connected)
+            );
+        }
+        out
+    }
+}

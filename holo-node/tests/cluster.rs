@@ -1,0 +1,254 @@
+//! In-process 3-node clusters on port 0: real sockets, real WAL and storage files.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, Cluster, bulk, eventually};
+use holo_resp::Frame;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_acknowledged_writes_from_any_node() {
+    let cluster = Cluster::start(3, "redb").await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(cluster.client(i).await);
+    }
+    // Keys in every range ("4", "8", "c" cut the key space).
+    let keys = ["0k", "5k", "9k", "zk"];
+    for round in 0..6 {
+        for (k, key) in keys.iter().enumerate() {
+            let writer = (round + k) % 3;
+            let value = format!("v{round}");
+            assert_eq!(
+                clients[writer].cmd(&["SET", key, &value]).await.unwrap(),
+                Frame::ok()
+            );
+            for (reader, client) in clients.iter_mut().enumerate() {
+                assert_eq!(
+                    client.cmd(&["GET", key]).await.unwrap(),
+                    bulk(&value),
+                    "node {} reads {key} after node {} wrote it",
+                    reader + 1,
+                    writer + 1
+                );
+            }
+        }
+    }
+    // A multi-key write across ranges is atomic and visible everywhere.
+    let reply = clients[0]
+        .cmd(&["MSET", "0k", "a", "5k", "b", "9k", "c", "zk", "d"])
+        .await
+        .unwrap();
+    assert_eq!(reply, Frame::ok());
+    for client in &mut clients {
+        assert_eq!(
+            client
+                .cmd(&["MGET", "0k", "5k", "9k", "zk", "none"])
+                .await
+                .unwrap(),
+            Frame::Array(vec![
+                bulk("a"),
+                bulk("b"),
+                bulk("c"),
+                bulk("d"),
+                Frame::Null
+            ])
+        );
+    }
+    assert_eq!(
+        clients[2].cmd(&["MSETNX", "zk", "x", "new", "y"]).await.unwrap(),
+        Frame::Integer(0)
+    );
+    assert_eq!(
+        clients[1].cmd(&["EXISTS", "new", "zk"]).await.unwrap(),
+        Frame::Integer(1)
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_concurrent_clients_lose_no_increment() {
+    let cluster = Cluster::start(3, "redb").await;
+    let clients_n = 6;
+    let per_client = 300;
+    let mut tasks = Vec::new();
+    for c in 0..clients_n {
+        let addr = cluster.resp(c % 3).to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(&addr).await.unwrap();
+            for _ in 0..per_client / 50 {
+                let batch: Vec<Vec<&str>> = (0..50)
+                    .map(|i| {
+                        if i % 2 == 0 {
+                            vec!["INCR", "counter"]
+                        } else {
+                            vec!["INCR", "x-other"]
+                        }
+                    })
+                    .collect();
+                for reply in client.pipeline(&batch).await.unwrap() {
+                    assert!(matches!(reply, Frame::Integer(_)), "{reply:?}");
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let expected = (clients_n * per_client / 2) as i64;
+    for i in 0..3 {
+        let mut c = cluster.client(i).await;
+        assert_eq!(
+            c.cmd(&["GET", "counter"]).await.unwrap(),
+            bulk(&expected.to_string())
+        );
+        assert_eq!(
+            c.cmd(&["GET", "x-other"]).await.unwrap(),
+            bulk(&expected.to_string())
+        );
+    }
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_restarts_and_catches_up() {
+    let mut cluster = Cluster::start(3, "redb").await;
+    let mut c1 = cluster.client(0).await;
+    assert_eq!(c1.cmd(&["SET", "before", "1"]).await.unwrap(), Frame::ok());
+    cluster.stop(2).await;
+    // Two of three replicas keep serving (the slow path needs a majority only).
+    for i in 0..40 {
+        let key = format!("k{i}");
+        assert_eq!(
+            c1.cmd(&["SET", &key, &i.to_string()]).await.unwrap(),
+            Frame::ok()
+        );
+    }
+    let mut c2 = cluster.client(1).await;
+    assert_eq!(c2.cmd(&["GET", "k39"]).await.unwrap(), bulk("39"));
+    cluster.restart(2).await;
+    let mut c3 = cluster.client(2).await;
+    // Its reads run through its own replica, which must learn what it missed.
+    for i in 0..40 {
+        let key = format!("k{i}");
+        assert_eq!(
+            c3.cmd(&["GET", &key]).await.unwrap(),
+            bulk(&i.to_string()),
+            "{key}"
+        );
+    }
+    assert_eq!(c3.cmd(&["GET", "before"]).await.unwrap(), bulk("1"));
+    // Its storage catches up too (DBSIZE counts the node's own copy).
+    eventually(
+        "node 3 to hold all 41 keys",
+        Duration::from_secs(20),
+        || {
+            let addr = cluster.resp(2).to_owned();
+            async move {
+                let mut c = Client::connect(&addr).await.ok()?;
+                (c.cmd(&["DBSIZE"]).await.ok()? == Frame::Integer(41)).then_some(())
+            }
+        },
+    )
+    .await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_a_protocol_error_and_others_are_served() {
+    let cluster = Cluster::start(3, "redb").await;
+    let mut good = cluster.client(0).await;
+    assert_eq!(good.cmd(&["SET", "k", "v"]).await.unwrap(), Frame::ok());
+    for garbage in [
+        &b"*1\r\n$abc\r\n"[..],
+        b"$-5\r\n",
+        b"*2\r\n$3\r\nGET\r\n:x\r\n",
+    ] {
+        let mut raw = tokio::net::TcpStream::connect(cluster.resp(0))
+            .await
+            .unwrap();
+        raw.write_all(b"PING\r\n").await.unwrap();
+        raw.write_all(garbage).await.unwrap();
+        let mut reply = Vec::new();
+        // The node answers the PING, then the error, then closes the connection.
+        tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut reply))
+            .await
+            .expect("the node closes the connection")
+            .unwrap();
+        let text = String::from_utf8_lossy(&reply);
+        assert!(
+            text.starts_with("+PONG\r\n-ERR Protocol error"),
+            "{garbage:?} got {text:?}"
+        );
+    }
+    // An oversize bulk is refused from its header, before any of it is buffered.
+    let mut raw = tokio::net::TcpStream::connect(cluster.resp(0))
+        .await
+        .unwrap();
+    raw.write_all(b"*2\r\n$3\r\nGET\r\n$999999999999\r\n")
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut reply))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"));
+    assert_eq!(good.cmd(&["GET", "k"]).await.unwrap(), bulk("v"));
+    // A client that disconnects with commands in flight does not disturb the node.
+    let mut quitter = cluster.client(1).await;
+    let _ = quitter.pipeline(&[vec!["SET", "q", "1"]]).await;
+    drop(quitter);
+    assert_eq!(good.cmd(&["GET", "q"]).await.unwrap(), bulk("1"));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_commands_and_metrics() {
+    let cluster = Cluster::start(3, "redb").await;
+    let mut c = cluster.client(0).await;
+    assert_eq!(c.cmd(&["PING"]).await.unwrap(), Frame::simple("PONG"));
+    assert_eq!(c.cmd(&["ECHO", "hi"]).await.unwrap(), bulk("hi"));
+    assert_eq!(c.cmd(&["SELECT", "0"]).await.unwrap(), Frame::ok());
+    assert!(c.cmd(&["SELECT", "1"]).await.unwrap().is_error());
+    assert_eq!(
+        c.cmd(&["CLIENT", "SETNAME", "t1"]).await.unwrap(),
+        Frame::ok()
+    );
+    assert_eq!(c.cmd(&["CLIENT", "GETNAME"]).await.unwrap(), bulk("t1"));
+    let Frame::Array(config) = c.cmd(&["CONFIG", "GET", "save"]).await.unwrap() else {
+        panic!("CONFIG GET answers a flat array in RESP2")
+    };
+    assert_eq!(config, vec![bulk("save"), bulk("")]);
+    let Frame::Map(hello) = c.cmd(&["HELLO", "3"]).await.unwrap() else {
+        panic!("HELLO 3 answers a RESP3 map")
+    };
+    assert!(hello.contains(&(bulk("proto"), Frame::Integer(3))));
+    let unknown = c.cmd(&["NOSUCH", "a"]).await.unwrap();
+    assert_eq!(
+        unknown,
+        Frame::error("ERR unknown command 'NOSUCH', with args beginning with: 'a' ")
+    );
+    assert_eq!(c.cmd(&["SET", "m", "1"]).await.unwrap(), Frame::ok());
+    let Frame::Bulk(metrics) = c.cmd(&["HOLOMETRICS"]).await.unwrap() else {
+        panic!("HOLOMETRICS answers a bulk string")
+    };
+    let text = String::from_utf8_lossy(&metrics);
+    for series in [
+        "holo_commands_total{cmd=\"set\"} 1",
+        "holo_command_duration_seconds_bucket{cmd=\"set\",le=\"+Inf\"} 1",
+        "holo_accord_fast_path_total",
+        "holo_wal_commit_seconds_count",
+        "holo_connections 1",
+        "holo_peer_connected{peer=\"2\"} 1",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+    let Frame::Bulk(info) = c.cmd(&["INFO", "keyspace"]).await.unwrap() else {
+        panic!("INFO answers a bulk string")
+    };
+    assert!(String::from_utf8_lossy(&info).contains("db0:keys=1"));
+    cluster.shutdown().await;
+}

@@ -1,0 +1,201 @@
+//! Test helpers: a small RESP client, in-process clusters on port 0 and process clusters
+//! whose listeners the test binds and passes down (no port is picked by bind-and-release).
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use holo_node::{Listeners, NodeConfig};
+use holo_resp::{Frame, RespCodec};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Framed;
+
+/// A plain RESP client over one connection.
+pub struct Client {
+    framed: Framed<TcpStream, RespCodec>,
+}
+
+impl Client {
+    pub async fn connect(addr: &str) -> std::io::Result<Client> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            framed: Framed::new(stream, RespCodec::default()),
+        })
+    }
+
+    /// Sends one command and reads its reply.
+    pub async fn cmd(&mut self, args: &[&str]) -> std::io::Result<Frame> {
+        Ok(self.pipeline(&[args.to_vec()]).await?.remove(0))
+    }
+
+    /// Sends every command, then reads every reply.
+    pub async fn pipeline(&mut self, commands: &[Vec<&str>]) -> std::io::Result<Vec<Frame>> {
+        for args in commands {
+            let frame = Frame::command(args.iter().map(|a| Bytes::copy_from_slice(a.as_bytes())));
+            self.framed
+                .feed(frame)
+                .await
+                .map_err(std::io::Error::other)?;
+        }
+        SinkExt::<Frame>::flush(&mut self.framed)
+            .await
+            .map_err(std::io::Error::other)?;
+        let mut replies = Vec::with_capacity(commands.len());
+        for _ in commands {
+            match self.framed.next().await {
+                Some(Ok(frame)) => replies.push(frame),
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+                None => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            }
+        }
+        Ok(replies)
+    }
+}
+
+pub fn bulk(s: &str) -> Frame {
+    Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// TOML text of one node's file.
+pub fn node_toml(id: u16, data_dir: &Path, addrs: &[(String, String)], backend: &str) -> String {
+    let mut text = format!(
+        "node_id = {id}\ndata_dir = {:?}\n\n[ranges]\nsplit_points = [\"4\", \"8\", \"c\"]\n\n[storage]\nbackend = \"{backend}\"\n\n[accord]\nrecover_after_ms = 300\nretry_ms = 100\n\n",
+        data_dir.display().to_string()
+    );
+    for (i, (resp, grpc)) in addrs.iter().enumerate() {
+        text.push_str(&format!(
+            "[[members]]\nid = {}\nresp_addr = \"{resp}\"\ngrpc_addr = \"{grpc}\"\n\n",
+            i + 1
+        ));
+    }
+    text
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Nodes running as tasks of the test's runtime, each on its own port-0 listeners.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub addrs: Vec<(String, String)>,
+    backend: String,
+    nodes: Vec<Option<Running>>,
+}
+
+impl Cluster {
+    pub async fn start(n: usize, backend: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..n {
+            let resp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addrs.push((
+                resp.local_addr().unwrap().to_string(),
+                grpc.local_addr().unwrap().to_string(),
+            ));
+            listeners.push(Listeners { resp, grpc });
+        }
+        let mut cluster = Cluster {
+            dir,
+            addrs,
+            backend: backend.to_owned(),
+            nodes: (0..n).map(|_| None).collect(),
+        };
+        for (i, l) in listeners.into_iter().enumerate() {
+            cluster.launch(i, l);
+        }
+        for i in 0..n {
+            cluster.wait_serving(i).await;
+        }
+        cluster
+    }
+
+    pub fn config(&self, i: usize) -> NodeConfig {
+        let data = self.dir.path().join(format!("node{}", i + 1));
+        NodeConfig::parse(&node_toml(i as u16 + 1, &data, &self.addrs, &self.backend)).unwrap()
+    }
+
+    fn launch(&mut self, i: usize, listeners: Listeners) {
+        let config = self.config(i);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(holo_node::run(config, listeners, async move {
+            let _ = stopped.await;
+        }));
+        self.nodes[i] = Some(Running { stop, task });
+    }
+
+    pub fn resp(&self, i: usize) -> &str {
+        &self.addrs[i].0
+    }
+
+    pub async fn client(&self, i: usize) -> Client {
+        Client::connect(self.resp(i)).await.unwrap()
+    }
+
+    pub async fn wait_serving(&self, i: usize) {
+        let addr = self.resp(i).to_owned();
+        eventually("the node to answer PING", Duration::from_secs(20), || {
+            let addr = addr.clone();
+            async move {
+                let mut c = Client::connect(&addr).await.ok()?;
+                (c.cmd(&["PING"]).await.ok()? == Frame::simple("PONG")).then_some(())
+            }
+        })
+        .await;
+    }
+
+    /// Stops node `i` (a clean shutdown of its tasks; its files stay).
+    pub async fn stop(&mut self, i: usize) {
+        let running = self.nodes[i].take().expect("node is running");
+        let _ = running.stop.send(());
+        running.task.await.unwrap().unwrap();
+    }
+
+    /// Starts node `i` again on the ports it had.
+    pub async fn restart(&mut self, i: usize) {
+        let resp = TcpListener::bind(&self.addrs[i].0).await.unwrap();
+        let grpc = TcpListener::bind(&self.addrs[i].1).await.unwrap();
+        self.launch(i, Listeners { resp, grpc });
+        self.wait_serving(i).await;
+    }
+
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].is_some() {
+                self.stop(i).await;
+            }
+        }
+    }
+}
+
+/// The holo-node binary cargo built for these tests.
+pub fn node_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_holo-node"))
+}

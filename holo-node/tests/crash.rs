@@ -1,0 +1,233 @@
+//! kill -9 of node processes under write load loses no acknowledged write.
+//!
+//! Three `holo-node` processes run on listeners this test binds on port 0 and passes down
+//! (`--resp-fd`/`--grpc-fd`). Writers set unique keys through every node; a nemesis kills
+//! one node at a time with SIGKILL and restarts it, and finally kills all three at once.
+//! Afterwards every acknowledged write is read back from every node.
+
+mod common;
+
+use std::fs::File;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use command_fds::{CommandFdExt, FdMapping};
+use common::{Client, bulk, eventually, node_binary, node_toml};
+use holo_resp::Frame;
+
+struct ProcessCluster {
+    dir: PathBuf,
+    backend: String,
+    addrs: Vec<(String, String)>,
+    children: Vec<Option<Child>>,
+    starts: usize,
+}
+
+impl ProcessCluster {
+    fn start(dir: &Path, backend: &str) -> ProcessCluster {
+        let mut listeners = Vec::new();
+        let mut addrs = Vec::new();
+        for _ in 0..3 {
+            let resp = TcpListener::bind("127.0.0.1:0").unwrap();
+            let grpc = TcpListener::bind("127.0.0.1:0").unwrap();
+            addrs.push((
+                resp.local_addr().unwrap().to_string(),
+                grpc.local_addr().unwrap().to_string(),
+            ));
+            listeners.push((resp, grpc));
+        }
+        let mut cluster = ProcessCluster {
+            dir: dir.to_owned(),
+            backend: backend.to_owned(),
+            addrs,
+            children: vec![None, None, None],
+            starts: 0,
+        };
+        for (i, (resp, grpc)) in listeners.into_iter().enumerate() {
+            cluster.spawn(i, resp, grpc);
+        }
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize, resp: TcpListener, grpc: TcpListener) {
+        let config = self.dir.join(format!("node{}.toml", i + 1));
+        let data = self.dir.join(format!("node{}", i + 1));
+        std::fs::write(
+            &config,
+            node_toml(i as u16 + 1, &data, &self.addrs, &self.backend),
+        )
+        .unwrap();
+        self.starts += 1;
+        let log =
+            File::create(self.dir.join(format!("node{}.{}.log", i + 1, self.starts))).unwrap();
+        let mut command = Command::new(node_binary());
+        command
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--resp-fd",
+                "3",
+                "--grpc-fd",
+                "4",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .env("RUST_LOG", "warn");
+        command
+            .fd_mappings(vec![
+                FdMapping {
+                    parent_fd: resp.into(),
+                    child_fd: 3,
+                },
+                FdMapping {
+                    parent_fd: grpc.into(),
+                    child_fd: 4,
+                },
+            ])
+            .unwrap();
+        let child = command.spawn().unwrap();
+        // `command` owns the parent's copies of the listeners: drop them now, so a killed
+        // child's ports really close.
+        drop(command);
+        self.children[i] = Some(child);
+    }
+
+    fn kill(&mut self, i: usize) {
+        let mut child = self.children[i].take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn restart(&mut self, i: usize) {
+        let resp = TcpListener::bind(&self.addrs[i].0).unwrap();
+        let grpc = TcpListener::bind(&self.addrs[i].1).unwrap();
+        self.spawn(i, resp, grpc);
+    }
+
+    async fn wait_serving(&self, i: usize) {
+        let addr = self.addrs[i].0.clone();
+        eventually("a node to answer PING", Duration::from_secs(60), || {
+            let addr = addr.clone();
+            async move {
+                let mut c = Client::connect(&addr).await.ok()?;
+                (c.cmd(&["PING"]).await.ok()? == Frame::simple("PONG")).then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for ProcessCluster {
+    fn drop(&mut self) {
+        for child in self.children.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// One writer: unique keys `w{id}-{n}` = `n`, through the nodes in turn; returns what was
+/// acknowledged. A write whose reply never came is unknown and not checked.
+async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Vec<(String, String)> {
+    let mut acked = Vec::new();
+    let mut node = id % addrs.len();
+    let mut client: Option<Client> = None;
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if client.is_none() {
+            node = (node + 1) % addrs.len();
+            match tokio::time::timeout(Duration::from_secs(1), Client::connect(&addrs[node])).await
+            {
+                Ok(Ok(c)) => client = Some(c),
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            }
+        }
+        n += 1;
+        let key = format!("w{id}-{n}");
+        let value = n.to_string();
+        let c = client.as_mut().expect("connected");
+        match tokio::time::timeout(Duration::from_secs(5), c.cmd(&["SET", &key, &value])).await {
+            Ok(Ok(reply)) if reply == Frame::ok() => acked.push((key, value)),
+            Ok(Ok(reply)) => {
+                assert!(reply.is_error(), "SET answered {reply:?}");
+                client = None;
+            }
+            _ => client = None,
+        }
+    }
+    acked
+}
+
+async fn kill_nine_loses_no_acknowledged_write(backend: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start(dir.path(), backend);
+    for i in 0..3 {
+        cluster.wait_serving(i).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let addrs: Vec<String> = cluster.addrs.iter().map(|a| a.0.clone()).collect();
+    let writers: Vec<_> = (0..4)
+        .map(|id| tokio::spawn(writer(id, addrs.clone(), Arc::clone(&stop))))
+        .collect();
+    // One node at a time, then all three at once.
+    for victim in [0, 1, 2, 0] {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        cluster.kill(victim);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.restart(victim);
+        cluster.wait_serving(victim).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..3 {
+        cluster.kill(i);
+    }
+    for i in 0..3 {
+        cluster.restart(i);
+    }
+    for i in 0..3 {
+        cluster.wait_serving(i).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acked = Vec::new();
+    for w in writers {
+        acked.extend(w.await.unwrap());
+    }
+    assert!(
+        acked.len() > 100,
+        "only {} writes were acknowledged",
+        acked.len()
+    );
+    for i in 0..3 {
+        let mut c = Client::connect(&cluster.addrs[i].0).await.unwrap();
+        for chunk in acked.chunks(200) {
+            let mut args = vec!["MGET"];
+            args.extend(chunk.iter().map(|(k, _)| k.as_str()));
+            let reply = c.cmd(&args).await.unwrap();
+            let expected = Frame::Array(chunk.iter().map(|(_, v)| bulk(v)).collect());
+            assert_eq!(reply, expected, "node {} lost an acknowledged write", i + 1);
+        }
+    }
+    eprintln!(
+        "{backend}: {} acknowledged writes read back from 3 nodes after 4 single kills and one of all nodes",
+        acked.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_redb() {
+    kill_nine_loses_no_acknowledged_write("redb").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_nine_rocksdb() {
+    kill_nine_loses_no_acknowledged_write("rocksdb").await;
+}
