@@ -83,6 +83,11 @@ pub struct Replica {
     dependents: HashMap<TxnId, BTreeSet<TxnId>>,
     /// Waiting txns whose readiness may have changed since the last `take_ready`.
     recheck: BTreeSet<TxnId>,
+    /// For each waiting txn, the deps not yet known to be out of its way. A dep that is
+    /// out of the way (applied, invalidated, or decided to run later) stays so, so each is
+    /// checked until it resolves and never again: a txn with a thousand applied deps costs
+    /// its readiness checks nothing after the first.
+    unresolved: HashMap<TxnId, Vec<TxnId>>,
 }
 
 /// A replica's answer to a PreAccept.
@@ -390,6 +395,8 @@ impl Replica {
     /// Puts a Stable txn among the waiting and registers it with the deps it may wait for.
     fn start_waiting(&mut self, id: TxnId) {
         self.waiting.insert(id);
+        self.unresolved
+            .insert(id, self.commands[&id].deps.iter().copied().collect());
         self.recheck.insert(id);
         for dep in &self.commands[&id].deps {
             let done = self
@@ -419,9 +426,9 @@ impl Replica {
 
     /// Dependencies of Stable txns that this replica has never heard of: it must ask peers.
     pub fn unknown_deps(&self) -> BTreeSet<TxnId> {
-        self.waiting
-            .iter()
-            .flat_map(|id| self.commands[id].deps.iter())
+        self.unresolved
+            .values()
+            .flatten()
             .filter(|dep| !self.commands.contains_key(dep))
             .copied()
             .collect()
@@ -474,17 +481,19 @@ impl Replica {
         loop {
             // Only txns whose deps changed can have become ready: no scan of all waiting.
             let candidates = std::mem::take(&mut self.recheck);
-            let mut ready: Vec<(Timestamp, TxnId)> = candidates
-                .iter()
-                .filter(|id| self.waiting.contains(id) && self.is_ready(id))
-                .map(|id| (self.commands[id].execute_at, *id))
-                .collect();
+            let mut ready: Vec<(Timestamp, TxnId)> = Vec::new();
+            for id in candidates {
+                if self.waiting.contains(&id) && self.is_ready(&id) {
+                    ready.push((self.commands[&id].execute_at, id));
+                }
+            }
             if ready.is_empty() {
                 return applied;
             }
             ready.sort();
             for (_, id) in ready {
                 self.waiting.remove(&id);
+                self.unresolved.remove(&id);
                 let command = self.commands.get_mut(&id).expect("waiting txns exist");
                 command.status = Status::Applied;
                 applied.push(command.clone());
@@ -507,6 +516,7 @@ impl Replica {
     /// one. The checker verifies the transitive form of invariant 3.
     fn compact_after(&mut self, id: TxnId) {
         let command = &self.commands[&id];
+        let commands = &self.commands;
         for (key, access) in &command.txn.keys {
             if *access != Access::Write {
                 continue;
@@ -514,27 +524,31 @@ impl Replica {
             let Some(state) = self.keys.get_mut(key) else {
                 continue;
             };
-            for dep in &command.deps {
-                let finished = self
-                    .commands
-                    .get(dep)
-                    .is_some_and(|d| matches!(d.status, Status::Applied | Status::Invalidated));
-                if finished {
-                    state.txns.remove(dep);
-                }
-            }
+            // The key's index is small (compaction keeps it so): walk it, not the deps.
+            state.txns.retain(|other, _| {
+                !(command.deps.contains(other)
+                    && commands
+                        .get(other)
+                        .is_some_and(|d| matches!(d.status, Status::Applied | Status::Invalidated)))
+            });
         }
     }
 
     /// A Stable txn may execute once every dep is Applied, or is Stable with a later
     /// executeAt (it will execute after this one). An unknown or undecided dep blocks.
-    fn is_ready(&self, id: &TxnId) -> bool {
-        let command = &self.commands[id];
-        command.deps.iter().all(|dep| match self.commands.get(dep) {
-            Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => true,
-            Some(d) if d.status == Status::Stable => d.execute_at > command.execute_at,
-            _ => false,
-        })
+    fn is_ready(&mut self, id: &TxnId) -> bool {
+        let execute_at = self.commands[id].execute_at;
+        let commands = &self.commands;
+        let unresolved = self
+            .unresolved
+            .get_mut(id)
+            .expect("waiting txns are tracked");
+        unresolved.retain(|dep| match commands.get(dep) {
+            Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => false,
+            Some(d) if d.status == Status::Stable => d.execute_at <= execute_at,
+            _ => true,
+        });
+        unresolved.is_empty()
     }
 
     /// Rebuilds state from a persisted record (records are whole states; the last one for a
@@ -548,6 +562,7 @@ impl Replica {
         }
         let stable = command.status == Status::Stable;
         self.waiting.remove(&id);
+        self.unresolved.remove(&id);
         self.insert(command);
         if stable {
             self.start_waiting(id);
@@ -632,6 +647,11 @@ impl Replica {
                 self.waiting.contains(id),
                 command.status == Status::Stable,
                 "{id}: waiting set out of date"
+            );
+            assert_eq!(
+                self.waiting.contains(id),
+                self.unresolved.contains_key(id),
+                "{id}: unresolved deps out of date"
             );
             if command.status == Status::Stable {
                 for dep in &command.deps {

@@ -58,7 +58,10 @@ async fn reads_see_acknowledged_writes_from_any_node() {
         );
     }
     assert_eq!(
-        clients[2].cmd(&["MSETNX", "zk", "x", "new", "y"]).await.unwrap(),
+        clients[2]
+            .cmd(&["MSETNX", "zk", "x", "new", "y"])
+            .await
+            .unwrap(),
         Frame::Integer(0)
     );
     assert_eq!(
