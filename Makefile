@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/holostore-target
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help deps build build-release build-release-mimalloc lint test bench sim run stop clean
+.PHONY: help deps build build-release build-release-mimalloc lint test bench bench-redis sim run stop clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-24s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ endif
 
 bench: deps ## benchmarks: WAL group commit beside raw fdatasync
 	$(CARGO) bench --locked -p holo-wal --bench append
+
+bench-redis: build-release ## the local cluster beside a plain redis-server, redis-benchmark -P 1 and -P 100
+	scripts/bench_vs_redis.sh
 
 SEEDS ?= 10000
 sim: deps ## deterministic Accord simulation over SEEDS seeds (default 10000), release build

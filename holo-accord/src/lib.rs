@@ -28,6 +28,9 @@
 //!   jitter), also one whose own coordinator stood aside for a recovery that went quiet, and
 //!   asks its peers about dependencies it never saw.
 //! - Restart from the persisted command records.
+//! - Conflict-index compaction: an applied write drops from its keys' index the finished
+//!   txns it waited for (see `Replica::compact_after`), so deps list what is in flight, not a
+//!   key's whole history; readiness checks track only each waiting txn's unresolved deps.
 //!
 //! # Not yet
 //! - GC of records every replica has applied (watermarks), and rejecting TxnIds below them.

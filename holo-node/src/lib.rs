@@ -14,9 +14,11 @@
 //!  peer links (one bounded queue   WAL submit (group    durability watcher   executor thread
 //!  + stream per peer)              commit thread)       --Durable--> core    (storage, replies)
 //! ```
-//! One core step handles every queued event, then issues one WAL submit for every record
-//! the step produced, one envelope per peer, and one batch to the executor: batching at
-//! every layer comes from the queues filling while the previous step runs.
+//! One core step handles every queued event, then proposes every client command that arrived
+//! during the step as one Accord transaction (up to 1,024 commands or 1 MiB; the op is a
+//! batch the executor runs in order, one reply per command), issues one WAL submit for every
+//! record the step produced, one envelope per peer, and one batch to the executor: batching
+//! at every layer comes from the queues filling while the previous step runs.
 //!
 //! # Durability and restart
 //! A reply that depends on a persisted record leaves only after the WAL reports it durable
