@@ -101,7 +101,7 @@ enum Reply {
     Pending(oneshot::Receiver<Frame>),
 }
 
-async fn serve(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
     let mut client = Client {
         id: shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1,
@@ -202,7 +202,7 @@ fn args_of(frame: Frame) -> Option<Vec<Bytes>> {
 fn dispatch(
     frame: Frame,
     client: &mut Client,
-    shared: &Shared,
+    shared: &Arc<Shared>,
     proposals: &mut Vec<Proposal>,
     quit: &mut bool,
 ) -> (usize, Reply) {
@@ -221,6 +221,23 @@ fn dispatch(
         );
     }
     let index = command_index(&args[0]);
+    if args[0].eq_ignore_ascii_case(b"DBSIZE") || args[0].eq_ignore_ascii_case(b"INFO") {
+        // Both scan this node's storage: off the async workers.
+        let (tx, rx) = oneshot::channel();
+        let shared = Arc::clone(shared);
+        tokio::task::spawn_blocking(move || {
+            let mut quit = false;
+            let mut scratch = Client {
+                id: 0,
+                version: Version::Resp2,
+                name: None,
+                lib_name: None,
+                lib_ver: None,
+            };
+            let _ = tx.send(local_command(&args, &mut scratch, &shared, &mut quit));
+        });
+        return (index, Reply::Pending(rx));
+    }
     if args[0].eq_ignore_ascii_case(b"HOLODEBUG") {
         // Diagnostics of the Accord core: what is in flight and what blocks it.
         let (tx, rx) = oneshot::channel();

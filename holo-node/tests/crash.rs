@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use command_fds::{CommandFdExt, FdMapping};
-use common::{Client, bulk, eventually, node_binary, node_toml};
+use common::{Client, bulk, node_binary, node_toml, wait_pong};
 use holo_resp::Frame;
 
 struct ProcessCluster {
@@ -110,15 +110,7 @@ impl ProcessCluster {
     }
 
     async fn wait_serving(&self, i: usize) {
-        let addr = self.addrs[i].0.clone();
-        eventually("a node to answer PING", Duration::from_secs(60), || {
-            let addr = addr.clone();
-            async move {
-                let mut c = Client::connect(&addr).await.ok()?;
-                (c.cmd(&["PING"]).await.ok()? == Frame::simple("PONG")).then_some(())
-            }
-        })
-        .await;
+        wait_pong(&self.addrs[i].0).await;
     }
 }
 

@@ -316,13 +316,19 @@ impl Checker {
     /// their conflict index the txns an applied later write already waits for, so deps list
     /// the frontier, not the whole history). Intermediate txns count only the deps every one
     /// of their decided deps sets agrees on.
-    fn deps_cover_earlier_conflicts(&self) {
+    /// The decided txns in executeAt order.
+    fn execution_order(&self) -> Vec<(&Timestamp, &TxnId)> {
         let mut order: Vec<(&Timestamp, &TxnId)> = self
             .decided
             .iter()
             .map(|(id, d)| (&d.execute_at, id))
             .collect();
         order.sort();
+        order
+    }
+
+    fn deps_cover_earlier_conflicts(&self) {
+        let order = self.execution_order();
         // reach[x]: every txn x waits for, directly or transitively.
         let mut reach: HashMap<TxnId, HashSet<TxnId>> = HashMap::new();
         for (at, id) in &order {
@@ -386,12 +392,7 @@ impl Checker {
     /// invoked comes first). Non-conflicting txns commute, so such an order gives the same
     /// answers; with skewed clocks their executeAts may well invert real time.
     fn strictly_serializable(&self) {
-        let mut order: Vec<(&Timestamp, &TxnId)> = self
-            .decided
-            .iter()
-            .map(|(id, d)| (&d.execute_at, id))
-            .collect();
-        order.sort();
+        let order = self.execution_order();
         let mut model = BTreeMap::new();
         for (_, id) in &order {
             let entry = &self.history[id];

@@ -80,6 +80,19 @@ where
     }
 }
 
+/// Waits until the node at `addr` answers PING.
+pub async fn wait_pong(addr: &str) {
+    let addr = addr.to_owned();
+    eventually("the node to answer PING", Duration::from_secs(60), || {
+        let addr = addr.clone();
+        async move {
+            let mut c = Client::connect(&addr).await.ok()?;
+            (c.cmd(&["PING"]).await.ok()? == Frame::simple("PONG")).then_some(())
+        }
+    })
+    .await;
+}
+
 /// TOML text of one node's file.
 pub fn node_toml(id: u16, data_dir: &Path, addrs: &[(String, String)], backend: &str) -> String {
     let mut text = format!(
@@ -160,15 +173,7 @@ impl Cluster {
     }
 
     pub async fn wait_serving(&self, i: usize) {
-        let addr = self.resp(i).to_owned();
-        eventually("the node to answer PING", Duration::from_secs(20), || {
-            let addr = addr.clone();
-            async move {
-                let mut c = Client::connect(&addr).await.ok()?;
-                (c.cmd(&["PING"]).await.ok()? == Frame::simple("PONG")).then_some(())
-            }
-        })
-        .await;
+        wait_pong(self.resp(i)).await;
     }
 
     /// Stops node `i` (a clean shutdown of its tasks; its files stay).
