@@ -589,8 +589,16 @@ impl Node {
         let (phase, message) = match decision {
             Decision::Wait => return,
             Decision::Retry => {
-                // Recovery must wait for an earlier txn's fate; try again later.
-                self.coordinating.remove(&id);
+                // Recovery must wait for an earlier txn's fate; try again later. A client
+                // still owed the answer keeps its coordination (standing aside, Following),
+                // so the next recovery attempt still answers it.
+                if c.client && !c.client_done {
+                    let c = self.coordinating.get_mut(&id).expect("checked above");
+                    c.phase = Phase::Following;
+                    self.watch(id);
+                } else {
+                    self.coordinating.remove(&id);
+                }
                 return;
             }
             Decision::Accept { execute_at } => (

@@ -1,8 +1,8 @@
 //! The admin gRPC service behind `holoctl`: topology (members, ranges, generations) and
 //! state (applied positions, peer links, WAL, coordinations).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use holo_meta::ClusterMap;
@@ -15,7 +15,8 @@ pub struct AdminService {
     pub node_id: u16,
     pub map: Arc<ClusterMap>,
     pub metrics: Arc<Metrics>,
-    pub wal: Arc<Wal>,
+    /// Weak: a gRPC connection task outliving the node must not keep the WAL open.
+    pub wal: Weak<Wal>,
     pub started: Instant,
 }
 
@@ -56,6 +57,10 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         _: tonic::Request<pb::StateRequest>,
     ) -> Result<tonic::Response<pb::StateReply>, tonic::Status> {
+        let wal = self
+            .wal
+            .upgrade()
+            .ok_or_else(|| tonic::Status::unavailable("the node is stopping"))?;
         let applied = self.metrics.applied();
         let peers = self
             .metrics
@@ -83,8 +88,8 @@ impl pb::admin_server::Admin for AdminService {
                 })
                 .collect(),
             peers,
-            wal_next_lsn: self.wal.next_lsn(),
-            wal_durable_below: self.wal.durable_below(),
+            wal_next_lsn: wal.next_lsn(),
+            wal_durable_below: wal.durable_below(),
             coordinating: self.metrics.coordinating.load(Ordering::Relaxed),
             commands: self.metrics.commands_known.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),

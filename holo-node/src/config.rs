@@ -86,7 +86,8 @@ impl Default for AccordConfig {
 pub struct LimitsConfig {
     /// Client connections served at once; more are refused with an error.
     pub max_connections: usize,
-    /// Longest bulk string a client may send (Redis: proto-max-bulk-len) and longest value.
+    /// Longest bulk string a client may send (Redis: proto-max-bulk-len). At most half of
+    /// `wal.record_bytes_max`: a command's data travels in one WAL record.
     pub max_bulk_bytes: usize,
     /// Most arguments in one command.
     pub max_arguments: usize,
@@ -101,7 +102,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             max_connections: 10_000,
-            max_bulk_bytes: 512 * 1024 * 1024,
+            max_bulk_bytes: 8 * 1024 * 1024,
             max_arguments: 1024 * 1024,
             max_inline_bytes: 64 * 1024,
             max_pipeline: 1024,
@@ -231,6 +232,13 @@ impl NodeConfig {
                 self.limits.max_bulk_bytes
             );
         }
+        if self.limits.max_bulk_bytes > self.max_op_bytes() {
+            bail!(
+                "limits.max_bulk_bytes = {} is above half of wal.record_bytes_max ({}): a command's data travels in one WAL record",
+                self.limits.max_bulk_bytes,
+                self.max_op_bytes()
+            );
+        }
         if self.limits.max_inline_bytes < 64 {
             bail!(
                 "limits.max_inline_bytes = {} is below 64",
@@ -301,6 +309,12 @@ impl NodeConfig {
             retry_us: self.accord.retry_ms * 1_000,
             recover_after_us: self.accord.recover_after_ms * 1_000,
         }
+    }
+
+    /// Most bytes of data one command may carry: half a WAL record, leaving room for the
+    /// transaction's keys and deps in the same record.
+    pub fn max_op_bytes(&self) -> usize {
+        self.wal.record_bytes_max as usize / 2
     }
 
     /// The RESP decoder limits.

@@ -51,10 +51,23 @@ const BATCH_COMMANDS_MAX: usize = 1024;
 /// Most bytes of operations in one transaction.
 const BATCH_BYTES_MAX: usize = 1 << 20;
 
-/// The client commands one transaction carries.
-struct Pending {
+/// The commands one connection sent in one go: proposed together, in order, never split
+/// across transactions (so a pipeline keeps its order, also when a transaction is
+/// invalidated and proposed again), with the times it was proposed again.
+struct Unit {
     proposals: Vec<Proposal>,
     retries: u32,
+}
+
+impl Unit {
+    fn bytes(&self) -> usize {
+        self.proposals.iter().map(|p| p.op.len()).sum()
+    }
+}
+
+/// The units one transaction carries, in the order of its batch op.
+struct Pending {
+    units: Vec<Unit>,
 }
 
 /// The core's state.
@@ -68,8 +81,9 @@ pub struct Core {
     pub epoch: Instant,
     pub tick: Duration,
     pending: HashMap<TxnId, Pending>,
-    /// Commands received this step, proposed together at its end: (command, retries).
-    queued: Vec<(Proposal, u32)>,
+    /// Units received this step, proposed together at its end.
+    queued: Vec<Unit>,
+    last_tick: Instant,
     issued_seq: u64,
     durable_seq: u64,
     /// Apply actions waiting for the records before them to be durable: (seq, item).
@@ -99,6 +113,7 @@ impl Core {
             tick,
             pending: HashMap::new(),
             queued: Vec::new(),
+            last_tick: Instant::now(),
             issued_seq: 0,
             durable_seq: 0,
             held: VecDeque::new(),
@@ -138,28 +153,44 @@ impl Core {
                     for event in buf.drain(..) {
                         self.handle(event);
                     }
+                    // Under steady load the biased select never polls the ticker: run the
+                    // timers here when they are due.
+                    if self.last_tick.elapsed() >= self.tick {
+                        self.on_tick();
+                    }
                 }
-                _ = ticker.tick() => {
-                    let now = self.now_micros();
-                    self.node.tick(now);
-                    let stats = self.node.stats();
-                    let m = &self.metrics;
-                    m.fast_path.store(stats.fast_path, Ordering::Relaxed);
-                    m.slow_path.store(stats.slow_path, Ordering::Relaxed);
-                    m.recoveries.store(stats.recoveries, Ordering::Relaxed);
-                    m.invalidations.store(stats.invalidations, Ordering::Relaxed);
-                    m.coordinating.store(self.node.coordinating() as u64, Ordering::Relaxed);
-                    m.commands_known.store(self.node.replica().len() as u64, Ordering::Relaxed);
-                }
+                _ = ticker.tick() => self.on_tick(),
             }
             self.flush()?;
         }
     }
 
+    fn on_tick(&mut self) {
+        self.last_tick = Instant::now();
+        let now = self.now_micros();
+        self.node.tick(now);
+        let stats = self.node.stats();
+        let m = &self.metrics;
+        m.fast_path.store(stats.fast_path, Ordering::Relaxed);
+        m.slow_path.store(stats.slow_path, Ordering::Relaxed);
+        m.recoveries.store(stats.recoveries, Ordering::Relaxed);
+        m.invalidations
+            .store(stats.invalidations, Ordering::Relaxed);
+        m.coordinating
+            .store(self.node.coordinating() as u64, Ordering::Relaxed);
+        m.commands_known
+            .store(self.node.replica().len() as u64, Ordering::Relaxed);
+    }
+
     fn handle(&mut self, event: Event) {
         match event {
             Event::Propose(proposals) => {
-                self.queued.extend(proposals.into_iter().map(|p| (p, 0)));
+                if !proposals.is_empty() {
+                    self.queued.push(Unit {
+                        proposals,
+                        retries: 0,
+                    });
+                }
             }
             Event::Peer(envelope) => self.node.receive(envelope),
             Event::Describe(reply) => {
@@ -188,46 +219,41 @@ impl Core {
         }
     }
 
-    /// Proposes the queued commands, as few transactions as the batch limits allow.
+    /// Proposes the queued units, as few transactions as the batch limits allow (a unit
+    /// larger than the limits goes alone).
     fn propose_queued(&mut self) {
         let mut queued = std::mem::take(&mut self.queued);
-        // A client that went away before its command started needs nothing done.
-        queued.retain(|(p, retries)| *retries > 0 || !p.reply.is_closed());
+        // A client that went away before its commands started needs nothing done.
+        queued.retain(|u| u.retries > 0 || u.proposals.iter().any(|p| !p.reply.is_closed()));
         let mut rest = queued.into_iter().peekable();
         while rest.peek().is_some() {
-            let mut batch = Vec::new();
-            let mut bytes = 0;
-            let mut retries = 0;
-            while let Some((p, _)) = rest.peek() {
-                if !batch.is_empty()
-                    && (batch.len() >= BATCH_COMMANDS_MAX || bytes + p.op.len() > BATCH_BYTES_MAX)
+            let mut units: Vec<Unit> = Vec::new();
+            let (mut commands, mut bytes) = (0, 0);
+            while let Some(unit) = rest.peek() {
+                if !units.is_empty()
+                    && (commands + unit.proposals.len() > BATCH_COMMANDS_MAX
+                        || bytes + unit.bytes() > BATCH_BYTES_MAX)
                 {
                     break;
                 }
-                let (p, r) = rest.next().expect("peeked");
-                bytes += p.op.len();
-                retries = retries.max(r);
-                batch.push(p);
+                let unit = rest.next().expect("peeked");
+                commands += unit.proposals.len();
+                bytes += unit.bytes();
+                units.push(unit);
             }
-            let id = if let [single] = &batch[..] {
+            let proposals = || units.iter().flat_map(|u| u.proposals.iter());
+            let id = if commands == 1 {
+                let single = proposals().next().expect("one command");
                 self.node
                     .propose(&single.reads, &single.writes, single.op.clone())
             } else {
-                let reads: Vec<Key> = batch.iter().flat_map(|p| p.reads.iter().cloned()).collect();
-                let writes: Vec<Key> = batch
-                    .iter()
-                    .flat_map(|p| p.writes.iter().cloned())
-                    .collect();
-                let op = crate::ops::encode_batch(batch.iter().map(|p| &p.op[..]));
+                let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
+                let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
+                let ops: Vec<&[u8]> = proposals().map(|p| &p.op[..]).collect();
+                let op = crate::ops::encode_batch(ops.into_iter());
                 self.node.propose(&reads, &writes, op)
             };
-            self.pending.insert(
-                id,
-                Pending {
-                    proposals: batch,
-                    retries,
-                },
-            );
+            self.pending.insert(id, Pending { units });
         }
     }
 
@@ -250,16 +276,19 @@ impl Core {
                         self.records.push(convert::encode_record(&command));
                         self.issued_seq = seq;
                     }
-                    Action::Apply { command, client } => {
-                        let reply = if client {
+                    Action::Apply { command, .. } => {
+                        // Whatever the client flag says: clients this node still holds for the
+                        // txn are answered when it executes here.
+                        let reply =
                             self.pending
                                 .remove(&command.txn.id)
                                 .map_or_else(Vec::new, |p| {
-                                    p.proposals.into_iter().map(|p| p.reply).collect()
-                                })
-                        } else {
-                            Vec::new()
-                        };
+                                    p.units
+                                        .into_iter()
+                                        .flat_map(|u| u.proposals)
+                                        .map(|p| p.reply)
+                                        .collect()
+                                });
                         let item = ApplyItem {
                             txn: command.txn,
                             execute_at: command.execute_at,
@@ -273,13 +302,16 @@ impl Core {
                     }
                     Action::Invalidated { txn_id } => {
                         if let Some(p) = self.pending.remove(&txn_id) {
-                            for proposal in p.proposals {
-                                if p.retries < INVALIDATED_RETRIES {
-                                    again.push((proposal, p.retries + 1));
+                            for mut unit in p.units {
+                                if unit.retries < INVALIDATED_RETRIES {
+                                    unit.retries += 1;
+                                    again.push(unit);
                                 } else {
-                                    let _ = proposal.reply.send(Frame::error(
-                                        "ERR transaction was not applied (invalidated after contention or a failure); it is safe to retry",
-                                    ));
+                                    for proposal in unit.proposals {
+                                        let _ = proposal.reply.send(Frame::error(
+                                            "ERR transaction was not applied (invalidated after contention or a failure); it is safe to retry",
+                                        ));
+                                    }
                                 }
                             }
                         }
@@ -319,26 +351,29 @@ impl Core {
 
 /// Awaits WAL durability in order and reports it to the core; one wait covers every
 /// submit queued behind it.
+///
+/// # Errors
+/// The WAL failed: the node must stop (the caller ends `run`).
 pub async fn durability_watcher(
     wal: Arc<Wal>,
     mut rx: mpsc::UnboundedReceiver<(Lsn, u64, Instant)>,
     core: mpsc::Sender<Event>,
     metrics: Arc<Metrics>,
-) {
+) -> anyhow::Result<()> {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
         let (lsn, seq, _) = *batch.last().expect("non-empty");
-        if let Err(e) = wal.durable(lsn).await {
-            tracing::error!("WAL failed, the node stops: {e}");
-            return;
-        }
+        wal.durable(lsn)
+            .await
+            .map_err(|e| anyhow::anyhow!("the WAL failed, the node stops: {e}"))?;
         for (_, _, at) in batch.drain(..) {
             metrics
                 .wal_commit_latency
                 .observe(at.elapsed().as_micros() as u64);
         }
         if core.send(Event::Durable(seq)).await.is_err() {
-            return;
+            return Ok(());
         }
     }
+    Ok(())
 }

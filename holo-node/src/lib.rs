@@ -155,7 +155,7 @@ pub async fn run(
     let (core_tx, core_rx) = mpsc::channel(8192);
     let (durable_tx, durable_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
-    let watcher = tokio::spawn(core::durability_watcher(
+    tasks.spawn(core::durability_watcher(
         Arc::clone(&wal),
         durable_rx,
         core_tx.clone(),
@@ -196,7 +196,7 @@ pub async fn run(
         node_id: me.0,
         map: Arc::clone(&map),
         metrics: Arc::clone(&metrics),
-        wal: Arc::clone(&wal),
+        wal: Arc::downgrade(&wal),
         started,
     });
     let grpc_addr = listeners.grpc.local_addr()?;
@@ -239,11 +239,20 @@ pub async fn run(
     };
     // Stop everything: connections, peers, the core (which owns the executor's sender).
     tasks.shutdown().await;
-    watcher.abort();
-    let _ = watcher.await;
     tokio::task::spawn_blocking(move || executor_thread.join())
         .await?
         .map_err(|_| anyhow::anyhow!("the executor thread panicked"))?;
+    // Aborted tasks (a client's INFO scan, a gRPC connection) may still hold the WAL or the
+    // store for a moment: wait for them, so the directory lock is free when `run` returns.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while (Arc::strong_count(&wal) > 1 || Arc::strong_count(&store) > 1)
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if Arc::strong_count(&wal) > 1 {
+        tracing::warn!("the WAL is still referenced at shutdown");
+    }
     drop(store);
     drop(wal);
     tracing::info!(node = me.0, "stopped");

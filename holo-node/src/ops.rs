@@ -119,7 +119,28 @@ fn decode(op: &[u8]) -> Option<(Code, u8, Vec<&[u8]>)> {
         args.push(arg);
         rest = &rest[4 + len..];
     }
-    Some((Code::from_u8(code)?, flags, args))
+    let code = Code::from_u8(code)?;
+    // Ops arrive from peers and from the WAL too: a malformed one is refused, never a panic.
+    let fixed = |n: usize| args.len() == n;
+    let ints_ok = |at: &[usize]| {
+        at.iter()
+            .all(|&i| args.get(i).is_some_and(|a| a.len() == 8))
+    };
+    let well_formed = match code {
+        Code::Get | Code::Strlen | Code::GetDel => fixed(1),
+        Code::Set | Code::SetNx | Code::GetSet | Code::Append => fixed(2),
+        Code::Del | Code::Exists | Code::MGet => !args.is_empty(),
+        Code::MSet | Code::MSetNx => !args.is_empty() && args.len().is_multiple_of(2),
+        Code::IncrBy => fixed(2) && ints_ok(&[1]),
+        Code::GetRange => fixed(3) && ints_ok(&[1, 2]),
+        Code::SetRange => {
+            fixed(3)
+                && ints_ok(&[1])
+                && usize::try_from(i64_arg(args[1]))
+                    .is_ok_and(|o| o.saturating_add(args[2].len()) <= MAX_STRING_BYTES)
+        }
+    };
+    well_formed.then_some((code, flags, args))
 }
 
 /// Parses a decimal i64 the way Redis does (no spaces, no `+`, no leading zeros).
@@ -631,6 +652,26 @@ mod tests {
             vec![Frame::ok(), Frame::Integer(2), bulk("2")]
         );
         assert_eq!(execute_all(&ops[2], &mut m), vec![bulk("2")]);
+    }
+
+    #[test]
+    fn malformed_ops_are_errors_not_panics() {
+        let mut m = Map::default();
+        let bad: Vec<Bytes> = vec![
+            Bytes::from_static(&[1, 0]),
+            Bytes::from_static(&[8, 0, 1, 0, 0, 0, b'k']),
+            Bytes::from_static(&[10, 0, 1, 0, 0, 0, b'k', 1, 0, 0, 0, b'x']),
+            Bytes::from_static(&[99]),
+            Bytes::new(),
+            encode(Code::SetRange, 0, &[b"k", &(i64::MAX).to_le_bytes(), b"x"]),
+            Bytes::from_static(&[0, 5, 0, 0, 0, 200]),
+        ];
+        for op in bad {
+            for frame in execute_all(&op, &mut m) {
+                assert!(frame.is_error(), "{op:?} gave {frame:?}");
+            }
+        }
+        assert!(m.0.is_empty());
     }
 
     #[test]

@@ -145,7 +145,8 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
         let mut quit = false;
         for frame in commands {
             let (index, reply) = dispatch(frame, &mut client, shared, &mut proposals, &mut quit);
-            replies.push((index, reply));
+            // HELLO switches the protocol for the replies after its own, not before.
+            replies.push((index, reply, client.version));
             if quit {
                 break;
             }
@@ -153,7 +154,7 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
         if !proposals.is_empty() && shared.core.send(Event::Propose(proposals)).await.is_err() {
             return Err(std::io::Error::other("node is stopping"));
         }
-        for (index, reply) in replies {
+        for (index, reply, version) in replies {
             let frame = match reply {
                 Reply::Ready(frame) => frame,
                 Reply::Pending(rx) => rx
@@ -163,7 +164,7 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
             shared
                 .metrics
                 .observe_command(index, frame.is_error(), started.elapsed());
-            encode(&frame, client.version, &mut wbuf);
+            encode(&frame, version, &mut wbuf);
         }
         if let Some(e) = &protocol_error {
             shared
@@ -254,6 +255,14 @@ fn dispatch(
         return (index, Reply::Pending(reply_rx));
     }
     match ops::parse(&args) {
+        Parsed::Txn(txn) if txn.op.len() > shared.config.max_op_bytes() => (
+            index,
+            Reply::Ready(Frame::error(format!(
+                "ERR command too large: {} bytes of data, the limit is {} (half of wal.record_bytes_max)",
+                txn.op.len(),
+                shared.config.max_op_bytes()
+            ))),
+        ),
         Parsed::Txn(txn) => {
             let (tx, rx) = oneshot::channel();
             proposals.push(Proposal {
@@ -520,15 +529,36 @@ fn command_command(rest: &[Bytes]) -> Frame {
     }
 }
 
-/// Glob match with `*` and `?`, enough for CONFIG GET patterns.
+/// Glob match with `*` and `?` (case-insensitive), enough for CONFIG GET patterns. Iterative
+/// with one backtrack point, so time is at most pattern length times text length; patterns
+/// longer than 256 bytes match nothing.
 fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    match (pattern.split_first(), text.split_first()) {
-        (None, None) => true,
-        (Some((b'*', p)), _) => glob(p, text) || (!text.is_empty() && glob(pattern, &text[1..])),
-        (Some((b'?', p)), Some((_, t))) => glob(p, t),
-        (Some((a, p)), Some((b, t))) if a.eq_ignore_ascii_case(b) => glob(p, t),
-        _ => false,
+    if pattern.len() > 256 {
+        return false;
     }
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, t));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&text[t]) => {
+                p += 1;
+                t += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    p = sp + 1;
+                    t = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 fn config_command(rest: &[Bytes], shared: &Shared) -> Frame {
@@ -649,5 +679,15 @@ mod tests {
         assert!(glob(b"max*", b"maxmemory"));
         assert!(glob(b"s?ve", b"save"));
         assert!(!glob(b"max", b"maxmemory"));
+        assert!(glob(b"*a*b", b"xxaxxb"));
+        assert!(!glob(b"*a*b", b"xxaxxbc"));
+        let stars = [b'*'; 40];
+        let mut hostile = stars.to_vec();
+        hostile.push(b'z');
+        assert!(!glob(&hostile, b"maxmemory-policy-and-more"));
+        assert!(
+            !glob(&vec![b'*'; 100_000], b"save"),
+            "long patterns match nothing"
+        );
     }
 }

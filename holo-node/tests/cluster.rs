@@ -160,6 +160,21 @@ async fn a_stopped_node_restarts_and_catches_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_node_restarts_in_process_on_its_data() {
+    let mut cluster = Cluster::start(3, "rocksdb").await;
+    let mut c = cluster.client(0).await;
+    assert_eq!(c.cmd(&["SET", "idle", "1"]).await.unwrap(), Frame::ok());
+    // No traffic between stop and restart: the WAL and storage locks must be free anyway.
+    for _ in 0..3 {
+        cluster.stop(1).await;
+        cluster.restart(1).await;
+    }
+    let mut c2 = cluster.client(1).await;
+    assert_eq!(c2.cmd(&["GET", "idle"]).await.unwrap(), bulk("1"));
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_gets_a_protocol_error_and_others_are_served() {
     let cluster = Cluster::start(3, "redb").await;
     let mut good = cluster.client(0).await;
@@ -199,6 +214,17 @@ async fn garbage_gets_a_protocol_error_and_others_are_served() {
         .unwrap()
         .unwrap();
     assert!(String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"));
+    // Data too large for one WAL record is refused with an error; the node keeps serving.
+    let big = "x".repeat(8 * 1024 * 1024);
+    let reply = good.cmd(&["MSET", "b1", &big, "b2", &big]).await.unwrap();
+    assert!(reply.is_error(), "{:?}", reply.as_bytes().map(|b| b.len()));
+    // HELLO in a pipeline changes the protocol of the replies after it only.
+    let mut hello = cluster.client(2).await;
+    let replies = hello
+        .pipeline(&[vec!["GET", "nothing"], vec!["HELLO", "3"]])
+        .await
+        .unwrap();
+    assert_eq!(replies[0], Frame::Null);
     assert_eq!(good.cmd(&["GET", "k"]).await.unwrap(), bulk("v"));
     // A client that disconnects with commands in flight does not disturb the node.
     let mut quitter = cluster.client(1).await;

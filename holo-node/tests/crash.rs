@@ -123,10 +123,25 @@ impl Drop for ProcessCluster {
     }
 }
 
-/// One writer: unique keys `w{id}-{n}` = `n`, through the nodes in turn; returns what was
-/// acknowledged. A write whose reply never came is unknown and not checked.
-async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Vec<(String, String)> {
-    let mut acked = Vec::new();
+/// What one writer knows at the end.
+struct Written {
+    /// Keys set and acknowledged, with their values.
+    acked: Vec<(String, String)>,
+    /// Its counter `c{id}`: INCRs acknowledged, and INCRs whose outcome is unknown.
+    incr_acked: i64,
+    incr_unknown: i64,
+}
+
+/// One writer: unique keys `w{id}-{n}` = `n`, and INCR of its own counter, alternately,
+/// through the nodes in turn. A write whose reply never came is unknown: its key is not
+/// checked, and the counter may or may not include it, but never twice.
+async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Written {
+    let mut out = Written {
+        acked: Vec::new(),
+        incr_acked: 0,
+        incr_unknown: 0,
+    };
+    let counter = format!("c{id}");
     let mut node = id % addrs.len();
     let mut client: Option<Client> = None;
     let mut n = 0u64;
@@ -143,11 +158,33 @@ async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Vec<(St
             }
         }
         n += 1;
+        let c = client.as_mut().expect("connected");
+        if n % 2 == 0 {
+            let reply =
+                tokio::time::timeout(Duration::from_secs(5), c.cmd(&["INCR", &counter])).await;
+            match reply {
+                Ok(Ok(Frame::Integer(_))) => out.incr_acked += 1,
+                Ok(Ok(reply)) if reply.is_error() => {
+                    // A definite "not applied" keeps the count exact; anything else may have.
+                    if !String::from_utf8_lossy(reply.as_bytes().expect("error text"))
+                        .contains("not applied")
+                    {
+                        out.incr_unknown += 1;
+                    }
+                    client = None;
+                }
+                Ok(Ok(reply)) => panic!("INCR answered {reply:?}"),
+                _ => {
+                    out.incr_unknown += 1;
+                    client = None;
+                }
+            }
+            continue;
+        }
         let key = format!("w{id}-{n}");
         let value = n.to_string();
-        let c = client.as_mut().expect("connected");
         match tokio::time::timeout(Duration::from_secs(5), c.cmd(&["SET", &key, &value])).await {
-            Ok(Ok(reply)) if reply == Frame::ok() => acked.push((key, value)),
+            Ok(Ok(reply)) if reply == Frame::ok() => out.acked.push((key, value)),
             Ok(Ok(reply)) => {
                 assert!(reply.is_error(), "SET answered {reply:?}");
                 client = None;
@@ -155,7 +192,7 @@ async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Vec<(St
             _ => client = None,
         }
     }
-    acked
+    out
 }
 
 async fn kill_nine_loses_no_acknowledged_write(backend: &str) {
@@ -190,8 +227,11 @@ async fn kill_nine_loses_no_acknowledged_write(backend: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
-    for w in writers {
-        acked.extend(w.await.unwrap());
+    let mut counters = Vec::new();
+    for (id, w) in writers.into_iter().enumerate() {
+        let written = w.await.unwrap();
+        acked.extend(written.acked);
+        counters.push((format!("c{id}"), written.incr_acked, written.incr_unknown));
     }
     assert!(
         acked.len() > 100,
@@ -207,10 +247,23 @@ async fn kill_nine_loses_no_acknowledged_write(backend: &str) {
             let expected = Frame::Array(chunk.iter().map(|(_, v)| bulk(v)).collect());
             assert_eq!(reply, expected, "node {} lost an acknowledged write", i + 1);
         }
+        for (counter, acked, unknown) in &counters {
+            let value = match c.cmd(&["GET", counter]).await.unwrap() {
+                Frame::Bulk(b) => String::from_utf8_lossy(&b).parse::<i64>().unwrap(),
+                Frame::Null => 0,
+                other => panic!("GET {counter}: {other:?}"),
+            };
+            assert!(
+                (*acked..=acked + unknown).contains(&value),
+                "node {}: {counter} = {value}, but {acked} INCRs were acknowledged and {unknown} unknown (lost or applied twice)",
+                i + 1
+            );
+        }
     }
     eprintln!(
-        "{backend}: {} acknowledged writes read back from 3 nodes after 4 single kills and one of all nodes",
-        acked.len()
+        "{backend}: {} acknowledged SETs and {} acknowledged INCRs read back from 3 nodes after 4 single kills and one of all nodes",
+        acked.len(),
+        counters.iter().map(|c| c.1).sum::<i64>()
     );
 }
 
