@@ -159,7 +159,7 @@ async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Written
         }
         n += 1;
         let c = client.as_mut().expect("connected");
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             let reply =
                 tokio::time::timeout(Duration::from_secs(5), c.cmd(&["INCR", &counter])).await;
             match reply {
