@@ -33,6 +33,10 @@
 //!   number of transactions and a restart replays the whole log.
 //! - Reads run as Accord read transactions at every replica (no ephemeral reads).
 //! - Key expiry (EX/PX), data types other than strings, and dynamic split/merge.
+//! - Peer authentication: the gRPC port trusts its peers (a protocol-violating peer can stop
+//!   a node; malformed messages and ops are refused). Keep it on a private network.
+//! - Backpressure from the executor: its queue is unbounded, and a full WAL buffer
+//!   (`wal.pending_bytes_max`) blocks the core task until the writer catches up.
 
 pub mod admin;
 pub mod config;
