@@ -12,8 +12,11 @@
 //!
 //! # What is here
 //! - The hybrid logical clock: timestamps unique per node and above everything seen. Every
-//!   timestamp a node issues (t0, a bumped witness, a ballot) is in a persisted record before
-//!   any message carrying it leaves, so a restarted node's clock starts above all of them.
+//!   timestamp a node issues is durable before a message carrying it leaves: a bumped
+//!   witness in the replica's record (replies wait for it), a t0 or ballot under a durable
+//!   clock reservation (`Action::ReserveClock`, one per second of hlc), so a new
+//!   transaction's PreAccept leaves at once rather than after its coordinator's fsync, and a
+//!   restarted node's clock starts above every reservation and record.
 //! - PreAccept with the fast path (all 3 of 3, 4 of 5; the coordinator's own vote counts),
 //!   the slow path with Accept recomputing deps up to executeAt, Stable, and execution in
 //!   executeAt order once deps are applied (a dep decided to run later is not waited for).
@@ -43,7 +46,7 @@
 //! catches within 3,000 seeds: replies sent before their record is durable; a majority fast
 //! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept keeping
 //! PreAccept's deps; executing without regard to deps' executeAt; restarting the clock from
-//! zero; PreAccept ignoring a promised ballot; recovery picking the lowest accepted ballot;
+//! zero; restarting it below the durable clock reservation; PreAccept ignoring a promised ballot; recovery picking the lowest accepted ballot;
 //! recovery ignoring an invalidation. Not caught: a recovery pre-accept casting a fast-path
 //! vote (here a replica that saw a conflicting later txn bumps the witness, so the vote is
 //! never cast where it would matter) and a coordinator ignoring its own vote (the slow path

@@ -52,7 +52,16 @@ pub enum Action {
     /// A transaction this node owes a client the answer for was invalidated: it never
     /// executes, and the client gets a definite failure.
     Invalidated { txn_id: TxnId },
+    /// Make durable that this node's clock may issue timestamps with an hlc below `upto`,
+    /// then call [`Node::durable`] with `seq` (same sequence as Persist). A restarted node
+    /// starts its clock at the highest durable reservation ([`Node::restart`]), so messages
+    /// carrying a timestamp below the durable reservation leave at once instead of waiting
+    /// for the record that holds the timestamp.
+    ReserveClock { seq: u64, upto: u64 },
 }
+
+/// How far above the current hlc (microseconds) one clock reservation reaches.
+const CLOCK_RESERVATION_US: u64 = 1_000_000;
 
 /// Counters for metrics: how the transactions this node coordinated were decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +98,10 @@ pub struct Node {
     outbox: BTreeMap<NodeId, Vec<Message>>,
     actions: Vec<Action>,
     stats: Stats,
+    /// Timestamps with an hlc below this may leave before their record is durable.
+    clock_reserved: u64,
+    /// A reservation persisted but not yet durable: (seq, upto).
+    reserving: Option<(u64, u64)>,
 }
 
 impl Node {
@@ -109,24 +122,29 @@ impl Node {
             outbox: BTreeMap::new(),
             actions: Vec::new(),
             stats: Stats::default(),
+            clock_reserved: 0,
+            reserving: None,
         }
     }
 
-    /// A node rebuilt from its durable records, in the order they were persisted. Every
-    /// timestamp it ever let out is in a record (messages carrying one leave only after it
-    /// is durable), so its clock restarts above all of them and never re-issues one.
-    /// Persist sequence numbers start again at 1.
+    /// A node rebuilt from its durable records, in the order they were persisted, and the
+    /// highest durable clock reservation (`ReserveClock::upto`, 0 if none). Every timestamp
+    /// it ever let out is in a durable record or below a durable reservation, so its clock
+    /// restarts above all of them and never re-issues one. Persist sequence numbers start
+    /// again at 1.
     pub fn restart(
         id: NodeId,
         topology: Topology,
         config: Config,
         records: impl IntoIterator<Item = Command>,
+        clock_reserved: u64,
     ) -> Node {
         let mut node = Node::new(id, topology, config);
         for command in records {
             node.replica.restore(command);
         }
-        node.clock = Clock::new(id, 1, node.replica.max_timestamp().hlc);
+        let floor = node.replica.max_timestamp().hlc.max(clock_reserved);
+        node.clock = Clock::new(id, 1, floor);
         let undecided: Vec<TxnId> = node
             .replica
             .commands()
@@ -249,11 +267,26 @@ impl Node {
         };
         let id = coordination.txn.id;
         self.coordinating.insert(id, coordination);
-        // The message carries a timestamp (t0 or the ballot) this node just issued: it
-        // leaves only once the local record holding it is durable.
+        // The message carries a timestamp (t0 or the ballot) this node just issued. Below
+        // the durable clock reservation it leaves at once; otherwise a new reservation is
+        // persisted and the message leaves once it (and the local record) is durable.
+        let issued = if ballot == Ballot::ZERO {
+            id.timestamp().hlc
+        } else {
+            ballot.0.hlc
+        };
         self.handle(self.id, message.clone());
+        let reserved = issued < self.clock_reserved;
+        if !reserved {
+            self.reserve_clock(issued);
+        }
         for to in self.coordinating[&id].replicas.clone() {
-            if to != self.id {
+            if to == self.id {
+                continue;
+            }
+            if reserved {
+                self.send(to, message.clone());
+            } else {
                 self.reply(to, message.clone());
             }
         }
@@ -294,9 +327,29 @@ impl Node {
         self.drain_local();
     }
 
-    /// Every Persist action up to `seq` is durable: release what waited for it.
+    /// Persists a clock reservation above `hlc` unless one in flight already covers it.
+    fn reserve_clock(&mut self, hlc: u64) {
+        if self.reserving.is_some_and(|(_, upto)| hlc < upto) {
+            return;
+        }
+        let upto = hlc.saturating_add(CLOCK_RESERVATION_US);
+        self.persist_seq += 1;
+        self.reserving = Some((self.persist_seq, upto));
+        self.actions.push(Action::ReserveClock {
+            seq: self.persist_seq,
+            upto,
+        });
+    }
+
+    /// Every Persist and ReserveClock action up to `seq` is durable: release what waited.
     pub fn durable(&mut self, seq: u64) {
         self.durable_seq = self.durable_seq.max(seq);
+        if let Some((s, upto)) = self.reserving
+            && s <= self.durable_seq
+        {
+            self.clock_reserved = self.clock_reserved.max(upto);
+            self.reserving = None;
+        }
         while self
             .held
             .front()

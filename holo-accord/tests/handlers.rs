@@ -41,29 +41,28 @@ fn sends(actions: &[Action]) -> Vec<&Envelope> {
 }
 
 #[test]
-fn propose_persists_t0_before_any_pre_accept_leaves_and_batches_per_peer() {
+fn a_t0_leaves_once_a_clock_reservation_covers_it_and_batches_per_peer() {
     let mut n0 = node(0);
     let a = n0.propose(&[], &[key("x")], Bytes::new());
     let b = n0.propose(&[key("y")], &[], Bytes::new());
     let actions = n0.take_actions();
-    // The local replica witnessed both (one Persist each); nothing leaves before that is
-    // durable, so a crash can never let the node re-issue a t0 a peer has seen.
+    // The local replica witnessed both (one Persist each) and the node reserved its clock
+    // above them; nothing leaves before the reservation is durable, so a crash can never
+    // let the node re-issue a t0 a peer has seen.
     let persisted: Vec<_> = actions
         .iter()
-        .filter_map(|a| {
-            if let Action::Persist { seq, command } = a {
-                Some((*seq, command.txn.id, command.status))
-            } else {
-                None
+        .filter_map(|a| match a {
+            Action::Persist { seq, command } => Some((*seq, Some(command.txn.id))),
+            Action::ReserveClock { seq, upto } => {
+                assert!(*upto > b.timestamp().hlc, "the reservation covers both t0s");
+                Some((*seq, None))
             }
+            _ => None,
         })
         .collect();
-    assert_eq!(
-        persisted,
-        vec![(1, a, Status::PreAccepted), (2, b, Status::PreAccepted)]
-    );
+    assert_eq!(persisted, vec![(1, Some(a)), (2, None), (3, Some(b))]);
     assert!(sends(&actions).is_empty());
-    n0.durable(2);
+    n0.durable(3);
     let actions = n0.take_actions();
     let envelopes = sends(&actions);
     assert_eq!(
@@ -73,6 +72,16 @@ fn propose_persists_t0_before_any_pre_accept_leaves_and_batches_per_peer() {
     for e in envelopes {
         assert_eq!(e.messages.len(), 2, "both PreAccepts travel in one batch");
     }
+    // Under a durable reservation a new t0 leaves at once, beside its own Persist.
+    let c = n0.propose(&[], &[key("z")], Bytes::new());
+    let actions = n0.take_actions();
+    assert!(matches!(
+        actions.as_slice()[0],
+        Action::Persist { seq: 4, .. }
+    ));
+    let envelopes = sends(&actions);
+    assert_eq!(envelopes.len(), 2);
+    assert!(envelopes.iter().all(|e| e.messages[0].txn_id() == c));
     n0.validate();
 }
 
@@ -82,7 +91,7 @@ fn a_reply_waits_until_its_state_is_durable() {
     let mut n1 = node(1);
     n0.propose(&[], &[key("x")], Bytes::new());
     n0.take_actions();
-    n0.durable(1);
+    n0.durable(2);
     let to_n1 = sends(&n0.take_actions())
         .into_iter()
         .find(|e| e.to == NodeId(1))
@@ -133,7 +142,9 @@ fn settle(nodes: &mut [Node]) -> Vec<(usize, Action)> {
                         let to = e.to.0 as usize;
                         nodes[to].receive(e.clone());
                     }
-                    Action::Persist { seq, .. } => nodes[i].durable(*seq),
+                    Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => {
+                        nodes[i].durable(*seq)
+                    }
                     Action::Apply { .. } | Action::Invalidated { .. } => {}
                 }
                 log.push((i, action));
@@ -250,7 +261,7 @@ fn exchange(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Message> 
         }
         for action in actions {
             match action {
-                Action::Persist { seq, .. } => node.durable(seq),
+                Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => node.durable(seq),
                 Action::Send(e) => replies.extend(e.messages),
                 Action::Apply { .. } | Action::Invalidated { .. } => {}
             }

@@ -128,18 +128,41 @@ pub fn from_command(c: pb::Command) -> R<Command> {
     })
 }
 
-/// A command as a WAL record.
-pub fn encode_record(c: &Command) -> Vec<u8> {
-    command(c).encode_to_vec()
+/// What one WAL record holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Command(Command),
+    /// A clock reservation (`Action::ReserveClock::upto`).
+    Clock(u64),
 }
 
-/// A WAL record back into a command.
+/// A command as a WAL record.
+pub fn encode_record(c: &Command) -> Vec<u8> {
+    pb::WalRecord {
+        record: Some(pb::wal_record::Record::Command(command(c))),
+    }
+    .encode_to_vec()
+}
+
+/// A clock reservation as a WAL record.
+pub fn encode_clock_record(upto: u64) -> Vec<u8> {
+    pb::WalRecord {
+        record: Some(pb::wal_record::Record::ClockReserved(upto)),
+    }
+    .encode_to_vec()
+}
+
+/// A WAL record back into what it holds.
 ///
 /// # Errors
-/// The bytes are not a command record.
-pub fn decode_record(bytes: &[u8]) -> R<Command> {
-    let c = pb::Command::decode(bytes).map_err(|_| Malformed("command record"))?;
-    from_command(c)
+/// The bytes are not a WAL record.
+pub fn decode_record(bytes: &[u8]) -> R<Record> {
+    let r = pb::WalRecord::decode(bytes).map_err(|_| Malformed("WAL record"))?;
+    match r.record {
+        Some(pb::wal_record::Record::Command(c)) => Ok(Record::Command(from_command(c)?)),
+        Some(pb::wal_record::Record::ClockReserved(upto)) => Ok(Record::Clock(upto)),
+        None => Err(Malformed("WAL record")),
+    }
 }
 
 fn info(i: &RecoverInfo) -> pb::RecoverInfo {
@@ -484,13 +507,20 @@ mod tests {
         let wire = super::envelope(&envelope).encode_to_vec();
         let back = from_envelope(pb::Envelope::decode(&wire[..]).unwrap()).unwrap();
         assert_eq!(back, envelope);
-        assert_eq!(decode_record(&encode_record(&command)).unwrap(), command);
+        assert_eq!(
+            decode_record(&encode_record(&command)).unwrap(),
+            Record::Command(command)
+        );
+        assert_eq!(
+            decode_record(&encode_clock_record(42)).unwrap(),
+            Record::Clock(42)
+        );
     }
 
     #[test]
     fn malformed_input_is_an_error() {
         assert!(decode_record(b"\xff\xff\xff").is_err());
-        assert!(decode_record(&[]).is_err(), "an empty record has no txn");
+        assert!(decode_record(&[]).is_err(), "an empty record holds nothing");
         let mut m = message(&Message::PreAccept { txn: sample_txn() });
         m.kind = 999;
         assert!(from_message(m).is_err());

@@ -276,6 +276,10 @@ impl Core {
                         self.records.push(convert::encode_record(&command));
                         self.issued_seq = seq;
                     }
+                    Action::ReserveClock { seq, upto } => {
+                        self.records.push(convert::encode_clock_record(upto));
+                        self.issued_seq = seq;
+                    }
                     Action::Apply { command, .. } => {
                         // Whatever the client flag says: clients this node still holds for the
                         // txn are answered when it executes here.

@@ -96,20 +96,24 @@ impl Listeners {
     }
 }
 
-/// Reads the WAL into the commands a restarted Accord node is built from.
-fn replay(wal: &Wal) -> anyhow::Result<Vec<holo_accord::Command>> {
+/// Reads the WAL into the commands a restarted Accord node is built from, and the highest
+/// clock reservation.
+fn replay(wal: &Wal) -> anyhow::Result<(Vec<holo_accord::Command>, u64)> {
     let mut commands = Vec::new();
+    let mut clock = 0;
     for record in wal.replay(wal.first_lsn())? {
         let (lsn, payload) = record?;
-        let command = convert::decode_record(&payload).map_err(|e| {
+        match convert::decode_record(&payload).map_err(|e| {
             anyhow::anyhow!(
-                "WAL record {lsn} in {} is not a command record ({e})",
+                "WAL record {lsn} in {} is not a HoloStore record ({e})",
                 wal.dir().display()
             )
-        })?;
-        commands.push(command);
+        })? {
+            convert::Record::Command(command) => commands.push(command),
+            convert::Record::Clock(upto) => clock = clock.max(upto),
+        }
     }
-    Ok(commands)
+    Ok((commands, clock))
 }
 
 /// Runs a node until `shutdown` completes or a fatal error (WAL or storage failure).
@@ -139,14 +143,20 @@ pub async fn run(
     let store = Arc::new(
         Store::open(&config.storage, &config.data_dir).context("opening the storage backend")?,
     );
-    let records = replay(&wal)?;
+    let (records, clock_reserved) = replay(&wal)?;
     tracing::info!(
         node = me.0,
         records = records.len(),
         backend = store.backend_name(),
         "replayed the WAL"
     );
-    let node = Node::restart(me, map.topology(), config.accord_config(), records);
+    let node = Node::restart(
+        me,
+        map.topology(),
+        config.accord_config(),
+        records,
+        clock_reserved,
+    );
 
     let metrics = Arc::new(metrics::Metrics::default());
     let executor =

@@ -95,8 +95,11 @@ struct Host {
     incarnation: u32,
     /// Records that reached the disk, in order; they survive crashes.
     durable: Vec<Command>,
-    /// Records written but not yet synced: a crash loses them.
-    unsynced: BTreeMap<u64, Command>,
+    /// Records written but not yet synced: a crash loses them. `Err(upto)`: a clock
+    /// reservation.
+    unsynced: BTreeMap<u64, Result<Command, u64>>,
+    /// The highest clock reservation that reached the disk.
+    clock_reserved: u64,
     persisted_seq: u64,
     durable_seq: u64,
     disk_free_at: u64,
@@ -175,6 +178,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
             incarnation: 0,
             durable: Vec::new(),
             unsynced: BTreeMap::new(),
+            clock_reserved: 0,
             persisted_seq: 0,
             durable_seq: 0,
             disk_free_at: 0,
@@ -434,7 +438,10 @@ impl Sim {
             if *entry.key() > seq {
                 break;
             }
-            host.durable.push(entry.remove());
+            match entry.remove() {
+                Ok(command) => host.durable.push(command),
+                Err(upto) => host.clock_reserved = host.clock_reserved.max(upto),
+            }
         }
         host.durable_seq = host.durable_seq.max(seq);
         host.node.as_mut().expect("up").durable(seq);
@@ -516,6 +523,7 @@ impl Sim {
             self.topology.clone(),
             self.config,
             records,
+            host.clock_reserved,
         ));
         host.persisted_seq = 0;
         host.durable_seq = 0;
@@ -560,7 +568,8 @@ impl Sim {
         for action in n.take_actions() {
             match action {
                 Action::Send(envelope) => self.transmit(envelope),
-                Action::Persist { seq, command } => self.persist(node, seq, command),
+                Action::Persist { seq, command } => self.persist(node, seq, Ok(command)),
+                Action::ReserveClock { seq, upto } => self.persist(node, seq, Err(upto)),
                 Action::Apply { command, client } => {
                     let host = &mut self.hosts[node];
                     if host.durable_seq >= host.persisted_seq && host.applies.is_empty() {
@@ -575,10 +584,13 @@ impl Sim {
         }
     }
 
-    fn persist(&mut self, node: usize, seq: u64, command: Command) {
-        if command.status.is_decided() {
-            self.checker.decided(NodeId(node as u16), &command);
+    fn persist(&mut self, node: usize, seq: u64, record: Result<Command, u64>) {
+        if let Ok(command) = &record
+            && command.status.is_decided()
+        {
+            self.checker.decided(NodeId(node as u16), command);
         }
+        let command = record;
         let host = &mut self.hosts[node];
         host.persisted_seq = seq;
         host.unsynced.insert(seq, command);
