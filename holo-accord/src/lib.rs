@@ -46,11 +46,12 @@
 //! catches within 3,000 seeds: replies sent before their record is durable; a majority fast
 //! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept keeping
 //! PreAccept's deps; executing without regard to deps' executeAt; restarting the clock from
-//! zero; restarting it below the durable clock reservation; PreAccept ignoring a promised ballot; recovery picking the lowest accepted ballot;
-//! recovery ignoring an invalidation. Not caught: a recovery pre-accept casting a fast-path
-//! vote (here a replica that saw a conflicting later txn bumps the witness, so the vote is
-//! never cast where it would matter) and a coordinator ignoring its own vote (the slow path
-//! takes over after the fast-path wait, so nothing stalls; only speed suffers).
+//! zero; restarting it below the durable clock reservation; PreAccept ignoring a promised
+//! ballot; recovery picking the lowest accepted ballot; recovery ignoring an invalidation. Not
+//! caught: a recovery pre-accept casting a fast-path vote (here a replica that saw a
+//! conflicting later txn bumps the witness, so the vote is never cast where it would matter)
+//! and a coordinator ignoring its own vote (the slow path takes over after the fast-path wait,
+//! so nothing stalls; only speed suffers).
 
 mod coordinator;
 mod ids;
