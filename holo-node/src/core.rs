@@ -72,14 +72,13 @@ struct Pending {
 
 /// The core's state.
 pub struct Core {
-    pub node: Node,
-    pub wal: Arc<Wal>,
-    pub peers: HashMap<NodeId, PeerLink>,
-    pub executor: std::sync::mpsc::Sender<Vec<ApplyItem>>,
-    pub durability: mpsc::UnboundedSender<(Lsn, u64, Instant)>,
-    pub metrics: Arc<Metrics>,
-    pub epoch: Instant,
-    pub tick: Duration,
+    node: Node,
+    wal: Arc<Wal>,
+    peers: HashMap<NodeId, PeerLink>,
+    executor: std::sync::mpsc::Sender<Vec<ApplyItem>>,
+    durability: mpsc::UnboundedSender<(Lsn, u64, Instant)>,
+    metrics: Arc<Metrics>,
+    tick: Duration,
     pending: HashMap<TxnId, Pending>,
     /// Units received this step, proposed together at its end.
     queued: Vec<Unit>,
@@ -109,7 +108,6 @@ impl Core {
             executor,
             durability,
             metrics,
-            epoch: Instant::now(),
             tick,
             pending: HashMap::new(),
             queued: Vec::new(),

@@ -140,7 +140,7 @@ pub struct Metrics {
     pub wal_batch_records: Histogram,
     pub apply_queue: AtomicI64,
     pub apply_held: AtomicU64,
-    pub apply_batch_txns: Histogram,
+    pub apply_batch_replies: Histogram,
     pub apply_latency: Histogram,
     pub apply_writes: AtomicU64,
     pub apply_skipped: AtomicU64,
@@ -174,7 +174,7 @@ impl Default for Metrics {
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
             apply_queue: AtomicI64::new(0),
             apply_held: AtomicU64::new(0),
-            apply_batch_txns: Histogram::new(SIZE_BOUNDS),
+            apply_batch_replies: Histogram::new(SIZE_BOUNDS),
             apply_latency: Histogram::new(LATENCY_BOUNDS_US),
             apply_writes: AtomicU64::new(0),
             apply_skipped: AtomicU64::new(0),
@@ -204,7 +204,7 @@ impl Metrics {
     }
 
     pub fn observe_apply_batch(&self, replies: u64, writes: u64, skipped: u64, took: Duration) {
-        self.apply_batch_txns.observe(replies.max(1));
+        self.apply_batch_replies.observe(replies.max(1));
         self.apply_latency.observe(took.as_micros() as u64);
         self.apply_writes.fetch_add(writes, Ordering::Relaxed);
         self.apply_skipped.fetch_add(skipped, Ordering::Relaxed);
@@ -389,6 +389,12 @@ impl Metrics {
         );
         self.apply_latency
             .render(&mut out, "holo_apply_batch_seconds", "", 1e6);
+        let _ = writeln!(
+            out,
+            "# HELP holo_apply_batch_replies Client replies per applied batch.\n# TYPE holo_apply_batch_replies histogram"
+        );
+        self.apply_batch_replies
+            .render(&mut out, "holo_apply_batch_replies", "", 1.0);
         counter(
             &mut out,
             "holo_apply_storage_writes_total",
