@@ -58,6 +58,10 @@ pub enum Action {
     /// carrying a timestamp below the durable reservation leave at once instead of waiting
     /// for the record that holds the timestamp.
     ReserveClock { seq: u64, upto: u64 },
+    /// A transaction this node owes a client was decided to execute; the decision is
+    /// durable at a quorum and survives any recovery. A host whose client needs no result
+    /// from execution (a blind write) may answer it now; the Apply still follows.
+    Committed { txn_id: TxnId },
 }
 
 /// How far above the current hlc (microseconds) one clock reservation reaches.
@@ -675,6 +679,9 @@ impl Node {
                 },
             ),
             Decision::Commit(outcome) => {
+                if matches!(outcome, Outcome::Execute { .. }) && c.client && !c.client_done {
+                    self.actions.push(Action::Committed { txn_id: id });
+                }
                 match (&outcome, &c.phase) {
                     (Outcome::Invalidate, _) => self.stats.invalidations += 1,
                     (_, Phase::PreAccepting { .. }) => self.stats.fast_path += 1,

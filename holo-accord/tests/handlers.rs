@@ -145,7 +145,9 @@ fn settle(nodes: &mut [Node]) -> Vec<(usize, Action)> {
                     Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => {
                         nodes[i].durable(*seq)
                     }
-                    Action::Apply { .. } | Action::Invalidated { .. } => {}
+                    Action::Apply { .. }
+                    | Action::Invalidated { .. }
+                    | Action::Committed { .. } => {}
                 }
                 log.push((i, action));
             }
@@ -263,7 +265,7 @@ fn exchange(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Message> 
             match action {
                 Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => node.durable(seq),
                 Action::Send(e) => replies.extend(e.messages),
-                Action::Apply { .. } | Action::Invalidated { .. } => {}
+                Action::Apply { .. } | Action::Invalidated { .. } | Action::Committed { .. } => {}
             }
         }
     }

@@ -34,6 +34,8 @@ pub struct Proposal {
     pub writes: Vec<Key>,
     pub op: Bytes,
     pub reply: oneshot::Sender<Frame>,
+    /// The reply is `+OK` whatever the state (plain SET, MSET): sent at commit.
+    pub blind: bool,
 }
 
 /// Input to the core.
@@ -300,6 +302,19 @@ impl Core {
                             self.held.push_back((self.issued_seq, item));
                         } else {
                             self.ready.push(item);
+                        }
+                    }
+                    Action::Committed { txn_id } => {
+                        // Decided and durable at a quorum: blind writes need nothing from
+                        // execution, so their clients hear now (Accord orders every later
+                        // transaction after this one); the Apply follows without replies.
+                        let blind = self.pending.get(&txn_id).is_some_and(|p| {
+                            p.units.iter().all(|u| u.proposals.iter().all(|p| p.blind))
+                        });
+                        if blind && let Some(p) = self.pending.remove(&txn_id) {
+                            for proposal in p.units.into_iter().flat_map(|u| u.proposals) {
+                                let _ = proposal.reply.send(Frame::ok());
+                            }
                         }
                     }
                     Action::Invalidated { txn_id } => {

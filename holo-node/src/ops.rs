@@ -71,6 +71,18 @@ pub struct KvTxn {
     pub op: Bytes,
 }
 
+impl KvTxn {
+    /// The reply does not depend on the state it runs against: `+OK` (plain SET, MSET).
+    /// Such a command is answered as soon as its transaction is committed.
+    pub fn is_blind(&self) -> bool {
+        match decode(&self.op) {
+            Some((Code::Set, flags, _)) => flags & (SET_NX | SET_XX | SET_GET) == 0,
+            Some((Code::MSet, _, _)) => true,
+            _ => false,
+        }
+    }
+}
+
 /// What parsing a command name and arguments gave.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Parsed {
@@ -672,6 +684,33 @@ mod tests {
             }
         }
         assert!(m.0.is_empty());
+    }
+
+    #[test]
+    fn blind_writes_are_recognised() {
+        let txn = |command: &str| {
+            let args: Vec<Bytes> = command
+                .split(' ')
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect();
+            match parse(&args) {
+                Parsed::Txn(t) => t,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert!(txn("SET a 1").is_blind());
+        assert!(txn("SET a 1 KEEPTTL").is_blind());
+        assert!(txn("MSET a 1 b 2").is_blind());
+        for not_blind in [
+            "SET a 1 NX",
+            "SET a 1 GET",
+            "SETNX a 1",
+            "INCR a",
+            "DEL a",
+            "GET a",
+        ] {
+            assert!(!txn(not_blind).is_blind(), "{not_blind}");
+        }
     }
 
     #[test]

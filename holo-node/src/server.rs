@@ -266,6 +266,7 @@ fn dispatch(
         Parsed::Txn(txn) => {
             let (tx, rx) = oneshot::channel();
             proposals.push(Proposal {
+                blind: txn.is_blind(),
                 reads: txn.reads,
                 writes: txn.writes,
                 op: txn.op,

@@ -7,7 +7,7 @@ use holo_accord::{
     Action, Command, Config, Envelope, Key, Node, NodeId, RangeId, RangeInfo, Topology, TxnId,
 };
 
-use crate::checker::{Checker, ClientOp};
+use crate::checker::{Checker, ClientOp, OpResult};
 use crate::rng::Rng;
 
 /// Which faults the network injects while the run is not healed.
@@ -580,6 +580,7 @@ impl Sim {
                     }
                 }
                 Action::Invalidated { txn_id } => self.client_failed(txn_id),
+                Action::Committed { txn_id } => self.committed(txn_id),
             }
         }
     }
@@ -605,6 +606,18 @@ impl Sim {
                 seq,
             },
         );
+    }
+
+    /// A blind write's client is answered at commit, before any replica applied it (what
+    /// holo-node does for SET and MSET): real-time order from here on must still hold.
+    fn committed(&mut self, id: TxnId) {
+        let (owner, op) = self.ops[&id].clone();
+        if matches!(op, ClientOp::Write(_)) && self.clients[owner].outstanding == Some(id) {
+            self.checker.completed(id, OpResult::Written, self.now);
+            self.clients[owner].outstanding = None;
+            let think = self.rng.between(0, 3_000);
+            self.schedule(think, Event::ClientNext { client: owner });
+        }
     }
 
     fn client_failed(&mut self, id: TxnId) {
