@@ -31,6 +31,8 @@
 //!   jitter), also one whose own coordinator stood aside for a recovery that went quiet, and
 //!   asks its peers about dependencies it never saw.
 //! - Restart from the persisted command records.
+//! - `Action::Committed` when a txn the node owes a client is decided, so a host can answer
+//!   blind writes at commit; the simulator answers its write clients there.
 //! - Conflict-index compaction: an applied write drops from its keys' index the finished
 //!   txns it waited for (see `Replica::compact_after`), so deps list what is in flight, not a
 //!   key's whole history; readiness checks track only each waiting txn's unresolved deps.
@@ -51,7 +53,8 @@
 //! caught: a recovery pre-accept casting a fast-path vote (here a replica that saw a
 //! conflicting later txn bumps the witness, so the vote is never cast where it would matter)
 //! and a coordinator ignoring its own vote (the slow path takes over after the fast-path wait,
-//! so nothing stalls; only speed suffers).
+//! so nothing stalls; only speed suffers). Also caught: answering a write's client when it is
+//! proposed rather than committed (seed 0).
 
 mod coordinator;
 mod ids;

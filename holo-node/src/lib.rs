@@ -23,7 +23,9 @@
 //! # Durability and restart
 //! A reply that depends on a persisted record leaves only after the WAL reports it durable
 //! (the core holds it); a decided transaction is applied only after every record before it
-//! is durable. On start the node replays its WAL into the Accord core and re-applies every
+//! is durable. Clients of blind writes (plain SET, MSET: the reply is `+OK` whatever the
+//! state) are answered when the coordinator decides (`Action::Committed`: durable at a
+//! quorum, and Accord orders every later transaction after it); all others after apply. On start the node replays its WAL into the Accord core and re-applies every
 //! decided transaction; the executor skips what storage already holds (see
 //! [`executor`]'s docs), so a kill -9 at any moment loses nothing acknowledged.
 //!
