@@ -235,6 +235,20 @@ impl Coordination {
 
     /// Done: the decision reached every replica (or another coordinator owns it) and the
     /// client, if any, has its answer.
+    /// The decision reached a majority of every range and the client (if any) has its
+    /// answer: replicas that have not acknowledged it (down, or cut off) will learn it through
+    /// their own progress mechanism (recovery of what they hold, inquiries for deps they miss),
+    /// so after `patience` of resending the coordinator may stop. Keeps a down replica from
+    /// making every coordination live (and be resent) until it returns.
+    pub fn done_enough(&self, now: u64, patience: u64) -> bool {
+        let Phase::Committing { acked, .. } = &self.phase else {
+            return false;
+        };
+        (!self.client || self.client_done)
+            && now.saturating_sub(self.phase_started) >= patience
+            && self.majority_everywhere(|n| acked.contains(n))
+    }
+
     pub fn finished(&self) -> bool {
         let decision_out = match &self.phase {
             Phase::Committing { acked, .. } => acked.len() == self.replicas.len(),

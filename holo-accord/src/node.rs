@@ -64,6 +64,17 @@ pub enum Action {
     Committed { txn_id: TxnId },
 }
 
+/// How many retry periods a coordinator keeps resending a decision to replicas that have
+/// not acknowledged it, once a majority of every range has.
+const COMMIT_RESENDS: u64 = 5;
+
+/// Most missed decisions remembered per replica (beyond, it catches up lazily: through
+/// the deps of later transactions and its progress mechanism).
+const MISSED_MAX: usize = 1 << 20;
+
+/// Missed decisions sent to a returning replica per tick.
+const MISSED_PER_TICK: usize = 256;
+
 /// How far above the current hlc (microseconds) one clock reservation reaches.
 const CLOCK_RESERVATION_US: u64 = 1_000_000;
 
@@ -102,6 +113,12 @@ pub struct Node {
     outbox: BTreeMap<NodeId, Vec<Message>>,
     actions: Vec<Action>,
     stats: Stats,
+    /// Decisions a replica never acknowledged before its coordination stopped resending
+    /// them, by replica: sent again once the replica is heard from, so a node that was down
+    /// catches up on everything it missed, not only on what later reads touch.
+    missed: BTreeMap<NodeId, BTreeSet<TxnId>>,
+    /// Replicas heard from that have missed decisions to be sent.
+    catching_up: BTreeSet<NodeId>,
     /// Timestamps with an hlc below this may leave before their record is durable.
     clock_reserved: u64,
     /// A reservation persisted but not yet durable: (seq, upto).
@@ -126,6 +143,8 @@ impl Node {
             outbox: BTreeMap::new(),
             actions: Vec::new(),
             stats: Stats::default(),
+            missed: BTreeMap::new(),
+            catching_up: BTreeSet::new(),
             clock_reserved: 0,
             reserving: None,
         }
@@ -297,8 +316,19 @@ impl Node {
         self.drain_local();
     }
 
+    /// The host's link to `peer` is up again (it reconnected): send it the decisions it
+    /// missed while it was unreachable.
+    pub fn peer_up(&mut self, peer: NodeId) {
+        if self.missed.contains_key(&peer) {
+            self.catching_up.insert(peer);
+        }
+    }
+
     /// Handles a batch of messages from a peer.
     pub fn receive(&mut self, envelope: Envelope) {
+        if self.missed.contains_key(&envelope.from) {
+            self.catching_up.insert(envelope.from);
+        }
         for message in envelope.messages {
             self.handle(envelope.from, message);
         }
@@ -312,10 +342,25 @@ impl Node {
         self.now = self.now.max(now_micros);
         self.clock.observe_now(now_micros);
         let ids: Vec<TxnId> = self.coordinating.keys().copied().collect();
+        let patience = COMMIT_RESENDS * self.config.retry_us;
         for id in ids {
             self.advance(id);
             self.retry(id);
+            if self
+                .coordinating
+                .get(&id)
+                .is_some_and(|c| c.done_enough(self.now, patience))
+            {
+                let c = self.coordinating.remove(&id).expect("checked");
+                for replica in c.unanswered() {
+                    let missed = self.missed.entry(replica).or_default();
+                    if missed.len() < MISSED_MAX {
+                        missed.insert(id);
+                    }
+                }
+            }
         }
+        self.send_missed();
         for dep in self.replica.unknown_deps() {
             self.progress.entry(dep).or_insert((self.now, 0));
         }
@@ -756,6 +801,41 @@ impl Node {
         };
         for to in c.unanswered() {
             self.send(to, message.clone());
+        }
+    }
+
+    /// Sends a batch of the decisions each returning replica missed.
+    fn send_missed(&mut self) {
+        for replica in std::mem::take(&mut self.catching_up) {
+            let Some(missed) = self.missed.get_mut(&replica) else {
+                continue;
+            };
+            let batch: Vec<TxnId> = missed.iter().take(MISSED_PER_TICK).copied().collect();
+            for id in &batch {
+                missed.remove(id);
+            }
+            if missed.is_empty() {
+                self.missed.remove(&replica);
+            } else {
+                self.catching_up.insert(replica);
+            }
+            for id in batch {
+                let Some(command) = self.replica.command(&id) else {
+                    continue;
+                };
+                let message = match command.status {
+                    Status::Stable | Status::Applied => Message::Stable {
+                        txn: command.txn.clone(),
+                        execute_at: command.execute_at,
+                        deps: command.deps.clone(),
+                    },
+                    Status::Invalidated => Message::Invalidate {
+                        txn: command.txn.clone(),
+                    },
+                    _ => continue,
+                };
+                self.send(replica, message);
+            }
         }
     }
 

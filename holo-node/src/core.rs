@@ -46,6 +46,8 @@ pub enum Event {
     Durable(u64),
     /// Diagnostics: a line per coordination, blocked txn and progress entry.
     Describe(oneshot::Sender<Vec<String>>),
+    /// The transport (re)connected to this peer.
+    PeerUp(NodeId),
 }
 
 /// Most client commands proposed as one transaction.
@@ -193,6 +195,7 @@ impl Core {
                 }
             }
             Event::Peer(envelope) => self.node.receive(envelope),
+            Event::PeerUp(peer) => self.node.peer_up(peer),
             Event::Describe(reply) => {
                 let mut lines = self.node.describe_coordinations();
                 lines.push(format!(

@@ -181,7 +181,12 @@ pub async fn run(
     let mut peers = HashMap::new();
     for member in map.members() {
         if member.id != me {
-            let link = transport::spawn_peer(member.id, &member.grpc_addr, &config.transport);
+            let link = transport::spawn_peer(
+                member.id,
+                &member.grpc_addr,
+                &config.transport,
+                core_tx.clone(),
+            );
             metrics
                 .peers
                 .lock()

@@ -44,7 +44,12 @@ impl PeerLink {
 }
 
 /// Starts the sender task for `peer` at `addr`.
-pub fn spawn_peer(peer: NodeId, addr: &str, config: &TransportConfig) -> PeerLink {
+pub fn spawn_peer(
+    peer: NodeId,
+    addr: &str,
+    config: &TransportConfig,
+    core: mpsc::Sender<Event>,
+) -> PeerLink {
     let (tx, rx) = mpsc::channel(config.peer_queue_batches);
     let stats = Arc::new(PeerStats::default());
     let endpoint = Endpoint::from_shared(format!("http://{addr}"))
@@ -54,7 +59,14 @@ pub fn spawn_peer(peer: NodeId, addr: &str, config: &TransportConfig) -> PeerLin
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(10));
     let backoff_max = Duration::from_millis(config.reconnect_backoff_max_ms);
-    tokio::spawn(sender(peer, endpoint, rx, Arc::clone(&stats), backoff_max));
+    tokio::spawn(sender(
+        peer,
+        endpoint,
+        rx,
+        Arc::clone(&stats),
+        backoff_max,
+        core,
+    ));
     PeerLink { tx, stats }
 }
 
@@ -64,6 +76,7 @@ async fn sender(
     mut queue: mpsc::Receiver<Envelope>,
     stats: Arc<PeerStats>,
     backoff_max: Duration,
+    core: mpsc::Sender<Event>,
 ) {
     let mut backoff = Duration::from_millis(20);
     loop {
@@ -88,6 +101,8 @@ async fn sender(
             tokio::spawn(async move { client.deliver(ReceiverStream::new(stream_rx)).await });
         stats.connected.store(true, Ordering::Relaxed);
         tracing::info!("peer {}: connected", peer.0);
+        // The core sends the peer what it missed while it was unreachable.
+        let _ = core.try_send(Event::PeerUp(peer));
         backoff = Duration::from_millis(20);
         let mut batch = Vec::with_capacity(MERGE_MAX);
         loop {
