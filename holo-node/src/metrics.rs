@@ -51,6 +51,11 @@ const LATENCY_BOUNDS_US: &[u64] = &[
 /// Upper bounds of the batch-size buckets.
 const SIZE_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
 
+/// The HELP and TYPE lines of a histogram family.
+fn histogram_header(out: &mut String, name: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+}
+
 /// A histogram with fixed bucket bounds.
 pub struct Histogram {
     bounds: &'static [u64],
@@ -270,9 +275,10 @@ impl Metrics {
                 c.errors.load(Ordering::Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP holo_command_duration_seconds Time from reading a command to its reply being ready.\n# TYPE holo_command_duration_seconds histogram"
+        histogram_header(
+            &mut out,
+            "holo_command_duration_seconds",
+            "Time from reading a command to its reply being ready.",
         );
         for (name, c) in COMMANDS.iter().zip(&self.commands) {
             if c.calls.load(Ordering::Relaxed) > 0 {
@@ -344,15 +350,17 @@ impl Metrics {
             "Transactions in this replica's memory.",
             self.commands_known.load(Ordering::Relaxed) as i64,
         );
-        let _ = writeln!(
-            out,
-            "# HELP holo_wal_commit_seconds Time from handing records to the WAL to their being durable.\n# TYPE holo_wal_commit_seconds histogram"
+        histogram_header(
+            &mut out,
+            "holo_wal_commit_seconds",
+            "Time from handing records to the WAL to their being durable.",
         );
         self.wal_commit_latency
             .render(&mut out, "holo_wal_commit_seconds", "", 1e6);
-        let _ = writeln!(
-            out,
-            "# HELP holo_wal_submit_records Records handed to the WAL per core step.\n# TYPE holo_wal_submit_records histogram"
+        histogram_header(
+            &mut out,
+            "holo_wal_submit_records",
+            "Records handed to the WAL per core step.",
         );
         self.wal_batch_records
             .render(&mut out, "holo_wal_submit_records", "", 1.0);
@@ -383,15 +391,17 @@ impl Metrics {
             self.apply_queue.load(Ordering::Relaxed)
                 + self.apply_held.load(Ordering::Relaxed) as i64,
         );
-        let _ = writeln!(
-            out,
-            "# HELP holo_apply_batch_seconds Time to apply one batch to storage.\n# TYPE holo_apply_batch_seconds histogram"
+        histogram_header(
+            &mut out,
+            "holo_apply_batch_seconds",
+            "Time to apply one batch to storage.",
         );
         self.apply_latency
             .render(&mut out, "holo_apply_batch_seconds", "", 1e6);
-        let _ = writeln!(
-            out,
-            "# HELP holo_apply_batch_replies Client replies per applied batch.\n# TYPE holo_apply_batch_replies histogram"
+        histogram_header(
+            &mut out,
+            "holo_apply_batch_replies",
+            "Client replies per applied batch.",
         );
         self.apply_batch_replies
             .render(&mut out, "holo_apply_batch_replies", "", 1.0);

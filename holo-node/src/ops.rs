@@ -69,17 +69,14 @@ pub struct KvTxn {
     pub reads: Vec<Bytes>,
     pub writes: Vec<Bytes>,
     pub op: Bytes,
+    /// The reply does not depend on the state it runs against: `+OK` (plain SET, MSET).
+    /// Such a command is answered as soon as its transaction is committed.
+    blind: bool,
 }
 
 impl KvTxn {
-    /// The reply does not depend on the state it runs against: `+OK` (plain SET, MSET).
-    /// Such a command is answered as soon as its transaction is committed.
     pub fn is_blind(&self) -> bool {
-        match decode(&self.op) {
-            Some((Code::Set, flags, _)) => flags & (SET_NX | SET_XX | SET_GET) == 0,
-            Some((Code::MSet, _, _)) => true,
-            _ => false,
-        }
+        self.blind
     }
 }
 
@@ -184,8 +181,15 @@ pub fn parse(args: &[Bytes]) -> Parsed {
     let rest = &args[1..];
     let n = rest.len();
     let key = |i: usize| rest[i].clone();
-    let txn =
-        |reads: Vec<Bytes>, writes: Vec<Bytes>, op: Bytes| Parsed::Txn(KvTxn { reads, writes, op });
+    let blind_txn = |reads: Vec<Bytes>, writes: Vec<Bytes>, op: Bytes, blind: bool| {
+        Parsed::Txn(KvTxn {
+            reads,
+            writes,
+            op,
+            blind,
+        })
+    };
+    let txn = |reads, writes, op| blind_txn(reads, writes, op, false);
     let refs: Vec<&[u8]> = rest.iter().map(|b| &b[..]).collect();
     match name {
         "GET" | "STRLEN" => {
@@ -218,10 +222,11 @@ pub fn parse(args: &[Bytes]) -> Parsed {
                     _ => return syntax_error(),
                 }
             }
-            txn(
+            blind_txn(
                 vec![],
                 vec![key(0)],
                 encode(Code::Set, flags, &[&rest[0], &rest[1]]),
+                flags == 0,
             )
         }
         "SETNX" | "GETSET" | "APPEND" => {
@@ -268,7 +273,7 @@ pub fn parse(args: &[Bytes]) -> Parsed {
                 Code::MSetNx
             };
             let keys = rest.iter().step_by(2).cloned().collect();
-            txn(vec![], keys, encode(code, 0, &refs))
+            blind_txn(vec![], keys, encode(code, 0, &refs), code == Code::MSet)
         }
         "INCR" | "DECR" => {
             if n != 1 {

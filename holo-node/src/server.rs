@@ -88,6 +88,7 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 }
 
 /// One client's state.
+#[derive(Default)]
 struct Client {
     id: u64,
     version: Version,
@@ -105,10 +106,7 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
     let mut client = Client {
         id: shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1,
-        version: Version::Resp2,
-        name: None,
-        lib_name: None,
-        lib_ver: None,
+        ..Client::default()
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
@@ -228,14 +226,12 @@ fn dispatch(
         let shared = Arc::clone(shared);
         tokio::task::spawn_blocking(move || {
             let mut quit = false;
-            let mut scratch = Client {
-                id: 0,
-                version: Version::Resp2,
-                name: None,
-                lib_name: None,
-                lib_ver: None,
-            };
-            let _ = tx.send(local_command(&args, &mut scratch, &shared, &mut quit));
+            let _ = tx.send(local_command(
+                &args,
+                &mut Client::default(),
+                &shared,
+                &mut quit,
+            ));
         });
         return (index, Reply::Pending(rx));
     }
