@@ -56,6 +56,9 @@ pub struct Coordination {
     pub client: bool,
     /// The local replica executed or invalidated it, so the client has its answer.
     pub client_done: bool,
+    /// Replicas that refused the txn (unknown there and below a sync point): they never
+    /// vote for it or accept it.
+    pub refused: BTreeSet<NodeId>,
 }
 
 /// What the coordinator decided after the replies so far.
@@ -86,6 +89,14 @@ impl Coordination {
             return Decision::Wait;
         };
         let t0 = self.txn.id.timestamp();
+        if self.txn.id.is_sync_point() {
+            // A sync point never takes the fast path: Accept recomputes its deps at a
+            // majority, and its recovery needs no fast-path evidence.
+            if self.majority_everywhere(|n| replies.contains_key(n)) {
+                return Decision::Accept { execute_at: t0 };
+            }
+            return Decision::Wait;
+        }
         let fast_everywhere = self.ranges.iter().all(|range| {
             let votes = range
                 .replicas
@@ -105,10 +116,9 @@ impl Coordination {
             });
         }
         let fast_impossible = self.ranges.iter().any(|range| {
-            let against = range
-                .replicas
-                .iter()
-                .filter(|n| replies.get(n).is_some_and(|(w, _)| *w != t0));
+            let against = range.replicas.iter().filter(|n| {
+                self.refused.contains(n) || replies.get(n).is_some_and(|(w, _)| *w != t0)
+            });
             against.count() > range.replicas.len() - range.fast_quorum()
         });
         if self.majority_everywhere(|n| replies.contains_key(n))
@@ -216,12 +226,24 @@ impl Coordination {
         }
     }
 
+    /// So many replicas of some range refused the txn that no majority can accept it.
+    pub fn refused_by_too_many(&self) -> bool {
+        self.ranges.iter().any(|r| {
+            let willing = r
+                .replicas
+                .iter()
+                .filter(|n| !self.refused.contains(n))
+                .count();
+            willing < r.slow_quorum()
+        })
+    }
+
     /// Replicas that have not answered the current phase.
     pub fn unanswered(&self) -> Vec<NodeId> {
         let answered = |n: &NodeId| match &self.phase {
-            Phase::PreAccepting { replies } => replies.contains_key(n),
+            Phase::PreAccepting { replies } => replies.contains_key(n) || self.refused.contains(n),
             Phase::Recovering { replies } => replies.contains_key(n),
-            Phase::Accepting { replies, .. } => replies.contains_key(n),
+            Phase::Accepting { replies, .. } => replies.contains_key(n) || self.refused.contains(n),
             Phase::Invalidating { replies } => replies.contains(n),
             Phase::Committing { acked, .. } => acked.contains(n),
             Phase::Following => true,
@@ -297,6 +319,7 @@ mod tests {
             last_sent: 0,
             client: true,
             client_done: false,
+            refused: BTreeSet::new(),
         }
     }
 

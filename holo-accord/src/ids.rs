@@ -17,6 +17,10 @@ pub enum TxnKind {
     Read,
     /// Writes (and maybe reads): conflicts with everything.
     Write,
+    /// A sync point: no keys, no operation; it depends on every txn started before it in
+    /// every range, which makes it the watermark GC needs (see `Replica::gc`). Ordinary
+    /// txns never depend on it.
+    SyncPoint,
 }
 
 /// An Accord timestamp: `(epoch, hlc, flags, node)`, ordered in that order. The node id
@@ -54,14 +58,17 @@ impl fmt::Display for Timestamp {
 }
 
 const FLAG_WRITE: u16 = 1;
+const FLAG_SYNC_POINT: u16 = 2;
 
 /// A transaction id: the timestamp `t0` its coordinator took when the transaction started.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct TxnId(pub Timestamp);
 
 impl TxnId {
     pub fn kind(&self) -> TxnKind {
-        if self.0.flags & FLAG_WRITE != 0 {
+        if self.0.flags & FLAG_SYNC_POINT != 0 {
+            TxnKind::SyncPoint
+        } else if self.0.flags & FLAG_WRITE != 0 {
             TxnKind::Write
         } else {
             TxnKind::Read
@@ -70,6 +77,10 @@ impl TxnId {
 
     pub fn timestamp(&self) -> Timestamp {
         self.0
+    }
+
+    pub fn is_sync_point(&self) -> bool {
+        self.kind() == TxnKind::SyncPoint
     }
 
     pub fn coordinator(&self) -> NodeId {
@@ -132,6 +143,7 @@ impl Clock {
         let flags = match kind {
             TxnKind::Write => FLAG_WRITE,
             TxnKind::Read => 0,
+            TxnKind::SyncPoint => FLAG_SYNC_POINT,
         };
         Timestamp {
             epoch: self.epoch,

@@ -36,9 +36,32 @@
 //! - Conflict-index compaction: an applied write drops from its keys' index the finished
 //!   txns it waited for (see `Replica::compact_after`), so deps list what is in flight, not a
 //!   key's whole history; readiness checks track only each waiting txn's unresolved deps.
+//! - GC through sync points (below).
+//!
+//! # GC: sync points and the truncation floor
+//! Every `Config::sync_interval_us` a node proposes a *sync point*: a txn of kind
+//! `TxnKind::SyncPoint` with no keys over every range. Its deps are every txn with a lower
+//! id the replicas know (sync points included); it always takes the slow path (so its Accept
+//! fixes the deps at a majority and its recovery needs no fast-path evidence) and executes
+//! only once every dep is applied or invalidated, whatever their executeAt. Ordinary txns
+//! never depend on it. A replica that has seen a sync point *refuses* any unknown txn with a
+//! lower id (`Message::Refused`, or a recovery reply without a vote that rules out the fast
+//! path), so a txn below a sync point either is in its deps or can never gather a majority:
+//! applying a sync point at a replica means every txn below it that will ever execute has
+//! been applied there. The host reports a sync point's apply durable in storage with
+//! `Node::sync_durable`; nodes tell each other (`Message::SyncApplied`), and once every
+//! replica durably applied one, each drops the records of finished txns below it
+//! (`Replica::gc`) and emits `Action::Truncate { floor, max }`: the host persists the floor
+//! and may drop those records from its log. Below the floor an unknown txn is finished: a
+//! late Stable or Invalidate is ignored, an unknown dep no longer blocks, and `max` keeps
+//! new txns ordered above every dropped one. A recovery that finds the txn decided locally
+//! finishes with that decision, so answers from replicas that dropped it cannot mislead it.
+//! A node that is down stops GC for everyone until it returns (its peers keep their records
+//! for it). The simulator checks that no txn below an applied sync point is applied after
+//! it, that everything below a sync point every node applied is applied everywhere, and
+//! that GC happens only then.
 //!
 //! # Not yet
-//! - GC of records every replica has applied (watermarks), and rejecting TxnIds below them.
 //! - Read-only optimisations (ephemeral reads) and sending Apply results to lagging replicas;
 //!   today every replica executes every transaction itself.
 //! - Epochs and topology changes (the epoch is fixed at 1).

@@ -61,6 +61,13 @@ pub enum Message {
     Inquire { txn_id: TxnId },
     /// Peer -> replica: what this node knows of a transaction.
     Inform { command: Command },
+    /// Replica -> coordinator: `txn_id` is unknown here and below a sync point witnessed
+    /// here; this replica will never witness or accept it.
+    Refused { txn_id: TxnId },
+    /// Node -> node: the sender durably applied every sync point up to `txn_id` (GC happens
+    /// below the lowest such point of all replicas). `query`: the sender asks for the
+    /// receiver's own point in return.
+    SyncApplied { txn_id: TxnId, query: bool },
 }
 
 impl Message {
@@ -82,7 +89,9 @@ impl Message {
             | Message::RecoverOk { txn_id, .. }
             | Message::RecoverNack { txn_id, .. }
             | Message::AcceptInvalidateOk { txn_id, .. }
-            | Message::Inquire { txn_id } => *txn_id,
+            | Message::Inquire { txn_id }
+            | Message::Refused { txn_id }
+            | Message::SyncApplied { txn_id, .. } => *txn_id,
         }
     }
 }

@@ -23,6 +23,10 @@ pub struct Config {
     /// How long a transaction may stay undecided at a replica before the replica recovers
     /// it (with up to as much again of deterministic jitter, so replicas rarely collide).
     pub recover_after_us: u64,
+    /// How often this node proposes a sync point while it holds records GC could drop
+    /// (0: never). Every replica durably applying one lets all of them drop the records of
+    /// the txns below it.
+    pub sync_interval_us: u64,
 }
 
 impl Default for Config {
@@ -31,6 +35,7 @@ impl Default for Config {
             fast_path_wait_us: 2_000,
             retry_us: 50_000,
             recover_after_us: 200_000,
+            sync_interval_us: 0,
         }
     }
 }
@@ -62,6 +67,12 @@ pub enum Action {
     /// durable at a quorum and survives any recovery. A host whose client needs no result
     /// from execution (a blind write) may answer it now; the Apply still follows.
     Committed { txn_id: TxnId },
+    /// Every replica durably applied the sync point `floor`: the records of finished txns
+    /// below it are gone from memory. The host persists `floor` and `max` (for
+    /// [`Node::restart`]) and may then drop every record of a txn below `floor` that
+    /// [`Replica::command`] no longer holds. The host must call [`Node::sync_durable`] for
+    /// a sync point's Apply once everything applied up to it is durable in storage.
+    Truncate { floor: TxnId, max: Timestamp },
 }
 
 /// How many retry periods a coordinator keeps resending a decision to replicas that have
@@ -123,10 +134,21 @@ pub struct Node {
     clock_reserved: u64,
     /// A reservation persisted but not yet durable: (seq, upto).
     reserving: Option<(u64, u64)>,
+    /// When this node last proposed a sync point.
+    last_sync: u64,
+    /// The highest sync point this node applied durably (the host said so).
+    sync_applied: TxnId,
+    /// The highest sync point each peer said it applied durably.
+    sync_known: BTreeMap<NodeId, TxnId>,
+    /// When this node last asked lagging peers for their sync point.
+    last_sync_query: u64,
+    /// Every replica of every range, this node included.
+    all_replicas: Vec<NodeId>,
 }
 
 impl Node {
     pub fn new(id: NodeId, topology: Topology, config: Config) -> Node {
+        let all_replicas = Topology::replicas_of(&topology.ranges.iter().collect::<Vec<_>>());
         Node {
             id,
             topology,
@@ -147,26 +169,40 @@ impl Node {
             catching_up: BTreeSet::new(),
             clock_reserved: 0,
             reserving: None,
+            last_sync: 0,
+            sync_applied: TxnId::default(),
+            sync_known: BTreeMap::new(),
+            last_sync_query: 0,
+            all_replicas,
         }
     }
 
-    /// A node rebuilt from its durable records, in the order they were persisted, and the
-    /// highest durable clock reservation (`ReserveClock::upto`, 0 if none). Every timestamp
-    /// it ever let out is in a durable record or below a durable reservation, so its clock
-    /// restarts above all of them and never re-issues one. Persist sequence numbers start
-    /// again at 1.
+    /// A node rebuilt from its durable records, in the order they were persisted, the
+    /// highest durable clock reservation (`ReserveClock::upto`, 0 if none) and the last
+    /// durable `Truncate { floor, max }` (defaults if none). Every timestamp it ever let out
+    /// is in a durable record or below a durable reservation, so its clock restarts above
+    /// all of them and never re-issues one. Persist sequence numbers start again at 1.
     pub fn restart(
         id: NodeId,
         topology: Topology,
         config: Config,
         records: impl IntoIterator<Item = Command>,
         clock_reserved: u64,
+        truncated: (TxnId, Timestamp),
     ) -> Node {
         let mut node = Node::new(id, topology, config);
         for command in records {
             node.replica.restore(command);
         }
-        let floor = node.replica.max_timestamp().hlc.max(clock_reserved);
+        let (gc_floor, gc_max) = truncated;
+        node.replica.gc(gc_floor, gc_max);
+        node.sync_applied = gc_floor;
+        let floor = node
+            .replica
+            .max_timestamp()
+            .hlc
+            .max(clock_reserved)
+            .max(gc_max.hlc);
         node.clock = Clock::new(id, 1, floor);
         let undecided: Vec<TxnId> = node
             .replica
@@ -247,13 +283,117 @@ impl Node {
         id
     }
 
+    /// Starts a sync point over every range (see [`Config::sync_interval_us`]).
+    pub fn propose_sync_point(&mut self) -> TxnId {
+        let id = TxnId(self.clock.unique_now(TxnKind::SyncPoint, Timestamp::ZERO));
+        self.last_sync = self.now;
+        let txn = Txn {
+            id,
+            keys: Vec::new(),
+            op: Bytes::new(),
+        };
+        self.coordinate(txn, Ballot::ZERO, false);
+        id
+    }
+
+    /// The host made durable everything applied up to and including the sync point
+    /// `txn_id` (its Apply action): tell every peer, and collect garbage if all are there.
+    pub fn sync_durable(&mut self, txn_id: TxnId) {
+        if txn_id <= self.sync_applied {
+            return;
+        }
+        self.sync_applied = txn_id;
+        for peer in self.all_replicas.clone() {
+            if peer != self.id {
+                self.send(
+                    peer,
+                    Message::SyncApplied {
+                        txn_id,
+                        query: false,
+                    },
+                );
+            }
+        }
+        self.collect_garbage();
+    }
+
+    /// Drops what every replica has durably applied below a common sync point.
+    fn collect_garbage(&mut self) {
+        let floor = self
+            .all_replicas
+            .iter()
+            .map(|n| {
+                if *n == self.id {
+                    self.sync_applied
+                } else {
+                    self.sync_known.get(n).copied().unwrap_or_default()
+                }
+            })
+            .min()
+            .unwrap_or_default();
+        if floor <= self.replica.gc_floor() {
+            return;
+        }
+        self.replica.gc(floor, Timestamp::ZERO);
+        self.actions.push(Action::Truncate {
+            floor,
+            max: self.replica.gc_max(),
+        });
+        // Deps that were unknown here and are now below the floor no longer block.
+        self.execute_ready();
+    }
+
+    /// The highest clock reservation persisted (durable or in flight): a host that rewrites
+    /// its log keeps a record of it.
+    pub fn clock_reserved(&self) -> u64 {
+        self.reserving.map_or(self.clock_reserved, |(_, upto)| {
+            upto.max(self.clock_reserved)
+        })
+    }
+
+    /// The sync point this node applied durably and the GC floor, for metrics.
+    pub fn sync_state(&self) -> (TxnId, TxnId) {
+        (self.sync_applied, self.replica.gc_floor())
+    }
+
+    /// Proposes a sync point when one is due and asks peers that lag for news.
+    fn sync_tick(&mut self) {
+        let interval = self.config.sync_interval_us;
+        if interval > 0
+            && self.now.saturating_sub(self.last_sync) >= interval
+            && !self.coordinating.keys().any(|id| id.is_sync_point())
+            && self.replica.holds_ordinary()
+        {
+            self.propose_sync_point();
+        }
+        if self.now.saturating_sub(self.last_sync_query) < self.config.retry_us {
+            return;
+        }
+        self.last_sync_query = self.now;
+        let own = self.sync_applied;
+        for peer in self.all_replicas.clone() {
+            if peer != self.id && self.sync_known.get(&peer).copied().unwrap_or_default() < own {
+                self.send(
+                    peer,
+                    Message::SyncApplied {
+                        txn_id: own,
+                        query: true,
+                    },
+                );
+            }
+        }
+    }
+
     fn coordinate(&mut self, txn: Txn, ballot: Ballot, client: bool) {
-        let ranges: Vec<_> = self
-            .topology
-            .ranges_of(txn.keys.iter().map(|(k, _)| k))
-            .into_iter()
-            .cloned()
-            .collect();
+        let ranges: Vec<_> = if txn.id.is_sync_point() {
+            self.topology.ranges.clone()
+        } else {
+            self.topology
+                .ranges_of(txn.keys.iter().map(|(k, _)| k))
+                .into_iter()
+                .cloned()
+                .collect()
+        };
         let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
         assert!(
             replicas.contains(&self.id),
@@ -287,6 +427,7 @@ impl Node {
             last_sent: self.now,
             client,
             client_done: false,
+            refused: BTreeSet::new(),
         };
         let id = coordination.txn.id;
         self.coordinating.insert(id, coordination);
@@ -361,6 +502,7 @@ impl Node {
             }
         }
         self.send_missed();
+        self.sync_tick();
         for dep in self.replica.unknown_deps() {
             self.progress.entry(dep).or_insert((self.now, 0));
         }
@@ -481,6 +623,58 @@ impl Node {
     fn handle(&mut self, from: NodeId, message: Message) {
         self.clock.observe(message.txn_id().timestamp());
         match message {
+            Message::PreAccept { txn } | Message::Accept { txn, .. }
+                if self.replica.refuses(&txn.id) =>
+            {
+                self.reply(from, Message::Refused { txn_id: txn.id });
+            }
+            Message::PreAccept { txn }
+                if self
+                    .replica
+                    .command(&txn.id)
+                    .is_some_and(|c| c.status.is_decided()) =>
+            {
+                // A late or repeated PreAccept of a decided txn: tell the coordinator the
+                // decision, so it finishes (it may be waiting for this replica's answer).
+                let command = self.replica.command(&txn.id).expect("checked").clone();
+                self.reply(from, Message::Inform { command });
+            }
+            Message::Accept { txn, .. }
+                if self
+                    .replica
+                    .command(&txn.id)
+                    .is_some_and(|c| c.status == Status::Invalidated) =>
+            {
+                // Invalidated, possibly after this replica refused the txn (an
+                // AcceptInvalidate it acknowledged without a promise): never accept it.
+                self.reply(from, Message::Refused { txn_id: txn.id });
+            }
+            Message::BeginRecovery { txn, ballot } if self.replica.refuses(&txn.id) => {
+                let info = Replica::refusal_info(&txn);
+                self.reply(
+                    from,
+                    Message::RecoverOk {
+                        txn_id: txn.id,
+                        ballot,
+                        info,
+                    },
+                );
+            }
+            Message::SyncApplied { txn_id, query } => {
+                let known = self.sync_known.entry(from).or_default();
+                *known = (*known).max(txn_id);
+                if query && self.sync_applied >= txn_id {
+                    let own = self.sync_applied;
+                    self.send(
+                        from,
+                        Message::SyncApplied {
+                            txn_id: own,
+                            query: false,
+                        },
+                    );
+                }
+                self.collect_garbage();
+            }
             Message::PreAccept { txn } => {
                 let handled = self.replica.pre_accept(&txn, &mut self.clock);
                 self.persist(handled.changed);
@@ -643,6 +837,26 @@ impl Node {
             (Message::StableOk { .. }, Phase::Committing { acked, .. }) => {
                 acked.insert(from);
             }
+            (Message::Refused { .. }, Phase::PreAccepting { .. } | Phase::Accepting { .. }) => {
+                c.refused.insert(from);
+                if c.refused_by_too_many() {
+                    // No majority will ever accept it: recover now, which invalidates it
+                    // unless a decision or an acceptance turns up.
+                    if c.client && !c.client_done {
+                        c.phase = Phase::Following;
+                    } else {
+                        self.coordinating.remove(&id);
+                    }
+                    if self
+                        .replica
+                        .command(&id)
+                        .is_some_and(|c| !c.status.is_decided())
+                    {
+                        self.progress.insert(id, (self.now, 0));
+                    }
+                    return;
+                }
+            }
             (
                 Message::PreAcceptNack { promised, .. }
                 | Message::AcceptNack { promised, .. }
@@ -677,7 +891,26 @@ impl Node {
         let Some(c) = self.coordinating.get(&id) else {
             return;
         };
+        // The local replica's decision is final: a recovery whose replies predate it (a
+        // replier may have dropped the txn by GC since and answer as if it never saw it)
+        // finishes with it instead of deciding again.
+        let known = self.replica.command(&id).and_then(|cmd| match cmd.status {
+            Status::Stable | Status::Applied => Some(Outcome::Execute {
+                execute_at: cmd.execute_at,
+                deps: cmd.deps.clone(),
+            }),
+            Status::Invalidated => Some(Outcome::Invalidate),
+            _ => None,
+        });
         let decision = match &c.phase {
+            Phase::PreAccepting { .. }
+            | Phase::Recovering { .. }
+            | Phase::Accepting { .. }
+            | Phase::Invalidating { .. }
+                if known.is_some() =>
+            {
+                Decision::Commit(known.expect("checked"))
+            }
             Phase::PreAccepting { .. } => {
                 let waited =
                     self.now.saturating_sub(c.phase_started) >= self.config.fast_path_wait_us;
@@ -728,6 +961,7 @@ impl Node {
                     self.actions.push(Action::Committed { txn_id: id });
                 }
                 match (&outcome, &c.phase) {
+                    _ if id.is_sync_point() => {}
                     (Outcome::Invalidate, _) => self.stats.invalidations += 1,
                     (_, Phase::PreAccepting { .. }) => self.stats.fast_path += 1,
                     _ => self.stats.slow_path += 1,
@@ -862,6 +1096,10 @@ impl Node {
                 self.stats.recoveries += 1;
                 self.coordinating.remove(&id);
                 self.coordinate(txn, ballot, client);
+            }
+            None if id < self.replica.gc_floor() => {
+                // Dropped by GC everywhere: finished, nothing to ask.
+                self.progress.remove(&id);
             }
             None => {
                 for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())

@@ -80,7 +80,7 @@ pub struct Replica {
     waiting: BTreeSet<TxnId>,
     /// For an undecided or unapplied dep, the waiting txns that list it: when the dep is
     /// decided or applied, only these can become ready.
-    dependents: HashMap<TxnId, BTreeSet<TxnId>>,
+    dependents: BTreeMap<TxnId, BTreeSet<TxnId>>,
     /// Waiting txns whose readiness may have changed since the last `take_ready`.
     recheck: BTreeSet<TxnId>,
     /// For each waiting txn, the deps not yet known to be out of its way. A dep that is
@@ -88,6 +88,16 @@ pub struct Replica {
     /// checked until it resolves and never again: a txn with a thousand applied deps costs
     /// its readiness checks nothing after the first.
     unresolved: HashMap<TxnId, Vec<TxnId>>,
+    /// The highest sync point witnessed (or the GC floor): an unknown txn started below it
+    /// is refused, never witnessed (see [`Replica::refuses`]).
+    sync_floor: TxnId,
+    /// Every replica durably applied the sync point with this id: the records of finished
+    /// txns below it are dropped, and an unknown txn below it is finished (see
+    /// [`Replica::gc`]).
+    gc_floor: TxnId,
+    /// The highest t0 or executeAt of any dropped txn: conflicts are computed as if every
+    /// key had been written there.
+    gc_max: Timestamp,
 }
 
 /// A replica's answer to a PreAccept.
@@ -134,6 +144,91 @@ impl Replica {
         self.commands.values()
     }
 
+    /// This replica will never witness `txn_id`: it is unknown here and started below a sync
+    /// point witnessed here. The sync point's deps hold every txn with a lower id that can
+    /// still commit (a majority that accepts such a txn meets the majority that gave the
+    /// sync point its deps, and a replica there saw the txn first, or refused it), so a
+    /// refused txn either is among them or never executes.
+    pub fn refuses(&self, txn_id: &TxnId) -> bool {
+        *txn_id < self.sync_floor && !self.commands.contains_key(txn_id)
+    }
+
+    /// What a replica that refuses `txn` reports to its recovery: no vote, no acceptance,
+    /// and the fast path impossible (it would have needed this replica's vote at t0).
+    pub fn refusal_info(txn: &Txn) -> RecoverInfo {
+        RecoverInfo {
+            status: Status::PreAccepted,
+            accepted: Ballot::ZERO,
+            execute_at: txn.id.timestamp(),
+            deps: Deps::new(),
+            fast_vote: false,
+            rejects_fast_path: true,
+            undecided_blocker: false,
+        }
+    }
+
+    /// The GC floor: unknown txns below it are finished.
+    pub fn gc_floor(&self) -> TxnId {
+        self.gc_floor
+    }
+
+    /// The highest timestamp among dropped txns.
+    pub fn gc_max(&self) -> Timestamp {
+        self.gc_max
+    }
+
+    /// Holds any txn other than sync points.
+    pub fn holds_ordinary(&self) -> bool {
+        self.commands.keys().any(|id| !id.is_sync_point())
+    }
+
+    /// Every replica durably applied the sync point `floor`: every txn below it that ever
+    /// executes is applied everywhere, and the others never execute. Drops the records of
+    /// the finished ones (keys whose index empties go too; `gc_max` keeps ordering new txns
+    /// above the dropped ones). Returns how many records were dropped.
+    pub fn gc(&mut self, floor: TxnId, max: Timestamp) -> usize {
+        self.gc_floor = self.gc_floor.max(floor);
+        self.sync_floor = self.sync_floor.max(floor);
+        self.gc_max = self.gc_max.max(max);
+        // Deps that are unknown here and now below the floor are done: whoever waits on
+        // them needs another look.
+        let below: Vec<TxnId> = self
+            .dependents
+            .range(..self.gc_floor)
+            .map(|(id, _)| *id)
+            .filter(|id| !self.commands.contains_key(id))
+            .collect();
+        for id in below {
+            let waiting = self.dependents.remove(&id).unwrap_or_default();
+            self.recheck.extend(waiting);
+        }
+        let dropped: Vec<TxnId> = self
+            .commands
+            .range(..self.gc_floor)
+            .filter(|(_, c)| matches!(c.status, Status::Applied | Status::Invalidated))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &dropped {
+            let command = self.commands.remove(id).expect("listed above");
+            self.gc_max = self
+                .gc_max
+                .max(command.execute_at)
+                .max(command.txn.id.timestamp());
+            self.dependents.remove(id);
+            for (key, _) in &command.txn.keys {
+                if let Some(state) = self.keys.get_mut(key) {
+                    state.txns.remove(id);
+                    if state.txns.is_empty() {
+                        // The key's highest timestamps live on in gc_max.
+                        self.gc_max = self.gc_max.max(state.max_write).max(state.max_read);
+                        self.keys.remove(key);
+                    }
+                }
+            }
+        }
+        dropped.len()
+    }
+
     /// PreAccept: witness `txn` at t0 if nothing conflicting has a timestamp at or above it,
     /// else at a fresh timestamp above every conflict. Deps: conflicting txns below t0.
     /// Refused once a recovery ballot was promised.
@@ -163,6 +258,21 @@ impl Replica {
     /// Records a txn first seen now as PreAccepted, with a fast-path vote only if asked.
     fn witness(&mut self, txn: &Txn, clock: &mut Clock, vote: bool) -> Command {
         let t0 = txn.id.timestamp();
+        if txn.id.is_sync_point() {
+            // Nothing is ordered against a sync point: it executes at its t0 and never votes
+            // (it always takes the slow path, so its recovery needs no fast-path evidence).
+            let command = Command {
+                txn: txn.clone(),
+                status: Status::PreAccepted,
+                execute_at: t0,
+                deps: self.conflicts_below(txn, t0),
+                promised: Ballot::ZERO,
+                accepted: Ballot::ZERO,
+                fast_vote: false,
+            };
+            self.insert(command.clone());
+            return command;
+        }
         let max_conflict = self.max_conflict(txn);
         let witnessed = if t0 > max_conflict {
             t0
@@ -267,6 +377,10 @@ impl Replica {
         ballot: Ballot,
         clock: &mut Clock,
     ) -> Handled<Result<(), Ballot>> {
+        if self.refuses(&txn.id) {
+            // Never witnessed here and never will be: nothing to accept but the outcome.
+            return Handled::unchanged(Ok(()));
+        }
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
                 return Handled::unchanged(Err(existing.promised));
@@ -292,6 +406,9 @@ impl Replica {
     /// # Panics
     /// If `txn` was already decided to execute: two decisions for one txn is a protocol bug.
     pub fn invalidate(&mut self, txn: &Txn, clock: &mut Clock) -> Option<Command> {
+        if self.finished_and_dropped(&txn.id) {
+            return None;
+        }
         if !self.commands.contains_key(&txn.id) {
             self.witness(txn, clock, false);
         }
@@ -318,7 +435,7 @@ impl Replica {
                 self.stable(&command.txn, command.execute_at, &command.deps)
             }
             Status::Invalidated => self.invalidate(&command.txn, clock),
-            _ if !self.commands.contains_key(&command.txn.id) => {
+            _ if !self.commands.contains_key(&command.txn.id) && !self.refuses(&command.txn.id) => {
                 Some(self.witness(&command.txn, clock, false))
             }
             _ => None,
@@ -365,6 +482,9 @@ impl Replica {
     /// # Panics
     /// If `txn` was already invalidated: two decisions for one txn is a protocol bug.
     pub fn stable(&mut self, txn: &Txn, execute_at: Timestamp, deps: &Deps) -> Option<Command> {
+        if self.finished_and_dropped(&txn.id) {
+            return None;
+        }
         let previous = self.commands.get(&txn.id);
         match previous.map(|c| c.status) {
             Some(Status::Stable | Status::Applied) => return None,
@@ -392,6 +512,12 @@ impl Replica {
         Some(command)
     }
 
+    /// Unknown and below the GC floor: applied everywhere and dropped, or never executes. A
+    /// message about it is a late duplicate.
+    fn finished_and_dropped(&self, txn_id: &TxnId) -> bool {
+        *txn_id < self.gc_floor && !self.commands.contains_key(txn_id)
+    }
+
     /// Puts a Stable txn among the waiting and registers it with the deps it may wait for.
     fn start_waiting(&mut self, id: TxnId) {
         self.waiting.insert(id);
@@ -399,13 +525,17 @@ impl Replica {
             .insert(id, self.commands[&id].deps.iter().copied().collect());
         self.recheck.insert(id);
         for dep in &self.commands[&id].deps {
-            let done = self
-                .commands
-                .get(dep)
-                .is_some_and(|d| matches!(d.status, Status::Applied | Status::Invalidated));
-            if !done {
+            if self.pending(dep) {
                 self.dependents.entry(*dep).or_default().insert(id);
             }
+        }
+    }
+
+    /// `dep` may still hold up a txn that lists it: not applied, invalidated or dropped.
+    fn pending(&self, dep: &TxnId) -> bool {
+        match self.commands.get(dep) {
+            Some(d) => !matches!(d.status, Status::Applied | Status::Invalidated),
+            None => *dep >= self.gc_floor,
         }
     }
 
@@ -429,7 +559,7 @@ impl Replica {
         self.unresolved
             .values()
             .flatten()
-            .filter(|dep| !self.commands.contains_key(dep))
+            .filter(|dep| !self.commands.contains_key(dep) && **dep >= self.gc_floor)
             .copied()
             .collect()
     }
@@ -442,19 +572,19 @@ impl Replica {
             .map(|id| self.commands[id].deps.len())
             .sum();
         let summary = format!(
-            "replica: {} commands, {} waiting to execute with {deps} deps in all",
+            "replica: {} commands, {} waiting to execute with {deps} deps in all, sync floor {}, gc floor {}",
             self.commands.len(),
-            self.waiting.len()
+            self.waiting.len(),
+            self.sync_floor,
+            self.gc_floor
         );
         std::iter::once(summary)
             .chain(self.waiting.iter().take(20).flat_map(|id| {
                 let c = &self.commands[id];
                 c.deps
                     .iter()
+                    .filter(|d| self.pending(d))
                     .filter_map(move |d| match self.commands.get(d) {
-                        Some(dc) if matches!(dc.status, Status::Applied | Status::Invalidated) => {
-                            None
-                        }
                         Some(dc) if dc.status == Status::Stable && dc.execute_at > c.execute_at => {
                             None
                         }
@@ -536,17 +666,23 @@ impl Replica {
 
     /// A Stable txn may execute once every dep is Applied, or is Stable with a later
     /// executeAt (it will execute after this one). An unknown or undecided dep blocks.
+    /// A sync point waits for every dep to be applied or invalidated, whatever its executeAt
+    /// (it has no keys, so nothing is ordered against it; what it promises is that every
+    /// txn below it is done). A dep dropped by GC is done.
     fn is_ready(&mut self, id: &TxnId) -> bool {
         let execute_at = self.commands[id].execute_at;
+        let sync_point = id.is_sync_point();
         let commands = &self.commands;
+        let gc_floor = self.gc_floor;
         let unresolved = self
             .unresolved
             .get_mut(id)
             .expect("waiting txns are tracked");
         unresolved.retain(|dep| match commands.get(dep) {
             Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => false,
-            Some(d) if d.status == Status::Stable => d.execute_at <= execute_at,
-            _ => true,
+            Some(d) if d.status == Status::Stable && !sync_point => d.execute_at <= execute_at,
+            Some(_) => true,
+            None => *dep >= gc_floor,
         });
         unresolved.is_empty()
     }
@@ -588,6 +724,11 @@ impl Replica {
 
     fn insert(&mut self, command: Command) {
         let id = command.txn.id;
+        if id.is_sync_point() {
+            // However this replica learns of a sync point (PreAccept, Accept, a decision,
+            // recovery), it refuses unknown txns below it from then on.
+            self.sync_floor = self.sync_floor.max(id);
+        }
         for (key, access) in &command.txn.keys {
             let state = self.keys.entry(key.clone()).or_default();
             state.txns.insert(id, *access);
@@ -600,9 +741,11 @@ impl Replica {
         self.commands.insert(id, command);
     }
 
-    /// The highest timestamp of anything that conflicts with `txn` on any of its keys.
+    /// The highest timestamp of anything that conflicts with `txn` on any of its keys
+    /// (dropped txns count as conflicting with everything).
     fn max_conflict(&self, txn: &Txn) -> Timestamp {
-        txn.keys
+        let indexed = txn
+            .keys
             .iter()
             .filter_map(|(key, access)| {
                 let state = self.keys.get(key)?;
@@ -612,11 +755,22 @@ impl Replica {
                 })
             })
             .max()
-            .unwrap_or(Timestamp::ZERO)
+            .unwrap_or(Timestamp::ZERO);
+        indexed.max(self.gc_max)
     }
 
-    /// Conflicting transactions with a TxnId below `bound`, other than `txn` itself.
+    /// Conflicting transactions with a TxnId below `bound`, other than `txn` itself. A sync
+    /// point conflicts with every txn, earlier sync points included (so applying one means
+    /// every earlier one is done too); ordinary txns never list one.
     fn conflicts_below(&self, txn: &Txn, bound: Timestamp) -> Deps {
+        if txn.id.is_sync_point() {
+            return self
+                .commands
+                .range(..TxnId(bound))
+                .map(|(id, _)| *id)
+                .filter(|id| *id != txn.id)
+                .collect();
+        }
         let mut deps = Deps::new();
         for (key, access) in &txn.keys {
             let Some(state) = self.keys.get(key) else {
@@ -655,19 +809,16 @@ impl Replica {
             );
             if command.status == Status::Stable {
                 for dep in &command.deps {
-                    let done = self
-                        .commands
-                        .get(dep)
-                        .is_some_and(|d| matches!(d.status, Status::Applied | Status::Invalidated));
                     assert!(
-                        done || self.dependents.get(dep).is_some_and(|w| w.contains(id)),
+                        !self.pending(dep)
+                            || self.dependents.get(dep).is_some_and(|w| w.contains(id)),
                         "{id} is not registered with its pending dep {dep}"
                     );
                 }
             }
             let finished = matches!(command.status, Status::Applied | Status::Invalidated);
             for (key, access) in &command.txn.keys {
-                let indexed = self.keys[key].txns.get(id);
+                let indexed = self.keys.get(key).and_then(|state| state.txns.get(id));
                 assert!(
                     indexed == Some(access) || (finished && indexed.is_none()),
                     "{id}: missing from the index of its key while not finished"

@@ -147,7 +147,8 @@ fn settle(nodes: &mut [Node]) -> Vec<(usize, Action)> {
                     }
                     Action::Apply { .. }
                     | Action::Invalidated { .. }
-                    | Action::Committed { .. } => {}
+                    | Action::Committed { .. }
+                    | Action::Truncate { .. } => {}
                 }
                 log.push((i, action));
             }
@@ -265,7 +266,10 @@ fn exchange(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Message> 
             match action {
                 Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => node.durable(seq),
                 Action::Send(e) => replies.extend(e.messages),
-                Action::Apply { .. } | Action::Invalidated { .. } | Action::Committed { .. } => {}
+                Action::Apply { .. }
+                | Action::Invalidated { .. }
+                | Action::Committed { .. }
+                | Action::Truncate { .. } => {}
             }
         }
     }
@@ -392,4 +396,153 @@ fn an_invalidated_dep_does_not_block_execution() {
         "an invalidated dep never executes, so x may"
     );
     n1.validate();
+}
+
+fn sync_point(hlc: u64, coordinator: u16) -> holo_accord::Txn {
+    holo_accord::Txn {
+        id: holo_accord::TxnId(holo_accord::Timestamp {
+            epoch: 1,
+            hlc,
+            flags: 2,
+            node: coordinator,
+        }),
+        keys: Vec::new(),
+        op: Bytes::new(),
+    }
+}
+
+#[test]
+fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
+    let mut n1 = node(1);
+    let known = txn(10, 0, &["x"]);
+    exchange(&mut n1, 0, vec![Message::PreAccept { txn: known.clone() }]);
+    // The sync point's deps are every txn below it that the replica knows; it never votes.
+    let s = sync_point(20, 2);
+    let replies = exchange(&mut n1, 2, vec![Message::PreAccept { txn: s.clone() }]);
+    assert_eq!(
+        replies,
+        vec![Message::PreAcceptOk {
+            txn_id: s.id,
+            witnessed: s.id.timestamp(),
+            deps: BTreeSet::from([known.id]),
+        }]
+    );
+    assert!(!n1.replica().command(&s.id).unwrap().fast_vote);
+    // Unknown and below it: refused in every round, and recovery hears no vote and a
+    // fast path ruled out. Known txns below it and txns above it are served as before.
+    let late = txn(15, 0, &["y"]);
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![
+            Message::PreAccept { txn: late.clone() },
+            Message::Accept {
+                txn: late.clone(),
+                ballot: holo_accord::Ballot::ZERO,
+                execute_at: late.id.timestamp(),
+            },
+        ],
+    );
+    assert_eq!(
+        replies,
+        vec![
+            Message::Refused { txn_id: late.id },
+            Message::Refused { txn_id: late.id },
+        ]
+    );
+    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
+        epoch: 1,
+        hlc: 30,
+        flags: 1,
+        node: 0,
+    });
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![Message::BeginRecovery {
+            txn: late.clone(),
+            ballot,
+        }],
+    );
+    assert_eq!(
+        replies,
+        vec![Message::RecoverOk {
+            txn_id: late.id,
+            ballot,
+            info: holo_accord::RecoverInfo {
+                status: Status::PreAccepted,
+                accepted: holo_accord::Ballot::ZERO,
+                execute_at: late.id.timestamp(),
+                deps: BTreeSet::new(),
+                fast_vote: false,
+                rejects_fast_path: true,
+                undecided_blocker: false,
+            },
+        }]
+    );
+    assert!(n1.replica().command(&late.id).is_none(), "never recorded");
+    let above = txn(25, 0, &["y"]);
+    let replies = exchange(&mut n1, 0, vec![Message::PreAccept { txn: above.clone() }]);
+    assert!(matches!(&replies[..], [Message::PreAcceptOk { txn_id, .. }] if *txn_id == above.id));
+    n1.validate();
+}
+
+#[test]
+fn gc_drops_finished_records_once_every_replica_applied_a_sync_point() {
+    let mut nodes: Vec<Node> = (0..3).map(node).collect();
+    let a = nodes[0].propose(&[], &[key("x")], Bytes::new());
+    settle(&mut nodes);
+    let s = nodes[1].propose_sync_point();
+    let log = settle(&mut nodes);
+    // Every node applies the sync point after the txn below it.
+    for i in 0..3 {
+        let applied: Vec<_> = log
+            .iter()
+            .filter_map(|(n, action)| match action {
+                Action::Apply { command, .. } if *n == i => Some(command.txn.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(applied, vec![s], "node {i}");
+    }
+    // Nothing is dropped until every replica said its apply is durable.
+    nodes[0].sync_durable(s);
+    nodes[1].sync_durable(s);
+    let log = settle(&mut nodes);
+    assert!(
+        !log.iter()
+            .any(|(_, a)| matches!(a, Action::Truncate { .. }))
+    );
+    assert!(nodes[0].replica().command(&a).is_some());
+    nodes[2].sync_durable(s);
+    let log = settle(&mut nodes);
+    let truncated: Vec<usize> = log
+        .iter()
+        .filter_map(|(n, action)| match action {
+            Action::Truncate { floor, .. } if *floor == s => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(truncated, vec![2, 0, 1]);
+    for n in &nodes {
+        assert!(n.replica().command(&a).is_none(), "dropped");
+        assert!(
+            n.replica().command(&s).is_some(),
+            "the sync point itself stays"
+        );
+        assert_eq!(n.sync_state(), (s, s));
+        n.validate();
+    }
+    // A late duplicate of the dropped txn's decision changes nothing.
+    let replies = exchange(
+        &mut nodes[1],
+        0,
+        vec![Message::Stable {
+            txn: holo_accord::Txn::new(a, &[], &[key("x")], Bytes::new()),
+            execute_at: a.timestamp(),
+            deps: BTreeSet::new(),
+        }],
+    );
+    assert_eq!(replies, vec![Message::StableOk { txn_id: a }]);
+    assert!(nodes[1].replica().command(&a).is_none());
 }

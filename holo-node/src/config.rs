@@ -67,6 +67,9 @@ pub struct AccordConfig {
     pub recover_after_ms: u64,
     /// How often the protocol timers run.
     pub tick_ms: u64,
+    /// How often this node proposes a sync point (0: never). Once every member applied one,
+    /// all drop the records of the transactions below it and release WAL segments.
+    pub sync_interval_ms: u64,
 }
 
 impl Default for AccordConfig {
@@ -76,6 +79,7 @@ impl Default for AccordConfig {
             retry_ms: 200,
             recover_after_ms: 1_000,
             tick_ms: 2,
+            sync_interval_ms: 1_000,
         }
     }
 }
@@ -308,6 +312,7 @@ impl NodeConfig {
             fast_path_wait_us: self.accord.fast_path_wait_ms * 1_000,
             retry_us: self.accord.retry_ms * 1_000,
             recover_after_us: self.accord.recover_after_ms * 1_000,
+            sync_interval_us: self.accord.sync_interval_ms * 1_000,
         }
     }
 

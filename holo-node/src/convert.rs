@@ -94,14 +94,12 @@ fn from_txn(t: Option<pb::Txn>) -> R<Txn> {
             (k.key, access)
         })
         .collect();
-    if keys.is_empty() || keys.windows(2).any(|w| w[0].0 >= w[1].0) {
+    let id = TxnId(from_ts(t.id, "txn id")?);
+    // A sync point names no keys; every other txn names at least one, sorted and unique.
+    if keys.is_empty() != id.is_sync_point() || keys.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(Malformed("txn keys"));
     }
-    Ok(Txn {
-        id: TxnId(from_ts(t.id, "txn id")?),
-        keys,
-        op: t.op,
-    })
+    Ok(Txn { id, keys, op: t.op })
 }
 
 pub fn command(c: &Command) -> pb::Command {
@@ -134,6 +132,8 @@ pub enum Record {
     Command(Command),
     /// A clock reservation (`Action::ReserveClock::upto`).
     Clock(u64),
+    /// The GC floor and the highest timestamp dropped (`Action::Truncate`).
+    Truncated(TxnId, Timestamp),
 }
 
 /// A command as a WAL record.
@@ -152,6 +152,17 @@ pub fn encode_clock_record(upto: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A GC floor as a WAL record.
+pub fn encode_truncated_record(floor: TxnId, max: Timestamp) -> Vec<u8> {
+    pb::WalRecord {
+        record: Some(pb::wal_record::Record::Truncated(pb::Truncated {
+            floor: Some(ts(floor.0)),
+            max: Some(ts(max)),
+        })),
+    }
+    .encode_to_vec()
+}
+
 /// A WAL record back into what it holds.
 ///
 /// # Errors
@@ -161,6 +172,10 @@ pub fn decode_record(bytes: &[u8]) -> R<Record> {
     match r.record {
         Some(pb::wal_record::Record::Command(c)) => Ok(Record::Command(from_command(c)?)),
         Some(pb::wal_record::Record::ClockReserved(upto)) => Ok(Record::Clock(upto)),
+        Some(pb::wal_record::Record::Truncated(t)) => Ok(Record::Truncated(
+            TxnId(from_ts(t.floor, "floor")?),
+            from_ts(t.max, "max")?,
+        )),
         None => Err(Malformed("WAL record")),
     }
 }
@@ -294,6 +309,15 @@ pub fn message(m: &Message) -> pb::AccordMessage {
             out.command = Some(command(c));
             K::Inform
         }
+        Message::Refused { txn_id } => {
+            out.txn_id = Some(ts(txn_id.0));
+            K::Refused
+        }
+        Message::SyncApplied { txn_id, query } => {
+            out.txn_id = Some(ts(txn_id.0));
+            out.query = *query;
+            K::SyncApplied
+        }
     };
     out.kind = kind as i32;
     out
@@ -369,6 +393,13 @@ pub fn from_message(m: pb::AccordMessage) -> R<Message> {
         },
         K::Inform => Message::Inform {
             command: from_command(m.command.ok_or(Malformed("command"))?)?,
+        },
+        K::Refused => Message::Refused {
+            txn_id: txn_id(m.txn_id)?,
+        },
+        K::SyncApplied => Message::SyncApplied {
+            txn_id: txn_id(m.txn_id)?,
+            query: m.query,
         },
     })
 }
@@ -498,6 +529,21 @@ mod tests {
             Message::Inform {
                 command: command.clone(),
             },
+            Message::Refused { txn_id: id },
+            Message::PreAccept {
+                txn: Txn {
+                    id: TxnId(Timestamp {
+                        flags: 2,
+                        ..t(7, 1)
+                    }),
+                    keys: Vec::new(),
+                    op: Bytes::new(),
+                },
+            },
+            Message::SyncApplied {
+                txn_id: id,
+                query: true,
+            },
         ];
         let envelope = Envelope {
             from: NodeId(1),
@@ -514,6 +560,10 @@ mod tests {
         assert_eq!(
             decode_record(&encode_clock_record(42)).unwrap(),
             Record::Clock(42)
+        );
+        assert_eq!(
+            decode_record(&encode_truncated_record(id, t(9, 2))).unwrap(),
+            Record::Truncated(id, t(9, 2))
         );
     }
 

@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use holo_accord::{Action, Envelope, Key, Node, NodeId, TxnId};
+use holo_accord::{Action, Envelope, Key, Node, NodeId, Timestamp, TxnId};
 use holo_resp::Frame;
 use holo_wal::{Lsn, Wal};
 use tokio::sync::{mpsc, oneshot};
@@ -48,6 +48,8 @@ pub enum Event {
     Describe(oneshot::Sender<Vec<String>>),
     /// The transport (re)connected to this peer.
     PeerUp(NodeId),
+    /// Storage holds everything applied up to this sync point durably.
+    SyncDurable(TxnId),
 }
 
 /// Most client commands proposed as one transaction.
@@ -92,7 +94,19 @@ pub struct Core {
     /// Apply actions waiting for the records before them to be durable: (seq, item).
     held: VecDeque<(u64, ApplyItem)>,
     records: Vec<Vec<u8>>,
+    /// The txn each record of `records` holds the state of (None: a clock or GC record).
+    record_txns: Vec<Option<TxnId>>,
     ready: Vec<ApplyItem>,
+    /// The LSN of the latest WAL record of every txn the Accord node holds: the oldest of
+    /// them bounds what the WAL must keep.
+    latest_lsn: HashMap<TxnId, Lsn>,
+    /// Where the WAL was cut at the last GC: live records older than this are written
+    /// again at the next one, so one long-lived txn never pins the whole log.
+    last_cut_mark: Lsn,
+    /// A release waiting for the records written with it to be durable: (cut, last LSN).
+    release: Option<(Lsn, Lsn)>,
+    /// Set while this step wrote a GC record: the cut to release once it is durable.
+    cut_pending: Option<Lsn>,
 }
 
 impl Core {
@@ -120,7 +134,69 @@ impl Core {
             durable_seq: 0,
             held: VecDeque::new(),
             records: Vec::new(),
+            record_txns: Vec::new(),
             ready: Vec::new(),
+            latest_lsn: HashMap::new(),
+            last_cut_mark: 0,
+            release: None,
+            cut_pending: None,
+        }
+    }
+
+    /// Where the WAL holds each live txn's latest record (from the replay at start).
+    pub fn with_wal_positions(mut self, latest_lsn: HashMap<TxnId, Lsn>) -> Core {
+        self.latest_lsn = latest_lsn;
+        self
+    }
+
+    /// Every replica durably applied the sync point `floor`: records of txns the node no
+    /// longer holds are garbage. Writes the GC floor and the clock reservation again (so the
+    /// old copies can go), rewrites live records older than the previous cut, and releases
+    /// every segment below the oldest record still needed once these are durable.
+    fn truncate(&mut self, floor: TxnId, max: Timestamp) {
+        let replica = self.node.replica();
+        self.latest_lsn
+            .retain(|id, _| replica.command(id).is_some());
+        let mark = self.wal.next_lsn();
+        let stale: Vec<TxnId> = self
+            .latest_lsn
+            .iter()
+            .filter(|(_, lsn)| **lsn < self.last_cut_mark)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            let command = replica.command(&id).expect("retained above");
+            self.records.push(convert::encode_record(command));
+            self.record_txns.push(Some(id));
+            self.latest_lsn.remove(&id);
+        }
+        self.records
+            .push(convert::encode_clock_record(self.node.clock_reserved()));
+        self.record_txns.push(None);
+        self.records
+            .push(convert::encode_truncated_record(floor, max));
+        self.record_txns.push(None);
+        let oldest = self.latest_lsn.values().copied().min().unwrap_or(mark);
+        self.cut_pending = Some(oldest.min(mark));
+        self.last_cut_mark = mark;
+    }
+
+    /// Deletes the WAL segments below a cut once the records written with it are durable.
+    fn release_segments(&mut self) {
+        let Some((cut, last)) = self.release else {
+            return;
+        };
+        if self.wal.durable_below() <= last {
+            return;
+        }
+        self.release = None;
+        match self.wal.truncate_below(cut) {
+            Ok(removed) => {
+                self.metrics
+                    .wal_segments_released
+                    .fetch_add(removed as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!("releasing WAL segments failed: {e}"),
         }
     }
 
@@ -157,6 +233,7 @@ impl Core {
                     }
                     // Under steady load the biased select never polls the ticker: run the
                     // timers here when they are due.
+                    self.release_segments();
                     if self.last_tick.elapsed() >= self.tick {
                         self.on_tick();
                     }
@@ -169,6 +246,7 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.last_tick = Instant::now();
+        self.release_segments();
         let now = self.now_micros();
         self.node.tick(now);
         let stats = self.node.stats();
@@ -196,6 +274,7 @@ impl Core {
             }
             Event::Peer(envelope) => self.node.receive(envelope),
             Event::PeerUp(peer) => self.node.peer_up(peer),
+            Event::SyncDurable(id) => self.node.sync_durable(id),
             Event::Describe(reply) => {
                 let mut lines = self.node.describe_coordinations();
                 lines.push(format!(
@@ -277,12 +356,15 @@ impl Core {
                     },
                     Action::Persist { seq, command } => {
                         self.records.push(convert::encode_record(&command));
+                        self.record_txns.push(Some(command.txn.id));
                         self.issued_seq = seq;
                     }
                     Action::ReserveClock { seq, upto } => {
                         self.records.push(convert::encode_clock_record(upto));
+                        self.record_txns.push(None);
                         self.issued_seq = seq;
                     }
+                    Action::Truncate { floor, max } => self.truncate(floor, max),
                     Action::Apply { command, .. } => {
                         // Whatever the client flag says: clients this node still holds for the
                         // txn are answered when it executes here.
@@ -349,6 +431,15 @@ impl Core {
                     .submit(&refs)
                     .map_err(|e| anyhow::anyhow!("WAL append failed: {e}"))?;
                 self.metrics.wal_batch_records.observe(refs.len() as u64);
+                let first = lsn + 1 - refs.len() as Lsn;
+                for (i, id) in self.record_txns.drain(..).enumerate() {
+                    if let Some(id) = id {
+                        self.latest_lsn.insert(id, first + i as Lsn);
+                    }
+                }
+                if let Some(cut) = self.cut_pending.take() {
+                    self.release = Some((cut, lsn));
+                }
                 self.records.clear();
                 let _ = self.durability.send((lsn, self.issued_seq, Instant::now()));
             }

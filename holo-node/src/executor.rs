@@ -11,7 +11,13 @@
 //! in executeAt order, so a later write to one of its keys is present only if the
 //! transaction itself was applied before it; and when no later write is present the keys
 //! hold what the transaction saw the first time, so running it again gives the same result.
-//! Tombstones stay until WAL garbage collection exists (see the crate docs).
+//! Tombstones stay (they are small; dropping them needs a version floor per key).
+//!
+//! # Sync points
+//! A sync point has no keys and nothing to apply. Once the storage flush after it is done,
+//! everything applied before it is durable in storage, and the executor tells the core
+//! ([`Event::SyncDurable`]); when every member has said so, the Accord core drops the
+//! records below it and the core releases WAL segments.
 //!
 //! Storage layout: user key `k` is stored as `u` + `k`; the value is `[tag][epoch u64]
 //! [hlc u64][flags u16][node u16][bytes]` (big-endian), tag 0 a live value, 1 a tombstone.
@@ -23,12 +29,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use holo_accord::{Access, Timestamp, Txn};
+use holo_accord::{Access, Timestamp, Txn, TxnId};
 use holo_meta::ClusterMap;
 use holo_resp::Frame;
 use holo_storage::{AppliedMarker, RangeId as StoreRangeId, StateStore, Store, WriteBatch};
 use tokio::sync::oneshot;
 
+use crate::core::Event;
 use crate::metrics::Metrics;
 use crate::ops::{self, KvView};
 
@@ -129,6 +136,9 @@ pub struct Executor {
     applied: HashMap<u64, u64>,
     last_flush: Instant,
     dirty: bool,
+    /// The highest sync point applied and not yet reported durable.
+    synced: Option<TxnId>,
+    core: tokio::sync::mpsc::Sender<Event>,
 }
 
 impl Executor {
@@ -140,6 +150,7 @@ impl Executor {
         store: Arc<Store>,
         map: Arc<ClusterMap>,
         metrics: Arc<Metrics>,
+        core: tokio::sync::mpsc::Sender<Event>,
     ) -> anyhow::Result<Executor> {
         let mut applied = HashMap::new();
         for r in map.ranges() {
@@ -154,6 +165,8 @@ impl Executor {
             applied,
             last_flush: Instant::now(),
             dirty: false,
+            synced: None,
+            core,
         })
     }
 
@@ -164,6 +177,7 @@ impl Executor {
                 Ok(items) => items,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.flush_if_due();
+                    self.report_synced();
                     continue;
                 }
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -186,9 +200,21 @@ impl Executor {
                 return;
             }
             self.flush_if_due();
+            self.report_synced();
         }
         if let Err(e) = self.store.flush() {
             tracing::warn!("final storage flush failed: {e}");
+        }
+    }
+
+    /// Tells the core the highest sync point whose applied state is durable in storage.
+    fn report_synced(&mut self) {
+        if self.dirty {
+            return;
+        }
+        if let Some(id) = self.synced.take() {
+            // The core never waits for the executor, so this wait is short.
+            let _ = self.core.blocking_send(Event::SyncDurable(id));
         }
     }
 
@@ -234,6 +260,10 @@ impl Executor {
         let mut touched: HashMap<u64, u64> = HashMap::new();
         let mut skipped = 0u64;
         for item in items {
+            if item.txn.id.is_sync_point() {
+                self.synced = self.synced.max(Some(item.txn.id));
+                continue;
+            }
             let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
             if writes {
                 let applied_before = item.txn.keys.iter().any(|(k, _)| {

@@ -29,10 +29,18 @@
 //! decided transaction; the executor skips what storage already holds (see
 //! [`executor`]'s docs), so a kill -9 at any moment loses nothing acknowledged.
 //!
+//! # WAL release
+//! Every `accord.sync_interval_ms` a node proposes an Accord sync point; the executor reports
+//! each one applied once the storage flush after it is done (`Event::SyncDurable`).
+//! When every member has, the Accord core drops the finished transactions below it
+//! (`Action::Truncate`) and the core: forgets their WAL positions, writes the GC floor and
+//! the clock reservation again, rewrites the few live records older than the previous cut
+//! (so one long-lived transaction never pins the log), and once those are durable deletes
+//! every segment below the oldest record still needed (`holo_wal::Wal::truncate_below`).
+//! A restart replays only what is left, plus the floor. A member that is down holds GC back
+//! for everyone until it returns.
+//!
 //! # Not yet
-//! - WAL segments are never released: Accord's garbage collection of transactions every
-//!   replica applied is not built, so the WAL and the in-memory command table grow with the
-//!   number of transactions and a restart replays the whole log.
 //! - Reads run as Accord read transactions at every replica (no ephemeral reads).
 //! - Key expiry (EX/PX), data types other than strings, and dynamic split/merge.
 //! - Peer authentication: the gRPC port trusts its peers (a protocol-violating peer can stop
@@ -98,11 +106,26 @@ impl Listeners {
     }
 }
 
-/// Reads the WAL into the commands a restarted Accord node is built from, and the highest
-/// clock reservation.
-fn replay(wal: &Wal) -> anyhow::Result<(Vec<holo_accord::Command>, u64)> {
-    let mut commands = Vec::new();
-    let mut clock = 0;
+/// What the WAL holds for a restarting node.
+struct Replayed {
+    /// Command records in log order (the last one of a txn wins).
+    commands: Vec<holo_accord::Command>,
+    /// The highest clock reservation.
+    clock: u64,
+    /// The last GC floor written.
+    truncated: (holo_accord::TxnId, holo_accord::Timestamp),
+    /// The LSN of each txn's latest record.
+    latest_lsn: HashMap<holo_accord::TxnId, holo_wal::Lsn>,
+}
+
+/// Reads the WAL into what a restarted Accord node is built from.
+fn replay(wal: &Wal) -> anyhow::Result<Replayed> {
+    let mut out = Replayed {
+        commands: Vec::new(),
+        clock: 0,
+        truncated: Default::default(),
+        latest_lsn: HashMap::new(),
+    };
     for record in wal.replay(wal.first_lsn())? {
         let (lsn, payload) = record?;
         match convert::decode_record(&payload).map_err(|e| {
@@ -111,11 +134,17 @@ fn replay(wal: &Wal) -> anyhow::Result<(Vec<holo_accord::Command>, u64)> {
                 wal.dir().display()
             )
         })? {
-            convert::Record::Command(command) => commands.push(command),
-            convert::Record::Clock(upto) => clock = clock.max(upto),
+            convert::Record::Command(command) => {
+                out.latest_lsn.insert(command.txn.id, lsn);
+                out.commands.push(command);
+            }
+            convert::Record::Clock(upto) => out.clock = out.clock.max(upto),
+            convert::Record::Truncated(floor, max) => {
+                out.truncated = (out.truncated.0.max(floor), out.truncated.1.max(max));
+            }
         }
     }
-    Ok((commands, clock))
+    Ok(out)
 }
 
 /// Runs a node until `shutdown` completes or a fatal error (WAL or storage failure).
@@ -145,10 +174,11 @@ pub async fn run(
     let store = Arc::new(
         Store::open(&config.storage, &config.data_dir).context("opening the storage backend")?,
     );
-    let (records, clock_reserved) = replay(&wal)?;
+    let replayed = replay(&wal)?;
     tracing::info!(
         node = me.0,
-        records = records.len(),
+        records = replayed.commands.len(),
+        gc_floor = %replayed.truncated.0,
         backend = store.backend_name(),
         "replayed the WAL"
     );
@@ -156,19 +186,26 @@ pub async fn run(
         me,
         map.topology(),
         config.accord_config(),
-        records,
-        clock_reserved,
+        replayed.commands,
+        replayed.clock,
+        replayed.truncated,
     );
+    let mut latest_lsn = replayed.latest_lsn;
+    latest_lsn.retain(|id, _| node.replica().command(id).is_some());
 
     let metrics = Arc::new(metrics::Metrics::default());
-    let executor =
-        executor::Executor::new(Arc::clone(&store), Arc::clone(&map), Arc::clone(&metrics))?;
+    let (core_tx, core_rx) = mpsc::channel(8192);
+    let executor = executor::Executor::new(
+        Arc::clone(&store),
+        Arc::clone(&map),
+        Arc::clone(&metrics),
+        core_tx.clone(),
+    )?;
     let (exec_tx, exec_rx) = std::sync::mpsc::channel();
     let executor_thread = std::thread::Builder::new()
         .name(format!("holo-executor-{}", me.0))
         .spawn(move || executor.run(exec_rx))?;
 
-    let (core_tx, core_rx) = mpsc::channel(8192);
     let (durable_tx, durable_rx) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(core::durability_watcher(
@@ -204,7 +241,8 @@ pub async fn run(
         durable_tx,
         Arc::clone(&metrics),
         Duration::from_millis(config.accord.tick_ms),
-    );
+    )
+    .with_wal_positions(latest_lsn);
     tasks.spawn(core.run(core_rx));
 
     let peer_service = pb::peer_server::PeerServer::new(transport::PeerService {

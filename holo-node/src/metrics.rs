@@ -141,6 +141,7 @@ pub struct Metrics {
     pub invalidations: AtomicU64,
     pub coordinating: AtomicU64,
     pub commands_known: AtomicU64,
+    pub wal_segments_released: AtomicU64,
     pub wal_commit_latency: Histogram,
     pub wal_batch_records: Histogram,
     pub apply_queue: AtomicI64,
@@ -175,6 +176,7 @@ impl Default for Metrics {
             invalidations: AtomicU64::new(0),
             coordinating: AtomicU64::new(0),
             commands_known: AtomicU64::new(0),
+            wal_segments_released: AtomicU64::new(0),
             wal_commit_latency: Histogram::new(LATENCY_BOUNDS_US),
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
             apply_queue: AtomicI64::new(0),
@@ -347,8 +349,14 @@ impl Metrics {
         gauge(
             &mut out,
             "holo_accord_commands",
-            "Transactions in this replica's memory.",
+            "Transactions in this replica's memory (GC drops those every member applied).",
             self.commands_known.load(Ordering::Relaxed) as i64,
+        );
+        counter(
+            &mut out,
+            "holo_wal_segments_released_total",
+            "WAL segments deleted after GC.",
+            self.wal_segments_released.load(Ordering::Relaxed),
         );
         histogram_header(
             &mut out,

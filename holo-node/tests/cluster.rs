@@ -297,3 +297,86 @@ async fn connection_commands_and_metrics() {
     .await;
     cluster.shutdown().await;
 }
+
+/// Segment files in a node's WAL directory.
+fn wal_segments(cluster: &Cluster, i: usize) -> usize {
+    let dir = cluster
+        .dir
+        .path()
+        .join(format!("node{}", i + 1))
+        .join("wal");
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wal_segments_are_released_once_every_node_applied_them() {
+    // Small segments and frequent sync points, so a few megabytes span many segments.
+    let extra = "sync_interval_ms = 100\n\n[wal]\nsegment_bytes_target = 65536\n";
+    let mut cluster = Cluster::start_with(3, "redb", extra).await;
+    let mut c = cluster.client(0).await;
+    let value = "v".repeat(1000);
+    for round in 0..20 {
+        let commands: Vec<Vec<String>> = (0..100)
+            .map(|i| vec!["SET".into(), format!("key{round}-{i}"), value.clone()])
+            .collect();
+        let commands: Vec<Vec<&str>> = commands
+            .iter()
+            .map(|c| c.iter().map(String::as_str).collect())
+            .collect();
+        for reply in c.pipeline(&commands).await.unwrap() {
+            assert_eq!(reply, Frame::ok());
+        }
+    }
+    for i in 0..3 {
+        eventually(
+            &format!("node {} to release its old WAL segments", i + 1),
+            Duration::from_secs(30),
+            || {
+                let segments = wal_segments(&cluster, i);
+                let addr = cluster.resp(i).to_owned();
+                async move {
+                    let mut c = Client::connect(&addr).await.ok()?;
+                    let Frame::Bulk(text) = c.cmd(&["HOLOMETRICS"]).await.ok()? else {
+                        return None;
+                    };
+                    let text = String::from_utf8_lossy(&text).to_string();
+                    let released = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("holo_wal_segments_released_total "))?
+                        .trim()
+                        .parse::<u64>()
+                        .ok()?;
+                    (released > 0 && segments <= 4).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+    // A node restarted on its truncated WAL still holds every key and serves them.
+    cluster.stop(2).await;
+    cluster.restart(2).await;
+    eventually(
+        "node 3 to hold all 2,000 keys",
+        Duration::from_secs(20),
+        || {
+            let addr = cluster.resp(2).to_owned();
+            async move {
+                let mut c = Client::connect(&addr).await.ok()?;
+                (c.cmd(&["DBSIZE"]).await.ok()? == Frame::Integer(2000)).then_some(())
+            }
+        },
+    )
+    .await;
+    let mut c3 = cluster.client(2).await;
+    assert_eq!(c3.cmd(&["GET", "key0-0"]).await.unwrap(), bulk(&value));
+    assert_eq!(c3.cmd(&["GET", "key19-99"]).await.unwrap(), bulk(&value));
+    assert_eq!(c3.cmd(&["SET", "after", "1"]).await.unwrap(), Frame::ok());
+    assert_eq!(c.cmd(&["GET", "after"]).await.unwrap(), bulk("1"));
+    cluster.shutdown().await;
+}

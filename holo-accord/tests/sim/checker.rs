@@ -79,6 +79,9 @@ struct Decision {
     /// deps (a recovery recomputes them); each must satisfy invariant 3.
     deps: Vec<Deps>,
     keys: Vec<(Key, Access)>,
+    /// When each deps set was first decided (the checker's event count): a txn applied at
+    /// every node before then may be missing from it (GC may have dropped it).
+    decided_at: Vec<u64>,
 }
 
 struct Entry {
@@ -107,9 +110,24 @@ pub struct Checker {
     /// (node, txn) pairs applied: a restarted node applies again, idempotently.
     applied: HashSet<(NodeId, TxnId)>,
     failed: HashSet<TxnId>,
+    /// Per node, the highest sync point it applied.
+    synced: HashMap<NodeId, TxnId>,
+    /// How many nodes the cluster has.
+    nodes: usize,
+    /// Events seen (decisions and applies), a logical clock.
+    events: u64,
+    /// Per txn, how many nodes applied it, and when the last of them did.
+    applied_by: HashMap<TxnId, (usize, Option<u64>)>,
 }
 
 impl Checker {
+    pub fn new(nodes: usize) -> Checker {
+        Checker {
+            nodes,
+            ..Checker::default()
+        }
+    }
+
     pub fn invoked(&mut self, id: TxnId, op: ClientOp, now: u64) {
         if let Some(previous) = self.history.get(&id) {
             // A node may issue a t0 again only if the first never left it: it crashed before
@@ -191,8 +209,11 @@ impl Checker {
                 "{id}: replicas disagree on executeAt ({node:?})"
             );
             if !d.deps.contains(&command.deps) {
+                let at = self.events;
+                self.events += 1;
                 let d = self.decided.get_mut(&id).expect("checked");
                 d.deps.push(command.deps.clone());
+                d.decided_at.push(at);
             }
             return;
         }
@@ -203,7 +224,9 @@ impl Checker {
             execute_at: command.execute_at,
             deps: vec![command.deps.clone()],
             keys: command.txn.keys.clone(),
+            decided_at: vec![self.events],
         };
+        self.events += 1;
         self.decided.insert(id, decision);
     }
 
@@ -221,6 +244,19 @@ impl Checker {
         );
         if !self.applied.insert((node, id)) {
             return None;
+        }
+        self.events += 1;
+        let by = self.applied_by.entry(id).or_default();
+        by.0 += 1;
+        if by.0 == self.nodes {
+            by.1 = Some(self.events);
+        }
+        if let Some(sync) = self.synced.get(&node) {
+            assert!(
+                id > *sync,
+                "{node:?} applied {id} after the sync point {sync} above it: a sync point \
+                 must find every txn below it applied or never executing"
+            );
         }
         let t = command.execute_at;
         for (key, access) in &command.txn.keys {
@@ -257,9 +293,52 @@ impl Checker {
         Some(op.execute(self.kv.entry(node).or_default()))
     }
 
+    /// A node dropped the records below `floor`: every node applied a sync point there.
+    pub fn truncated(&mut self, floor: TxnId) {
+        let all = self.synced.values().copied().min().unwrap_or_default();
+        assert!(
+            self.synced.len() == self.nodes && floor <= all,
+            "GC below {floor}, yet not every node applied a sync point there ({:?})",
+            self.synced
+        );
+    }
+
+    /// A sync point executed at `node`: from now on no txn below it may execute there.
+    pub fn sync_applied(&mut self, node: NodeId, command: &Command) {
+        let id = command.txn.id;
+        assert!(
+            self.decided.contains_key(&id),
+            "sync point {id} applied before it was decided"
+        );
+        let sync = self.synced.entry(node).or_default();
+        *sync = (*sync).max(id);
+    }
+
+    /// GC's premise: once every node applied sync points at or above S, every txn below S
+    /// that executes anywhere was applied at every node.
+    fn sync_points_cover_everything_below(&self, nodes: usize) {
+        let all = (0..nodes as u16)
+            .map(|n| self.synced.get(&NodeId(n)).copied().unwrap_or_default())
+            .min()
+            .unwrap_or_default();
+        for id in self.decided.keys() {
+            if *id >= all || id.is_sync_point() {
+                continue;
+            }
+            for n in 0..nodes as u16 {
+                assert!(
+                    self.applied.contains(&(NodeId(n), *id)),
+                    "{id} is below a sync point every node applied ({all}) yet node {n} never \
+                     applied it"
+                );
+            }
+        }
+    }
+
     /// The end-of-run checks. Returns (transactions decided, of which on the fast path,
     /// invalidated).
     pub fn finish(&self, nodes: &[&holo_accord::Node]) -> (u64, u64, u64) {
+        self.sync_points_cover_everything_below(nodes.len());
         self.writer_orders_are_prefixes(nodes.len());
         self.deps_cover_earlier_conflicts();
         self.strictly_serializable();
@@ -267,13 +346,10 @@ impl Checker {
         let fast = self
             .decided
             .iter()
-            .filter(|(id, d)| d.execute_at == id.timestamp())
+            .filter(|(id, d)| !id.is_sync_point() && d.execute_at == id.timestamp())
             .count();
-        (
-            self.decided.len() as u64,
-            fast as u64,
-            self.invalidated.len() as u64,
-        )
+        let ordinary = self.decided.keys().filter(|id| !id.is_sync_point()).count();
+        (ordinary as u64, fast as u64, self.invalidated.len() as u64)
     }
 
     /// After the heal, every replica knows the decision of everything it saw, the same
@@ -321,6 +397,7 @@ impl Checker {
         let mut order: Vec<(&Timestamp, &TxnId)> = self
             .decided
             .iter()
+            .filter(|(id, _)| !id.is_sync_point())
             .map(|(id, d)| (&d.execute_at, id))
             .collect();
         order.sort();
@@ -366,8 +443,14 @@ impl Checker {
                     let (dx, dy) = (&self.decided[x], &self.decided[y]);
                     if x != y && x_access.conflicts_with(*y_access) && dy.execute_at < dx.execute_at
                     {
-                        for deps in &dx.deps {
-                            let covered = deps.contains(y)
+                        for (deps, decided_at) in dx.deps.iter().zip(&dx.decided_at) {
+                            let applied_everywhere_before = self
+                                .applied_by
+                                .get(y)
+                                .and_then(|(_, at)| *at)
+                                .is_some_and(|at| at <= *decided_at);
+                            let covered = applied_everywhere_before
+                                || deps.contains(y)
                                 || deps.iter().any(|d| {
                                     self.decided
                                         .get(d)

@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
 use holo_accord::{
-    Action, Command, Config, Envelope, Key, Node, NodeId, RangeId, RangeInfo, Topology, TxnId,
+    Action, Command, Config, Envelope, Key, Node, NodeId, RangeId, RangeInfo, Timestamp, Topology,
+    TxnId,
 };
 
 use crate::checker::{Checker, ClientOp, OpResult};
@@ -46,6 +47,8 @@ pub struct Outcome {
     pub dropped: u64,
     pub crashes: u64,
     pub invalidated: u64,
+    /// Records dropped from the simulated disks by GC.
+    pub truncated: u64,
     pub log_hash: u64,
 }
 
@@ -57,6 +60,7 @@ impl Outcome {
         self.dropped += other.dropped;
         self.crashes += other.crashes;
         self.invalidated += other.invalidated;
+        self.truncated += other.truncated;
     }
 }
 
@@ -105,6 +109,10 @@ struct Host {
     disk_free_at: u64,
     /// Apply actions waiting for the records before them to be durable: (seq, command, client).
     applies: VecDeque<(u64, Command, bool)>,
+    /// The last `Truncate` (floor, max); durable at once, like the disk's truncation.
+    truncated: (TxnId, Timestamp),
+    /// Records dropped by truncation, for the summary.
+    dropped_records: u64,
 }
 
 struct Client {
@@ -171,6 +179,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         fast_path_wait_us: rng.between(500, 5_000),
         retry_us: rng.between(20_000, 80_000),
         recover_after_us: rng.between(100_000, 400_000),
+        sync_interval_us: rng.between(50_000, 400_000),
     };
     let hosts = (0..node_count)
         .map(|i| Host {
@@ -183,6 +192,8 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
             durable_seq: 0,
             disk_free_at: 0,
             applies: VecDeque::new(),
+            truncated: Default::default(),
+            dropped_records: 0,
         })
         .collect();
     let clients = (0..rng.between(1, 10))
@@ -204,7 +215,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         hosts,
         clients,
         ops: HashMap::new(),
-        checker: Checker::default(),
+        checker: Checker::new(node_count as usize),
         healed: false,
         cut: Default::default(),
         skew: vec![0; node_count as usize],
@@ -241,6 +252,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         seeds: 1,
         txns,
         fast,
+        truncated: sim.hosts.iter().map(|h| h.dropped_records).sum(),
         dropped: sim.dropped,
         crashes: sim.crashes,
         invalidated,
@@ -524,6 +536,7 @@ impl Sim {
             self.config,
             records,
             host.clock_reserved,
+            host.truncated,
         ));
         host.persisted_seq = 0;
         host.durable_seq = 0;
@@ -561,11 +574,21 @@ impl Sim {
 
     /// Validates the node that just stepped and carries out its actions.
     fn after_step(&mut self, node: usize) {
-        let Some(n) = self.hosts[node].node.as_mut() else {
-            return;
-        };
-        n.validate();
-        for action in n.take_actions() {
+        loop {
+            let Some(n) = self.hosts[node].node.as_mut() else {
+                return;
+            };
+            n.validate();
+            let actions = n.take_actions();
+            if actions.is_empty() {
+                return;
+            }
+            self.carry_out(node, actions);
+        }
+    }
+
+    fn carry_out(&mut self, node: usize, actions: Vec<Action>) {
+        for action in actions {
             match action {
                 Action::Send(envelope) => self.transmit(envelope),
                 Action::Persist { seq, command } => self.persist(node, seq, Ok(command)),
@@ -581,8 +604,25 @@ impl Sim {
                 }
                 Action::Invalidated { txn_id } => self.client_failed(txn_id),
                 Action::Committed { txn_id } => self.committed(txn_id),
+                Action::Truncate { floor, max } => self.truncate(node, floor, max),
             }
         }
+    }
+
+    /// Drops from the disk every record of a txn below `floor` the node no longer holds.
+    fn truncate(&mut self, node: usize, floor: TxnId, max: Timestamp) {
+        let host = &mut self.hosts[node];
+        let live = host.node.as_ref().expect("up").replica();
+        let before = host.durable.len();
+        host.durable
+            .retain(|c| c.txn.id >= floor || live.command(&c.txn.id).is_some());
+        host.dropped_records += (before - host.durable.len()) as u64;
+        host.truncated = (floor, max);
+        if std::env::var("HOLO_SIM_WATCH").is_ok() {
+            eprintln!("{} node {node} truncates below {floor}", self.now);
+        }
+        self.checker.truncated(floor);
+        self.hash(&[self.now, 9, node as u64, floor.timestamp().hlc]);
     }
 
     fn persist(&mut self, node: usize, seq: u64, record: Result<Command, u64>) {
@@ -652,6 +692,15 @@ impl Sim {
 
     fn apply(&mut self, node: usize, command: &holo_accord::Command, client: bool) {
         let id = command.txn.id;
+        if std::env::var("HOLO_SIM_WATCH").is_ok() {
+            eprintln!("{} node {node} applies {id}", self.now);
+        }
+        if id.is_sync_point() {
+            // The simulated storage is durable at once.
+            self.checker.sync_applied(NodeId(node as u16), command);
+            self.hosts[node].node.as_mut().expect("up").sync_durable(id);
+            return;
+        }
         let (owner, op) = self
             .ops
             .get(&id)

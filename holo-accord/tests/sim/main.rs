@@ -41,14 +41,15 @@ fn run_all(faults: Faults) {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, {:.1}% executed at their t0, \
-         {} invalidated, {} messages dropped, {} crash-restarts",
+         {} invalidated, {} messages dropped, {} crash-restarts, {} records truncated by GC",
         total.seeds,
         total.seeds as f64 / secs,
         total.txns,
         100.0 * total.fast as f64 / total.txns.max(1) as f64,
         total.invalidated,
         total.dropped,
-        total.crashes
+        total.crashes,
+        total.truncated
     );
 }
 

@@ -95,8 +95,19 @@ pub async fn wait_pong(addr: &str) {
 
 /// TOML text of one node's file.
 pub fn node_toml(id: u16, data_dir: &Path, addrs: &[(String, String)], backend: &str) -> String {
+    node_toml_with(id, data_dir, addrs, backend, "")
+}
+
+/// As [`node_toml`], with `extra` appended inside `[accord]` (more tables may follow it).
+pub fn node_toml_with(
+    id: u16,
+    data_dir: &Path,
+    addrs: &[(String, String)],
+    backend: &str,
+    extra: &str,
+) -> String {
     let mut text = format!(
-        "node_id = {id}\ndata_dir = {:?}\n\n[ranges]\nsplit_points = [\"4\", \"8\", \"c\"]\n\n[storage]\nbackend = \"{backend}\"\n\n[accord]\nrecover_after_ms = 300\nretry_ms = 100\n\n",
+        "node_id = {id}\ndata_dir = {:?}\n\n[ranges]\nsplit_points = [\"4\", \"8\", \"c\"]\n\n[storage]\nbackend = \"{backend}\"\n\n[accord]\nrecover_after_ms = 300\nretry_ms = 100\n{extra}\n",
         data_dir.display().to_string()
     );
     for (i, (resp, grpc)) in addrs.iter().enumerate() {
@@ -118,11 +129,17 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub addrs: Vec<(String, String)>,
     backend: String,
+    extra: String,
     nodes: Vec<Option<Running>>,
 }
 
 impl Cluster {
     pub async fn start(n: usize, backend: &str) -> Cluster {
+        Cluster::start_with(n, backend, "").await
+    }
+
+    /// A cluster whose node files get `extra` (see [`node_toml_with`]).
+    pub async fn start_with(n: usize, backend: &str, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -139,6 +156,7 @@ impl Cluster {
             dir,
             addrs,
             backend: backend.to_owned(),
+            extra: extra.to_owned(),
             nodes: (0..n).map(|_| None).collect(),
         };
         for (i, l) in listeners.into_iter().enumerate() {
@@ -152,7 +170,8 @@ impl Cluster {
 
     pub fn config(&self, i: usize) -> NodeConfig {
         let data = self.dir.path().join(format!("node{}", i + 1));
-        NodeConfig::parse(&node_toml(i as u16 + 1, &data, &self.addrs, &self.backend)).unwrap()
+        let text = node_toml_with(i as u16 + 1, &data, &self.addrs, &self.backend, &self.extra);
+        NodeConfig::parse(&text).unwrap()
     }
 
     fn launch(&mut self, i: usize, listeners: Listeners) {
