@@ -45,8 +45,8 @@
 //! fixes the deps at a majority and its recovery needs no fast-path evidence) and executes
 //! only once every dep is applied or invalidated, whatever their executeAt. Ordinary txns
 //! never depend on it. A replica that has seen a sync point *refuses* any unknown txn with a
-//! lower id (`Message::Refused`, or a recovery reply without a vote that rules out the fast
-//! path), so a txn below a sync point either is in its deps or can never gather a majority:
+//! lower id (`Message::Refused`, or a recovery reply without a vote; it is one missing vote,
+//! not proof that the fast path failed: 4 of 5 replicas may have formed it without this one), so a txn below a sync point either is in its deps or can never gather a majority:
 //! applying a sync point at a replica means every txn below it that will ever execute has
 //! been applied there. The host reports a sync point's apply durable in storage with
 //! `Node::sync_durable`; nodes tell each other (`Message::SyncApplied`), and once every

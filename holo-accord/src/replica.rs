@@ -153,8 +153,9 @@ impl Replica {
         *txn_id < self.sync_floor && !self.commands.contains_key(txn_id)
     }
 
-    /// What a replica that refuses `txn` reports to its recovery: no vote, no acceptance,
-    /// and the fast path impossible (it would have needed this replica's vote at t0).
+    /// What a replica that refuses `txn` reports to its recovery: no vote and no acceptance.
+    /// It is not evidence that the fast path failed: with 5 replicas a fast quorum of 4 can
+    /// have formed without this one, so the recovery counts it as one missing vote, no more.
     pub fn refusal_info(txn: &Txn) -> RecoverInfo {
         RecoverInfo {
             status: Status::PreAccepted,
@@ -162,7 +163,7 @@ impl Replica {
             execute_at: txn.id.timestamp(),
             deps: Deps::new(),
             fast_vote: false,
-            rejects_fast_path: true,
+            rejects_fast_path: false,
             undecided_blocker: false,
         }
     }

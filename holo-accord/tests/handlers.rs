@@ -475,7 +475,7 @@ fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
                 execute_at: late.id.timestamp(),
                 deps: BTreeSet::new(),
                 fast_vote: false,
-                rejects_fast_path: true,
+                rejects_fast_path: false,
                 undecided_blocker: false,
             },
         }]
