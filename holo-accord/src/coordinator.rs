@@ -385,4 +385,71 @@ mod tests {
             );
         }
     }
+
+    /// (replicas, recovery replies as (node, fast vote), expected): what a recovery that found
+    /// the txn only PreAccepted decides. Refusals (a replica that saw a later sync point and
+    /// never the txn) are missing votes, no more: with 5 replicas the fast quorum of 4 may
+    /// have formed without the refuser (the simulator's seed 4451 before the fix).
+    #[test]
+    fn recovery_decision_table() {
+        use crate::replica::{RecoverInfo, Replica, Status};
+        let t0 = ts(10, 0);
+        let info = |vote: bool| RecoverInfo {
+            status: Status::PreAccepted,
+            accepted: Ballot::ZERO,
+            execute_at: t0,
+            deps: Deps::new(),
+            fast_vote: vote,
+            rejects_fast_path: false,
+            undecided_blocker: false,
+        };
+        let at_t0 = Decision::Accept { execute_at: t0 };
+        // Some(vote) is an ordinary reply; None a refusal.
+        type Case = (u16, Vec<(u16, Option<bool>)>, Decision);
+        let cases: Vec<Case> = vec![
+            (3, vec![(0, Some(true)), (1, Some(true))], at_t0.clone()),
+            (
+                3,
+                vec![(0, Some(true)), (1, Some(false))],
+                Decision::Invalidate,
+            ),
+            (3, vec![(0, Some(true)), (1, None)], Decision::Invalidate),
+            (
+                5,
+                vec![(0, Some(true)), (1, Some(true)), (2, None)],
+                at_t0.clone(),
+            ),
+            (
+                5,
+                vec![(0, Some(true)), (1, Some(true)), (2, Some(false))],
+                at_t0.clone(),
+            ),
+            (
+                5,
+                vec![(0, Some(true)), (1, None), (2, Some(false))],
+                Decision::Invalidate,
+            ),
+            (
+                5,
+                vec![(0, Some(true)), (1, Some(true)), (2, Some(true))],
+                at_t0,
+            ),
+        ];
+        for (n, votes, expected) in cases {
+            let mut c = coordination(n, &[]);
+            let txn = c.txn.clone();
+            let replies = votes
+                .iter()
+                .map(|(node, vote)| {
+                    let reply = match vote {
+                        Some(v) => info(*v),
+                        None => Replica::refusal_info(&txn),
+                    };
+                    (NodeId(*node), reply)
+                })
+                .collect();
+            c.phase = Phase::Recovering { replies };
+            assert_eq!(c.decide_recovery(), expected, "n = {n}, votes {votes:?}");
+        }
+    }
 }
