@@ -33,6 +33,21 @@ pub struct NodeConfig {
     pub wal: WalConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub faults: FaultsConfig,
+}
+
+/// `[faults]`: deliberate misbehaviour for testing the harness and its suites. Off by
+/// default; a node with any of them on logs a warning at start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultsConfig {
+    /// Hold every batch this node sends to a peer this long before it leaves (a slow
+    /// replica).
+    pub send_delay_ms: u64,
+    /// BREAKS LINEARIZABILITY: answer single-key GET from this node's storage without
+    /// consensus (a planted bug the linearizability suite must catch).
+    pub stale_local_reads: bool,
 }
 
 /// `[[members]]`

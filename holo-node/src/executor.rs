@@ -74,6 +74,22 @@ fn encode_value(version: Timestamp, value: Option<&[u8]>) -> Vec<u8> {
     v
 }
 
+/// This replica's applied value of `key`, read without consensus (only for the
+/// `faults.stale_local_reads` planted bug).
+///
+/// # Errors
+/// Storage cannot be read.
+pub fn read_local(store: &Store, key: &[u8]) -> anyhow::Result<Option<Bytes>> {
+    let stored = store.multi_get(&[storage_key(key).as_slice()])?;
+    Ok(stored
+        .into_iter()
+        .next()
+        .flatten()
+        .as_deref()
+        .and_then(decode_value)
+        .and_then(|(_, value)| value))
+}
+
 /// A stored value: its version, and its bytes unless it is a tombstone.
 pub fn decode_value(v: &[u8]) -> Option<(Timestamp, Option<Bytes>)> {
     if v.len() < HEADER {

@@ -174,6 +174,12 @@ pub async fn run(
     let store = Arc::new(
         Store::open(&config.storage, &config.data_dir).context("opening the storage backend")?,
     );
+    if config.faults != config::FaultsConfig::default() {
+        tracing::warn!(
+            faults = ?config.faults,
+            "[faults] is set: this node misbehaves on purpose (for testing the harness)"
+        );
+    }
     let replayed = replay(&wal)?;
     tracing::info!(
         node = me.0,
@@ -222,6 +228,7 @@ pub async fn run(
                 member.id,
                 &member.grpc_addr,
                 &config.transport,
+                std::time::Duration::from_millis(config.faults.send_delay_ms),
                 core_tx.clone(),
             );
             metrics

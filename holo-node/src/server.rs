@@ -250,6 +250,19 @@ fn dispatch(
         });
         return (index, Reply::Pending(reply_rx));
     }
+    if shared.config.faults.stale_local_reads
+        && args.len() == 2
+        && args[0].eq_ignore_ascii_case(b"GET")
+    {
+        // The planted bug (`faults.stale_local_reads`): no consensus, whatever this replica
+        // has applied so far.
+        let frame = match crate::executor::read_local(&shared.store, &args[1]) {
+            Ok(Some(value)) => Frame::Bulk(value),
+            Ok(None) => Frame::Null,
+            Err(e) => Frame::error(format!("ERR storage: {e}")),
+        };
+        return (index, Reply::Ready(frame));
+    }
     match ops::parse(&args) {
         Parsed::Txn(txn) if txn.op.len() > shared.config.max_op_bytes() => (
             index,

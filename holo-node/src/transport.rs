@@ -48,6 +48,7 @@ pub fn spawn_peer(
     peer: NodeId,
     addr: &str,
     config: &TransportConfig,
+    send_delay: Duration,
     core: mpsc::Sender<Event>,
 ) -> PeerLink {
     let (tx, rx) = mpsc::channel(config.peer_queue_batches);
@@ -64,7 +65,7 @@ pub fn spawn_peer(
         endpoint,
         rx,
         Arc::clone(&stats),
-        backoff_max,
+        (backoff_max, send_delay),
         core,
     ));
     PeerLink { tx, stats }
@@ -75,7 +76,7 @@ async fn sender(
     endpoint: Endpoint,
     mut queue: mpsc::Receiver<Envelope>,
     stats: Arc<PeerStats>,
-    backoff_max: Duration,
+    (backoff_max, delay): (Duration, Duration),
     core: mpsc::Sender<Event>,
 ) {
     let mut backoff = Duration::from_millis(20);
@@ -108,6 +109,10 @@ async fn sender(
         loop {
             if queue.recv_many(&mut batch, MERGE_MAX).await == 0 {
                 return;
+            }
+            if !delay.is_zero() {
+                // Fault injection (`faults.send_delay_ms`): a slow link to every peer.
+                tokio::time::sleep(delay).await;
             }
             let mut wire = pb::Envelope {
                 from: u32::from(batch[0].from.0),
