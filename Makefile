@@ -10,7 +10,8 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/holostore-target
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help deps build build-release build-release-mimalloc lint test bench bench-redis sim run stop clean
+.PHONY: help deps build build-release build-release-mimalloc lint test bench bench-wal bench-redis sim run stop clean \
+	check-linearizability check-crash-recovery suites report
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-24s %s\n", $$1, $$2}'
@@ -39,7 +40,14 @@ else
 	$(CARGO) test --workspace --locked
 endif
 
-bench: deps ## benchmarks: WAL group commit beside raw fdatasync
+HARNESS = $(CARGO_TARGET_DIR)/release/holo-harness
+
+bench: build-release ## holo-harness bench: HoloStore (redb, rocksdb) beside a plain redis-server, -P 1 and -P 100
+	@command -v redis-server >/dev/null || { echo "make bench: redis-server is missing: apt-get install redis-server" >&2; exit 1; }
+	$(HARNESS) bench $(BENCH_ARGS)
+	$(HARNESS) report .holostore/bench --out .holostore/report
+
+bench-wal: deps ## criterion benchmark: WAL group commit beside raw fdatasync
 	$(CARGO) bench --locked -p holo-wal --bench append
 
 bench-redis: build-release ## the local cluster beside a plain redis-server, redis-benchmark -P 1 and -P 100
@@ -48,6 +56,20 @@ bench-redis: build-release ## the local cluster beside a plain redis-server, red
 SEEDS ?= 10000
 sim: deps ## deterministic Accord simulation over SEEDS seeds (default 10000), release build
 	HOLO_SIM_SEEDS=$(SEEDS) $(CARGO) test --release --locked -p holo-accord --test sim -- --nocapture
+
+check-linearizability: build-release ## workload + linearizability check (NODES, CLIENTS, KEYS, SET_PCT, DURATION, OP_TIMEOUT, FAIL_FAST)
+	scripts/check_linearizability.sh
+
+check-crash-recovery: build-release ## crash-recovery suite: kill -9 cycles, every acknowledged write read back (CYCLES, BACKEND)
+	$(HARNESS) suite crash-recovery --cycles $${CYCLES:-12} --backend $${BACKEND:-redb}
+
+suites: build-release ## the full linearizability and crash-recovery suites, then the report
+	$(HARNESS) suite linearizability --backend $${BACKEND:-redb}
+	$(HARNESS) suite crash-recovery --backend $${BACKEND:-redb}
+	$(HARNESS) report .holostore --out .holostore/report
+
+report: ## render every results.json under .holostore into .holostore/report (Markdown + HTML)
+	$(HARNESS) report .holostore --out .holostore/report
 
 run: build-release ## start a local 3-node cluster (redb) in the background
 	scripts/start_cluster.sh

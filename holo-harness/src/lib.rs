@@ -1,7 +1,17 @@
 //! holo-harness: how users and CI exercise HoloStore.
 //!
-//! It will bring clusters up and down (local processes or Docker containers), run register
-//! workloads over RESP, check histories for linearizability, inject faults (kill -9, pause,
-//! partitions), run the linearizability and crash-recovery suites, benchmark HoloStore's
-//! storage backends against a plain `redis-server` and render reports. It talks to nodes only
-//! over the network: holo-resp for the Redis protocol, holo-proto for the admin service.
+//! It brings clusters up and down (local processes), runs register workloads over RESP,
+//! checks histories for linearizability, injects faults (kill -9, pause), runs the
+//! linearizability and crash-recovery suites, benchmarks HoloStore's storage backends against
+//! a plain `redis-server` and renders reports. It talks to nodes only over the network.
+
+pub mod bench;
+pub mod check;
+pub mod cluster;
+pub mod history;
+pub mod nemesis;
+pub mod progress;
+pub mod report;
+pub mod resp;
+pub mod suite;
+pub mod workload;

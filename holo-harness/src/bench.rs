@@ -1,0 +1,306 @@
+//! `holo-harness bench`: redis-benchmark-style load from the harness itself, against a fresh
+//! HoloStore cluster per storage backend and a plain `redis-server` started for the run, side
+//! by side in one run.
+//!
+//! Each client holds one connection and keeps `pipeline` commands in flight: it writes a batch,
+//! then reads the replies; a request's latency runs from the moment its batch was written to
+//! the moment its own reply was read (what redis-benchmark measures). Keys are drawn uniformly
+//! from the key space (`key:000000012345`), values are `value_size` bytes. The GET run follows
+//! the SET run on the same key space, so most GETs find a value. HoloStore clients are spread
+//! over every node; redis-server has one.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use holo_resp::Frame;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::resp::Client;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    /// HoloStore backends to run (`redb`, `rocksdb`).
+    pub backends: Vec<String>,
+    /// Also run a plain redis-server on this port (None: skip it).
+    pub redis_port: Option<u16>,
+    pub clients: usize,
+    /// Requests per run with pipeline 1; deeper pipelines run `requests * pipeline / 10`.
+    pub requests: u64,
+    pub pipelines: Vec<usize>,
+    /// `set`, `get`.
+    pub tests: Vec<String>,
+    pub keyspace: u64,
+    pub value_size: usize,
+    pub seed: u64,
+}
+
+/// One measured run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchRun {
+    pub target: String,
+    pub test: String,
+    pub pipeline: usize,
+    pub clients: usize,
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub requests_per_sec: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// The bench results file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BenchResults {
+    pub kind: String,
+    pub clients: usize,
+    pub keyspace: u64,
+    pub value_size: usize,
+    pub runs: Vec<BenchRun>,
+}
+
+/// A redis-server started for the run; killed on drop.
+struct RedisServer(Child);
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start_redis(port: u16, dir: &std::path::Path) -> anyhow::Result<RedisServer> {
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context(
+            "cannot start redis-server; install it with `apt-get install redis-server`, or pass --no-redis",
+        )?;
+    let server = RedisServer(child);
+    crate::resp::wait_pong(&format!("127.0.0.1:{port}"), Duration::from_secs(10))
+        .await
+        .with_context(|| format!("redis-server on port {port} (is the port taken?)"))?;
+    Ok(server)
+}
+
+/// Runs every test at every pipeline depth against every target.
+pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let mut results = BenchResults {
+        kind: "bench".into(),
+        clients: opts.clients,
+        keyspace: opts.keyspace,
+        value_size: opts.value_size,
+        runs: Vec::new(),
+    };
+    println!(
+        "{:<20} {:<12} {:>12} {:>8} {:>8} {:>8} {:>8} {:>7}",
+        "target", "run", "requests/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "errors"
+    );
+    if let Some(port) = opts.redis_port {
+        let _redis = start_redis(port, &opts.dir).await?;
+        let addrs = vec![format!("127.0.0.1:{port}")];
+        measure(opts, "redis-server", &addrs, &mut results).await?;
+    }
+    for backend in &opts.backends {
+        let dir = opts.dir.join(format!("cluster-{backend}"));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir)?;
+        }
+        let spec = ClusterSpec {
+            backend: backend.clone(),
+            ..ClusterSpec::default()
+        };
+        let mut cluster = LocalCluster::up(&dir, spec, opts.binary.clone()).await?;
+        let addrs = cluster.resp_addrs();
+        let outcome = measure(opts, &format!("holostore-{backend}"), &addrs, &mut results).await;
+        cluster.down(Duration::from_secs(10)).await?;
+        outcome?;
+    }
+    crate::suite::write_json(&opts.dir.join("results.json"), &results)?;
+    print_comparison(&results);
+    Ok(results)
+}
+
+/// Each HoloStore run as a share of redis-server's throughput in the same run kind.
+pub fn ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
+    let mut out = Vec::new();
+    for r in results.runs.iter().filter(|r| r.target != "redis-server") {
+        if let Some(base) = results
+            .runs
+            .iter()
+            .find(|b| b.target == "redis-server" && b.test == r.test && b.pipeline == r.pipeline)
+        {
+            out.push((
+                r.target.clone(),
+                format!("{} -P {}", r.test, r.pipeline),
+                r.requests_per_sec / base.requests_per_sec.max(1e-9),
+            ));
+        }
+    }
+    out
+}
+
+fn print_comparison(results: &BenchResults) {
+    let ratios = ratios(results);
+    if ratios.is_empty() {
+        return;
+    }
+    println!("\nthroughput as a share of redis-server's in the same run:");
+    for (target, run, ratio) in ratios {
+        println!("  {target:<20} {run:<12} {:>6.1}%", ratio * 100.0);
+    }
+}
+
+async fn measure(
+    opts: &BenchOptions,
+    target: &str,
+    addrs: &[String],
+    results: &mut BenchResults,
+) -> anyhow::Result<()> {
+    for test in &opts.tests {
+        for &pipeline in &opts.pipelines {
+            let requests = if pipeline == 1 {
+                opts.requests
+            } else {
+                opts.requests * pipeline as u64 / 10
+            };
+            let run = one(opts, target, addrs, test, pipeline, requests).await?;
+            println!(
+                "{:<20} {:<12} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+                run.target,
+                format!("{} -P {}", run.test, run.pipeline),
+                run.requests_per_sec,
+                run.p50_ms,
+                run.p95_ms,
+                run.p99_ms,
+                run.max_ms,
+                run.errors
+            );
+            results.runs.push(run);
+        }
+    }
+    Ok(())
+}
+
+async fn one(
+    opts: &BenchOptions,
+    target: &str,
+    addrs: &[String],
+    test: &str,
+    pipeline: usize,
+    requests: u64,
+) -> anyhow::Result<BenchRun> {
+    if !matches!(test, "set" | "get") {
+        bail!("unknown test {test:?}: use set or get");
+    }
+    let remaining = Arc::new(AtomicU64::new(requests));
+    let errors = Arc::new(AtomicU64::new(0));
+    let value = "x".repeat(opts.value_size);
+    let bar = crate::progress::steps(requests, &format!("{target} {test} -P {pipeline}"));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..opts.clients {
+        let addr = addrs[c % addrs.len()].clone();
+        let remaining = Arc::clone(&remaining);
+        let errors = Arc::clone(&errors);
+        let value = value.clone();
+        let test = test.to_string();
+        let bar = bar.clone();
+        let keyspace = opts.keyspace.max(1);
+        let mut rng = opts.seed ^ (c as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        tasks.push(tokio::spawn(async move {
+            let mut client = Client::connect(&addr, Duration::from_secs(10)).await?;
+            let mut latencies_us: Vec<u32> = Vec::new();
+            loop {
+                let take = remaining
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                        r.checked_sub(r.min(pipeline as u64)).filter(|_| r > 0)
+                    })
+                    .map(|r| r.min(pipeline as u64))
+                    .unwrap_or(0);
+                if take == 0 {
+                    break;
+                }
+                let mut commands = Vec::with_capacity(take as usize);
+                for _ in 0..take {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    let key = format!("key:{:012}", rng % keyspace);
+                    if test == "set" {
+                        commands.push(vec!["SET".to_string(), key, value.clone()]);
+                    } else {
+                        commands.push(vec!["GET".to_string(), key]);
+                    }
+                }
+                let sent = Instant::now();
+                let replies = client
+                    .pipeline_timed(&commands, Duration::from_secs(60))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{addr}: {e}"))?;
+                for (frame, at) in replies {
+                    if matches!(frame, Frame::Error(_) | Frame::BulkError(_)) {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    latencies_us
+                        .push(at.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
+                }
+                bar.inc(take);
+            }
+            anyhow::Ok(latencies_us)
+        }));
+    }
+    let mut all: Vec<u32> = Vec::with_capacity(requests as usize);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    all.sort_unstable();
+    let q = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let i = ((all.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all[i]) / 1e3
+    };
+    Ok(BenchRun {
+        target: target.into(),
+        test: test.to_uppercase(),
+        pipeline,
+        clients: opts.clients,
+        requests: all.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        seconds,
+        requests_per_sec: all.len() as f64 / seconds.max(1e-9),
+        p50_ms: q(0.5),
+        p95_ms: q(0.95),
+        p99_ms: q(0.99),
+        max_ms: q(1.0),
+    })
+}

@@ -1,0 +1,226 @@
+//! Faults on a schedule: kill -9 and restart, SIGSTOP and SIGCONT, each recorded with its time
+//! so results can be cut into phases (healthy, fault, recovery).
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::LocalCluster;
+
+/// What the nemesis does to a local cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fault {
+    /// SIGKILL one node, restart it after the hold time.
+    Kill,
+    /// SIGKILL every node at once, restart them all after the hold time.
+    KillAll,
+    /// SIGSTOP one node, SIGCONT after the hold time.
+    Pause,
+}
+
+/// One thing the nemesis did, `at` seconds after the run's origin.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultEvent {
+    pub at: f64,
+    /// `kill`, `restart`, `pause`, `resume`.
+    pub action: String,
+    /// 1-based node ids.
+    pub nodes: Vec<u16>,
+    /// For restarts: how long the node took to answer PING, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub took_ms: Option<f64>,
+}
+
+/// A window of a run: healthy, or while a fault lasted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Phase {
+    pub label: String,
+    pub start: f64,
+    pub end: f64,
+}
+
+/// The schedule: starting `first` into the run, every `every`, a fault held for `hold`.
+#[derive(Clone, Debug)]
+pub struct Schedule {
+    pub fault: Fault,
+    pub first: Duration,
+    pub every: Duration,
+    pub hold: Duration,
+    pub seed: u64,
+}
+
+/// Runs `schedule` against `cluster` until `until` (relative to `origin`), then heals: every
+/// paused node resumed, every killed node restarted. Returns what it did.
+pub async fn run(
+    cluster: &mut LocalCluster,
+    schedule: &Schedule,
+    origin: Instant,
+    until: Duration,
+) -> anyhow::Result<Vec<FaultEvent>> {
+    let at = |origin: Instant| origin.elapsed().as_secs_f64();
+    let mut events = Vec::new();
+    let mut rng = crate::workload::Rng::new(schedule.seed);
+    let mut next = schedule.first;
+    while next + schedule.hold < until {
+        tokio::time::sleep_until((origin + next).into()).await;
+        let victim = rng.below(cluster.len());
+        let victims: Vec<usize> = match schedule.fault {
+            Fault::KillAll => (0..cluster.len()).collect(),
+            Fault::Kill | Fault::Pause => vec![victim],
+        };
+        let ids: Vec<u16> = victims.iter().map(|i| *i as u16 + 1).collect();
+        match schedule.fault {
+            Fault::Kill | Fault::KillAll => {
+                for &i in &victims {
+                    cluster.kill9(i).await?;
+                }
+                events.push(FaultEvent {
+                    at: at(origin),
+                    action: "kill".into(),
+                    nodes: ids.clone(),
+                    took_ms: None,
+                });
+            }
+            Fault::Pause => {
+                cluster.pause(victim)?;
+                events.push(FaultEvent {
+                    at: at(origin),
+                    action: "pause".into(),
+                    nodes: ids.clone(),
+                    took_ms: None,
+                });
+            }
+        }
+        tokio::time::sleep(schedule.hold).await;
+        events.extend(heal(cluster, origin).await?);
+        next += schedule.every;
+    }
+    Ok(events)
+}
+
+/// Resumes paused nodes and restarts stopped ones, recording each.
+pub async fn heal(cluster: &mut LocalCluster, origin: Instant) -> anyhow::Result<Vec<FaultEvent>> {
+    let mut events = Vec::new();
+    let mut resumed = Vec::new();
+    for i in 0..cluster.len() {
+        if cluster.is_paused(i) {
+            cluster.resume(i)?;
+            resumed.push(i as u16 + 1);
+        }
+    }
+    if !resumed.is_empty() {
+        events.push(FaultEvent {
+            at: origin.elapsed().as_secs_f64(),
+            action: "resume".into(),
+            nodes: resumed,
+            took_ms: None,
+        });
+    }
+    let stopped: Vec<usize> = (0..cluster.len())
+        .filter(|&i| !cluster.is_running(i))
+        .collect();
+    if !stopped.is_empty() {
+        let started = Instant::now();
+        let at = origin.elapsed().as_secs_f64();
+        cluster.restart_all(&stopped).await?;
+        events.push(FaultEvent {
+            at,
+            action: "restart".into(),
+            nodes: stopped.iter().map(|i| *i as u16 + 1).collect(),
+            took_ms: Some(started.elapsed().as_secs_f64() * 1e3),
+        });
+    }
+    Ok(events)
+}
+
+/// Cuts `[0, end]` into phases: `healthy` between faults, `<action> node N` while one lasts.
+pub fn phases(events: &[FaultEvent], end: f64) -> Vec<Phase> {
+    let mut out = Vec::new();
+    let mut cursor = 0.0;
+    let mut open: Option<(f64, String)> = None;
+    for e in events {
+        match e.action.as_str() {
+            "kill" | "pause" => {
+                if e.at > cursor {
+                    out.push(Phase {
+                        label: "healthy".into(),
+                        start: cursor,
+                        end: e.at,
+                    });
+                }
+                let who = if e.nodes.len() > 1 {
+                    "all nodes".to_string()
+                } else {
+                    format!("node {}", e.nodes[0])
+                };
+                let what = if e.action == "kill" {
+                    "killed"
+                } else {
+                    "paused"
+                };
+                open = Some((e.at, format!("{who} {what}")));
+            }
+            _ => {
+                if let Some((start, label)) = open.take() {
+                    let end_at = e.at + e.took_ms.unwrap_or(0.0) / 1e3;
+                    out.push(Phase {
+                        label,
+                        start,
+                        end: end_at,
+                    });
+                    cursor = end_at;
+                }
+            }
+        }
+    }
+    if let Some((start, label)) = open {
+        out.push(Phase { label, start, end });
+    } else if end > cursor {
+        out.push(Phase {
+            label: "healthy".into(),
+            start: cursor,
+            end,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(at: f64, action: &str, node: u16, took_ms: Option<f64>) -> FaultEvent {
+        FaultEvent {
+            at,
+            action: action.into(),
+            nodes: vec![node],
+            took_ms,
+        }
+    }
+
+    #[test]
+    fn phases_alternate_between_healthy_and_faults() {
+        let events = [
+            event(2.0, "kill", 2, None),
+            event(4.0, "restart", 2, Some(500.0)),
+            event(6.0, "pause", 3, None),
+            event(7.0, "resume", 3, None),
+        ];
+        let p = phases(&events, 10.0);
+        let labels: Vec<(&str, f64, f64)> = p
+            .iter()
+            .map(|p| (p.label.as_str(), p.start, p.end))
+            .collect();
+        assert_eq!(
+            labels,
+            vec![
+                ("healthy", 0.0, 2.0),
+                ("node 2 killed", 2.0, 4.5),
+                ("healthy", 4.5, 6.0),
+                ("node 3 paused", 6.0, 7.0),
+                ("healthy", 7.0, 10.0),
+            ]
+        );
+    }
+}

@@ -1,0 +1,765 @@
+//! The linearizability and crash-recovery suites against local process clusters.
+//!
+//! Every linearizability scenario starts a fresh cluster, runs a workload while its nemesis
+//! (if any) injects faults, heals, reads every key back through every node (the final reads go
+//! into the history), checks the history, and fails when the history is not linearizable, when
+//! the checker reaches no verdict, or when throughput fell below the minimum (so a cluster that
+//! stalls cannot pass by answering nothing). The crash-recovery suite kills nodes (one, or all at
+//! once) under write load again and again and reads every acknowledged write back from every
+//! node after each restart.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use holo_resp::Frame;
+use serde::{Deserialize, Serialize};
+
+use crate::check;
+use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::history::{Entry, Op, OpResult, Outcome};
+use crate::nemesis::{self, Fault, FaultEvent, Phase, Schedule};
+use crate::resp::Client;
+use crate::workload::{self, Live, Mode, WorkloadSpec};
+
+/// Options shared by the suites.
+#[derive(Clone, Debug)]
+pub struct SuiteOptions {
+    /// Where clusters, histories and results go.
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub backend: String,
+    /// Workload time per scenario.
+    pub duration: Duration,
+    pub clients: usize,
+    pub keys: usize,
+    pub op_timeout: Duration,
+    /// Completed operations per second below which a scenario fails.
+    pub min_ops_per_sec: f64,
+    /// Only these scenarios (all when empty).
+    pub only: Vec<String>,
+    pub fail_fast: bool,
+    pub seed: u64,
+    pub check_deadline: Duration,
+    /// Plant a bug: every node answers GET from its own storage without consensus (the suite
+    /// must then fail; this checks the suite, not the product).
+    pub stale_reads: bool,
+}
+
+/// One scenario of the linearizability suite.
+pub struct Scenario {
+    pub name: &'static str,
+    pub description: &'static str,
+    mode: Mode,
+    keys: Option<usize>,
+    set_pct: u8,
+    disconnect_pct: u8,
+    split_roles: bool,
+    slow_node: Option<(u16, u64)>,
+    fault: Option<Fault>,
+}
+
+/// Every scenario, in the order the suite runs them.
+pub fn scenarios() -> Vec<Scenario> {
+    let base = |name, description| Scenario {
+        name,
+        description,
+        mode: Mode::Register,
+        keys: None,
+        set_pct: 50,
+        disconnect_pct: 0,
+        split_roles: false,
+        slow_node: None,
+        fault: None,
+    };
+    vec![
+        base("baseline", "GET/SET over every node, no faults"),
+        Scenario {
+            keys: Some(1),
+            ..base("hot-key", "every client on one key")
+        },
+        Scenario {
+            split_roles: true,
+            ..base(
+                "mixed-nodes",
+                "writers on node 1, readers on the other nodes",
+            )
+        },
+        Scenario {
+            mode: Mode::Incr,
+            keys: Some(4),
+            ..base("counters", "INCR and GET of a few counters")
+        },
+        Scenario {
+            mode: Mode::Multi,
+            ..base(
+                "multi-key",
+                "MSET/MGET across ranges (strict serializability)",
+            )
+        },
+        Scenario {
+            disconnect_pct: 20,
+            ..base(
+                "disconnects",
+                "clients hang up before a fifth of their writes are answered",
+            )
+        },
+        Scenario {
+            slow_node: Some((3, 25)),
+            ..base(
+                "slow-replica",
+                "node 3 delays every message it sends by 25 ms",
+            )
+        },
+        Scenario {
+            fault: Some(Fault::Kill),
+            ..base(
+                "kill-restart",
+                "kill -9 of a random node, restarted 1.5 s later",
+            )
+        },
+        Scenario {
+            fault: Some(Fault::Pause),
+            ..base("pause", "SIGSTOP of a random node, SIGCONT 1.5 s later")
+        },
+    ]
+}
+
+/// Throughput and latency of one phase of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PhaseStats {
+    pub label: String,
+    pub start: f64,
+    pub end: f64,
+    pub ok: usize,
+    pub unknown: usize,
+    pub ops_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// What one scenario produced.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    pub description: String,
+    pub passed: bool,
+    pub problems: Vec<String>,
+    pub ok: usize,
+    pub fail: usize,
+    pub unknown: usize,
+    pub final_reads: usize,
+    pub ops_per_sec: f64,
+    pub verdict: String,
+    pub check_ms: f64,
+    pub faults: Vec<FaultEvent>,
+    pub phases: Vec<PhaseStats>,
+    /// Completed operations per second, second by second.
+    pub timeline: Vec<usize>,
+    pub history: PathBuf,
+    #[serde(default)]
+    pub failure_files: Vec<PathBuf>,
+}
+
+/// A suite's results file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LinearizabilityResults {
+    pub kind: String,
+    pub backend: String,
+    pub seed: u64,
+    pub clients: usize,
+    pub duration_s: f64,
+    pub passed: bool,
+    pub scenarios: Vec<ScenarioResult>,
+}
+
+/// Runs the linearizability suite; the results are also written to `dir/results.json`.
+pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<LinearizabilityResults> {
+    let selected: Vec<Scenario> = scenarios()
+        .into_iter()
+        .filter(|s| opts.only.is_empty() || opts.only.iter().any(|o| o == s.name))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<&str> = scenarios().iter().map(|s| s.name).collect();
+        anyhow::bail!(
+            "no scenario matches {:?}; the scenarios are {}",
+            opts.only,
+            names.join(", ")
+        );
+    }
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let mut results = LinearizabilityResults {
+        kind: "linearizability".into(),
+        backend: opts.backend.clone(),
+        seed: opts.seed,
+        clients: opts.clients,
+        duration_s: opts.duration.as_secs_f64(),
+        passed: true,
+        scenarios: Vec::new(),
+    };
+    for (n, scenario) in selected.iter().enumerate() {
+        println!(
+            "[{}/{}] {}: {}",
+            n + 1,
+            selected.len(),
+            scenario.name,
+            scenario.description
+        );
+        let result = match run_scenario(opts, scenario).await {
+            Ok(r) => r,
+            Err(e) => ScenarioResult {
+                name: scenario.name.into(),
+                description: scenario.description.into(),
+                passed: false,
+                problems: vec![format!("{e:#}")],
+                ok: 0,
+                fail: 0,
+                unknown: 0,
+                final_reads: 0,
+                ops_per_sec: 0.0,
+                verdict: "not run".into(),
+                check_ms: 0.0,
+                faults: Vec::new(),
+                phases: Vec::new(),
+                timeline: Vec::new(),
+                history: PathBuf::new(),
+                failure_files: Vec::new(),
+            },
+        };
+        print_scenario(&result);
+        results.passed &= result.passed;
+        let stop = !result.passed && opts.fail_fast;
+        results.scenarios.push(result);
+        write_json(&opts.dir.join("results.json"), &results)?;
+        if stop {
+            break;
+        }
+    }
+    Ok(results)
+}
+
+fn print_scenario(r: &ScenarioResult) {
+    println!(
+        "      {}: {} ok, {} fail, {} unknown, {:.0} ops/s, {} final reads, checker: {} ({:.0} ms)",
+        if r.passed { "PASS" } else { "FAIL" },
+        r.ok,
+        r.fail,
+        r.unknown,
+        r.ops_per_sec,
+        r.final_reads,
+        r.verdict,
+        r.check_ms
+    );
+    for p in &r.phases {
+        println!(
+            "      {:>7.1}-{:<7.1}s {:<16} {:>8.0} ops/s  p50 {:>6.1} ms  p99 {:>7.1} ms  unknown {}",
+            p.start, p.end, p.label, p.ops_per_sec, p.p50_ms, p.p99_ms, p.unknown
+        );
+    }
+    for problem in &r.problems {
+        println!("      problem: {problem}");
+    }
+    for f in &r.failure_files {
+        println!("      see {}", f.display());
+    }
+}
+
+async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<ScenarioResult> {
+    let dir = opts.dir.join(s.name);
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let mut spec = ClusterSpec {
+        backend: opts.backend.clone(),
+        // Quick progress for the suites: a coordinator that vanished is recovered sooner.
+        accord: "recover_after_ms = 500\nretry_ms = 100".into(),
+        ..ClusterSpec::default()
+    };
+    if let Some((node, ms)) = s.slow_node {
+        spec.node_faults = vec![(node, format!("send_delay_ms = {ms}"))];
+    }
+    if opts.stale_reads {
+        spec.faults = "stale_local_reads = true".into();
+    }
+    let mut cluster = LocalCluster::up(&dir.join("cluster"), spec, opts.binary.clone()).await?;
+    let keys = s.keys.unwrap_or(opts.keys);
+    let work = WorkloadSpec {
+        nodes: cluster.resp_addrs(),
+        clients: opts.clients,
+        keys,
+        set_pct: s.set_pct,
+        duration: opts.duration,
+        op_timeout: opts.op_timeout,
+        mode: s.mode,
+        key_prefix: String::new(),
+        seed: opts.seed,
+        disconnect_pct: s.disconnect_pct,
+        split_roles: s.split_roles,
+    };
+    let origin = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let live = Arc::new(Live::default());
+    let progress = crate::progress::timed(opts.duration, s.name, Arc::clone(&live));
+    let (run, faults) = match s.fault {
+        Some(fault) => {
+            let schedule = Schedule {
+                fault,
+                first: Duration::from_millis(1500),
+                every: Duration::from_secs(4),
+                hold: Duration::from_millis(1500),
+                seed: opts.seed ^ 0xFA17,
+            };
+            let (run, faults) = tokio::join!(
+                workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)),
+                nemesis::run(&mut cluster, &schedule, origin, opts.duration)
+            );
+            (run?, faults?)
+        }
+        None => (
+            workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)).await?,
+            Vec::new(),
+        ),
+    };
+    progress.finish_and_clear();
+    let mut faults = faults;
+    faults.extend(nemesis::heal(&mut cluster, origin).await?);
+    let end = origin.elapsed().as_secs_f64();
+    let mut entries = run.entries;
+    let first_final = entries.len() as u64;
+    let final_reads = final_reads(&cluster, keys, origin, first_final, opts).await?;
+    let n_final = final_reads.len();
+    entries.extend(final_reads);
+    let history = dir.join("history.jsonl");
+    crate::history::write(&history, &entries)?;
+
+    let ok = entries[..first_final as usize]
+        .iter()
+        .filter(|e| e.outcome == Outcome::Ok)
+        .count();
+    let workload_entries = &entries[..first_final as usize];
+    let phases: Vec<PhaseStats> = phase_stats(workload_entries, &nemesis::phases(&faults, end))
+        .into_iter()
+        .filter(|p| p.end - p.start >= 0.05)
+        .collect();
+    let ops_per_sec = ok as f64 / opts.duration.as_secs_f64();
+    let mut problems = Vec::new();
+    if ops_per_sec < opts.min_ops_per_sec {
+        problems.push(format!(
+            "throughput {ops_per_sec:.0} ops/s is below the minimum {:.0} ops/s: the cluster stalled",
+            opts.min_ops_per_sec
+        ));
+    }
+    for p in &phases {
+        if p.end - p.start >= 1.0 && p.ok == 0 {
+            problems.push(format!(
+                "no operation completed during {} ({:.1}-{:.1} s)",
+                p.label, p.start, p.end
+            ));
+        }
+    }
+    let started = Instant::now();
+    let deadline = opts.check_deadline;
+    let checked_entries = entries.clone();
+    let report = tokio::task::spawn_blocking(move || {
+        check::check(&checked_entries, &check::Options { deadline })
+    })
+    .await?;
+    let check_ms = started.elapsed().as_secs_f64() * 1e3;
+    let mut failure_files = Vec::new();
+    let verdict = match report.verdict {
+        check::Verdict::Linearizable => "linearizable".to_string(),
+        check::Verdict::NotLinearizable => {
+            problems.push(format!(
+                "the history is NOT linearizable:\n{}",
+                check::render_text(&report)
+            ));
+            failure_files = check::write_failure(&dir, &report)?;
+            "NOT linearizable".to_string()
+        }
+        check::Verdict::Unknown => {
+            problems.push(format!(
+                "the checker reached no verdict within {deadline:?}"
+            ));
+            "no verdict".to_string()
+        }
+    };
+    let timeline = timeline(workload_entries, opts.duration);
+    drop(cluster);
+    Ok(ScenarioResult {
+        name: s.name.into(),
+        description: s.description.into(),
+        passed: problems.is_empty(),
+        problems,
+        ok,
+        fail: count(workload_entries, Outcome::Fail),
+        unknown: count(workload_entries, Outcome::Unknown),
+        final_reads: n_final,
+        ops_per_sec,
+        verdict,
+        check_ms,
+        faults,
+        phases,
+        timeline,
+        history,
+        failure_files,
+    })
+}
+
+fn count(entries: &[Entry], outcome: Outcome) -> usize {
+    entries.iter().filter(|e| e.outcome == outcome).count()
+}
+
+/// Reads every key through every node after heal, as single-key GETs (one pipeline per node),
+/// each recorded in the history.
+async fn final_reads(
+    cluster: &LocalCluster,
+    keys: usize,
+    origin: Instant,
+    first_id: u64,
+    opts: &SuiteOptions,
+) -> anyhow::Result<Vec<Entry>> {
+    let names: Vec<String> = (0..keys).map(|i| workload::key_name("", i)).collect();
+    let mut out = Vec::new();
+    let mut id = first_id;
+    for (n, addr) in cluster.resp_addrs().iter().enumerate() {
+        let timeout = Duration::from_secs(30).max(opts.op_timeout);
+        let mut client = Client::connect(addr, timeout).await?;
+        let commands: Vec<[&str; 2]> = names.iter().map(|k| ["GET", k.as_str()]).collect();
+        let invoke_ns = origin.elapsed().as_nanos() as u64;
+        let replies = client
+            .pipeline(&commands, timeout)
+            .await
+            .map_err(|e| anyhow::anyhow!("final reads through {addr}: {e}"))?;
+        let complete_ns = origin.elapsed().as_nanos() as u64;
+        for (key, reply) in names.iter().zip(replies) {
+            let v = match reply {
+                Frame::Null => None,
+                Frame::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                other => anyhow::bail!("final read of {key} through {addr}: {other:?}"),
+            };
+            out.push(Entry {
+                id,
+                client: 1_000_000 + n as u32,
+                node: Some(addr.clone()),
+                op: Op::Get { key: key.clone() },
+                outcome: Outcome::Ok,
+                result: Some(OpResult::Value { v }),
+                error: None,
+                invoke_ns,
+                complete_ns,
+            });
+            id += 1;
+        }
+    }
+    Ok(out)
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn phase_stats(entries: &[Entry], phases: &[Phase]) -> Vec<PhaseStats> {
+    phases
+        .iter()
+        .map(|p| {
+            let inside: Vec<&Entry> = entries
+                .iter()
+                .filter(|e| {
+                    let t = e.invoke_ns as f64 / 1e9;
+                    t >= p.start && t < p.end
+                })
+                .collect();
+            let mut lat: Vec<f64> = inside
+                .iter()
+                .filter(|e| e.outcome == Outcome::Ok)
+                .map(|e| (e.complete_ns - e.invoke_ns) as f64 / 1e6)
+                .collect();
+            lat.sort_by(f64::total_cmp);
+            let ok = lat.len();
+            PhaseStats {
+                label: p.label.clone(),
+                start: p.start,
+                end: p.end,
+                ok,
+                unknown: inside
+                    .iter()
+                    .filter(|e| e.outcome == Outcome::Unknown)
+                    .count(),
+                ops_per_sec: ok as f64 / (p.end - p.start).max(1e-9),
+                p50_ms: percentile(&lat, 0.5),
+                p99_ms: percentile(&lat, 0.99),
+            }
+        })
+        .collect()
+}
+
+fn timeline(entries: &[Entry], duration: Duration) -> Vec<usize> {
+    let secs = duration.as_secs_f64().ceil() as usize + 1;
+    let mut out = vec![0; secs];
+    for e in entries.iter().filter(|e| e.outcome == Outcome::Ok) {
+        let s = (e.complete_ns / 1_000_000_000) as usize;
+        if s < secs {
+            out[s] += 1;
+        }
+    }
+    out
+}
+
+/// Writes any result as pretty JSON.
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_vec_pretty(value)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash recovery
+
+/// Options of the crash-recovery suite.
+#[derive(Clone, Debug)]
+pub struct CrashOptions {
+    pub dir: PathBuf,
+    pub binary: PathBuf,
+    pub backend: String,
+    pub cycles: usize,
+    pub writers: usize,
+    /// Write time per cycle; the kill comes halfway through.
+    pub cycle: Duration,
+    pub op_timeout: Duration,
+    pub seed: u64,
+}
+
+/// One kill cycle.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CycleResult {
+    pub cycle: usize,
+    pub killed: Vec<u16>,
+    pub acked: usize,
+    pub unknown: usize,
+    pub restart_ms: f64,
+    pub lost: usize,
+}
+
+/// The crash-recovery results file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CrashResults {
+    pub kind: String,
+    pub backend: String,
+    pub seed: u64,
+    pub passed: bool,
+    pub cycles: Vec<CycleResult>,
+    /// Acknowledged writes read back after the last cycle, from every node.
+    pub acked_writes_checked: usize,
+    pub reads_checked: usize,
+    pub lost_writes: usize,
+    pub lost_examples: Vec<String>,
+    pub restart_ms_max: f64,
+    pub restart_ms_mean: f64,
+}
+
+/// Kills nodes under write load `cycles` times (every fourth cycle kills all of them at once),
+/// restarts them, and reads every acknowledged write back through every node after each cycle.
+pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults> {
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let cluster_dir = opts.dir.join("cluster");
+    if cluster_dir.exists() {
+        std::fs::remove_dir_all(&cluster_dir)?;
+    }
+    let spec = ClusterSpec {
+        backend: opts.backend.clone(),
+        accord: "recover_after_ms = 500\nretry_ms = 100".into(),
+        ..ClusterSpec::default()
+    };
+    let mut cluster = LocalCluster::up(&cluster_dir, spec, opts.binary.clone()).await?;
+    let mut acked: Vec<(String, String)> = Vec::new();
+    let mut results = CrashResults {
+        kind: "crash-recovery".into(),
+        backend: opts.backend.clone(),
+        seed: opts.seed,
+        passed: true,
+        cycles: Vec::new(),
+        acked_writes_checked: 0,
+        reads_checked: 0,
+        lost_writes: 0,
+        lost_examples: Vec::new(),
+        restart_ms_max: 0.0,
+        restart_ms_mean: 0.0,
+    };
+    let mut rng = crate::workload::Rng::new(opts.seed);
+    for cycle in 0..opts.cycles {
+        let victims: Vec<usize> = if cycle % 4 == 3 {
+            (0..cluster.len()).collect()
+        } else {
+            vec![rng.below(cluster.len())]
+        };
+        let addrs = cluster.resp_addrs();
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..opts.writers {
+            let addrs = addrs.clone();
+            let stop = Arc::clone(&stop);
+            let timeout = opts.op_timeout;
+            writers.push(tokio::spawn(async move {
+                crash_writer(cycle, w, addrs, stop, timeout).await
+            }));
+        }
+        tokio::time::sleep(opts.cycle / 2).await;
+        for &v in &victims {
+            cluster.kill9(v).await?;
+        }
+        tokio::time::sleep(opts.cycle / 2).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut cycle_acked = 0;
+        let mut unknown = 0;
+        for w in writers {
+            let (a, u) = w.await?;
+            cycle_acked += a.len();
+            unknown += u;
+            acked.extend(a);
+        }
+        let restarted = Instant::now();
+        cluster.restart_all(&victims).await?;
+        let restart_ms = restarted.elapsed().as_secs_f64() * 1e3;
+        let (lost, examples) = verify(&cluster, &acked, opts.op_timeout).await?;
+        let killed: Vec<u16> = victims.iter().map(|v| *v as u16 + 1).collect();
+        println!(
+            "cycle {:>3}: killed {:?}, {} writes acknowledged ({} unknown), restart {:.0} ms, {} of {} acknowledged writes lost",
+            cycle + 1,
+            killed,
+            cycle_acked,
+            unknown,
+            restart_ms,
+            lost,
+            acked.len()
+        );
+        results.cycles.push(CycleResult {
+            cycle: cycle + 1,
+            killed,
+            acked: cycle_acked,
+            unknown,
+            restart_ms,
+            lost,
+        });
+        if lost > 0 {
+            results.passed = false;
+            results.lost_writes = lost;
+            results.lost_examples = examples;
+            break;
+        }
+    }
+    results.acked_writes_checked = acked.len();
+    results.reads_checked = acked.len() * cluster.len();
+    let restarts: Vec<f64> = results.cycles.iter().map(|c| c.restart_ms).collect();
+    results.restart_ms_max = restarts.iter().copied().fold(0.0, f64::max);
+    results.restart_ms_mean = restarts.iter().sum::<f64>() / restarts.len().max(1) as f64;
+    if acked.is_empty() {
+        results.passed = false;
+    }
+    write_json(&opts.dir.join("results.json"), &results)?;
+    Ok(results)
+}
+
+/// Writes unique keys through the nodes in turn until `stop`; returns the acknowledged
+/// (key, value) pairs and the number of writes whose outcome is unknown.
+async fn crash_writer(
+    cycle: usize,
+    w: usize,
+    addrs: Vec<String>,
+    stop: Arc<AtomicBool>,
+    timeout: Duration,
+) -> (Vec<(String, String)>, usize) {
+    let mut acked = Vec::new();
+    let mut unknown = 0;
+    let mut node = w % addrs.len();
+    let mut conn: Option<Client> = None;
+    let mut n = 0usize;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if conn.is_none() {
+            match Client::connect(&addrs[node], timeout).await {
+                Ok(c) => conn = Some(c),
+                Err(_) => {
+                    node = (node + 1) % addrs.len();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        n += 1;
+        let key = format!("{:x}-crash-{cycle}-{w}-{n}", n % 16);
+        let value = format!("{cycle}.{w}.{n}");
+        let c = conn.as_mut().expect("connected");
+        match c
+            .call(&["SET", key.as_str(), value.as_str()], timeout)
+            .await
+        {
+            Ok(Frame::Simple(s)) if s.as_ref() == b"OK" => acked.push((key, value)),
+            Ok(Frame::Error(e)) if !String::from_utf8_lossy(&e).contains("unknown") => {}
+            _ => {
+                unknown += 1;
+                conn = None;
+                node = (node + 1) % addrs.len();
+            }
+        }
+    }
+    (acked, unknown)
+}
+
+/// Reads every acknowledged write through every node; returns how many reads disagreed.
+async fn verify(
+    cluster: &LocalCluster,
+    acked: &[(String, String)],
+    timeout: Duration,
+) -> anyhow::Result<(usize, Vec<String>)> {
+    let mut lost = 0;
+    let mut examples = Vec::new();
+    for addr in cluster.resp_addrs() {
+        let mut client = Client::connect(&addr, timeout).await?;
+        for chunk in acked.chunks(1000) {
+            let commands: Vec<[&str; 2]> = chunk.iter().map(|(k, _)| ["GET", k.as_str()]).collect();
+            let replies = client
+                .pipeline(&commands, Duration::from_secs(60))
+                .await
+                .map_err(|e| anyhow::anyhow!("reading back through {addr}: {e}"))?;
+            for ((key, value), reply) in chunk.iter().zip(replies) {
+                let got = crate::resp::string_reply(&reply)
+                    .with_context(|| format!("GET {key} through {addr}"))?;
+                if got.as_deref() != Some(value.as_str()) {
+                    lost += 1;
+                    if examples.len() < 10 {
+                        examples.push(format!("{addr}: {key} should be {value:?}, read {got:?}"));
+                    }
+                }
+            }
+        }
+    }
+    Ok((lost, examples))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_names_are_unique() {
+        let mut names: Vec<&str> = scenarios().iter().map(|s| s.name).collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n);
+    }
+
+    #[test]
+    fn percentiles_of_sorted_latencies() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 51.0);
+        assert_eq!(percentile(&v, 0.99), 99.0);
+        assert_eq!(percentile(&[], 0.99), 0.0);
+    }
+}

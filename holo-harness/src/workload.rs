@@ -1,0 +1,452 @@
+//! Register workloads over RESP: each client on its own connection records every operation
+//! with monotonic invoke and complete times and an honest outcome.
+//!
+//! Outcomes: `ok` when the reply says what happened; `fail` only when the reply proves the
+//! operation had no effect (an error reply that is not "outcome unknown"); `unknown` on a
+//! timeout, a broken connection or an unexpected reply. A measured operation is never retried:
+//! after an unknown outcome the client drops its connection and goes on with a new operation on
+//! the next node, so a late effect of the old one stays a single, unknown operation.
+//!
+//! Keys are spread over every range: key `i` is `<hex digit of i % 16>-<prefix><i>`, and the
+//! node's split points cut the keyspace by leading hex digit. Written values are unique
+//! (`<client>-<sequence>`), which is what lets the checker tell writes apart.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::ensure;
+use holo_resp::Frame;
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Entry, Op, OpResult, Outcome};
+use crate::resp::{CallError, Client};
+
+/// Which operations the clients issue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// GET and SET of single keys.
+    Register,
+    /// INCR and GET of counters.
+    Incr,
+    /// MSET and MGET over groups of three keys (in different ranges), checked for strict
+    /// serializability, mixed with single-key GET and SET.
+    Multi,
+}
+
+/// What to run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// RESP addresses; client `c` starts on node `c % len` and moves on after an unknown outcome.
+    pub nodes: Vec<String>,
+    pub clients: usize,
+    pub keys: usize,
+    /// Share of writes (SET, INCR, MSET), 0-100.
+    pub set_pct: u8,
+    pub duration: Duration,
+    pub op_timeout: Duration,
+    pub mode: Mode,
+    /// Prepended to every key so runs against one cluster do not see each other's keys.
+    pub key_prefix: String,
+    pub seed: u64,
+    /// Share of writes (0-100) a client sends and then disconnects without reading the reply
+    /// (recorded as unknown).
+    #[serde(default)]
+    pub disconnect_pct: u8,
+    /// Writers and readers on different nodes: even clients only write, through the first
+    /// node; odd clients only read, through the others.
+    #[serde(default)]
+    pub split_roles: bool,
+}
+
+/// Counts a run keeps while it goes (for progress and phase reports).
+#[derive(Default, Debug)]
+pub struct Live {
+    pub ok: AtomicU64,
+    pub fail: AtomicU64,
+    pub unknown: AtomicU64,
+}
+
+/// A finished run.
+#[derive(Debug)]
+pub struct Run {
+    pub entries: Vec<Entry>,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.entries.iter().filter(|e| e.outcome == outcome).count()
+    }
+
+    /// Completed (`ok`) operations per second over the whole run.
+    pub fn ok_per_sec(&self) -> f64 {
+        self.count(Outcome::Ok) as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// The key name of key number `i`.
+pub fn key_name(prefix: &str, i: usize) -> String {
+    format!("{:x}-{prefix}{i}", i % 16)
+}
+
+/// A tiny deterministic generator (SplitMix64): per client, and for fault choices.
+pub(crate) struct Rng(u64);
+
+impl Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Runs the workload until `spec.duration` passes or `stop` is set. Times are measured from
+/// `origin`, which the caller shares with anything else it wants on the same clock (faults).
+pub async fn run(
+    spec: &WorkloadSpec,
+    origin: Instant,
+    stop: Arc<AtomicBool>,
+    live: Arc<Live>,
+) -> anyhow::Result<Run> {
+    ensure!(!spec.nodes.is_empty(), "--nodes: give at least one address");
+    ensure!(spec.clients > 0, "--clients must be at least 1");
+    ensure!(spec.keys > 0, "--keys must be at least 1");
+    ensure!(spec.set_pct <= 100, "--set-pct must be between 0 and 100");
+    if spec.mode == Mode::Multi {
+        ensure!(spec.keys >= 3, "--mode multi needs --keys of at least 3");
+    }
+    let started = Instant::now();
+    let deadline = started + spec.duration;
+    let ids = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..spec.clients {
+        let spec = spec.clone();
+        let stop = Arc::clone(&stop);
+        let live = Arc::clone(&live);
+        let ids = Arc::clone(&ids);
+        tasks.push(tokio::spawn(async move {
+            client(c as u32, &spec, origin, deadline, &stop, &live, &ids).await
+        }));
+    }
+    let mut entries = Vec::new();
+    for task in tasks {
+        entries.extend(task.await?);
+    }
+    entries.sort_by_key(|e| (e.invoke_ns, e.id));
+    Ok(Run {
+        entries,
+        elapsed: started.elapsed(),
+    })
+}
+
+fn nanos(origin: Instant) -> u64 {
+    origin.elapsed().as_nanos() as u64
+}
+
+async fn client(
+    id: u32,
+    spec: &WorkloadSpec,
+    origin: Instant,
+    deadline: Instant,
+    stop: &AtomicBool,
+    live: &Live,
+    ids: &AtomicU64,
+) -> Vec<Entry> {
+    let mut rng = Rng(spec.seed ^ (u64::from(id) << 32 | 0x5EED));
+    // With split roles, writers use node 0 and readers the others.
+    let role = |c: u32| -> Option<bool> { spec.split_roles.then_some(c.is_multiple_of(2)) };
+    let pick = |n: usize| -> usize {
+        match role(id) {
+            _ if spec.nodes.len() == 1 => 0,
+            Some(true) => 0,
+            Some(false) => 1 + n % (spec.nodes.len() - 1),
+            None => n % spec.nodes.len(),
+        }
+    };
+    let mut turn = id as usize;
+    let mut node = pick(turn);
+    let mut conn: Option<Client> = None;
+    let mut seq = 0u64;
+    let mut out = Vec::new();
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            match Client::connect(&spec.nodes[node], spec.op_timeout).await {
+                Ok(c) => conn = Some(c),
+                Err(_) => {
+                    // That node is down or cut off: try the next one after a short backoff
+                    // (nothing was invoked, so nothing is recorded).
+                    turn += 1;
+                    node = pick(turn);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected");
+        seq += 1;
+        let op = next_op(spec, role(id), id, seq, &mut rng);
+        let invoke_ns = nanos(origin);
+        if op.is_write() && rng.below(100) < usize::from(spec.disconnect_pct) {
+            // Send the command and hang up without reading the reply: the write may or may
+            // not happen, and the history says so.
+            let _ = c.send(&command_args(&op)).await;
+            conn = None;
+            live.unknown.fetch_add(1, Ordering::Relaxed);
+            out.push(Entry {
+                id: ids.fetch_add(1, Ordering::Relaxed),
+                client: id,
+                node: Some(spec.nodes[node].clone()),
+                op,
+                outcome: Outcome::Unknown,
+                result: None,
+                error: Some("client disconnected before the reply".into()),
+                invoke_ns,
+                complete_ns: nanos(origin),
+            });
+            continue;
+        }
+        let reply = c.call(&command_args(&op), spec.op_timeout).await;
+        let complete_ns = nanos(origin);
+        let (outcome, result, error) = match reply {
+            Ok(frame) => classify(&op, frame),
+            Err(e) => (Outcome::Unknown, None, Some(e.to_string())),
+        };
+        match outcome {
+            Outcome::Ok => live.ok.fetch_add(1, Ordering::Relaxed),
+            Outcome::Fail => live.fail.fetch_add(1, Ordering::Relaxed),
+            Outcome::Unknown => live.unknown.fetch_add(1, Ordering::Relaxed),
+        };
+        out.push(Entry {
+            id: ids.fetch_add(1, Ordering::Relaxed),
+            client: id,
+            node: Some(spec.nodes[node].clone()),
+            op,
+            outcome,
+            result,
+            error,
+            invoke_ns,
+            complete_ns,
+        });
+        if outcome == Outcome::Unknown {
+            // Never reuse a connection whose reply is still owed; never retry the op.
+            conn = None;
+            turn += 1;
+            node = pick(turn);
+        }
+    }
+    out
+}
+
+/// The command that performs `op`.
+fn command_args(op: &Op) -> Vec<String> {
+    let mut args = Vec::new();
+    match op {
+        Op::Get { key } => args.extend(["GET".into(), key.clone()]),
+        Op::Set { key, value } => args.extend(["SET".into(), key.clone(), value.clone()]),
+        Op::Incr { key } => args.extend(["INCR".into(), key.clone()]),
+        Op::Mset { pairs } => {
+            args.push("MSET".into());
+            for (k, v) in pairs {
+                args.extend([k.clone(), v.clone()]);
+            }
+        }
+        Op::Mget { keys } => {
+            args.push("MGET".into());
+            args.extend(keys.iter().cloned());
+        }
+    }
+    args
+}
+
+fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng: &mut Rng) -> Op {
+    let write = writer.unwrap_or_else(|| rng.below(100) < usize::from(spec.set_pct));
+    let value = || format!("{client}-{seq}");
+    match spec.mode {
+        Mode::Register => {
+            let key = key_name(&spec.key_prefix, rng.below(spec.keys));
+            if write {
+                Op::Set {
+                    key,
+                    value: value(),
+                }
+            } else {
+                Op::Get { key }
+            }
+        }
+        Mode::Incr => {
+            let key = key_name(&spec.key_prefix, rng.below(spec.keys));
+            if write {
+                Op::Incr { key }
+            } else {
+                Op::Get { key }
+            }
+        }
+        Mode::Multi => {
+            let groups = spec.keys / 3;
+            let g = rng.below(groups);
+            let group: Vec<String> = (0..3)
+                .map(|j| key_name(&spec.key_prefix, g * 3 + j))
+                .collect();
+            match (write, rng.below(4)) {
+                (true, 0) => Op::Set {
+                    key: group[rng.below(3)].clone(),
+                    value: value(),
+                },
+                (true, _) => {
+                    // Two or three keys of the group.
+                    let skip = rng.below(4);
+                    let pairs = group
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != skip)
+                        .map(|(j, k)| (k.clone(), format!("{client}-{seq}.{j}")))
+                        .collect();
+                    Op::Mset { pairs }
+                }
+                (false, 0) => Op::Get {
+                    key: group[rng.below(3)].clone(),
+                },
+                (false, _) => Op::Mget { keys: group },
+            }
+        }
+    }
+}
+
+/// Maps a reply to an outcome. An error reply proves no effect unless it says the outcome is
+/// unknown; a reply of the wrong shape is recorded as unknown (and shows in the history).
+fn classify(op: &Op, frame: Frame) -> (Outcome, Option<OpResult>, Option<String>) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let result = match (op, &frame) {
+        (_, Frame::Error(e) | Frame::BulkError(e)) => {
+            let message = text(e);
+            let outcome = if message.to_ascii_lowercase().contains("unknown") {
+                Outcome::Unknown
+            } else {
+                Outcome::Fail
+            };
+            return (outcome, None, Some(message));
+        }
+        (Op::Set { .. } | Op::Mset { .. }, Frame::Simple(s)) if s.as_ref() == b"OK" => {
+            OpResult::Done
+        }
+        (Op::Get { .. }, Frame::Null) => OpResult::Value { v: None },
+        (Op::Get { .. }, Frame::Bulk(b)) => OpResult::Value { v: Some(text(b)) },
+        (Op::Incr { .. }, Frame::Integer(n)) => OpResult::Int { v: *n },
+        (Op::Mget { keys }, Frame::Array(items)) if items.len() == keys.len() => {
+            let mut values = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Frame::Null => values.push(None),
+                    Frame::Bulk(b) => values.push(Some(text(b))),
+                    _ => return unexpected(&frame),
+                }
+            }
+            OpResult::Values { v: values }
+        }
+        _ => return unexpected(&frame),
+    };
+    (Outcome::Ok, Some(result), None)
+}
+
+fn unexpected(frame: &Frame) -> (Outcome, Option<OpResult>, Option<String>) {
+    (
+        Outcome::Unknown,
+        None,
+        Some(format!("unexpected reply {frame:?}")),
+    )
+}
+
+/// Reads every key of a workload through `addr` (final reads after heal): `(key, value)`.
+pub async fn read_all(
+    addr: &str,
+    prefix: &str,
+    keys: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<(String, Option<String>)>> {
+    let mut client = Client::connect(addr, timeout).await?;
+    let names: Vec<String> = (0..keys).map(|i| key_name(prefix, i)).collect();
+    let mut out = Vec::with_capacity(keys);
+    for chunk in names.chunks(500) {
+        let mut args = vec!["MGET".to_string()];
+        args.extend(chunk.iter().cloned());
+        let frame = c_call(&mut client, &args, timeout).await?;
+        let Frame::Array(items) = frame else {
+            anyhow::bail!("{addr}: MGET answered {frame:?}");
+        };
+        for (k, item) in chunk.iter().zip(items) {
+            out.push((k.clone(), crate::resp::string_reply(&item)?));
+        }
+    }
+    Ok(out)
+}
+
+async fn c_call(client: &mut Client, args: &[String], timeout: Duration) -> anyhow::Result<Frame> {
+    client
+        .call(args, timeout)
+        .await
+        .map_err(|e: CallError| anyhow::anyhow!("{}: {e}", client.addr()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cover_every_leading_hex_digit() {
+        let firsts: std::collections::BTreeSet<char> = (0..16)
+            .map(|i| key_name("p", i).chars().next().unwrap())
+            .collect();
+        assert_eq!(firsts.len(), 16);
+        assert_eq!(key_name("run1-", 17), "1-run1-17");
+    }
+
+    #[test]
+    fn replies_map_to_outcomes() {
+        let set = Op::Set {
+            key: "k".into(),
+            value: "v".into(),
+        };
+        assert_eq!(classify(&set, Frame::ok()).0, Outcome::Ok);
+        assert_eq!(
+            classify(
+                &set,
+                Frame::error("ERR transaction was not applied; it is safe to retry")
+            )
+            .0,
+            Outcome::Fail
+        );
+        assert_eq!(
+            classify(&set, Frame::error("ERR node is stopping; outcome unknown")).0,
+            Outcome::Unknown
+        );
+        assert_eq!(classify(&set, Frame::Integer(1)).0, Outcome::Unknown);
+        let mget = Op::Mget {
+            keys: vec!["a".into(), "b".into()],
+        };
+        let (outcome, result, _) =
+            classify(&mget, Frame::Array(vec![Frame::bulk("1"), Frame::Null]));
+        assert_eq!(outcome, Outcome::Ok);
+        assert_eq!(
+            result,
+            Some(OpResult::Values {
+                v: vec![Some("1".into()), None]
+            })
+        );
+        assert_eq!(
+            classify(&mget, Frame::Array(vec![Frame::Null])).0,
+            Outcome::Unknown
+        );
+    }
+}
