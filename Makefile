@@ -11,7 +11,7 @@ CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
 .PHONY: help deps build build-release build-release-mimalloc lint test bench bench-wal bench-redis sim run stop clean \
-	check-linearizability check-crash-recovery suites report
+	check-linearizability check-crash-recovery suites report image check-docker
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-24s %s\n", $$1, $$2}'
@@ -32,7 +32,9 @@ lint: deps ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: deps lint ## every test: unit, property, conformance, crash (nextest when installed)
+test: deps lint ## every test: unit, property, conformance, crash, harness suites, Docker clusters when an engine answers
+	@if docker info >/dev/null 2>&1; then echo "make test: a Docker engine answers: the container tests (holo-harness/tests/docker.rs) run"; \
+	else echo "make test: NO Docker engine answers: the container tests are SKIPPED (they pass without running)"; fi
 	$(CARGO) test --workspace --doc --locked
 ifeq ($(NEXTEST),yes)
 	$(CARGO) nextest run --workspace --locked --profile ci
@@ -59,6 +61,14 @@ sim: deps ## deterministic Accord simulation over SEEDS seeds (default 10000), r
 
 check-linearizability: build-release ## workload + linearizability check (NODES, CLIENTS, KEYS, SET_PCT, DURATION, OP_TIMEOUT, FAIL_FAST)
 	scripts/check_linearizability.sh
+
+image: build-release ## the holo-node Docker image (FROM scratch: our binary and the libraries ldd lists)
+	$(HARNESS) image build --bin $(CARGO_TARGET_DIR)/release/holo-node
+
+check-docker: image ## short Docker suite: baseline, isolate, one-way, bridge, kill-restart, pause (DURATION)
+	$(HARNESS) suite linearizability --runtime docker --duration $${DURATION:-8s} \
+		--scenario baseline,isolate,one-way,bridge,kill-restart,pause --dir .holostore/docker
+	$(HARNESS) report .holostore/docker --out .holostore/report
 
 check-crash-recovery: build-release ## crash-recovery suite: kill -9 cycles, every acknowledged write read back (CYCLES, BACKEND)
 	$(HARNESS) suite crash-recovery --cycles $${CYCLES:-12} --backend $${BACKEND:-redb}

@@ -89,7 +89,7 @@ impl ClusterSpec {
         Ok(())
     }
 
-    fn node_toml(&self, id: u16, data_dir: &Path, members: &[NodeState]) -> String {
+    pub(crate) fn node_toml(&self, id: u16, data_dir: &Path, members: &[NodeState]) -> String {
         let mut text = format!(
             "# Written by holo-harness.\nnode_id = {id}\ndata_dir = {:?}\n\n[ranges]\nsplit_points = {:?}\n\n[storage]\nbackend = {:?}\n\n[accord]\n{}\n\n[faults]\n{}\n",
             data_dir.display().to_string(),
@@ -156,6 +156,75 @@ pub struct NodeHealth {
     pub resp_addr: String,
     pub grpc_addr: String,
     pub log: PathBuf,
+}
+
+/// A network fault between nodes (Docker clusters only: each node needs its own host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partition {
+    /// The victim can neither send to nor receive from any other node.
+    Isolate,
+    /// The victim receives nothing from the other nodes but its messages still reach them.
+    OneWay,
+    /// The nodes split into two sides that only the victim (the bridge) connects.
+    Bridge,
+}
+
+/// What suites and the nemesis need from a cluster, whatever runs it.
+#[allow(async_fn_in_trait)]
+pub trait ClusterControl {
+    /// Number of nodes.
+    fn len(&self) -> usize;
+    /// A cluster always has nodes; here for the `len` convention.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Where the harness reaches each node's RESP port, node 1 first.
+    fn resp_addrs(&self) -> Vec<String>;
+    /// SIGKILL node `i` and wait until it is gone.
+    async fn kill9(&mut self, i: usize) -> anyhow::Result<()>;
+    /// Start the given stopped nodes again and wait until each serves.
+    async fn restart_all(&mut self, which: &[usize]) -> anyhow::Result<()>;
+    fn pause(&mut self, i: usize) -> anyhow::Result<()>;
+    fn resume(&mut self, i: usize) -> anyhow::Result<()>;
+    fn is_paused(&self, i: usize) -> bool;
+    fn is_running(&self, i: usize) -> bool;
+    /// Cut the network around `victim`; returns a description (e.g. "node 2 isolated").
+    async fn partition(&mut self, kind: Partition, victim: usize) -> anyhow::Result<String> {
+        let _ = (kind, victim);
+        bail!("network partitions need a Docker cluster (--runtime docker)")
+    }
+    /// Remove every partition rule; true if there was any.
+    async fn heal_network(&mut self) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+}
+
+impl ClusterControl for LocalCluster {
+    fn len(&self) -> usize {
+        self.state.nodes.len()
+    }
+    fn resp_addrs(&self) -> Vec<String> {
+        LocalCluster::resp_addrs(self)
+    }
+    async fn kill9(&mut self, i: usize) -> anyhow::Result<()> {
+        LocalCluster::kill9(self, i).await
+    }
+    async fn restart_all(&mut self, which: &[usize]) -> anyhow::Result<()> {
+        LocalCluster::restart_all(self, which).await
+    }
+    fn pause(&mut self, i: usize) -> anyhow::Result<()> {
+        LocalCluster::pause(self, i)
+    }
+    fn resume(&mut self, i: usize) -> anyhow::Result<()> {
+        LocalCluster::resume(self, i)
+    }
+    fn is_paused(&self, i: usize) -> bool {
+        LocalCluster::is_paused(self, i)
+    }
+    fn is_running(&self, i: usize) -> bool {
+        LocalCluster::is_running(self, i)
+    }
 }
 
 /// The `holo-node` binary: `$HOLO_NODE_BIN`, else next to this executable.
@@ -282,14 +351,6 @@ impl LocalCluster {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
         Ok(())
-    }
-
-    pub fn len(&self) -> usize {
-        self.state.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.state.nodes.is_empty()
     }
 
     /// RESP addresses, node 1 first.

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod check;
 pub mod cluster;
+pub mod docker;
 pub mod history;
 pub mod nemesis;
 pub mod progress;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use holo_harness::cluster::{self, ClusterSpec, LocalCluster};
+use holo_harness::cluster::{self, ClusterControl, ClusterSpec, LocalCluster, Partition};
+use holo_harness::docker::{self, DockerCluster};
 use holo_harness::workload::{self, Mode, WorkloadSpec};
 use holo_harness::{bench, check, history, report, suite};
 
@@ -43,6 +44,41 @@ enum Command {
     Bench(BenchArgs),
     /// Render results.json files into report.md and report.html.
     Report(ReportArgs),
+    /// Build the holo-node Docker image from our own binary (no registry needed).
+    Image {
+        #[command(subcommand)]
+        action: ImageAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImageAction {
+    /// `FROM scratch` with the binary and the shared libraries ldd lists for it.
+    Build {
+        /// The holo-node binary (default: $HOLO_NODE_BIN, else next to holo-harness).
+        #[arg(long)]
+        bin: Option<PathBuf>,
+        #[arg(long, default_value = docker::DEFAULT_IMAGE)]
+        tag: String,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeArg {
+    /// holo-node processes on this host.
+    Local,
+    /// One container per node on a private Docker network.
+    Docker,
+}
+
+#[derive(Args, Clone)]
+struct DockerArgs {
+    /// The node image (`holo-harness image build` makes it).
+    #[arg(long, default_value = docker::DEFAULT_IMAGE)]
+    image: String,
+    /// The Docker network's pinned /24 subnet.
+    #[arg(long, default_value = "172.28.5.0/24")]
+    subnet: String,
 }
 
 #[derive(Args, Clone)]
@@ -75,8 +111,16 @@ enum ClusterAction {
         /// The holo-node binary (default: $HOLO_NODE_BIN, else next to holo-harness).
         #[arg(long)]
         bin: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = RuntimeArg::Local)]
+        runtime: RuntimeArg,
+        #[command(flatten)]
+        docker: DockerArgs,
+        /// Docker object name prefix (network holo-NAME, containers holo-NAME-nN).
+        #[arg(long, default_value = "cluster")]
+        name: String,
     },
-    /// Stop exactly the nodes `up` started (SIGTERM, SIGKILL after 10 s).
+    /// Stop exactly the nodes `up` started (SIGTERM, SIGKILL after 10 s); for a Docker
+    /// cluster, remove its containers, volumes and network.
     Down {
         #[command(flatten)]
         cluster: ClusterArgs,
@@ -144,7 +188,8 @@ struct CheckArgs {
 
 #[derive(Args)]
 struct NemesisArgs {
-    /// kill (SIGKILL), stop (SIGTERM), restart, pause (SIGSTOP), resume (SIGCONT).
+    /// kill (SIGKILL), stop (SIGTERM), restart, pause (SIGSTOP), resume (SIGCONT); on a
+    /// Docker cluster also isolate, one-way, bridge (partitions around --node) and heal.
     action: String,
     /// 1-based node id.
     #[arg(long)]
@@ -194,6 +239,11 @@ enum SuiteKind {
         fail_fast: bool,
         #[arg(long, default_value = "120s", value_parser = parse_duration)]
         check_deadline: Duration,
+        /// Run the clusters as Docker containers (needed by isolate, one-way, bridge).
+        #[arg(long, value_enum, default_value_t = RuntimeArg::Local)]
+        runtime: RuntimeArg,
+        #[command(flatten)]
+        docker: DockerArgs,
         /// Plant a bug to check the suite itself: nodes answer GET from local storage
         /// without consensus (`faults.stale_local_reads`). The suite must FAIL.
         #[arg(long)]
@@ -335,6 +385,34 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
             }
             Ok(report.verdict == check::Verdict::Linearizable)
         }
+        Command::Nemesis(args) if DockerCluster::is_docker_dir(&args.cluster.dir) => {
+            let mut c = DockerCluster::open(&args.cluster.dir)?;
+            anyhow::ensure!(
+                (1..=c.len()).contains(&args.node),
+                "--node {}: the cluster has nodes 1 to {}",
+                args.node,
+                c.len()
+            );
+            let i = args.node - 1;
+            match args.action.as_str() {
+                "kill" => c.kill9(i).await?,
+                "restart" => c.restart_all(&[i]).await?,
+                "pause" => c.pause(i)?,
+                "resume" => c.resume(i)?,
+                "isolate" => println!("{}", c.partition(Partition::Isolate, i).await?),
+                "one-way" => println!("{}", c.partition(Partition::OneWay, i).await?),
+                "bridge" => println!("{}", c.partition(Partition::Bridge, i).await?),
+                "heal" => {
+                    // A separate invocation does not know what an earlier one cut: flush all.
+                    c.force_heal()?;
+                }
+                other => anyhow::bail!(
+                    "unknown nemesis action {other:?}: use kill, restart, pause, resume, isolate, one-way, bridge or heal"
+                ),
+            }
+            println!("node {}: {} done", args.node, args.action);
+            Ok(true)
+        }
         Command::Nemesis(args) => {
             let mut c = LocalCluster::open(&args.cluster.dir)?;
             anyhow::ensure!(
@@ -381,6 +459,22 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
             }
             Ok(errors == 0)
         }
+        Command::Image {
+            action: ImageAction::Build { bin, tag },
+        } => {
+            let bin = binary(bin)?;
+            let libs = docker::build_image(&bin, &tag)?;
+            println!(
+                "built image {tag} from {} ({})",
+                bin.display(),
+                if libs == 0 {
+                    "static binary".to_string()
+                } else {
+                    format!("{libs} shared libraries copied in")
+                }
+            );
+            Ok(true)
+        }
         Command::Report(args) => {
             let results = report::collect(&args.inputs)?;
             let (md, html) = report::render(&results, &args.out)?;
@@ -405,6 +499,9 @@ async fn cluster_command(action: ClusterAction) -> anyhow::Result<bool> {
             resp_port,
             grpc_port,
             bin,
+            runtime,
+            docker,
+            name,
         } => {
             let mut spec = match &file {
                 Some(f) => ClusterSpec::load(f)?,
@@ -423,6 +520,41 @@ async fn cluster_command(action: ClusterAction) -> anyhow::Result<bool> {
                 spec.grpc_base_port = p;
             }
             let started = Instant::now();
+            if runtime == RuntimeArg::Docker {
+                let c = match DockerCluster::up(
+                    &cluster.dir,
+                    spec,
+                    &docker.image,
+                    &name,
+                    &docker.subnet,
+                )
+                .await
+                {
+                    Ok(c) => c,
+                    Err(e) => {
+                        if let Ok(mut partial) = DockerCluster::open(&cluster.dir) {
+                            partial.down()?;
+                        }
+                        return Err(e);
+                    }
+                };
+                println!(
+                    "docker cluster up in {:.1} s: {} containers ({}), network {} ({}), directory {}",
+                    started.elapsed().as_secs_f64(),
+                    c.len(),
+                    c.state.spec.backend,
+                    c.state.network,
+                    c.state.subnet,
+                    c.dir.display()
+                );
+                for n in &c.state.nodes {
+                    println!(
+                        "  node {}: container {}, RESP {} (host {}), volume {}",
+                        n.id, n.container, n.resp_addr, n.host_resp, n.volume
+                    );
+                }
+                return Ok(true);
+            }
             let c = LocalCluster::up(&cluster.dir, spec, binary(bin)?).await?;
             println!(
                 "cluster up in {:.1} s: {} nodes ({}), directory {}",
@@ -450,15 +582,46 @@ async fn cluster_command(action: ClusterAction) -> anyhow::Result<bool> {
             Ok(true)
         }
         ClusterAction::Down { cluster, purge } => {
-            let mut c = LocalCluster::open(&cluster.dir)?;
-            let stopped = c.down(Duration::from_secs(10)).await?;
-            println!("stopped {stopped} node(s)");
+            if DockerCluster::is_docker_dir(&cluster.dir) {
+                let mut c = DockerCluster::open(&cluster.dir)?;
+                let removed = c.down()?;
+                let left = c.leftovers();
+                anyhow::ensure!(left.is_empty(), "still present after down: {left:?}");
+                println!("removed {removed} Docker object(s) (containers, volumes, network)");
+            } else {
+                let mut c = LocalCluster::open(&cluster.dir)?;
+                let stopped = c.down(Duration::from_secs(10)).await?;
+                println!("stopped {stopped} node(s)");
+            }
             if purge {
                 std::fs::remove_dir_all(&cluster.dir)
                     .with_context(|| format!("cannot delete {}", cluster.dir.display()))?;
                 println!("deleted {}", cluster.dir.display());
             }
             Ok(true)
+        }
+        ClusterAction::Status { cluster, json } if DockerCluster::is_docker_dir(&cluster.dir) => {
+            let c = DockerCluster::open(&cluster.dir)?;
+            let mut all = true;
+            for (i, n) in c.state.nodes.iter().enumerate() {
+                let running = c.is_running(i);
+                let serving = running
+                    && holo_harness::resp::wait_pong(&n.resp_addr, Duration::from_secs(2))
+                        .await
+                        .is_ok();
+                all &= serving;
+                println!(
+                    "node {} {:<24} {:<8} serving {:<3} RESP {} (host {})",
+                    n.id,
+                    n.container,
+                    if running { "running" } else { "stopped" },
+                    if serving { "yes" } else { "no" },
+                    n.resp_addr,
+                    n.host_resp
+                );
+            }
+            let _ = json;
+            Ok(all)
         }
         ClusterAction::Status { cluster, json } => {
             let c = LocalCluster::open(&cluster.dir)?;
@@ -492,7 +655,13 @@ async fn cluster_command(action: ClusterAction) -> anyhow::Result<bool> {
 
 async fn workload_command(args: WorkloadArgs) -> anyhow::Result<bool> {
     let nodes = match &args.dir {
-        Some(dir) => LocalCluster::open(dir)?.resp_addrs(),
+        Some(dir) if DockerCluster::is_docker_dir(dir) => DockerCluster::open(dir)?.resp_addrs(),
+        Some(dir) => {
+            let c = LocalCluster::open(dir)?;
+            let addrs = c.resp_addrs();
+            c.detach();
+            addrs
+        }
         None => args.nodes.clone(),
     };
     anyhow::ensure!(
@@ -571,6 +740,8 @@ async fn suite_command(kind: SuiteKind) -> anyhow::Result<bool> {
             scenario,
             fail_fast,
             check_deadline,
+            runtime,
+            docker,
             plant_stale_reads,
         } => {
             let seed = seed(common.seed);
@@ -594,6 +765,13 @@ async fn suite_command(kind: SuiteKind) -> anyhow::Result<bool> {
                 fail_fast,
                 seed,
                 check_deadline,
+                runtime: match runtime {
+                    RuntimeArg::Local => suite::Runtime::Local,
+                    RuntimeArg::Docker => suite::Runtime::Docker {
+                        image: docker.image,
+                        subnet: docker.subnet,
+                    },
+                },
                 stale_reads: plant_stale_reads,
             };
             let results = suite::linearizability(&opts).await?;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::LocalCluster;
+use crate::cluster::{ClusterControl, Partition};
 
 /// What the nemesis does to a local cluster.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -17,6 +17,8 @@ pub enum Fault {
     KillAll,
     /// SIGSTOP one node, SIGCONT after the hold time.
     Pause,
+    /// A network partition around one node (Docker clusters), healed after the hold time.
+    Partition(Partition),
 }
 
 /// One thing the nemesis did, `at` seconds after the run's origin.
@@ -52,8 +54,8 @@ pub struct Schedule {
 
 /// Runs `schedule` against `cluster` until `until` (relative to `origin`), then heals: every
 /// paused node resumed, every killed node restarted. Returns what it did.
-pub async fn run(
-    cluster: &mut LocalCluster,
+pub async fn run<C: ClusterControl>(
+    cluster: &mut C,
     schedule: &Schedule,
     origin: Instant,
     until: Duration,
@@ -67,7 +69,7 @@ pub async fn run(
         let victim = rng.below(cluster.len());
         let victims: Vec<usize> = match schedule.fault {
             Fault::KillAll => (0..cluster.len()).collect(),
-            Fault::Kill | Fault::Pause => vec![victim],
+            Fault::Kill | Fault::Pause | Fault::Partition(_) => vec![victim],
         };
         let ids: Vec<u16> = victims.iter().map(|i| *i as u16 + 1).collect();
         match schedule.fault {
@@ -91,6 +93,15 @@ pub async fn run(
                     took_ms: None,
                 });
             }
+            Fault::Partition(kind) => {
+                let what = cluster.partition(kind, victim).await?;
+                events.push(FaultEvent {
+                    at: at(origin),
+                    action: format!("partition: {what}"),
+                    nodes: ids.clone(),
+                    took_ms: None,
+                });
+            }
         }
         tokio::time::sleep(schedule.hold).await;
         events.extend(heal(cluster, origin).await?);
@@ -100,8 +111,19 @@ pub async fn run(
 }
 
 /// Resumes paused nodes and restarts stopped ones, recording each.
-pub async fn heal(cluster: &mut LocalCluster, origin: Instant) -> anyhow::Result<Vec<FaultEvent>> {
+pub async fn heal<C: ClusterControl>(
+    cluster: &mut C,
+    origin: Instant,
+) -> anyhow::Result<Vec<FaultEvent>> {
     let mut events = Vec::new();
+    if cluster.heal_network().await? {
+        events.push(FaultEvent {
+            at: origin.elapsed().as_secs_f64(),
+            action: "heal".into(),
+            nodes: (1..=cluster.len() as u16).collect(),
+            took_ms: None,
+        });
+    }
     let mut resumed = Vec::new();
     for i in 0..cluster.len() {
         if cluster.is_paused(i) {
@@ -140,38 +162,35 @@ pub fn phases(events: &[FaultEvent], end: f64) -> Vec<Phase> {
     let mut cursor = 0.0;
     let mut open: Option<(f64, String)> = None;
     for e in events {
-        match e.action.as_str() {
-            "kill" | "pause" => {
-                if e.at > cursor {
-                    out.push(Phase {
-                        label: "healthy".into(),
-                        start: cursor,
-                        end: e.at,
-                    });
-                }
-                let who = if e.nodes.len() > 1 {
-                    "all nodes".to_string()
-                } else {
-                    format!("node {}", e.nodes[0])
-                };
-                let what = if e.action == "kill" {
-                    "killed"
-                } else {
-                    "paused"
-                };
-                open = Some((e.at, format!("{who} {what}")));
+        let opens = e.action == "kill" || e.action == "pause" || e.action.starts_with("partition");
+        if opens {
+            if e.at > cursor {
+                out.push(Phase {
+                    label: "healthy".into(),
+                    start: cursor,
+                    end: e.at,
+                });
             }
-            _ => {
-                if let Some((start, label)) = open.take() {
-                    let end_at = e.at + e.took_ms.unwrap_or(0.0) / 1e3;
-                    out.push(Phase {
-                        label,
-                        start,
-                        end: end_at,
-                    });
-                    cursor = end_at;
-                }
-            }
+            let who = if e.nodes.len() > 1 {
+                "all nodes".to_string()
+            } else {
+                format!("node {}", e.nodes[0])
+            };
+            let label = match e.action.strip_prefix("partition: ") {
+                Some(what) => what.to_string(),
+                None if e.action == "kill" => format!("{who} killed"),
+                None => format!("{who} paused"),
+            };
+            open = Some((e.at, label));
+        } else if let Some((start, label)) = open.take() {
+            // heal, resume or restart: the fault ends once the node serves again.
+            let end_at = e.at + e.took_ms.unwrap_or(0.0) / 1e3;
+            out.push(Phase {
+                label,
+                start,
+                end: end_at,
+            });
+            cursor = end_at;
         }
     }
     if let Some((start, label)) = open {

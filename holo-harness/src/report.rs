@@ -412,19 +412,23 @@ fn scenario_detail(s: &ScenarioResult, md: &mut String, html: &mut String) {
     if !s.phases.is_empty() && !s.faults.is_empty() {
         let _ = writeln!(
             md,
-            "\n{} by phase:\n\n| phase | from s | to s | ok ops/s | p50 ms | p99 ms | unknown |\n|---|---:|---:|---:|---:|---:|---:|",
+            "\n{} by phase:\n\n| phase | from s | to s | ok ops/s | p50 ms | p99 ms | unknown | recovered after s |\n|---|---:|---:|---:|---:|---:|---:|---:|",
             s.name
         );
-        html.push_str("<table><tr><th>phase</th><th>from s</th><th>to s</th><th>ok ops/s</th><th>p50 ms</th><th>p99 ms</th><th>unknown</th></tr>");
+        html.push_str("<table><tr><th>phase</th><th>from s</th><th>to s</th><th>ok ops/s</th><th>p50 ms</th><th>p99 ms</th><th>unknown</th><th>recovered after s</th></tr>");
         for p in &s.phases {
+            let recovered = p
+                .recovered_after_s
+                .map(|s| format!("{s:.2}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 md,
-                "| {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} |",
+                "| {} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {} | {recovered} |",
                 p.label, p.start, p.end, p.ops_per_sec, p.p50_ms, p.p99_ms, p.unknown
             );
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{:.1}</td><td>{:.1}</td><td>{:.0}</td><td>{:.1}</td><td>{:.1}</td><td>{}</td><td>{recovered}</td></tr>",
                 esc(&p.label),
                 p.start,
                 p.end,

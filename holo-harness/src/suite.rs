@@ -18,7 +18,8 @@ use holo_resp::Frame;
 use serde::{Deserialize, Serialize};
 
 use crate::check;
-use crate::cluster::{ClusterSpec, LocalCluster};
+use crate::cluster::{ClusterControl, ClusterSpec, LocalCluster, Partition};
+use crate::docker::DockerCluster;
 use crate::history::{Entry, Op, OpResult, Outcome};
 use crate::nemesis::{self, Fault, FaultEvent, Phase, Schedule};
 use crate::resp::Client;
@@ -43,9 +44,18 @@ pub struct SuiteOptions {
     pub fail_fast: bool,
     pub seed: u64,
     pub check_deadline: Duration,
+    /// Local processes, or Docker containers (which the partition scenarios need).
+    pub runtime: Runtime,
     /// Plant a bug: every node answers GET from its own storage without consensus (the suite
     /// must then fail; this checks the suite, not the product).
     pub stale_reads: bool,
+}
+
+/// Where a suite's clusters run.
+#[derive(Clone, Debug)]
+pub enum Runtime {
+    Local,
+    Docker { image: String, subnet: String },
 }
 
 /// One scenario of the linearizability suite.
@@ -59,6 +69,8 @@ pub struct Scenario {
     split_roles: bool,
     slow_node: Option<(u16, u64)>,
     fault: Option<Fault>,
+    /// Needs a Docker cluster (network partitions).
+    pub docker_only: bool,
 }
 
 /// Every scenario, in the order the suite runs them.
@@ -73,6 +85,12 @@ pub fn scenarios() -> Vec<Scenario> {
         split_roles: false,
         slow_node: None,
         fault: None,
+        docker_only: false,
+    };
+    let partition = |name, description, kind| Scenario {
+        fault: Some(Fault::Partition(kind)),
+        docker_only: true,
+        ..base(name, description)
     };
     vec![
         base("baseline", "GET/SET over every node, no faults"),
@@ -124,6 +142,21 @@ pub fn scenarios() -> Vec<Scenario> {
             fault: Some(Fault::Pause),
             ..base("pause", "SIGSTOP of a random node, SIGCONT 1.5 s later")
         },
+        partition(
+            "isolate",
+            "a random node cut off from the others (minority/majority), healed 1.5 s later",
+            Partition::Isolate,
+        ),
+        partition(
+            "one-way",
+            "a random node hears nobody but is heard, healed 1.5 s later",
+            Partition::OneWay,
+        ),
+        partition(
+            "bridge",
+            "the other nodes split; only a random node talks to both sides",
+            Partition::Bridge,
+        ),
     ]
 }
 
@@ -138,6 +171,10 @@ pub struct PhaseStats {
     pub ops_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// For a healthy phase after a fault: seconds until completed operations per 250 ms
+    /// first reached half the rate of the healthy phase before the first fault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered_after_s: Option<f64>,
 }
 
 /// What one scenario produced.
@@ -167,6 +204,8 @@ pub struct ScenarioResult {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LinearizabilityResults {
     pub kind: String,
+    #[serde(default)]
+    pub runtime: String,
     pub backend: String,
     pub seed: u64,
     pub clients: usize,
@@ -177,10 +216,18 @@ pub struct LinearizabilityResults {
 
 /// Runs the linearizability suite; the results are also written to `dir/results.json`.
 pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<LinearizabilityResults> {
+    let docker = matches!(opts.runtime, Runtime::Docker { .. });
     let selected: Vec<Scenario> = scenarios()
         .into_iter()
         .filter(|s| opts.only.is_empty() || opts.only.iter().any(|o| o == s.name))
+        .filter(|s| docker || !s.docker_only || !opts.only.is_empty())
         .collect();
+    if !docker && let Some(s) = selected.iter().find(|s| s.docker_only) {
+        anyhow::bail!(
+            "scenario {} partitions the network: it needs --runtime docker",
+            s.name
+        );
+    }
     if selected.is_empty() {
         let names: Vec<&str> = scenarios().iter().map(|s| s.name).collect();
         anyhow::bail!(
@@ -193,6 +240,7 @@ pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<Linearizabil
         .with_context(|| format!("cannot create {}", opts.dir.display()))?;
     let mut results = LinearizabilityResults {
         kind: "linearizability".into(),
+        runtime: if docker { "docker" } else { "local" }.into(),
         backend: opts.backend.clone(),
         seed: opts.seed,
         clients: opts.clients,
@@ -254,8 +302,12 @@ fn print_scenario(r: &ScenarioResult) {
         r.check_ms
     );
     for p in &r.phases {
+        let recovered = p
+            .recovered_after_s
+            .map(|s| format!("  recovered after {s:.2} s"))
+            .unwrap_or_default();
         println!(
-            "      {:>7.1}-{:<7.1}s {:<16} {:>8.0} ops/s  p50 {:>6.1} ms  p99 {:>7.1} ms  unknown {}",
+            "      {:>7.1}-{:<7.1}s {:<26} {:>8.0} ops/s  p50 {:>6.1} ms  p99 {:>7.1} ms  unknown {}{recovered}",
             p.start, p.end, p.label, p.ops_per_sec, p.p50_ms, p.p99_ms, p.unknown
         );
     }
@@ -284,7 +336,42 @@ async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<Scena
     if opts.stale_reads {
         spec.faults = "stale_local_reads = true".into();
     }
-    let mut cluster = LocalCluster::up(&dir.join("cluster"), spec, opts.binary.clone()).await?;
+    match &opts.runtime {
+        Runtime::Local => {
+            let mut cluster =
+                LocalCluster::up(&dir.join("cluster"), spec, opts.binary.clone()).await?;
+            run_on(opts, s, &mut cluster, &dir).await
+        }
+        Runtime::Docker { image, subnet } => {
+            // The pid keeps concurrent suites' Docker objects apart.
+            let name = format!("{}-{}", s.name, std::process::id());
+            let cluster_dir = dir.join("cluster");
+            let mut cluster =
+                match DockerCluster::up(&cluster_dir, spec, image, &name, subnet).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Remove whatever part of it was created.
+                        if let Ok(mut partial) = DockerCluster::open(&cluster_dir) {
+                            let _ = partial.down();
+                        }
+                        return Err(e);
+                    }
+                };
+            let result = run_on(opts, s, &mut cluster, &dir).await;
+            cluster.down()?;
+            let left = cluster.leftovers();
+            anyhow::ensure!(left.is_empty(), "left behind after down: {left:?}");
+            result
+        }
+    }
+}
+
+async fn run_on<C: ClusterControl>(
+    opts: &SuiteOptions,
+    s: &Scenario,
+    cluster: &mut C,
+    dir: &Path,
+) -> anyhow::Result<ScenarioResult> {
     let keys = s.keys.unwrap_or(opts.keys);
     let work = WorkloadSpec {
         nodes: cluster.resp_addrs(),
@@ -314,7 +401,7 @@ async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<Scena
             };
             let (run, faults) = tokio::join!(
                 workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)),
-                nemesis::run(&mut cluster, &schedule, origin, opts.duration)
+                nemesis::run(cluster, &schedule, origin, opts.duration)
             );
             (run?, faults?)
         }
@@ -325,11 +412,11 @@ async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<Scena
     };
     progress.finish_and_clear();
     let mut faults = faults;
-    faults.extend(nemesis::heal(&mut cluster, origin).await?);
+    faults.extend(nemesis::heal(cluster, origin).await?);
     let end = origin.elapsed().as_secs_f64();
     let mut entries = run.entries;
     let first_final = entries.len() as u64;
-    let final_reads = final_reads(&cluster, keys, origin, first_final, opts).await?;
+    let final_reads = final_reads(&*cluster, keys, origin, first_final, opts).await?;
     let n_final = final_reads.len();
     entries.extend(final_reads);
     let history = dir.join("history.jsonl");
@@ -344,6 +431,8 @@ async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<Scena
         .into_iter()
         .filter(|p| p.end - p.start >= 0.05)
         .collect();
+    let mut phases = phases;
+    recovery_times(workload_entries, &mut phases);
     let ops_per_sec = ok as f64 / opts.duration.as_secs_f64();
     let mut problems = Vec::new();
     if ops_per_sec < opts.min_ops_per_sec {
@@ -376,7 +465,7 @@ async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<Scena
                 "the history is NOT linearizable:\n{}",
                 check::render_text(&report)
             ));
-            failure_files = check::write_failure(&dir, &report)?;
+            failure_files = check::write_failure(dir, &report)?;
             "NOT linearizable".to_string()
         }
         check::Verdict::Unknown => {
@@ -387,7 +476,6 @@ async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<Scena
         }
     };
     let timeline = timeline(workload_entries, opts.duration);
-    drop(cluster);
     Ok(ScenarioResult {
         name: s.name.into(),
         description: s.description.into(),
@@ -414,8 +502,8 @@ fn count(entries: &[Entry], outcome: Outcome) -> usize {
 
 /// Reads every key through every node after heal, as single-key GETs (one pipeline per node),
 /// each recorded in the history.
-async fn final_reads(
-    cluster: &LocalCluster,
+async fn final_reads<C: ClusterControl>(
+    cluster: &C,
     keys: usize,
     origin: Instant,
     first_id: u64,
@@ -495,13 +583,50 @@ fn phase_stats(entries: &[Entry], phases: &[Phase]) -> Vec<PhaseStats> {
                 ops_per_sec: ok as f64 / (p.end - p.start).max(1e-9),
                 p50_ms: percentile(&lat, 0.5),
                 p99_ms: percentile(&lat, 0.99),
+                recovered_after_s: None,
             }
         })
         .collect()
 }
 
+/// Fills `recovered_after_s` of every healthy phase that follows a fault.
+fn recovery_times(entries: &[Entry], phases: &mut [PhaseStats]) {
+    let Some(baseline) = phases
+        .first()
+        .filter(|p| p.label == "healthy")
+        .map(|p| p.ops_per_sec)
+    else {
+        return;
+    };
+    let target = baseline * 0.25 / 2.0; // half the baseline, per 250 ms window
+    let mut done: Vec<f64> = entries
+        .iter()
+        .filter(|e| e.outcome == Outcome::Ok)
+        .map(|e| e.complete_ns as f64 / 1e9)
+        .collect();
+    done.sort_by(f64::total_cmp);
+    for i in 1..phases.len() {
+        if phases[i].label != "healthy" || phases[i - 1].label == "healthy" {
+            continue;
+        }
+        let (start, end) = (phases[i].start, phases[i].end);
+        let mut t = start;
+        while t + 0.25 <= end {
+            let lo = done.partition_point(|x| *x < t);
+            let hi = done.partition_point(|x| *x < t + 0.25);
+            if (hi - lo) as f64 >= target {
+                phases[i].recovered_after_s = Some(t - start);
+                break;
+            }
+            t += 0.05;
+        }
+    }
+}
+
+/// Completed operations in each whole second of the run (a last partial second would read as
+/// a drop in throughput, so it is left out).
 fn timeline(entries: &[Entry], duration: Duration) -> Vec<usize> {
-    let secs = duration.as_secs_f64().ceil() as usize + 1;
+    let secs = (duration.as_secs_f64().floor() as usize).max(1);
     let mut out = vec![0; secs];
     for e in entries.iter().filter(|e| e.outcome == Outcome::Ok) {
         let s = (e.complete_ns / 1_000_000_000) as usize;
