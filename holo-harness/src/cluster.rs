@@ -168,6 +168,8 @@ pub enum Partition {
     OneWay,
     /// The nodes split into two sides that only the victim (the bridge) connects.
     Bridge,
+    /// A minority (the victim and, with 5 nodes, the next node) cut off from the majority.
+    Split,
 }
 
 /// What suites and the nemesis need from a cluster, whatever runs it.

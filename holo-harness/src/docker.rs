@@ -545,6 +545,19 @@ impl ClusterControl for DockerCluster {
                 }
                 Ok(format!("node {id} hears nobody (one-way)"))
             }
+            Partition::Split => {
+                let minority: Vec<usize> = (0..n.saturating_sub(1) / 2)
+                    .map(|k| (victim + k) % n)
+                    .collect();
+                for &a in &minority {
+                    for b in (0..n).filter(|b| !minority.contains(b)) {
+                        self.cut(a, b)?;
+                        self.cut(b, a)?;
+                    }
+                }
+                let ids: Vec<String> = minority.iter().map(|m| (m + 1).to_string()).collect();
+                Ok(format!("minority {{{}}} split off", ids.join(",")))
+            }
             Partition::Bridge => {
                 // Two sides of the remaining nodes; only the victim talks to both.
                 let (left, right) = others.split_at(others.len() / 2);

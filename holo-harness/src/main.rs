@@ -189,7 +189,8 @@ struct CheckArgs {
 #[derive(Args)]
 struct NemesisArgs {
     /// kill (SIGKILL), stop (SIGTERM), restart, pause (SIGSTOP), resume (SIGCONT); on a
-    /// Docker cluster also isolate, one-way, bridge (partitions around --node) and heal.
+    /// Docker cluster also isolate, one-way, bridge, split (partitions around --node) and
+    /// heal.
     action: String,
     /// 1-based node id.
     #[arg(long)]
@@ -402,12 +403,13 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
                 "isolate" => println!("{}", c.partition(Partition::Isolate, i).await?),
                 "one-way" => println!("{}", c.partition(Partition::OneWay, i).await?),
                 "bridge" => println!("{}", c.partition(Partition::Bridge, i).await?),
+                "split" => println!("{}", c.partition(Partition::Split, i).await?),
                 "heal" => {
                     // A separate invocation does not know what an earlier one cut: flush all.
                     c.force_heal()?;
                 }
                 other => anyhow::bail!(
-                    "unknown nemesis action {other:?}: use kill, restart, pause, resume, isolate, one-way, bridge or heal"
+                    "unknown nemesis action {other:?}: use kill, restart, pause, resume, isolate, one-way, bridge, split or heal"
                 ),
             }
             println!("node {}: {} done", args.node, args.action);

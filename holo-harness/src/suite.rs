@@ -153,6 +153,11 @@ pub fn scenarios() -> Vec<Scenario> {
             Partition::OneWay,
         ),
         partition(
+            "split",
+            "a minority (1 of 3, 2 of 5) split from the majority, healed 1.5 s later",
+            Partition::Split,
+        ),
+        partition(
             "bridge",
             "the other nodes split; only a random node talks to both sides",
             Partition::Bridge,
