@@ -1108,6 +1108,10 @@ impl Node {
                         self.send(peer, Message::Inquire { txn_id: id });
                     }
                 }
+                // Asking does not escalate: once a peer's answer makes the txn known here, its
+                // recovery is due one base period later, not after a doubled backoff (with its
+                // coordinator cut off, every txn that depends on it waits that long).
+                self.progress.insert(id, (self.now + self.backoff(id, 0), 0));
             }
         }
     }
