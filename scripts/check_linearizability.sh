@@ -21,8 +21,10 @@ out=${OUT:-.holostore/check}
 mkdir -p "$out"
 cluster_dir=$out/cluster
 if [[ -z ${NODES:-} ]]; then
+    [[ -d $cluster_dir ]] && "$harness" cluster down --dir "$cluster_dir" --purge >/dev/null 2>&1 || true
+    rm -rf "$cluster_dir"
     "$harness" cluster up --dir "$cluster_dir" --resp-port 0 --grpc-port 0 --bin "$target/release/holo-node"
-    trap '"$harness" cluster down --dir "$cluster_dir" >/dev/null || true' EXIT
+    trap '"$harness" cluster down --dir "$cluster_dir" --purge >/dev/null || true' EXIT
     nodes_args=(--dir "$cluster_dir")
 else
     nodes_args=(--nodes "$NODES")

@@ -1111,7 +1111,8 @@ impl Node {
                 // Asking does not escalate: once a peer's answer makes the txn known here, its
                 // recovery is due one base period later, not after a doubled backoff (with its
                 // coordinator cut off, every txn that depends on it waits that long).
-                self.progress.insert(id, (self.now + self.backoff(id, 0), 0));
+                self.progress
+                    .insert(id, (self.now + self.backoff(id, 0), 0));
             }
         }
     }

@@ -99,10 +99,16 @@ async fn start_redis(port: u16, dir: &std::path::Path) -> anyhow::Result<RedisSe
         .context(
             "cannot start redis-server; install it with `apt-get install redis-server`, or pass --no-redis",
         )?;
-    let server = RedisServer(child);
+    let mut server = RedisServer(child);
     crate::resp::wait_pong(&format!("127.0.0.1:{port}"), Duration::from_secs(10))
         .await
         .with_context(|| format!("redis-server on port {port} (is the port taken?)"))?;
+    // A PONG from someone else's server on that port must not be measured as ours.
+    if let Some(status) = server.0.try_wait()? {
+        bail!(
+            "redis-server exited ({status}): port {port} is probably taken by another server; pass --redis-port"
+        );
+    }
     Ok(server)
 }
 
@@ -135,7 +141,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
             backend: backend.clone(),
             ..ClusterSpec::default()
         };
-        let mut cluster = LocalCluster::up(&dir, spec, opts.binary.clone()).await?;
+        let mut cluster = LocalCluster::up(&dir, spec, opts.binary.clone(), false).await?;
         let addrs = cluster.resp_addrs();
         let outcome = measure(opts, &format!("holostore-{backend}"), &addrs, &mut results).await;
         cluster.down(Duration::from_secs(10)).await?;
@@ -294,7 +300,7 @@ async fn one(
         test: test.to_uppercase(),
         pipeline,
         clients: opts.clients,
-        requests: all.len() as u64,
+        requests: all.len() as u64 + errors.load(Ordering::Relaxed),
         errors: errors.load(Ordering::Relaxed),
         seconds,
         requests_per_sec: all.len() as f64 / seconds.max(1e-9),

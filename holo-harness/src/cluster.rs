@@ -81,6 +81,16 @@ impl ClusterSpec {
             "nodes: {} is not between 1 and 7",
             self.nodes
         );
+        for (field, base) in [
+            ("resp_base_port", self.resp_base_port),
+            ("grpc_base_port", self.grpc_base_port),
+        ] {
+            ensure!(
+                base == 0 || usize::from(base) + self.nodes <= 65_536,
+                "{field}: {base} + {} nodes runs past port 65535",
+                self.nodes
+            );
+        }
         ensure!(
             matches!(self.backend.as_str(), "redb" | "rocksdb"),
             "backend: {:?} is neither \"redb\" nor \"rocksdb\"",
@@ -142,6 +152,7 @@ pub struct LocalCluster {
     pub state: ClusterState,
     children: Vec<Option<Child>>,
     paused: Vec<bool>,
+    detached: bool,
 }
 
 /// A node's health as `status` reports it.
@@ -185,6 +196,18 @@ pub trait ClusterControl {
     fn resp_addrs(&self) -> Vec<String>;
     /// SIGKILL node `i` and wait until it is gone.
     async fn kill9(&mut self, i: usize) -> anyhow::Result<()>;
+    /// SIGKILL every node in `which` at once, then wait until all are gone.
+    async fn kill9_all(&mut self, which: &[usize]) -> anyhow::Result<()> {
+        for &i in which {
+            self.kill9(i).await?;
+        }
+        Ok(())
+    }
+    /// The node's log so far (for crash and panic reports).
+    fn log_text(&self, i: usize) -> String {
+        let _ = i;
+        String::new()
+    }
     /// Start the given stopped nodes again and wait until each serves.
     async fn restart_all(&mut self, which: &[usize]) -> anyhow::Result<()>;
     fn pause(&mut self, i: usize) -> anyhow::Result<()>;
@@ -211,6 +234,12 @@ impl ClusterControl for LocalCluster {
     }
     async fn kill9(&mut self, i: usize) -> anyhow::Result<()> {
         LocalCluster::kill9(self, i).await
+    }
+    async fn kill9_all(&mut self, which: &[usize]) -> anyhow::Result<()> {
+        LocalCluster::kill9_all(self, which).await
+    }
+    fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.state.nodes[i].log).unwrap_or_default()
     }
     async fn restart_all(&mut self, which: &[usize]) -> anyhow::Result<()> {
         LocalCluster::restart_all(self, which).await
@@ -250,7 +279,15 @@ fn state_path(dir: &Path) -> PathBuf {
 impl LocalCluster {
     /// Creates the cluster directory, binds every listener, writes node files, starts the
     /// nodes and waits until each answers PING.
-    pub async fn up(dir: &Path, spec: ClusterSpec, binary: PathBuf) -> anyhow::Result<Self> {
+    /// `detached`: the nodes get their own process group, so they outlive a Ctrl-C or a
+    /// SIGTERM aimed at the harness (`cluster up`); suites and benches keep them in the
+    /// harness's group, so a test runner that kills the group kills them too.
+    pub async fn up(
+        dir: &Path,
+        spec: ClusterSpec,
+        binary: PathBuf,
+        detached: bool,
+    ) -> anyhow::Result<Self> {
         spec.validate()?;
         ensure!(
             binary.is_file(),
@@ -314,6 +351,7 @@ impl LocalCluster {
             },
             children: (0..n).map(|_| None).collect(),
             paused: vec![false; n],
+            detached,
         };
         for (i, (resp, grpc)) in listeners.into_iter().enumerate() {
             cluster.spawn(i, resp, grpc)?;
@@ -343,6 +381,7 @@ impl LocalCluster {
             state,
             children: (0..n).map(|_| None).collect(),
             paused: vec![false; n],
+            detached: true,
         })
     }
 
@@ -383,9 +422,11 @@ impl LocalCluster {
                 "RUST_LOG",
                 std::env::var("HOLO_NODE_LOG").unwrap_or_else(|_| "info".into()),
             );
-        // Its own process group: a Ctrl-C aimed at the harness does not reach the nodes of a
-        // cluster that `cluster up` left running.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        if self.detached {
+            // Its own process group: a Ctrl-C aimed at the harness does not reach the nodes
+            // of a cluster that `cluster up` leaves running.
+            std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        }
         command
             .fd_mappings(vec![
                 FdMapping {
@@ -503,23 +544,40 @@ impl LocalCluster {
         self.save()
     }
 
+    /// SIGKILL every node in `which` first, then waits for each (all at once, as a power cut).
+    pub async fn kill9_all(&mut self, which: &[usize]) -> anyhow::Result<()> {
+        for &i in which {
+            self.paused[i] = false;
+            self.signal(i, Signal::SIGKILL)?;
+        }
+        for &i in which {
+            ensure!(
+                self.wait_exit(i, Duration::from_secs(10)).await?,
+                "node {} survived SIGKILL for 10 s",
+                i + 1
+            );
+            self.state.nodes[i].pid = None;
+        }
+        self.save()
+    }
+
     /// SIGTERM node `i`, SIGKILL after `grace`.
     pub async fn stop(&mut self, i: usize, grace: Duration) -> anyhow::Result<()> {
         if !self.process_alive(&self.state.nodes[i]) {
             self.state.nodes[i].pid = None;
             return self.save();
         }
-        if self.paused[i] {
-            self.signal(i, Signal::SIGCONT)?;
-            self.paused[i] = false;
-        }
-        self.signal(i, Signal::SIGTERM)?;
-        if !self.wait_exit(i, grace).await? {
+        // Another harness process may have paused it: always continue it first.
+        let _ = self.signal(i, Signal::SIGCONT);
+        self.paused[i] = false;
+        if self.signal(i, Signal::SIGTERM).is_ok() && !self.wait_exit(i, grace).await? {
             eprintln!(
                 "holo-harness: node {} ignored SIGTERM for {grace:?}; killing it",
                 i + 1
             );
-            self.kill9(i).await?;
+            if self.process_alive(&self.state.nodes[i]) {
+                self.kill9(i).await?;
+            }
         }
         self.state.nodes[i].pid = None;
         self.save()

@@ -419,11 +419,10 @@ impl DockerCluster {
         Ok(pid)
     }
 
-    /// Runs iptables in node `i`'s network namespace.
-    fn iptables(&self, i: usize, args: &[&str]) -> anyhow::Result<()> {
-        let pid = self.container_pid(i)?;
+    /// Runs iptables in the network namespace of the process `pid` (node `i`'s container).
+    fn iptables(pid: &str, i: usize, args: &[&str]) -> anyhow::Result<()> {
         let out = Command::new("nsenter")
-            .args(["--target", &pid, "--net", "iptables", "-w"])
+            .args(["--target", pid, "--net", "iptables", "-w"])
             .args(args)
             .output()
             .context("cannot run nsenter/iptables (the harness needs root for network faults)")?;
@@ -439,22 +438,38 @@ impl DockerCluster {
 
     /// Flushes every node's partition rules (for a `heal` from a separate invocation).
     pub fn force_heal(&mut self) -> anyhow::Result<()> {
-        for i in 0..self.state.nodes.len() {
-            if self.is_running(i) {
-                self.iptables(i, &["-F", "INPUT"])?;
-                self.iptables(i, &["-F", "OUTPUT"])?;
-            }
-        }
+        self.flush_rules()?;
         self.partitioned = false;
         Ok(())
     }
 
-    /// Drops traffic from node `a` to node `b` (both sides of the link see it lost).
-    fn cut(&self, from: usize, to: usize) -> anyhow::Result<()> {
+    fn flush_rules(&self) -> anyhow::Result<()> {
+        for i in 0..self.state.nodes.len() {
+            if let Ok(pid) = self.container_pid(i) {
+                Self::iptables(&pid, i, &["-F", "INPUT"])?;
+                Self::iptables(&pid, i, &["-F", "OUTPUT"])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops traffic from node `from` to node `to` (both ends drop it); `pids` are the
+    /// containers' process ids.
+    fn cut(&self, pids: &[String], from: usize, to: usize) -> anyhow::Result<()> {
         let to_ip = &self.state.nodes[to].ip;
         let from_ip = &self.state.nodes[from].ip;
-        self.iptables(from, &["-A", "OUTPUT", "-d", to_ip, "-j", "DROP"])?;
-        self.iptables(to, &["-A", "INPUT", "-s", from_ip, "-j", "DROP"])
+        Self::iptables(
+            &pids[from],
+            from,
+            &["-A", "OUTPUT", "-d", to_ip, "-j", "DROP"],
+        )?;
+        Self::iptables(&pids[to], to, &["-A", "INPUT", "-s", from_ip, "-j", "DROP"])
+    }
+
+    fn pids(&self) -> anyhow::Result<Vec<String>> {
+        (0..self.state.nodes.len())
+            .map(|i| self.container_pid(i))
+            .collect()
     }
 }
 
@@ -487,6 +502,45 @@ impl ClusterControl for DockerCluster {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Ok(())
+    }
+
+    async fn kill9_all(&mut self, which: &[usize]) -> anyhow::Result<()> {
+        let mut args = vec!["kill", "--signal", "KILL"];
+        for &i in which {
+            if self.paused[i] {
+                docker(&["unpause", &self.state.nodes[i].container])?;
+                self.paused[i] = false;
+            }
+        }
+        args.extend(
+            which
+                .iter()
+                .map(|&i| self.state.nodes[i].container.as_str()),
+        );
+        docker(&args)?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while which.iter().any(|&i| self.is_running(i)) {
+            ensure!(
+                tokio::time::Instant::now() < deadline,
+                "a container survived SIGKILL for 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    fn log_text(&self, i: usize) -> String {
+        let out = Command::new("docker")
+            .args(["logs", &self.state.nodes[i].container])
+            .output();
+        out.map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default()
     }
 
     async fn restart_all(&mut self, which: &[usize]) -> anyhow::Result<()> {
@@ -530,18 +584,19 @@ impl ClusterControl for DockerCluster {
         let n = self.len();
         let others: Vec<usize> = (0..n).filter(|&j| j != victim).collect();
         let id = victim + 1;
+        let pids = self.pids()?;
         self.partitioned = true;
         match kind {
             Partition::Isolate => {
                 for &j in &others {
-                    self.cut(victim, j)?;
-                    self.cut(j, victim)?;
+                    self.cut(&pids, victim, j)?;
+                    self.cut(&pids, j, victim)?;
                 }
                 Ok(format!("node {id} isolated"))
             }
             Partition::OneWay => {
                 for &j in &others {
-                    self.cut(j, victim)?;
+                    self.cut(&pids, j, victim)?;
                 }
                 Ok(format!("node {id} hears nobody (one-way)"))
             }
@@ -551,8 +606,8 @@ impl ClusterControl for DockerCluster {
                     .collect();
                 for &a in &minority {
                     for b in (0..n).filter(|b| !minority.contains(b)) {
-                        self.cut(a, b)?;
-                        self.cut(b, a)?;
+                        self.cut(&pids, a, b)?;
+                        self.cut(&pids, b, a)?;
                     }
                 }
                 let ids: Vec<String> = minority.iter().map(|m| (m + 1).to_string()).collect();
@@ -563,8 +618,8 @@ impl ClusterControl for DockerCluster {
                 let (left, right) = others.split_at(others.len() / 2);
                 for &a in left {
                     for &b in right {
-                        self.cut(a, b)?;
-                        self.cut(b, a)?;
+                        self.cut(&pids, a, b)?;
+                        self.cut(&pids, b, a)?;
                     }
                 }
                 Ok(format!("node {id} bridges a split"))
@@ -576,12 +631,7 @@ impl ClusterControl for DockerCluster {
         if !self.partitioned {
             return Ok(false);
         }
-        for i in 0..self.len() {
-            if self.is_running(i) {
-                self.iptables(i, &["-F", "INPUT"])?;
-                self.iptables(i, &["-F", "OUTPUT"])?;
-            }
-        }
+        self.flush_rules()?;
         self.partitioned = false;
         Ok(true)
     }

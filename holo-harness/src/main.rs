@@ -349,13 +349,32 @@ fn run_dir(dir: Option<PathBuf>, kind: &str) -> PathBuf {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
+    ) else {
+        eprintln!("holo-harness: cannot install signal handlers");
+        return ExitCode::from(2);
+    };
+    // On a signal the running command's future is dropped, which stops the nodes it started
+    // (suites, benches); `cluster up` leaves its nodes running on purpose.
     let outcome = tokio::select! {
         r = dispatch(cli.command) => r,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("holo-harness: interrupted; nodes this run started are being stopped");
-            Ok(false)
-        }
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        _ = hup.recv() => Err(anyhow::anyhow!("hung up")),
     };
+    if let Err(e) = &outcome
+        && matches!(
+            e.to_string().as_str(),
+            "interrupted" | "terminated" | "hung up"
+        )
+    {
+        eprintln!("holo-harness: {e}; the nodes this run started are stopped");
+        // Do not wait for a checker thread that may run until its deadline.
+        std::process::exit(130);
+    }
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -557,7 +576,7 @@ async fn cluster_command(action: ClusterAction) -> anyhow::Result<bool> {
                 }
                 return Ok(true);
             }
-            let c = LocalCluster::up(&cluster.dir, spec, binary(bin)?).await?;
+            let c = LocalCluster::up(&cluster.dir, spec, binary(bin)?, true).await?;
             println!(
                 "cluster up in {:.1} s: {} nodes ({}), directory {}",
                 started.elapsed().as_secs_f64(),

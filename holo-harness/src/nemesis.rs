@@ -64,8 +64,13 @@ pub async fn run<C: ClusterControl>(
     let mut events = Vec::new();
     let mut rng = crate::workload::Rng::new(schedule.seed);
     let mut next = schedule.first;
+    // Faults take time to inject (a Docker partition is several iptables calls): a fault
+    // starts only if it can also end before the workload does.
     while next + schedule.hold < until {
         tokio::time::sleep_until((origin + next).into()).await;
+        if origin.elapsed() + schedule.hold + Duration::from_millis(500) >= until {
+            break;
+        }
         let victim = rng.below(cluster.len());
         let victims: Vec<usize> = match schedule.fault {
             Fault::KillAll => (0..cluster.len()).collect(),
@@ -74,9 +79,7 @@ pub async fn run<C: ClusterControl>(
         let ids: Vec<u16> = victims.iter().map(|i| *i as u16 + 1).collect();
         match schedule.fault {
             Fault::Kill | Fault::KillAll => {
-                for &i in &victims {
-                    cluster.kill9(i).await?;
-                }
+                cluster.kill9_all(&victims).await?;
                 events.push(FaultEvent {
                     at: at(origin),
                     action: "kill".into(),
@@ -104,16 +107,23 @@ pub async fn run<C: ClusterControl>(
             }
         }
         tokio::time::sleep(schedule.hold).await;
-        events.extend(heal(cluster, origin).await?);
+        let killed: &[usize] = match schedule.fault {
+            Fault::Kill | Fault::KillAll => &victims,
+            _ => &[],
+        };
+        events.extend(heal(cluster, origin, killed).await?);
         next += schedule.every;
     }
     Ok(events)
 }
 
-/// Resumes paused nodes and restarts stopped ones, recording each.
+/// Heals the network, resumes paused nodes and restarts the nodes in `killed` (only those: a
+/// node that died on its own is the suite's finding, not something to paper over), recording
+/// each.
 pub async fn heal<C: ClusterControl>(
     cluster: &mut C,
     origin: Instant,
+    killed: &[usize],
 ) -> anyhow::Result<Vec<FaultEvent>> {
     let mut events = Vec::new();
     if cluster.heal_network().await? {
@@ -139,7 +149,9 @@ pub async fn heal<C: ClusterControl>(
             took_ms: None,
         });
     }
-    let stopped: Vec<usize> = (0..cluster.len())
+    let stopped: Vec<usize> = killed
+        .iter()
+        .copied()
         .filter(|&i| !cluster.is_running(i))
         .collect();
     if !stopped.is_empty() {

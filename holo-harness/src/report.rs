@@ -186,7 +186,7 @@ fn timeline(title: &str, values: &[usize], shaded: &[(f64, f64, String)]) -> Str
     let n = values.len().max(2) as f64;
     let plot_w = w - left - 20.0;
     let plot_h = h - bottom - top;
-    let x = |t: f64| left + plot_w * t / (n - 1.0);
+    let x = |t: f64| left + plot_w * t / n;
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\">\
          <text x=\"{left}\" y=\"18\" font-size=\"14\">{}</text>",
@@ -350,6 +350,15 @@ fn verdict_class(passed: bool) -> &'static str {
 }
 
 fn linearizability(l: &LinearizabilityResults, path: &Path, md: &mut String, html: &mut String) {
+    // An interrupted run never passes, whatever its finished scenarios say.
+    let passed = l.passed && l.complete;
+    let l = &LinearizabilityResults {
+        passed,
+        ..l.clone()
+    };
+    if !l.complete {
+        let _ = writeln!(md, "**Incomplete run** (interrupted): counted as FAIL.\n");
+    }
     let _ = writeln!(
         md,
         "## Linearizability suite: {} ({} backend, {} clients, {:.0} s per scenario, seed {})\n\n_{}_\n\n| scenario | result | ok | fail | unknown | ops/s | checker |\n|---|---|---:|---:|---:|---:|---|",
@@ -471,6 +480,9 @@ fn crash(c: &CrashResults, path: &Path, md: &mut String, html: &mut String) {
     );
     for e in &c.lost_examples {
         let _ = writeln!(md, "- lost: {e}");
+    }
+    for p in &c.problems {
+        let _ = writeln!(md, "- problem: {p}");
     }
     let _ = write!(
         html,

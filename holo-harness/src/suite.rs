@@ -209,6 +209,9 @@ pub struct ScenarioResult {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LinearizabilityResults {
     pub kind: String,
+    /// False while the suite runs (and forever if it was interrupted): such results FAIL.
+    #[serde(default)]
+    pub complete: bool,
     #[serde(default)]
     pub runtime: String,
     pub backend: String,
@@ -221,6 +224,18 @@ pub struct LinearizabilityResults {
 
 /// Runs the linearizability suite; the results are also written to `dir/results.json`.
 pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<LinearizabilityResults> {
+    let names: Vec<&str> = scenarios().iter().map(|s| s.name).collect();
+    let unknown: Vec<&String> = opts
+        .only
+        .iter()
+        .filter(|o| !names.contains(&o.as_str()))
+        .collect();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "no scenario is called {:?}; the scenarios are {}",
+        unknown,
+        names.join(", ")
+    );
     let docker = matches!(opts.runtime, Runtime::Docker { .. });
     let selected: Vec<Scenario> = scenarios()
         .into_iter()
@@ -243,8 +258,10 @@ pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<Linearizabil
     }
     std::fs::create_dir_all(&opts.dir)
         .with_context(|| format!("cannot create {}", opts.dir.display()))?;
+    let _ = std::fs::remove_file(opts.dir.join("results.json"));
     let mut results = LinearizabilityResults {
         kind: "linearizability".into(),
+        complete: false,
         runtime: if docker { "docker" } else { "local" }.into(),
         backend: opts.backend.clone(),
         seed: opts.seed,
@@ -291,6 +308,9 @@ pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<Linearizabil
             break;
         }
     }
+    results.complete = results.scenarios.len() == selected.len();
+    results.passed &= results.complete;
+    write_json(&opts.dir.join("results.json"), &results)?;
     Ok(results)
 }
 
@@ -344,7 +364,7 @@ async fn run_scenario(opts: &SuiteOptions, s: &Scenario) -> anyhow::Result<Scena
     match &opts.runtime {
         Runtime::Local => {
             let mut cluster =
-                LocalCluster::up(&dir.join("cluster"), spec, opts.binary.clone()).await?;
+                LocalCluster::up(&dir.join("cluster"), spec, opts.binary.clone(), false).await?;
             run_on(opts, s, &mut cluster, &dir).await
         }
         Runtime::Docker { image, subnet } => {
@@ -417,8 +437,42 @@ async fn run_on<C: ClusterControl>(
     };
     progress.finish_and_clear();
     let mut faults = faults;
-    faults.extend(nemesis::heal(cluster, origin).await?);
-    let end = origin.elapsed().as_secs_f64();
+    let mut problems = Vec::new();
+    if s.fault.is_some() && faults.is_empty() {
+        problems.push(format!(
+            "the nemesis injected no fault in {:?} (run longer: the first fault comes at 1.5 s and lasts 1.5 s)",
+            opts.duration
+        ));
+    }
+    // Heal what the nemesis left (the network, paused nodes). A node that is down now died
+    // on its own: that is a finding. It is restarted only so the final reads can go on.
+    faults.extend(nemesis::heal(cluster, origin, &[]).await?);
+    let dead: Vec<usize> = (0..cluster.len())
+        .filter(|&i| !cluster.is_running(i))
+        .collect();
+    for &i in &dead {
+        let log = cluster.log_text(i);
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        problems.push(format!(
+            "node {} exited on its own; the end of its log:\n{}",
+            i + 1,
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        ));
+    }
+    if !dead.is_empty() {
+        cluster.restart_all(&dead).await?;
+    }
+    for i in 0..cluster.len() {
+        if let Some(line) = cluster
+            .log_text(i)
+            .lines()
+            .find(|l| l.contains("panicked at"))
+        {
+            problems.push(format!("node {} panicked: {line}", i + 1));
+        }
+    }
+    // Phases end with the workload: later there is nothing to measure.
+    let end = opts.duration.as_secs_f64();
     let mut entries = run.entries;
     let first_final = entries.len() as u64;
     let final_reads = final_reads(&*cluster, keys, origin, first_final, opts).await?;
@@ -432,14 +486,29 @@ async fn run_on<C: ClusterControl>(
         .filter(|e| e.outcome == Outcome::Ok)
         .count();
     let workload_entries = &entries[..first_final as usize];
-    let phases: Vec<PhaseStats> = phase_stats(workload_entries, &nemesis::phases(&faults, end))
+    let windows: Vec<nemesis::Phase> = nemesis::phases(&faults, end)
         .into_iter()
+        .filter(|p| p.start < end)
+        .map(|mut p| {
+            p.end = p.end.min(end);
+            p
+        })
         .filter(|p| p.end - p.start >= 0.05)
         .collect();
+    let phases = phase_stats(workload_entries, &windows);
     let mut phases = phases;
     recovery_times(workload_entries, &mut phases);
     let ops_per_sec = ok as f64 / opts.duration.as_secs_f64();
-    let mut problems = Vec::new();
+    let writes = workload_entries.iter().filter(|e| e.op.is_write());
+    let (ok_writes, all_writes) = writes.fold((0, 0), |(ok, all), e| {
+        (ok + usize::from(e.outcome == Outcome::Ok), all + 1)
+    });
+    // A cluster that refuses every write ("not applied") would pass on reads of nil alone.
+    if all_writes > 0 && ok_writes * 4 < all_writes {
+        problems.push(format!(
+            "only {ok_writes} of {all_writes} writes succeeded: a cluster that refuses writes cannot pass"
+        ));
+    }
     if ops_per_sec < opts.min_ops_per_sec {
         problems.push(format!(
             "throughput {ops_per_sec:.0} ops/s is below the minimum {:.0} ops/s: the cluster stalled",
@@ -520,31 +589,55 @@ async fn final_reads<C: ClusterControl>(
     for (n, addr) in cluster.resp_addrs().iter().enumerate() {
         let timeout = Duration::from_secs(30).max(opts.op_timeout);
         let mut client = Client::connect(addr, timeout).await?;
-        let commands: Vec<[&str; 2]> = names.iter().map(|k| ["GET", k.as_str()]).collect();
-        let invoke_ns = origin.elapsed().as_nanos() as u64;
-        let replies = client
-            .pipeline(&commands, timeout)
-            .await
-            .map_err(|e| anyhow::anyhow!("final reads through {addr}: {e}"))?;
-        let complete_ns = origin.elapsed().as_nanos() as u64;
-        for (key, reply) in names.iter().zip(replies) {
-            let v = match reply {
-                Frame::Null => None,
-                Frame::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
-                other => anyhow::bail!("final read of {key} through {addr}: {other:?}"),
-            };
-            out.push(Entry {
-                id,
-                client: 1_000_000 + n as u32,
-                node: Some(addr.clone()),
-                op: Op::Get { key: key.clone() },
-                outcome: Outcome::Ok,
-                result: Some(OpResult::Value { v }),
-                error: None,
-                invoke_ns,
-                complete_ns,
-            });
-            id += 1;
+        // A read refused as "not applied" (contention right after heal) had no effect: it is
+        // sent again, and only the attempt that answered is recorded, with its own times.
+        let mut pending: Vec<&String> = names.iter().collect();
+        for attempt in 0.. {
+            if pending.is_empty() {
+                break;
+            }
+            anyhow::ensure!(
+                attempt < 50,
+                "final reads through {addr}: {} keys still refused after 50 attempts",
+                pending.len()
+            );
+            let commands: Vec<[&str; 2]> = pending.iter().map(|k| ["GET", k.as_str()]).collect();
+            let invoke_ns = origin.elapsed().as_nanos() as u64;
+            let replies = client
+                .pipeline(&commands, timeout)
+                .await
+                .map_err(|e| anyhow::anyhow!("final reads through {addr}: {e}"))?;
+            let complete_ns = origin.elapsed().as_nanos() as u64;
+            let mut again = Vec::new();
+            for (key, reply) in pending.iter().zip(replies) {
+                let v = match reply {
+                    Frame::Null => None,
+                    Frame::Bulk(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+                    Frame::Error(e) if workload::proves_no_effect(&String::from_utf8_lossy(&e)) => {
+                        again.push(*key);
+                        continue;
+                    }
+                    other => anyhow::bail!("final read of {key} through {addr}: {other:?}"),
+                };
+                out.push(Entry {
+                    id,
+                    client: 1_000_000 + n as u32,
+                    node: Some(addr.clone()),
+                    op: Op::Get {
+                        key: (*key).clone(),
+                    },
+                    outcome: Outcome::Ok,
+                    result: Some(OpResult::Value { v }),
+                    error: None,
+                    invoke_ns,
+                    complete_ns,
+                });
+                id += 1;
+            }
+            pending = again;
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
     }
     Ok(out)
@@ -689,6 +782,8 @@ pub struct CrashResults {
     pub reads_checked: usize,
     pub lost_writes: usize,
     pub lost_examples: Vec<String>,
+    #[serde(default)]
+    pub problems: Vec<String>,
     pub restart_ms_max: f64,
     pub restart_ms_mean: f64,
 }
@@ -702,12 +797,14 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
     if cluster_dir.exists() {
         std::fs::remove_dir_all(&cluster_dir)?;
     }
+    // A results file from an earlier run must not survive a run that errors out.
+    let _ = std::fs::remove_file(opts.dir.join("results.json"));
     let spec = ClusterSpec {
         backend: opts.backend.clone(),
         accord: "recover_after_ms = 500\nretry_ms = 100".into(),
         ..ClusterSpec::default()
     };
-    let mut cluster = LocalCluster::up(&cluster_dir, spec, opts.binary.clone()).await?;
+    let mut cluster = LocalCluster::up(&cluster_dir, spec, opts.binary.clone(), false).await?;
     let mut acked: Vec<(String, String)> = Vec::new();
     let mut results = CrashResults {
         kind: "crash-recovery".into(),
@@ -719,6 +816,7 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
         reads_checked: 0,
         lost_writes: 0,
         lost_examples: Vec::new(),
+        problems: Vec::new(),
         restart_ms_max: 0.0,
         restart_ms_mean: 0.0,
     };
@@ -741,9 +839,7 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
             }));
         }
         tokio::time::sleep(opts.cycle / 2).await;
-        for &v in &victims {
-            cluster.kill9(v).await?;
-        }
+        cluster.kill9_all(&victims).await?;
         tokio::time::sleep(opts.cycle / 2).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let mut cycle_acked = 0;
@@ -777,6 +873,12 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
             restart_ms,
             lost,
         });
+        if cycle_acked == 0 {
+            results.passed = false;
+            results
+                .problems
+                .push(format!("cycle {}: no write was acknowledged", cycle + 1));
+        }
         if lost > 0 {
             results.passed = false;
             results.lost_writes = lost;
@@ -830,7 +932,7 @@ async fn crash_writer(
             .await
         {
             Ok(Frame::Simple(s)) if s.as_ref() == b"OK" => acked.push((key, value)),
-            Ok(Frame::Error(e)) if !String::from_utf8_lossy(&e).contains("unknown") => {}
+            Ok(Frame::Error(e)) if workload::proves_no_effect(&String::from_utf8_lossy(&e)) => {}
             _ => {
                 unknown += 1;
                 conn = None;
@@ -852,19 +954,45 @@ async fn verify(
     for addr in cluster.resp_addrs() {
         let mut client = Client::connect(&addr, timeout).await?;
         for chunk in acked.chunks(1000) {
-            let commands: Vec<[&str; 2]> = chunk.iter().map(|(k, _)| ["GET", k.as_str()]).collect();
-            let replies = client
-                .pipeline(&commands, Duration::from_secs(60))
-                .await
-                .map_err(|e| anyhow::anyhow!("reading back through {addr}: {e}"))?;
-            for ((key, value), reply) in chunk.iter().zip(replies) {
-                let got = crate::resp::string_reply(&reply)
-                    .with_context(|| format!("GET {key} through {addr}"))?;
-                if got.as_deref() != Some(value.as_str()) {
-                    lost += 1;
-                    if examples.len() < 10 {
-                        examples.push(format!("{addr}: {key} should be {value:?}, read {got:?}"));
+            let mut pending: Vec<&(String, String)> = chunk.iter().collect();
+            for attempt in 0.. {
+                if pending.is_empty() {
+                    break;
+                }
+                anyhow::ensure!(
+                    attempt < 50,
+                    "reading back through {addr}: {} keys still refused after 50 attempts",
+                    pending.len()
+                );
+                let commands: Vec<[&str; 2]> =
+                    pending.iter().map(|(k, _)| ["GET", k.as_str()]).collect();
+                let replies = client
+                    .pipeline(&commands, Duration::from_secs(60))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("reading back through {addr}: {e}"))?;
+                let mut again = Vec::new();
+                for (kv, reply) in pending.iter().zip(replies) {
+                    let (key, value) = *kv;
+                    if let Frame::Error(e) = &reply
+                        && workload::proves_no_effect(&String::from_utf8_lossy(e))
+                    {
+                        // Not applied (contention after restart): ask again.
+                        again.push(*kv);
+                        continue;
                     }
+                    let got = crate::resp::string_reply(&reply)
+                        .with_context(|| format!("GET {key} through {addr}"))?;
+                    if got.as_deref() != Some(value.as_str()) {
+                        lost += 1;
+                        if examples.len() < 10 {
+                            examples
+                                .push(format!("{addr}: {key} should be {value:?}, read {got:?}"));
+                        }
+                    }
+                }
+                pending = again;
+                if !pending.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }

@@ -20,7 +20,7 @@ use holo_resp::Frame;
 use serde::{Deserialize, Serialize};
 
 use crate::history::{Entry, Op, OpResult, Outcome};
-use crate::resp::{CallError, Client};
+use crate::resp::Client;
 
 /// Which operations the clients issue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -86,9 +86,13 @@ impl Run {
     }
 }
 
-/// The key name of key number `i`.
+/// The key name of key number `i`. Its leading hex digit picks the range (the split points
+/// cut at "4", "8", "c"): keys `3g`, `3g+1`, `3g+2` (group `g` of the multi-key mode) get
+/// digits 4 apart, so every group spans three ranges, and the groups rotate over all four.
 pub fn key_name(prefix: &str, i: usize) -> String {
-    format!("{:x}-{prefix}{i}", i % 16)
+    let (g, j) = (i / 3, i % 3);
+    let digit = (g % 4) + 4 * ((j + g) % 4);
+    format!("{digit:x}-{prefix}{i}")
 }
 
 /// A tiny deterministic generator (SplitMix64): per client, and for fault choices.
@@ -324,17 +328,35 @@ fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng
     }
 }
 
-/// Maps a reply to an outcome. An error reply proves no effect unless it says the outcome is
-/// unknown; a reply of the wrong shape is recorded as unknown (and shows in the history).
+/// True for the error replies a node sends only when the command had no effect: refused
+/// before it was proposed (arguments, types, limits) or decided not to apply. Any other error
+/// may hide an effect and is recorded as unknown.
+pub fn proves_no_effect(message: &str) -> bool {
+    const NO_EFFECT: [&str; 8] = [
+        "was not applied",
+        "wrong number of arguments",
+        "syntax error",
+        "wrongtype",
+        "not an integer",
+        "max number of clients",
+        "too large",
+        "protocol error",
+    ];
+    let m = message.to_ascii_lowercase();
+    !m.contains("unknown") && NO_EFFECT.iter().any(|p| m.contains(p))
+}
+
+/// Maps a reply to an outcome. An error reply is `fail` only when it proves no effect; a reply
+/// of the wrong shape is recorded as unknown (and shows in the history).
 fn classify(op: &Op, frame: Frame) -> (Outcome, Option<OpResult>, Option<String>) {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let result = match (op, &frame) {
         (_, Frame::Error(e) | Frame::BulkError(e)) => {
             let message = text(e);
-            let outcome = if message.to_ascii_lowercase().contains("unknown") {
-                Outcome::Unknown
-            } else {
+            let outcome = if proves_no_effect(&message) {
                 Outcome::Fail
+            } else {
+                Outcome::Unknown
             };
             return (outcome, None, Some(message));
         }
@@ -368,48 +390,27 @@ fn unexpected(frame: &Frame) -> (Outcome, Option<OpResult>, Option<String>) {
     )
 }
 
-/// Reads every key of a workload through `addr` (final reads after heal): `(key, value)`.
-pub async fn read_all(
-    addr: &str,
-    prefix: &str,
-    keys: usize,
-    timeout: Duration,
-) -> anyhow::Result<Vec<(String, Option<String>)>> {
-    let mut client = Client::connect(addr, timeout).await?;
-    let names: Vec<String> = (0..keys).map(|i| key_name(prefix, i)).collect();
-    let mut out = Vec::with_capacity(keys);
-    for chunk in names.chunks(500) {
-        let mut args = vec!["MGET".to_string()];
-        args.extend(chunk.iter().cloned());
-        let frame = c_call(&mut client, &args, timeout).await?;
-        let Frame::Array(items) = frame else {
-            anyhow::bail!("{addr}: MGET answered {frame:?}");
-        };
-        for (k, item) in chunk.iter().zip(items) {
-            out.push((k.clone(), crate::resp::string_reply(&item)?));
-        }
-    }
-    Ok(out)
-}
-
-async fn c_call(client: &mut Client, args: &[String], timeout: Duration) -> anyhow::Result<Frame> {
-    client
-        .call(args, timeout)
-        .await
-        .map_err(|e: CallError| anyhow::anyhow!("{}: {e}", client.addr()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn keys_cover_every_leading_hex_digit() {
-        let firsts: std::collections::BTreeSet<char> = (0..16)
-            .map(|i| key_name("p", i).chars().next().unwrap())
-            .collect();
-        assert_eq!(firsts.len(), 16);
-        assert_eq!(key_name("run1-", 17), "1-run1-17");
+    fn groups_span_three_ranges_and_keys_cover_all_four() {
+        let range = |name: String| match name.chars().next().unwrap() {
+            '0'..='3' => 0,
+            '4'..='7' => 1,
+            '8'..='b' => 2,
+            _ => 3,
+        };
+        for g in 0..8 {
+            let ranges: std::collections::BTreeSet<u8> =
+                (0..3).map(|j| range(key_name("p", g * 3 + j))).collect();
+            assert_eq!(ranges.len(), 3, "group {g}");
+        }
+        let all: std::collections::BTreeSet<u8> =
+            (0..12).map(|i| range(key_name("p", i))).collect();
+        assert_eq!(all.len(), 4);
+        assert_eq!(key_name("run1-", 0), "0-run1-0");
     }
 
     #[test]
@@ -430,6 +431,15 @@ mod tests {
         assert_eq!(
             classify(&set, Frame::error("ERR node is stopping; outcome unknown")).0,
             Outcome::Unknown
+        );
+        assert_eq!(
+            classify(&set, Frame::error("ERR something new went wrong")).0,
+            Outcome::Unknown,
+            "an error that does not prove no effect is unknown"
+        );
+        assert_eq!(
+            classify(&set, Frame::error("WRONGTYPE Operation against a key")).0,
+            Outcome::Fail
         );
         assert_eq!(classify(&set, Frame::Integer(1)).0, Outcome::Unknown);
         let mget = Op::Mget {

@@ -42,11 +42,23 @@ fn results(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("results.json written")).expect("JSON")
 }
 
+/// Stops a CLI-started cluster however the test ends (its nodes are detached).
+struct Down(PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        let _ = harness()
+            .args(["cluster", "down", "--dir", self.0.to_str().unwrap()])
+            .output();
+    }
+}
+
 #[test]
 fn cluster_up_status_workload_nemesis_down() {
     let dir = tempfile::tempdir().unwrap();
     let cdir = dir.path().join("c");
     let cdir_s = cdir.to_str().unwrap();
+    let _down = Down(cdir.clone());
     let (out, text) = run(harness().args([
         "cluster",
         "up",
@@ -154,11 +166,16 @@ fn linearizability_suite_short() {
         "12",
         "--seed",
         "1",
+        // Debug binaries beside other tests on 2 cores: the per-phase check (nothing
+        // completed during a fault phase fails) is what catches a stall here.
+        "--min-ops",
+        "5",
     ]));
     println!("{text}");
     assert!(out.status.success(), "suite failed:\n{text}");
     let r = results(&dir.path().join("results.json"));
     assert_eq!(r["passed"], true);
+    assert_eq!(r["complete"], true);
     let scenarios = r["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 9, "every scenario ran");
     for s in scenarios {
