@@ -115,6 +115,8 @@ pub struct Node {
     coordinating: BTreeMap<TxnId, Coordination>,
     /// Undecided txns (and unknown deps) and when to recover (or inquire about) them.
     progress: BTreeMap<TxnId, (u64, u32)>,
+    /// Unknown txns this node asked its peers about, until it learns them.
+    inquired: BTreeSet<TxnId>,
     persist_seq: u64,
     durable_seq: u64,
     /// Messages held until the state they report is durable: (persist seq, to, message).
@@ -158,6 +160,7 @@ impl Node {
             replica: Replica::default(),
             coordinating: BTreeMap::new(),
             progress: BTreeMap::new(),
+            inquired: BTreeSet::new(),
             persist_seq: 0,
             durable_seq: 0,
             held: VecDeque::new(),
@@ -586,6 +589,7 @@ impl Node {
         let Some(command) = command else { return };
         if command.status.is_decided() {
             self.progress.remove(&command.txn.id);
+            self.inquired.remove(&command.txn.id);
         } else {
             self.watch(command.txn.id);
         }
@@ -602,7 +606,14 @@ impl Node {
     /// Starts the recovery clock of an undecided txn, unless it is running.
     fn watch(&mut self, id: TxnId) {
         let deadline = self.now + self.backoff(id, 0);
-        self.progress.entry(id).or_insert((deadline, 0));
+        if self.inquired.remove(&id) {
+            // Learnt through an inquiry (its coordinator is likely cut off, and txns here
+            // already wait on it): recover one base period from now, whatever the backoff of
+            // the inquiries reached.
+            self.progress.insert(id, (deadline, 0));
+        } else {
+            self.progress.entry(id).or_insert((deadline, 0));
+        }
     }
 
     /// `recover_after_us` plus deterministic jitter of up to as much again, doubling with
@@ -1100,6 +1111,7 @@ impl Node {
             None if id < self.replica.gc_floor() => {
                 // Dropped by GC everywhere: finished, nothing to ask.
                 self.progress.remove(&id);
+                self.inquired.remove(&id);
             }
             None => {
                 for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())
@@ -1108,11 +1120,9 @@ impl Node {
                         self.send(peer, Message::Inquire { txn_id: id });
                     }
                 }
-                // Asking does not escalate: once a peer's answer makes the txn known here, its
-                // recovery is due one base period later, not after a doubled backoff (with its
-                // coordinator cut off, every txn that depends on it waits that long).
-                self.progress
-                    .insert(id, (self.now + self.backoff(id, 0), 0));
+                // Once a peer's answer makes the txn known here, its recovery is due one base
+                // period later, not after this doubled backoff (see `watch`).
+                self.inquired.insert(id);
             }
         }
     }

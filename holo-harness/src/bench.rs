@@ -4,7 +4,8 @@
 //!
 //! Each client holds one connection and keeps `pipeline` commands in flight: it writes a batch,
 //! then reads the replies; a request's latency runs from the moment its batch was written to
-//! the moment its own reply was read (what redis-benchmark measures). Keys are drawn uniformly
+//! the moment its own reply was read (what redis-benchmark measures). `mix` sends SET with
+//! probability `set_pct`, else GET. Keys are drawn uniformly
 //! from the key space (`key:000000012345`), values are `value_size` bytes. The GET run follows
 //! the SET run on the same key space, so most GETs find a value. HoloStore clients are spread
 //! over every node; redis-server has one.
@@ -35,8 +36,10 @@ pub struct BenchOptions {
     /// Requests per run with pipeline 1; deeper pipelines run `requests * pipeline / 10`.
     pub requests: u64,
     pub pipelines: Vec<usize>,
-    /// `set`, `get`.
+    /// `set`, `get`, or `mix` (SET with probability `set_pct`, else GET).
     pub tests: Vec<String>,
+    /// Share of SETs in the `mix` test, 0-100.
+    pub set_pct: u8,
     pub keyspace: u64,
     pub value_size: usize,
     pub seed: u64,
@@ -221,9 +224,10 @@ async fn one(
     pipeline: usize,
     requests: u64,
 ) -> anyhow::Result<BenchRun> {
-    if !matches!(test, "set" | "get") {
-        bail!("unknown test {test:?}: use set or get");
+    if !matches!(test, "set" | "get" | "mix") {
+        bail!("unknown test {test:?}: use set, get or mix");
     }
+    let set_pct = u64::from(opts.set_pct.min(100));
     let remaining = Arc::new(AtomicU64::new(requests));
     let errors = Arc::new(AtomicU64::new(0));
     let value = "x".repeat(opts.value_size);
@@ -258,7 +262,12 @@ async fn one(
                     rng ^= rng >> 7;
                     rng ^= rng << 17;
                     let key = format!("key:{:012}", rng % keyspace);
-                    if test == "set" {
+                    let set = match test.as_str() {
+                        "set" => true,
+                        "get" => false,
+                        _ => (rng >> 40) % 100 < set_pct,
+                    };
+                    if set {
                         commands.push(vec!["SET".to_string(), key, value.clone()]);
                     } else {
                         commands.push(vec!["GET".to_string(), key]);

@@ -284,8 +284,12 @@ struct BenchArgs {
     requests: u64,
     #[arg(long, value_delimiter = ',', default_value = "1,100")]
     pipelines: Vec<usize>,
+    /// set, get and/or mix (SET with probability --set-pct, else GET).
     #[arg(long, value_delimiter = ',', default_value = "set,get")]
     tests: Vec<String>,
+    /// Share of SETs in the mix test.
+    #[arg(long, default_value_t = 50)]
+    set_pct: u8,
     #[arg(long, default_value_t = 100_000)]
     keyspace: u64,
     #[arg(long, default_value_t = 3)]
@@ -468,6 +472,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
                 requests: args.requests,
                 pipelines: args.pipelines,
                 tests: args.tests,
+                set_pct: args.set_pct,
                 keyspace: args.keyspace,
                 value_size: args.value_size,
                 seed: 7,
