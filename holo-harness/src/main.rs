@@ -232,6 +232,10 @@ enum SuiteKind {
         /// Fail a scenario whose completed operations per second fall below this.
         #[arg(long, default_value_t = 50.0)]
         min_ops: f64,
+        /// Fail a scenario in which no operation completed for this long (a stall), faults
+        /// included: the majority must keep serving.
+        #[arg(long, default_value = "2s", value_parser = parse_duration)]
+        max_stall: Duration,
         /// Only these scenarios (repeat or comma-separate).
         #[arg(long, value_delimiter = ',')]
         scenario: Vec<String>,
@@ -763,6 +767,7 @@ async fn suite_command(kind: SuiteKind) -> anyhow::Result<bool> {
             clients,
             keys,
             min_ops,
+            max_stall,
             scenario,
             fail_fast,
             check_deadline,
@@ -787,6 +792,7 @@ async fn suite_command(kind: SuiteKind) -> anyhow::Result<bool> {
                 keys,
                 op_timeout: common.op_timeout,
                 min_ops_per_sec: min_ops,
+                max_stall,
                 only: scenario,
                 fail_fast,
                 seed,

@@ -39,6 +39,8 @@ pub struct SuiteOptions {
     pub op_timeout: Duration,
     /// Completed operations per second below which a scenario fails.
     pub min_ops_per_sec: f64,
+    /// Longest time without any completed operation before a scenario fails (a stall).
+    pub max_stall: Duration,
     /// Only these scenarios (all when empty).
     pub only: Vec<String>,
     pub fail_fast: bool,
@@ -515,13 +517,17 @@ async fn run_on<C: ClusterControl>(
             opts.min_ops_per_sec
         ));
     }
-    for p in &phases {
-        if p.end - p.start >= 1.0 && p.ok == 0 {
-            problems.push(format!(
-                "no operation completed during {} ({:.1}-{:.1} s)",
-                p.label, p.start, p.end
-            ));
-        }
+    // A stall: the longest time in the run during which no operation completed.
+    let (stall, stall_at) = longest_stall(workload_entries, end);
+    if stall > opts.max_stall.as_secs_f64() {
+        let during = phases
+            .iter()
+            .find(|p| p.start <= stall_at && stall_at < p.end)
+            .map_or("the run", |p| p.label.as_str());
+        problems.push(format!(
+            "no operation completed for {stall:.1} s from {stall_at:.1} s (during {during}); the limit is {:?}",
+            opts.max_stall
+        ));
     }
     let started = Instant::now();
     let deadline = opts.check_deadline;
@@ -568,6 +574,26 @@ async fn run_on<C: ClusterControl>(
         history,
         failure_files,
     })
+}
+
+/// The longest interval of `[0, end]` seconds in which no operation completed, and its start.
+fn longest_stall(entries: &[Entry], end: f64) -> (f64, f64) {
+    let mut done: Vec<f64> = entries
+        .iter()
+        .filter(|e| e.outcome == Outcome::Ok)
+        .map(|e| e.complete_ns as f64 / 1e9)
+        .filter(|t| *t <= end)
+        .collect();
+    done.sort_by(f64::total_cmp);
+    let mut best = (0.0, 0.0);
+    let mut last = 0.0;
+    for t in done.into_iter().chain(std::iter::once(end)) {
+        if t - last > best.0 {
+            best = (t - last, last);
+        }
+        last = t;
+    }
+    best
 }
 
 fn count(entries: &[Entry], outcome: Outcome) -> usize {
@@ -1011,6 +1037,29 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), n);
+    }
+
+    #[test]
+    fn the_longest_stall_is_found_anywhere_in_the_run() {
+        let at = |s: f64| Entry {
+            id: 0,
+            client: 0,
+            node: None,
+            op: Op::Get { key: "k".into() },
+            outcome: Outcome::Ok,
+            result: Some(OpResult::Value { v: None }),
+            error: None,
+            invoke_ns: 0,
+            complete_ns: (s * 1e9) as u64,
+        };
+        let entries = [at(0.5), at(1.0), at(3.5), at(4.0)];
+        assert_eq!(longest_stall(&entries, 4.5), (2.5, 1.0));
+        assert_eq!(
+            longest_stall(&entries, 9.0),
+            (5.0, 4.0),
+            "a stall at the end counts"
+        );
+        assert_eq!(longest_stall(&[], 2.0), (2.0, 0.0));
     }
 
     #[test]

@@ -177,6 +177,10 @@ fn partition_scenarios_pass_the_checker() {
         "12",
         "--seed",
         "4",
+        // Debug binaries beside the other tests on 2 cores: recovering a cut-off node's txns
+        // takes recover_after_ms (500 ms here) plus jitter and retries.
+        "--max-stall",
+        "3s",
         "--dir",
         dir.path().to_str().unwrap(),
     ]));

@@ -170,6 +170,8 @@ fn linearizability_suite_short() {
         // completed during a fault phase fails) is what catches a stall here.
         "--min-ops",
         "5",
+        "--max-stall",
+        "3s",
     ]));
     println!("{text}");
     assert!(out.status.success(), "suite failed:\n{text}");
