@@ -72,11 +72,14 @@
 //! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept keeping
 //! PreAccept's deps; executing without regard to deps' executeAt; restarting the clock from
 //! zero; restarting it below the durable clock reservation; PreAccept ignoring a promised
-//! ballot; recovery picking the lowest accepted ballot; recovery ignoring an invalidation. Not
-//! caught: a recovery pre-accept casting a fast-path vote (here a replica that saw a
-//! conflicting later txn bumps the witness, so the vote is never cast where it would matter)
-//! and a coordinator ignoring its own vote (the slow path takes over after the fast-path wait,
-//! so nothing stalls; only speed suffers). Also caught: answering a write's client when it is
+//! ballot; recovery picking the lowest accepted ballot; recovery ignoring an invalidation.
+//! Pitfalls 1 and 5 do not break safety here (a coordinator ignoring its own vote finishes
+//! on the slow path after the fast-path wait; a recovery that counts a vote cast in
+//! recovery proposes t0 where it could invalidate, which the superseding checks keep safe),
+//! so `tests/sim/votes.rs` watches votes directly: a coordinator that received t0 votes from
+//! a fast quorum must not take the slow path (a coordinator ignoring its own vote is caught
+//! at seed 0), and a fast-path vote is cast only on the original PreAccept (a recovery
+//! pre-accept casting one is caught at seed 1). Also caught: answering a write's client when it is
 //! proposed rather than committed (seed 0).
 
 mod coordinator;

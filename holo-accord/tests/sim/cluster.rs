@@ -10,6 +10,7 @@ use holo_accord::{
 
 use crate::checker::{Checker, ClientOp, OpResult};
 use crate::rng::Rng;
+use crate::votes::Votes;
 
 /// Which faults the network injects while the run is not healed.
 #[derive(Debug, Clone, Copy)]
@@ -131,6 +132,7 @@ struct Sim {
     clients: Vec<Client>,
     ops: HashMap<TxnId, (usize, ClientOp)>,
     checker: Checker,
+    votes: Votes,
     drop_percent: u64,
     duplicate_percent: u64,
     delay_us_max: u64,
@@ -216,6 +218,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         clients,
         ops: HashMap::new(),
         checker: Checker::new(node_count as usize),
+        votes: Votes::default(),
         healed: false,
         cut: Default::default(),
         skew: vec![0; node_count as usize],
@@ -362,6 +365,7 @@ impl Sim {
     }
 
     fn step(&mut self, event: Event) {
+        self.votes.step();
         let node = match event {
             Event::Deliver(envelope) => {
                 let to = envelope.to.0 as usize;
@@ -375,6 +379,7 @@ impl Sim {
                 let Some(node) = self.hosts[to].node.as_mut() else {
                     return;
                 };
+                self.votes.delivered(&envelope);
                 if let Ok(watch) = std::env::var("HOLO_SIM_WATCH") {
                     for m in &envelope.messages {
                         let hlc = m.txn_id().timestamp().hlc.to_string();
@@ -457,6 +462,7 @@ impl Sim {
         }
         host.durable_seq = host.durable_seq.max(seq);
         host.node.as_mut().expect("up").durable(seq);
+        self.votes.synced(node, seq);
         while let Some((s, _, _)) = self.hosts[node].applies.front()
             && *s <= self.hosts[node].durable_seq
         {
@@ -507,6 +513,7 @@ impl Sim {
             return;
         }
         self.crashes += 1;
+        self.votes.crashed(node);
         host.node = None;
         host.unsynced.clear();
         host.applies.clear();
@@ -569,6 +576,7 @@ impl Sim {
         self.checker.invoked(id, op.clone(), self.now);
         self.ops.insert(id, (client, op));
         self.clients[client].outstanding = Some(id);
+        self.votes.proposed(id);
         self.after_step(coordinator);
     }
 
@@ -631,6 +639,9 @@ impl Sim {
         {
             self.checker.decided(NodeId(node as u16), command);
         }
+        if let Ok(command) = &record {
+            self.votes.persisted(node, seq, command);
+        }
         let command = record;
         let host = &mut self.hosts[node];
         host.persisted_seq = seq;
@@ -671,6 +682,7 @@ impl Sim {
     }
 
     fn transmit(&mut self, envelope: Envelope) {
+        self.votes.sent(&envelope, &self.topology);
         let faulty = !self.healed;
         let cut = self
             .cut

@@ -11,6 +11,7 @@
 mod checker;
 mod cluster;
 mod rng;
+mod votes;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
