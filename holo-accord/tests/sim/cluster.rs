@@ -634,12 +634,10 @@ impl Sim {
     }
 
     fn persist(&mut self, node: usize, seq: u64, record: Result<Command, u64>) {
-        if let Ok(command) = &record
-            && command.status.is_decided()
-        {
-            self.checker.decided(NodeId(node as u16), command);
-        }
         if let Ok(command) = &record {
+            if command.status.is_decided() {
+                self.checker.decided(NodeId(node as u16), command);
+            }
             self.votes.persisted(node, seq, command);
         }
         let command = record;
