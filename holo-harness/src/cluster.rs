@@ -457,15 +457,9 @@ impl LocalCluster {
         let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             return false;
         };
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        if proc_stat(pid).is_none_or(|(state, _)| matches!(state, 'Z' | 'X')) {
             // A zombie (state Z) is dead: it only waits to be reaped.
-            if stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z'))
-            {
-                return false;
-            }
+            return false;
         }
         let config = node.config.as_os_str().as_encoded_bytes();
         cmdline.split(|b| *b == 0).any(|arg| arg == config)
@@ -510,15 +504,25 @@ impl LocalCluster {
     }
 
     /// Waits until node `i`'s process is gone (reaping it when this process started it).
+    ///
+    /// Not [`LocalCluster::process_alive`]: a process in the middle of exiting has already
+    /// dropped its memory, so its cmdline reads empty while it still holds its pid, its
+    /// sockets and its files. It is gone once its pid is free or a zombie (or a different
+    /// process, by start time).
     async fn wait_exit(&mut self, i: usize, within: Duration) -> anyhow::Result<bool> {
         let deadline = tokio::time::Instant::now() + within;
+        let pid = self.state.nodes[i].pid;
+        let started = pid.and_then(proc_stat).map(|(_, start)| start);
         loop {
             if let Some(child) = self.children[i].as_mut() {
                 if child.try_wait()?.is_some() {
                     self.children[i] = None;
                     return Ok(true);
                 }
-            } else if !self.process_alive(&self.state.nodes[i]) {
+            } else if pid
+                .and_then(proc_stat)
+                .is_none_or(|(state, start)| matches!(state, 'Z' | 'X') || Some(start) != started)
+            {
                 return Ok(true);
             }
             if tokio::time::Instant::now() > deadline {
@@ -728,6 +732,18 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// State letter and start time (clock ticks since boot) of process `pid`, from
+/// `/proc/PID/stat`; `None` when no such process exists.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields after it do not.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    // starttime is field 22; `fields` now starts at field 4.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -772,5 +788,27 @@ mod tests {
         let one: toml::Table =
             toml::from_str(&spec.node_toml(1, Path::new("/d"), &members)).unwrap();
         assert!(one["faults"].get("send_delay_ms").is_none());
+    }
+
+    #[test]
+    fn proc_stat_tells_running_from_zombie_from_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let (state, start) = proc_stat(pid).expect("a running child has a stat");
+        assert!(matches!(state, 'R' | 'S'), "{state}");
+        assert!(start > 0);
+        child.kill().unwrap();
+        // Not reaped yet: it becomes a zombie with the same start time.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while proc_stat(pid).map(|(s, _)| s) != Some('Z') {
+            assert!(std::time::Instant::now() < deadline, "{:?}", proc_stat(pid));
+            std::thread::yield_now();
+        }
+        assert_eq!(proc_stat(pid).map(|(_, s)| s), Some(start));
+        child.wait().unwrap();
+        assert_eq!(proc_stat(pid), None);
     }
 }
