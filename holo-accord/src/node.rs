@@ -366,6 +366,12 @@ impl Node {
             && self.now.saturating_sub(self.last_sync) >= interval
             && !self.coordinating.keys().any(|id| id.is_sync_point())
             && self.replica.holds_ordinary()
+            // Not while an earlier sync point waits, here for its deps or for a lagging peer
+            // to apply it: a new one could not be applied or collected sooner, and as each
+            // depends on every earlier one, sync points piling up while a txn is stuck or a
+            // peer is down cost quadratic memory and work.
+            && self.sync_applied <= self.replica.gc_floor()
+            && !self.replica.holds_unfinished_sync_point()
         {
             self.propose_sync_point();
         }

@@ -183,6 +183,13 @@ impl Replica {
         self.commands.keys().any(|id| !id.is_sync_point())
     }
 
+    /// Holds a sync point that is neither applied nor invalidated.
+    pub fn holds_unfinished_sync_point(&self) -> bool {
+        self.commands.values().any(|c| {
+            c.txn.id.is_sync_point() && !matches!(c.status, Status::Applied | Status::Invalidated)
+        })
+    }
+
     /// Every replica durably applied the sync point `floor`: every txn below it that ever
     /// executes is applied everywhere, and the others never execute. Drops the records of
     /// the finished ones (keys whose index empties go too; `gc_max` keeps ordering new txns

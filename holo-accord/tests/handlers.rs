@@ -546,3 +546,96 @@ fn gc_drops_finished_records_once_every_replica_applied_a_sync_point() {
     assert_eq!(replies, vec![Message::StableOk { txn_id: a }]);
     assert!(nodes[1].replica().command(&a).is_none());
 }
+
+/// The sync points `node` proposed in `log` (the PreAccepts it sent for one).
+fn sync_points_proposed(log: &[(usize, Action)], node: usize) -> BTreeSet<holo_accord::TxnId> {
+    log.iter()
+        .filter(|(n, _)| *n == node)
+        .flat_map(|(_, action)| match action {
+            Action::Send(e) => e.messages.clone(),
+            _ => Vec::new(),
+        })
+        .filter_map(|m| match m {
+            Message::PreAccept { txn } if txn.id.is_sync_point() => Some(txn.id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn no_new_sync_point_while_an_earlier_one_waits_for_a_lagging_peer() {
+    let config = Config {
+        sync_interval_us: 100_000,
+        ..Config::default()
+    };
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::new(NodeId(i), topology(3), config))
+        .collect();
+    nodes[0].propose(&[], &[key("x")], Bytes::new());
+    settle(&mut nodes);
+    // Due and holding a record to collect: node 0 proposes a sync point; all apply it.
+    nodes[0].tick(100_000);
+    let log = settle(&mut nodes);
+    let proposed = sync_points_proposed(&log, 0);
+    assert_eq!(proposed.len(), 1, "{log:?}");
+    let s = *proposed.first().unwrap();
+    // Nodes 0 and 1 made the apply durable; node 2 lags (in the field: it is down).
+    nodes[0].sync_durable(s);
+    nodes[1].sync_durable(s);
+    nodes[0].propose(&[], &[key("y")], Bytes::new());
+    settle(&mut nodes);
+    // Another interval: a new sync point could not be collected before node 2 applies `s`,
+    // so none is proposed (each one depends on every earlier one).
+    nodes[0].tick(250_000);
+    let log = settle(&mut nodes);
+    assert!(sync_points_proposed(&log, 0).is_empty(), "{log:?}");
+    // Node 2 catches up: GC runs and the next sync point follows on the next tick.
+    nodes[2].sync_durable(s);
+    let log = settle(&mut nodes);
+    assert!(
+        log.iter()
+            .any(|(_, a)| matches!(a, Action::Truncate { floor, .. } if *floor == s))
+    );
+    nodes[0].tick(400_000);
+    let log = settle(&mut nodes);
+    let next = sync_points_proposed(&log, 0);
+    assert!(next.len() == 1 && *next.first().unwrap() > s, "{log:?}");
+    for n in &nodes {
+        n.validate();
+    }
+}
+
+#[test]
+fn no_new_sync_point_while_an_earlier_one_waits_for_its_deps() {
+    let config = Config {
+        sync_interval_us: 50_000,
+        ..Config::default()
+    };
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|i| Node::new(NodeId(i), topology(3), config))
+        .collect();
+    // Node 1 pre-accepted a txn whose coordinator, node 0, then went away.
+    let u = txn(10, 0, &["x"]);
+    exchange(
+        &mut nodes[1],
+        0,
+        vec![Message::PreAccept { txn: u.clone() }],
+    );
+    // Node 1's sync point is decided with `u` among its deps; it cannot be applied while
+    // `u` is undecided.
+    nodes[1].tick(50_000);
+    let log = settle(&mut nodes);
+    let proposed = sync_points_proposed(&log, 1);
+    assert_eq!(proposed.len(), 1, "{log:?}");
+    let s = *proposed.first().unwrap();
+    let command = nodes[1].replica().command(&s).expect("known");
+    assert_eq!(command.status, Status::Stable);
+    assert!(command.deps.contains(&u.id));
+    // Another interval, before recovery of `u` is due: no second sync point behind the first.
+    nodes[1].tick(120_000);
+    let log = settle(&mut nodes);
+    assert!(sync_points_proposed(&log, 1).is_empty(), "{log:?}");
+    for n in &nodes {
+        n.validate();
+    }
+}
