@@ -443,7 +443,7 @@ mod tests {
                 .map(|(node, vote)| {
                     let reply = match vote {
                         Some(v) => info(*v),
-                        None => Replica::refusal_info(&txn),
+                        None => Replica::default().refusal_info(&txn),
                     };
                     (NodeId(*node), reply)
                 })

@@ -667,7 +667,7 @@ impl Node {
                 self.reply(from, Message::Refused { txn_id: txn.id });
             }
             Message::BeginRecovery { txn, ballot } if self.replica.refuses(&txn.id) => {
-                let info = Replica::refusal_info(&txn);
+                let info = self.replica.refusal_info(&txn);
                 self.reply(
                     from,
                     Message::RecoverOk {

@@ -154,17 +154,21 @@ impl Replica {
     }
 
     /// What a replica that refuses `txn` reports to its recovery: no vote and no acceptance.
-    /// It is not evidence that the fast path failed: with 5 replicas a fast quorum of 4 can
-    /// have formed without this one, so the recovery counts it as one missing vote, no more.
-    pub fn refusal_info(txn: &Txn) -> RecoverInfo {
+    /// The refusal itself is not evidence that the fast path failed: with 5 replicas a fast
+    /// quorum of 4 can have formed without this one, so the recovery counts it as one missing
+    /// vote, no more. What the replica knows of conflicting txns is evidence as from any
+    /// other replica: a conflict decided after t0 without `txn` in its deps rules the fast
+    /// path out, an accepted one makes the recovery wait. (Hiding it let a recovery commit a
+    /// read at t0 below a write that had been committed without it: simulator seed 5687.)
+    pub fn refusal_info(&self, txn: &Txn) -> RecoverInfo {
         RecoverInfo {
             status: Status::PreAccepted,
             accepted: Ballot::ZERO,
             execute_at: txn.id.timestamp(),
             deps: Deps::new(),
             fast_vote: false,
-            rejects_fast_path: false,
-            undecided_blocker: false,
+            rejects_fast_path: self.decided_after_without(txn),
+            undecided_blocker: self.accepted_after_without(txn),
         }
     }
 

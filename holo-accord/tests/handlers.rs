@@ -639,3 +639,80 @@ fn no_new_sync_point_while_an_earlier_one_waits_for_its_deps() {
         n.validate();
     }
 }
+
+#[test]
+fn a_refusing_replica_still_reports_conflicts_decided_or_accepted_after_t0() {
+    let mut n1 = node(1);
+    // A write on x decided at its t0 (30) without the txn below, and one on y accepted at 31.
+    let w = txn(30, 2, &["x"]);
+    let a = txn(31, 2, &["y"]);
+    exchange(
+        &mut n1,
+        2,
+        vec![
+            Message::Stable {
+                txn: w.clone(),
+                execute_at: w.id.timestamp(),
+                deps: BTreeSet::new(),
+            },
+            Message::Accept {
+                txn: a.clone(),
+                ballot: holo_accord::Ballot::ZERO,
+                execute_at: a.id.timestamp(),
+            },
+        ],
+    );
+    exchange(
+        &mut n1,
+        2,
+        vec![Message::PreAccept {
+            txn: sync_point(40, 2),
+        }],
+    );
+    // Txns below the sync point that n1 never saw are refused, but recovery hears what n1
+    // knows: the write decided after t0 without them rules out their fast path (else a
+    // recovery could commit a read of x at t0 below `w`, which never waited for it), and
+    // the accepted one makes a recovery of a txn on y wait for its decision.
+    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
+        epoch: 1,
+        hlc: 50,
+        flags: 1,
+        node: 0,
+    });
+    for (t, rejects, blocker) in [
+        (txn(10, 0, &["x"]), true, false),
+        (txn(11, 0, &["y"]), false, true),
+        (txn(12, 0, &["z"]), false, false),
+    ] {
+        let replies = exchange(
+            &mut n1,
+            0,
+            vec![Message::BeginRecovery {
+                txn: t.clone(),
+                ballot,
+            }],
+        );
+        assert_eq!(
+            replies,
+            vec![Message::RecoverOk {
+                txn_id: t.id,
+                ballot,
+                info: holo_accord::RecoverInfo {
+                    status: Status::PreAccepted,
+                    accepted: holo_accord::Ballot::ZERO,
+                    execute_at: t.id.timestamp(),
+                    deps: BTreeSet::new(),
+                    fast_vote: false,
+                    rejects_fast_path: rejects,
+                    undecided_blocker: blocker,
+                },
+            }],
+            "{t:?}"
+        );
+        assert!(
+            n1.replica().command(&t.id).is_none(),
+            "refused, not recorded"
+        );
+    }
+    n1.validate();
+}
