@@ -214,12 +214,15 @@ impl Coordination {
         })
     }
 
-    /// Commit the invalidation once a majority of every range accepted it.
+    /// Commit the invalidation once a majority of every range accepted it, or once so many
+    /// replicas of some range refused the txn that no round can ever decide anything for
+    /// it. Refusers never vote or accept, and a txn that executes was accepted by a majority
+    /// or voted for by a fast quorum, both of which include one of them: it cannot execute.
     pub fn decide_invalidate(&self) -> Decision {
         let Phase::Invalidating { replies } = &self.phase else {
             return Decision::Wait;
         };
-        if self.majority_everywhere(|n| replies.contains(n)) {
+        if self.majority_everywhere(|n| replies.contains(n)) || self.refused_by_too_many() {
             Decision::Commit(Outcome::Invalidate)
         } else {
             Decision::Wait
@@ -244,7 +247,7 @@ impl Coordination {
             Phase::PreAccepting { replies } => replies.contains_key(n) || self.refused.contains(n),
             Phase::Recovering { replies } => replies.contains_key(n),
             Phase::Accepting { replies, .. } => replies.contains_key(n) || self.refused.contains(n),
-            Phase::Invalidating { replies } => replies.contains(n),
+            Phase::Invalidating { replies } => replies.contains(n) || self.refused.contains(n),
             Phase::Committing { acked, .. } => acked.contains(n),
             Phase::Following => true,
         };

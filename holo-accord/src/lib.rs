@@ -46,9 +46,13 @@
 //! only once every dep is applied or invalidated, whatever their executeAt. Ordinary txns
 //! never depend on it. A replica that has seen a sync point *refuses* any unknown txn with a
 //! lower id (`Message::Refused`, or a recovery reply without a vote; it is one missing vote,
-//! not proof that the fast path failed: 4 of 5 replicas may have formed it without this one), so a txn below a sync point either is in its deps or can never gather a majority:
-//! applying a sync point at a replica means every txn below it that will ever execute has
-//! been applied there. The host reports a sync point's apply durable in storage with
+//! not proof that the fast path failed: 4 of 5 replicas may have formed it without this
+//! one, while what it knows of conflicting txns counts as from any replica). It takes part
+//! in no round of that txn, invalidation included, since it records nothing for it; when
+//! so many refuse that no majority is left, the invalidation is decided without a round (no
+//! execution can be decided either). So a txn below a sync point either is in its deps or
+//! can never gather a majority: applying a sync point at a replica means every txn below it
+//! that will ever execute has been applied there. The host reports a sync point's apply durable in storage with
 //! `Node::sync_durable`; nodes tell each other (`Message::SyncApplied`), and once every
 //! replica durably applied one, each drops the records of finished txns below it
 //! (`Replica::gc`) and emits `Action::Truncate { floor, max }`: the host persists the floor
@@ -61,9 +65,9 @@
 //! or applied but not yet by every replica): the new one could not be collected sooner, and
 //! since each depends on every earlier one, sync points piling up behind a stuck txn or a
 //! down peer grew the state quadratically (the simulator spent 90% of its time validating
-//! their deps; some seeds took a minute). The simulator checks that no txn below an applied sync point is applied after
-//! it, that everything below a sync point every node applied is applied everywhere, and
-//! that GC happens only then.
+//! their deps; some seeds took a minute). The simulator checks that no txn below an applied
+//! sync point is applied after it, that everything below a sync point every node applied is
+//! applied everywhere, and that GC happens only then.
 //!
 //! # Not yet
 //! - Read-only optimisations (ephemeral reads) and sending Apply results to lagging replicas;

@@ -640,7 +640,13 @@ impl Node {
     fn handle(&mut self, from: NodeId, message: Message) {
         self.clock.observe(message.txn_id().timestamp());
         match message {
-            Message::PreAccept { txn } | Message::Accept { txn, .. }
+            // A refusing replica takes part in no round of the txn, invalidation included: it
+            // records nothing for it, so it could not remember an acknowledged invalidation
+            // and would tell a later recovery that nothing was accepted (simulator seed 5879:
+            // an invalidation acknowledged that way and an execution were both decided).
+            Message::PreAccept { txn }
+            | Message::Accept { txn, .. }
+            | Message::AcceptInvalidate { txn, .. }
                 if self.replica.refuses(&txn.id) =>
             {
                 self.reply(from, Message::Refused { txn_id: txn.id });
@@ -662,8 +668,8 @@ impl Node {
                     .command(&txn.id)
                     .is_some_and(|c| c.status == Status::Invalidated) =>
             {
-                // Invalidated, possibly after this replica refused the txn (an
-                // AcceptInvalidate it acknowledged without a promise): never accept it.
+                // Invalidated (possibly learnt after this replica refused the txn): never
+                // accept it.
                 self.reply(from, Message::Refused { txn_id: txn.id });
             }
             Message::BeginRecovery { txn, ballot } if self.replica.refuses(&txn.id) => {
@@ -853,6 +859,11 @@ impl Node {
             }
             (Message::StableOk { .. }, Phase::Committing { acked, .. }) => {
                 acked.insert(from);
+            }
+            (Message::Refused { .. }, Phase::Invalidating { .. }) => {
+                // Counted by `decide_invalidate`: once too many refuse, no round can decide
+                // anything, so the invalidation is the decision.
+                c.refused.insert(from);
             }
             (Message::Refused { .. }, Phase::PreAccepting { .. } | Phase::Accepting { .. }) => {
                 c.refused.insert(from);

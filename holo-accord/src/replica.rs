@@ -389,10 +389,7 @@ impl Replica {
         ballot: Ballot,
         clock: &mut Clock,
     ) -> Handled<Result<(), Ballot>> {
-        if self.refuses(&txn.id) {
-            // Never witnessed here and never will be: nothing to accept but the outcome.
-            return Handled::unchanged(Ok(()));
-        }
+        // (A replica that refuses the txn never gets here: the node answers `Refused`.)
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
                 return Handled::unchanged(Err(existing.promised));

@@ -441,11 +441,23 @@ fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
                 ballot: holo_accord::Ballot::ZERO,
                 execute_at: late.id.timestamp(),
             },
+            // Invalidation too: acknowledging it without recording it would let a later
+            // recovery hear that nothing was accepted.
+            Message::AcceptInvalidate {
+                txn: late.clone(),
+                ballot: holo_accord::Ballot(holo_accord::Timestamp {
+                    epoch: 1,
+                    hlc: 29,
+                    flags: 1,
+                    node: 0,
+                }),
+            },
         ],
     );
     assert_eq!(
         replies,
         vec![
+            Message::Refused { txn_id: late.id },
             Message::Refused { txn_id: late.id },
             Message::Refused { txn_id: late.id },
         ]
