@@ -216,8 +216,11 @@ impl Coordination {
 
     /// Commit the invalidation once a majority of every range accepted it, or once so many
     /// replicas of some range refused the txn that no round can ever decide anything for
-    /// it. Refusers never vote or accept, and a txn that executes was accepted by a majority
-    /// or voted for by a fast quorum, both of which include one of them: it cannot execute.
+    /// it. A refuser never votes for or accepts the txn (or it finished the txn and GC
+    /// dropped it, which needs this node's replica to have applied it, and then the
+    /// coordinator finishes with that decision), and a txn that executes was accepted by a
+    /// majority or voted for by a fast quorum, both of which include a refuser: it cannot
+    /// execute.
     pub fn decide_invalidate(&self) -> Decision {
         let Phase::Invalidating { replies } = &self.phase else {
             return Decision::Wait;
@@ -453,6 +456,37 @@ mod tests {
                 .collect();
             c.phase = Phase::Recovering { replies };
             assert_eq!(c.decide_recovery(), expected, "n = {n}, votes {votes:?}");
+        }
+    }
+
+    /// Invalidation needs a majority of acknowledgements, or enough refusals that no
+    /// majority is left to decide anything else.
+    #[test]
+    fn invalidation_decision() {
+        let cases: Vec<(u16, Vec<u16>, Vec<u16>, Decision)> = vec![
+            (3, vec![0], vec![], Decision::Wait),
+            (3, vec![0, 1], vec![], Decision::Commit(Outcome::Invalidate)),
+            (3, vec![0], vec![1], Decision::Wait),
+            (3, vec![], vec![1, 2], Decision::Commit(Outcome::Invalidate)),
+            (5, vec![0], vec![1, 2], Decision::Wait),
+            (
+                5,
+                vec![],
+                vec![1, 2, 3],
+                Decision::Commit(Outcome::Invalidate),
+            ),
+        ];
+        for (n, acked, refused, expected) in cases {
+            let mut c = coordination(n, &[]);
+            c.phase = Phase::Invalidating {
+                replies: acked.iter().copied().map(NodeId).collect(),
+            };
+            c.refused = refused.iter().copied().map(NodeId).collect();
+            assert_eq!(
+                c.decide_invalidate(),
+                expected,
+                "n = {n}, acked {acked:?}, refused {refused:?}"
+            );
         }
     }
 }

@@ -366,14 +366,19 @@ impl Node {
             && self.now.saturating_sub(self.last_sync) >= interval
             && !self.coordinating.keys().any(|id| id.is_sync_point())
             && self.replica.holds_ordinary()
+        {
             // Not while an earlier sync point waits, here for its deps or for a lagging peer
             // to apply it: a new one could not be applied or collected sooner, and as each
             // depends on every earlier one, sync points piling up while a txn is stuck or a
             // peer is down cost quadratic memory and work.
-            && self.sync_applied <= self.replica.gc_floor()
-            && !self.replica.holds_unfinished_sync_point()
-        {
-            self.propose_sync_point();
+            if self.sync_applied <= self.replica.gc_floor()
+                && !self.replica.holds_unfinished_sync_point()
+            {
+                self.propose_sync_point();
+            } else {
+                // Looked at again an interval later (the check scans the held records).
+                self.last_sync = self.now;
+            }
         }
         if self.now.saturating_sub(self.last_sync_query) < self.config.retry_us {
             return;
@@ -686,6 +691,15 @@ impl Node {
             Message::SyncApplied { txn_id, query } => {
                 let known = self.sync_known.entry(from).or_default();
                 *known = (*known).max(txn_id);
+                if txn_id > self.sync_applied
+                    && txn_id >= self.replica.gc_floor()
+                    && self.replica.command(&txn_id).is_none()
+                {
+                    // A sync point a peer applied and this replica never heard of (its
+                    // messages were lost): ask for it. No later sync point will bring it as
+                    // a dep while GC waits for this replica to apply it.
+                    self.progress.entry(txn_id).or_insert((self.now, 0));
+                }
                 if query && self.sync_applied >= txn_id {
                     let own = self.sync_applied;
                     self.send(
@@ -868,21 +882,13 @@ impl Node {
             (Message::Refused { .. }, Phase::PreAccepting { .. } | Phase::Accepting { .. }) => {
                 c.refused.insert(from);
                 if c.refused_by_too_many() {
-                    // No majority will ever accept it: recover now, which invalidates it
-                    // unless a decision or an acceptance turns up.
-                    if c.client && !c.client_done {
-                        c.phase = Phase::Following;
-                    } else {
-                        self.coordinating.remove(&id);
-                    }
-                    if self
-                        .replica
-                        .command(&id)
-                        .is_some_and(|c| !c.status.is_decided())
-                    {
-                        self.progress.insert(id, (self.now, 0));
-                    }
-                    return;
+                    // No majority will ever accept it, so it can never execute (see
+                    // `Coordination::decide_invalidate`): decide its invalidation now. A
+                    // recovery would find it accepted somewhere, propose that again and be
+                    // refused again, for ever (simulator seed 28998).
+                    c.phase = Phase::Invalidating {
+                        replies: BTreeSet::new(),
+                    };
                 }
             }
             (

@@ -728,3 +728,87 @@ fn a_refusing_replica_still_reports_conflicts_decided_or_accepted_after_t0() {
     }
     n1.validate();
 }
+
+#[test]
+fn a_replica_asks_about_a_sync_point_a_peer_applied_and_it_never_saw() {
+    let mut n2 = node(2);
+    let s = sync_point(20, 0);
+    n2.receive(Envelope {
+        from: NodeId(0),
+        to: NodeId(2),
+        messages: vec![Message::SyncApplied {
+            txn_id: s.id,
+            query: true,
+        }],
+    });
+    n2.take_actions();
+    n2.tick(1_000);
+    let actions = n2.take_actions();
+    let inquiries: Vec<(NodeId, Message)> = sends(&actions)
+        .into_iter()
+        .flat_map(|e| e.messages.iter().map(|m| (e.to, m.clone())))
+        .filter(|(_, m)| matches!(m, Message::Inquire { .. }))
+        .collect();
+    assert_eq!(
+        inquiries,
+        vec![
+            (NodeId(0), Message::Inquire { txn_id: s.id }),
+            (NodeId(1), Message::Inquire { txn_id: s.id }),
+        ]
+    );
+}
+
+#[test]
+fn a_txn_refused_by_a_majority_is_invalidated_at_once() {
+    let mut n0 = node(0);
+    let t = n0.propose(&[], &[key("x")], Bytes::new());
+    for action in n0.take_actions() {
+        if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
+            n0.durable(seq);
+        }
+    }
+    n0.take_actions();
+    // Both peers saw a later sync point and never the txn: no majority will ever accept
+    // it, so it can never execute. The coordinator decides the invalidation without another
+    // round (recovering it would find it accepted or pre-accepted here only, propose that
+    // and be refused again, for ever).
+    for from in [1, 2] {
+        n0.receive(Envelope {
+            from: NodeId(from),
+            to: NodeId(0),
+            messages: vec![Message::Refused { txn_id: t }],
+        });
+    }
+    let mut actions = Vec::new();
+    loop {
+        let batch = n0.take_actions();
+        if batch.is_empty() {
+            break;
+        }
+        for action in &batch {
+            if let Action::Persist { seq, .. } = action {
+                n0.durable(*seq);
+            }
+        }
+        actions.extend(batch);
+    }
+    assert!(
+        actions.contains(&Action::Invalidated { txn_id: t }),
+        "{actions:?}"
+    );
+    let invalidates: Vec<NodeId> = sends(&actions)
+        .into_iter()
+        .filter(|e| {
+            e.messages
+                .iter()
+                .any(|m| matches!(m, Message::Invalidate { txn } if txn.id == t))
+        })
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(invalidates, vec![NodeId(1), NodeId(2)]);
+    assert_eq!(
+        n0.replica().command(&t).unwrap().status,
+        Status::Invalidated
+    );
+    n0.validate();
+}
