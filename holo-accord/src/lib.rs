@@ -52,11 +52,12 @@
 //! so many refuse that no majority is left, the invalidation is decided without a round (no
 //! execution can be decided either). So a txn below a sync point either is in its deps or
 //! can never gather a majority: applying a sync point at a replica means every txn below it
-//! that will ever execute has been applied there. The host reports a sync point's apply durable in storage with
-//! `Node::sync_durable`; nodes tell each other (`Message::SyncApplied`), and once every
-//! replica durably applied one, each drops the records of finished txns below it
-//! (`Replica::gc`) and emits `Action::Truncate { floor, max }`: the host persists the floor
-//! and may drop those records from its log. Below the floor an unknown txn is finished: a
+//! that will ever execute has been applied there. The host reports a sync point's apply
+//! durable in storage with `Node::sync_durable`; nodes tell each other
+//! (`Message::SyncApplied`), and once every replica durably applied one, each drops the
+//! records of finished txns below it (`Replica::gc`) and emits
+//! `Action::Truncate { floor, max }`: the host persists the floor and may drop those
+//! records from its log. Below the floor an unknown txn is finished: a
 //! late Stable or Invalidate is ignored, an unknown dep no longer blocks, and `max` keeps
 //! new txns ordered above every dropped one. A recovery that finds the txn decided locally
 //! finishes with that decision, so answers from replicas that dropped it cannot mislead it.

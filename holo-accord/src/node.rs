@@ -4,6 +4,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+mod gc;
+mod progress;
+
 use crate::coordinator::{Coordination, Decision, Outcome, Phase};
 use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
@@ -286,116 +289,12 @@ impl Node {
         id
     }
 
-    /// Starts a sync point over every range (see [`Config::sync_interval_us`]).
-    pub fn propose_sync_point(&mut self) -> TxnId {
-        let id = TxnId(self.clock.unique_now(TxnKind::SyncPoint, Timestamp::ZERO));
-        self.last_sync = self.now;
-        let txn = Txn {
-            id,
-            keys: Vec::new(),
-            op: Bytes::new(),
-        };
-        self.coordinate(txn, Ballot::ZERO, false);
-        id
-    }
-
-    /// The host made durable everything applied up to and including the sync point
-    /// `txn_id` (its Apply action): tell every peer, and collect garbage if all are there.
-    pub fn sync_durable(&mut self, txn_id: TxnId) {
-        if txn_id <= self.sync_applied {
-            return;
-        }
-        self.sync_applied = txn_id;
-        for peer in self.all_replicas.clone() {
-            if peer != self.id {
-                self.send(
-                    peer,
-                    Message::SyncApplied {
-                        txn_id,
-                        query: false,
-                    },
-                );
-            }
-        }
-        self.collect_garbage();
-    }
-
-    /// Drops what every replica has durably applied below a common sync point.
-    fn collect_garbage(&mut self) {
-        let floor = self
-            .all_replicas
-            .iter()
-            .map(|n| {
-                if *n == self.id {
-                    self.sync_applied
-                } else {
-                    self.sync_known.get(n).copied().unwrap_or_default()
-                }
-            })
-            .min()
-            .unwrap_or_default();
-        if floor <= self.replica.gc_floor() {
-            return;
-        }
-        self.replica.gc(floor, Timestamp::ZERO);
-        self.actions.push(Action::Truncate {
-            floor,
-            max: self.replica.gc_max(),
-        });
-        // Deps that were unknown here and are now below the floor no longer block.
-        self.execute_ready();
-    }
-
     /// The highest clock reservation persisted (durable or in flight): a host that rewrites
     /// its log keeps a record of it.
     pub fn clock_reserved(&self) -> u64 {
         self.reserving.map_or(self.clock_reserved, |(_, upto)| {
             upto.max(self.clock_reserved)
         })
-    }
-
-    /// The sync point this node applied durably and the GC floor, for metrics.
-    pub fn sync_state(&self) -> (TxnId, TxnId) {
-        (self.sync_applied, self.replica.gc_floor())
-    }
-
-    /// Proposes a sync point when one is due and asks peers that lag for news.
-    fn sync_tick(&mut self) {
-        let interval = self.config.sync_interval_us;
-        if interval > 0
-            && self.now.saturating_sub(self.last_sync) >= interval
-            && !self.coordinating.keys().any(|id| id.is_sync_point())
-            && self.replica.holds_ordinary()
-        {
-            // Not while an earlier sync point waits, here for its deps or for a lagging peer
-            // to apply it: a new one could not be applied or collected sooner, and as each
-            // depends on every earlier one, sync points piling up while a txn is stuck or a
-            // peer is down cost quadratic memory and work.
-            if self.sync_applied <= self.replica.gc_floor()
-                && !self.replica.holds_unfinished_sync_point()
-            {
-                self.propose_sync_point();
-            } else {
-                // Looked at again an interval later (the check scans the held records).
-                self.last_sync = self.now;
-            }
-        }
-        if self.now.saturating_sub(self.last_sync_query) < self.config.retry_us {
-            return;
-        }
-        self.last_sync_query = self.now;
-        let own = self.sync_applied;
-        for peer in self.all_replicas.clone() {
-            if peer != self.id && self.sync_known.get(&peer).copied().unwrap_or_default() < own {
-                self.send(
-                    peer,
-                    Message::SyncApplied {
-                        txn_id: own,
-                        query: true,
-                    },
-                );
-            }
-        }
     }
 
     fn coordinate(&mut self, txn: Txn, ballot: Ballot, client: bool) {
@@ -612,28 +511,6 @@ impl Node {
             seq: self.persist_seq,
             command,
         });
-    }
-
-    /// Starts the recovery clock of an undecided txn, unless it is running.
-    fn watch(&mut self, id: TxnId) {
-        let deadline = self.now + self.backoff(id, 0);
-        if self.inquired.remove(&id) {
-            // Learnt through an inquiry (its coordinator is likely cut off, and txns here
-            // already wait on it): recover one base period from now, whatever the backoff of
-            // the inquiries reached.
-            self.progress.insert(id, (deadline, 0));
-        } else {
-            self.progress.entry(id).or_insert((deadline, 0));
-        }
-    }
-
-    /// `recover_after_us` plus deterministic jitter of up to as much again, doubling with
-    /// each attempt (capped).
-    fn backoff(&self, id: TxnId, attempt: u32) -> u64 {
-        let base = self.config.recover_after_us << attempt.min(4);
-        let mix = (id.timestamp().hlc ^ (u64::from(self.id.0) << 48) ^ u64::from(attempt))
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        base + (mix >> 33) % base.max(1)
     }
 
     fn drain_local(&mut self) {
@@ -874,18 +751,16 @@ impl Node {
             (Message::StableOk { .. }, Phase::Committing { acked, .. }) => {
                 acked.insert(from);
             }
-            (Message::Refused { .. }, Phase::Invalidating { .. }) => {
-                // Counted by `decide_invalidate`: once too many refuse, no round can decide
-                // anything, so the invalidation is the decision.
-                c.refused.insert(from);
-            }
-            (Message::Refused { .. }, Phase::PreAccepting { .. } | Phase::Accepting { .. }) => {
+            (
+                Message::Refused { .. },
+                Phase::PreAccepting { .. } | Phase::Accepting { .. } | Phase::Invalidating { .. },
+            ) => {
                 c.refused.insert(from);
                 if c.refused_by_too_many() {
-                    // No majority will ever accept it, so it can never execute (see
-                    // `Coordination::decide_invalidate`): decide its invalidation now. A
-                    // recovery would find it accepted somewhere, propose that again and be
-                    // refused again, for ever (simulator seed 28998).
+                    // No majority will ever accept it, so it can never execute: invalidate it
+                    // now (`Coordination::decide_invalidate` counts the refusals). A recovery
+                    // would find it accepted somewhere, propose that again and be refused
+                    // again, for ever (simulator seed 28998).
                     c.phase = Phase::Invalidating {
                         replies: BTreeSet::new(),
                     };
@@ -1024,129 +899,6 @@ impl Node {
         c.last_sent = now;
         for to in c.replicas.clone() {
             self.send(to, message.clone());
-        }
-    }
-
-    /// Resends the current round to replicas that have not answered it.
-    fn retry(&mut self, id: TxnId) {
-        let now = self.now;
-        let Some(c) = self.coordinating.get_mut(&id) else {
-            return;
-        };
-        if now.saturating_sub(c.last_sent) < self.config.retry_us {
-            return;
-        }
-        c.last_sent = now;
-        let txn = c.txn.clone();
-        let message = match &c.phase {
-            Phase::PreAccepting { .. } => Message::PreAccept { txn },
-            Phase::Recovering { .. } => Message::BeginRecovery {
-                txn,
-                ballot: c.ballot,
-            },
-            Phase::Accepting { execute_at, .. } => Message::Accept {
-                txn,
-                ballot: c.ballot,
-                execute_at: *execute_at,
-            },
-            Phase::Invalidating { .. } => Message::AcceptInvalidate {
-                txn,
-                ballot: c.ballot,
-            },
-            Phase::Committing {
-                decision: Outcome::Execute { execute_at, deps },
-                ..
-            } => Message::Stable {
-                txn,
-                execute_at: *execute_at,
-                deps: deps.clone(),
-            },
-            Phase::Committing {
-                decision: Outcome::Invalidate,
-                ..
-            } => Message::Invalidate { txn },
-            Phase::Following => return,
-        };
-        for to in c.unanswered() {
-            self.send(to, message.clone());
-        }
-    }
-
-    /// Sends a batch of the decisions each returning replica missed.
-    fn send_missed(&mut self) {
-        for replica in std::mem::take(&mut self.catching_up) {
-            let Some(missed) = self.missed.get_mut(&replica) else {
-                continue;
-            };
-            let batch: Vec<TxnId> = missed.iter().take(MISSED_PER_TICK).copied().collect();
-            for id in &batch {
-                missed.remove(id);
-            }
-            if missed.is_empty() {
-                self.missed.remove(&replica);
-            } else {
-                self.catching_up.insert(replica);
-            }
-            for id in batch {
-                let Some(command) = self.replica.command(&id) else {
-                    continue;
-                };
-                let message = match command.status {
-                    Status::Stable | Status::Applied => Message::Stable {
-                        txn: command.txn.clone(),
-                        execute_at: command.execute_at,
-                        deps: command.deps.clone(),
-                    },
-                    Status::Invalidated => Message::Invalidate {
-                        txn: command.txn.clone(),
-                    },
-                    _ => continue,
-                };
-                self.send(replica, message);
-            }
-        }
-    }
-
-    /// A txn undecided here for too long: recover it if we know it, else ask peers.
-    fn make_progress(&mut self, id: TxnId) {
-        let attempt = self.progress.get(&id).map_or(0, |(_, a)| *a + 1);
-        let deadline = self.now + self.backoff(id, attempt);
-        self.progress.insert(id, (deadline, attempt));
-        match self.replica.command(&id) {
-            Some(command) if command.status.is_decided() => {
-                self.progress.remove(&id);
-            }
-            Some(command) => {
-                // A coordination that stood aside for a higher ballot waits for an outcome
-                // the other coordinator may never deliver (it may have crashed): recover the
-                // txn ourselves, still owing our client the answer.
-                let client = match self.coordinating.get(&id) {
-                    None => false,
-                    Some(c) if c.phase == Phase::Following => c.client && !c.client_done,
-                    Some(_) => return,
-                };
-                let txn = command.txn.clone();
-                let ballot = Ballot(self.clock.unique_now(TxnKind::Write, Timestamp::ZERO));
-                self.stats.recoveries += 1;
-                self.coordinating.remove(&id);
-                self.coordinate(txn, ballot, client);
-            }
-            None if id < self.replica.gc_floor() => {
-                // Dropped by GC everywhere: finished, nothing to ask.
-                self.progress.remove(&id);
-                self.inquired.remove(&id);
-            }
-            None => {
-                for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())
-                {
-                    if peer != self.id {
-                        self.send(peer, Message::Inquire { txn_id: id });
-                    }
-                }
-                // Once a peer's answer makes the txn known here, its recovery is due one base
-                // period later, not after this doubled backoff (see `watch`).
-                self.inquired.insert(id);
-            }
         }
     }
 

@@ -1,0 +1,151 @@
+//! Progress: resending rounds replicas have not answered, telling replicas the decisions
+//! they missed, and recovering (or asking peers about) txns undecided here for too long.
+
+use super::*;
+
+impl Node {
+    /// Starts the recovery clock of an undecided txn, unless it is running.
+    pub(super) fn watch(&mut self, id: TxnId) {
+        let deadline = self.now + self.backoff(id, 0);
+        if self.inquired.remove(&id) {
+            // Learnt through an inquiry (its coordinator is likely cut off, and txns here
+            // already wait on it): recover one base period from now, whatever the backoff of
+            // the inquiries reached.
+            self.progress.insert(id, (deadline, 0));
+        } else {
+            self.progress.entry(id).or_insert((deadline, 0));
+        }
+    }
+
+    /// `recover_after_us` plus deterministic jitter of up to as much again, doubling with
+    /// each attempt (capped).
+    pub(super) fn backoff(&self, id: TxnId, attempt: u32) -> u64 {
+        let base = self.config.recover_after_us << attempt.min(4);
+        let mix = (id.timestamp().hlc ^ (u64::from(self.id.0) << 48) ^ u64::from(attempt))
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        base + (mix >> 33) % base.max(1)
+    }
+
+    /// Resends the current round to replicas that have not answered it.
+    pub(super) fn retry(&mut self, id: TxnId) {
+        let now = self.now;
+        let Some(c) = self.coordinating.get_mut(&id) else {
+            return;
+        };
+        if now.saturating_sub(c.last_sent) < self.config.retry_us {
+            return;
+        }
+        c.last_sent = now;
+        let txn = c.txn.clone();
+        let message = match &c.phase {
+            Phase::PreAccepting { .. } => Message::PreAccept { txn },
+            Phase::Recovering { .. } => Message::BeginRecovery {
+                txn,
+                ballot: c.ballot,
+            },
+            Phase::Accepting { execute_at, .. } => Message::Accept {
+                txn,
+                ballot: c.ballot,
+                execute_at: *execute_at,
+            },
+            Phase::Invalidating { .. } => Message::AcceptInvalidate {
+                txn,
+                ballot: c.ballot,
+            },
+            Phase::Committing {
+                decision: Outcome::Execute { execute_at, deps },
+                ..
+            } => Message::Stable {
+                txn,
+                execute_at: *execute_at,
+                deps: deps.clone(),
+            },
+            Phase::Committing {
+                decision: Outcome::Invalidate,
+                ..
+            } => Message::Invalidate { txn },
+            Phase::Following => return,
+        };
+        for to in c.unanswered() {
+            self.send(to, message.clone());
+        }
+    }
+
+    /// Sends a batch of the decisions each returning replica missed.
+    pub(super) fn send_missed(&mut self) {
+        for replica in std::mem::take(&mut self.catching_up) {
+            let Some(missed) = self.missed.get_mut(&replica) else {
+                continue;
+            };
+            let batch: Vec<TxnId> = missed.iter().take(MISSED_PER_TICK).copied().collect();
+            for id in &batch {
+                missed.remove(id);
+            }
+            if missed.is_empty() {
+                self.missed.remove(&replica);
+            } else {
+                self.catching_up.insert(replica);
+            }
+            for id in batch {
+                let Some(command) = self.replica.command(&id) else {
+                    continue;
+                };
+                let message = match command.status {
+                    Status::Stable | Status::Applied => Message::Stable {
+                        txn: command.txn.clone(),
+                        execute_at: command.execute_at,
+                        deps: command.deps.clone(),
+                    },
+                    Status::Invalidated => Message::Invalidate {
+                        txn: command.txn.clone(),
+                    },
+                    _ => continue,
+                };
+                self.send(replica, message);
+            }
+        }
+    }
+
+    /// A txn undecided here for too long: recover it if we know it, else ask peers.
+    pub(super) fn make_progress(&mut self, id: TxnId) {
+        let attempt = self.progress.get(&id).map_or(0, |(_, a)| *a + 1);
+        let deadline = self.now + self.backoff(id, attempt);
+        self.progress.insert(id, (deadline, attempt));
+        match self.replica.command(&id) {
+            Some(command) if command.status.is_decided() => {
+                self.progress.remove(&id);
+            }
+            Some(command) => {
+                // A coordination that stood aside for a higher ballot waits for an outcome
+                // the other coordinator may never deliver (it may have crashed): recover the
+                // txn ourselves, still owing our client the answer.
+                let client = match self.coordinating.get(&id) {
+                    None => false,
+                    Some(c) if c.phase == Phase::Following => c.client && !c.client_done,
+                    Some(_) => return,
+                };
+                let txn = command.txn.clone();
+                let ballot = Ballot(self.clock.unique_now(TxnKind::Write, Timestamp::ZERO));
+                self.stats.recoveries += 1;
+                self.coordinating.remove(&id);
+                self.coordinate(txn, ballot, client);
+            }
+            None if id < self.replica.gc_floor() => {
+                // Dropped by GC everywhere: finished, nothing to ask.
+                self.progress.remove(&id);
+                self.inquired.remove(&id);
+            }
+            None => {
+                for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())
+                {
+                    if peer != self.id {
+                        self.send(peer, Message::Inquire { txn_id: id });
+                    }
+                }
+                // Once a peer's answer makes the txn known here, its recovery is due one base
+                // period later, not after this doubled backoff (see `watch`).
+                self.inquired.insert(id);
+            }
+        }
+    }
+}
