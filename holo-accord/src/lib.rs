@@ -31,8 +31,9 @@
 //!   jitter), also one whose own coordinator stood aside for a recovery that went quiet, and
 //!   asks its peers about dependencies it never saw.
 //! - Restart from the persisted command records.
-//! - `Action::Committed` when a txn the node owes a client is decided, so a host can answer
-//!   blind writes at commit; the simulator answers its write clients there.
+//! - A blind write's client may be answered when its `Action::Apply` is emitted, before the
+//!   host applies it; not at commit, where a dep may still be undecided and real time can
+//!   break through it (see `Action::Apply`). The simulator answers its write clients there.
 //! - Conflict-index compaction: an applied write drops from its keys' index the finished
 //!   txns it waited for (see `Replica::compact_after`), so deps list what is in flight, not a
 //!   key's whole history; readiness checks track only each waiting txn's unresolved deps.

@@ -145,10 +145,8 @@ fn settle(nodes: &mut [Node]) -> Vec<(usize, Action)> {
                     Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => {
                         nodes[i].durable(*seq)
                     }
-                    Action::Apply { .. }
-                    | Action::Invalidated { .. }
-                    | Action::Committed { .. }
-                    | Action::Truncate { .. } => {}
+                    Action::Apply { .. } | Action::Invalidated { .. } | Action::Truncate { .. } => {
+                    }
                 }
                 log.push((i, action));
             }
@@ -266,10 +264,7 @@ fn exchange(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Message> 
             match action {
                 Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => node.durable(seq),
                 Action::Send(e) => replies.extend(e.messages),
-                Action::Apply { .. }
-                | Action::Invalidated { .. }
-                | Action::Committed { .. }
-                | Action::Truncate { .. } => {}
+                Action::Apply { .. } | Action::Invalidated { .. } | Action::Truncate { .. } => {}
             }
         }
     }

@@ -34,7 +34,8 @@ pub struct Proposal {
     pub writes: Vec<Key>,
     pub op: Bytes,
     pub reply: oneshot::Sender<Frame>,
-    /// The reply is `+OK` whatever the state (plain SET, MSET): sent at commit.
+    /// The reply is `+OK` whatever the state (plain SET, MSET): sent once the txn is
+    /// ordered (its Apply is emitted), without waiting for storage.
     pub blind: bool,
 }
 
@@ -367,17 +368,22 @@ impl Core {
                     Action::Truncate { floor, max } => self.truncate(floor, max),
                     Action::Apply { command, .. } => {
                         // Whatever the client flag says: clients this node still holds for the
-                        // txn are answered when it executes here.
-                        let reply =
-                            self.pending
-                                .remove(&command.txn.id)
-                                .map_or_else(Vec::new, |p| {
-                                    p.units
-                                        .into_iter()
-                                        .flat_map(|u| u.proposals)
-                                        .map(|p| p.reply)
-                                        .collect()
-                                });
+                        // txn are answered when it executes here, except blind writes: they
+                        // need nothing from execution and hear now, before the WAL and storage
+                        // catch up. The txn and everything ordered before it are decided and
+                        // durable at a quorum (`holo_accord::Action::Apply` says why commit
+                        // alone is too early).
+                        let mut reply = Vec::new();
+                        if let Some(p) = self.pending.remove(&command.txn.id) {
+                            let blind = p.units.iter().all(|u| u.proposals.iter().all(|p| p.blind));
+                            for proposal in p.units.into_iter().flat_map(|u| u.proposals) {
+                                if blind {
+                                    let _ = proposal.reply.send(Frame::ok());
+                                } else {
+                                    reply.push(proposal.reply);
+                                }
+                            }
+                        }
                         let item = ApplyItem {
                             txn: command.txn,
                             execute_at: command.execute_at,
@@ -387,19 +393,6 @@ impl Core {
                             self.held.push_back((self.issued_seq, item));
                         } else {
                             self.ready.push(item);
-                        }
-                    }
-                    Action::Committed { txn_id } => {
-                        // Decided and durable at a quorum: blind writes need nothing from
-                        // execution, so their clients hear now (Accord orders every later
-                        // transaction after this one); the Apply follows without replies.
-                        let blind = self.pending.get(&txn_id).is_some_and(|p| {
-                            p.units.iter().all(|u| u.proposals.iter().all(|p| p.blind))
-                        });
-                        if blind && let Some(p) = self.pending.remove(&txn_id) {
-                            for proposal in p.units.into_iter().flat_map(|u| u.proposals) {
-                                let _ = proposal.reply.send(Frame::ok());
-                            }
                         }
                     }
                     Action::Invalidated { txn_id } => {

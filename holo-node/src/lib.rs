@@ -24,8 +24,11 @@
 //! A reply that depends on a persisted record leaves only after the WAL reports it durable
 //! (the core holds it); a decided transaction is applied only after every record before it
 //! is durable. Clients of blind writes (plain SET, MSET: the reply is `+OK` whatever the
-//! state) are answered when the coordinator decides (`Action::Committed`: durable at a
-//! quorum, and Accord orders every later transaction after it); all others after apply. On start the node replays its WAL into the Accord core and re-applies every
+//! state) are answered when the coordinator's Accord core emits the Apply, before the WAL
+//! and storage catch up: the transaction and everything ordered before it are then decided
+//! and durable at a quorum. (Answering at commit, as an earlier version did, let a later
+//! transaction be ordered before an undecided dep of the answered one; see
+//! `holo_accord::Action::Apply`.) All others are answered after apply. On start the node replays its WAL into the Accord core and re-applies every
 //! decided transaction; the executor skips what storage already holds (see
 //! [`executor`]'s docs), so a kill -9 at any moment loses nothing acknowledged.
 //!

@@ -276,7 +276,7 @@ async fn connection_commands_and_metrics() {
         assert!(text.contains(series), "missing {series} in\n{text}");
     }
     // INFO keyspace counts this node's copy, which applies the SET shortly after it was
-    // acknowledged (a blind write is answered at commit).
+    // acknowledged (a blind write is answered before storage applies it).
     let addr = cluster.resp(0).to_owned();
     eventually(
         "INFO keyspace to count the key",

@@ -602,6 +602,9 @@ impl Sim {
                 Action::Persist { seq, command } => self.persist(node, seq, Ok(command)),
                 Action::ReserveClock { seq, upto } => self.persist(node, seq, Err(upto)),
                 Action::Apply { command, client } => {
+                    if client {
+                        self.answer_blind_write(command.txn.id);
+                    }
                     let host = &mut self.hosts[node];
                     if host.durable_seq >= host.persisted_seq && host.applies.is_empty() {
                         self.apply(node, &command, client);
@@ -611,7 +614,6 @@ impl Sim {
                     }
                 }
                 Action::Invalidated { txn_id } => self.client_failed(txn_id),
-                Action::Committed { txn_id } => self.committed(txn_id),
                 Action::Truncate { floor, max } => self.truncate(node, floor, max),
             }
         }
@@ -657,9 +659,10 @@ impl Sim {
         );
     }
 
-    /// A blind write's client is answered at commit, before any replica applied it (what
-    /// holo-node does for SET and MSET): real-time order from here on must still hold.
-    fn committed(&mut self, id: TxnId) {
+    /// A blind write's client is answered when its coordinator emits the Apply, before the
+    /// host applied it or its records are durable here (what holo-node does for SET and
+    /// MSET): real-time order from here on must still hold.
+    fn answer_blind_write(&mut self, id: TxnId) {
         let (owner, op) = self.ops[&id].clone();
         if matches!(op, ClientOp::Write(_)) && self.clients[owner].outstanding == Some(id) {
             self.checker.completed(id, OpResult::Written, self.now);
