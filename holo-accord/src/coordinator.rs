@@ -261,8 +261,6 @@ impl Coordination {
             .collect()
     }
 
-    /// Done: the decision reached every replica (or another coordinator owns it) and the
-    /// client, if any, has its answer.
     /// The decision reached a majority of every range and the client (if any) has its
     /// answer: replicas that have not acknowledged it (down, or cut off) will learn it through
     /// their own progress mechanism (recovery of what they hold, inquiries for deps they miss),
@@ -277,6 +275,8 @@ impl Coordination {
             && self.majority_everywhere(|n| acked.contains(n))
     }
 
+    /// Done: the decision reached every replica (or another coordinator owns it) and the
+    /// client, if any, has its answer.
     pub fn finished(&self) -> bool {
         let decision_out = match &self.phase {
             Phase::Committing { acked, .. } => acked.len() == self.replicas.len(),

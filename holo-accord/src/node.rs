@@ -505,6 +505,7 @@ impl Node {
         if command.status.is_decided() {
             self.progress.remove(&command.txn.id);
             self.inquired.remove(&command.txn.id);
+            self.decided_here(command.txn.id);
         } else {
             self.watch(command.txn.id);
         }
@@ -786,6 +787,22 @@ impl Node {
         }
         self.advance(id);
         self.finish_if_done(id);
+    }
+
+    /// The local replica learnt the decision of `id`: a round this node still drives for it
+    /// (a coordinator cut off while a recovery decided, or a recovery overtaken by another)
+    /// stops; the client, if owed, hears at the Apply or the invalidation. Driving on was
+    /// wrong, not just wasted: once every replica collected the txn, the others refuse it as
+    /// unknown below their GC floor, and refusals from too many make a round decide to
+    /// invalidate, so a txn executed here was decided invalidated too (simulator seed 4656).
+    fn decided_here(&mut self, id: TxnId) {
+        if self
+            .coordinating
+            .get(&id)
+            .is_some_and(|c| !matches!(c.phase, Phase::Committing { .. } | Phase::Following))
+        {
+            self.stand_aside(id);
+        }
     }
 
     /// Hands a txn over to the coordinator with the higher ballot.

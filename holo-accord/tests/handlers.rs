@@ -807,3 +807,74 @@ fn a_txn_refused_by_a_majority_is_invalidated_at_once() {
     );
     n0.validate();
 }
+
+/// Delivers `messages` from `from` to `node`, confirms every persist, returns every action.
+fn deliver(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Action> {
+    node.receive(Envelope {
+        from: NodeId(from),
+        to: node.id(),
+        messages,
+    });
+    let mut all = Vec::new();
+    loop {
+        let actions = node.take_actions();
+        if actions.is_empty() {
+            return all;
+        }
+        for action in &actions {
+            if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
+                node.durable(*seq);
+            }
+        }
+        all.extend(actions);
+    }
+}
+
+#[test]
+fn a_coordinator_that_learns_the_decision_stops_its_round() {
+    let mut n0 = node(0);
+    let t = n0.propose(&[], &[key("x")], Bytes::new());
+    for action in n0.take_actions() {
+        if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
+            n0.durable(seq);
+        }
+    }
+    n0.take_actions();
+    // Node 0 was cut off; node 1 recovered the txn and decided it. Node 0 learns that.
+    let stable = Message::Stable {
+        txn: holo_accord::Txn::new(t, &[], &[key("x")], Bytes::new()),
+        execute_at: t.timestamp(),
+        deps: holo_accord::Deps::new(),
+    };
+    let actions = deliver(&mut n0, 1, vec![stable]);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Apply { command, client: true } if command.txn.id == t)),
+        "{actions:?}"
+    );
+    // Every replica then collected the txn, so the peers refuse node 0's late round as
+    // unknown below their GC floor. That round is over: refusals must not decide an
+    // invalidation of a txn that executed (simulator seed 4656).
+    let mut actions = deliver(&mut n0, 1, vec![Message::Refused { txn_id: t }]);
+    actions.extend(deliver(&mut n0, 2, vec![Message::Refused { txn_id: t }]));
+    n0.tick(10_000_000);
+    actions.extend(n0.take_actions());
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Invalidated { .. })),
+        "{actions:?}"
+    );
+    assert!(
+        sends(&actions)
+            .iter()
+            .all(|e| e.messages.iter().all(|m| m.txn_id() != t)),
+        "no round of {t} goes on: {actions:?}"
+    );
+    assert_ne!(
+        n0.replica().command(&t).map(|c| c.status),
+        Some(Status::Invalidated)
+    );
+    n0.validate();
+}
