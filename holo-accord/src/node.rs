@@ -540,25 +540,19 @@ impl Node {
                 self.reply(from, Message::Refused { txn_id: txn.id });
             }
             Message::PreAccept { txn }
+            | Message::Accept { txn, .. }
+            | Message::AcceptInvalidate { txn, .. }
                 if self
                     .replica
                     .command(&txn.id)
                     .is_some_and(|c| c.status.is_decided()) =>
             {
-                // A late or repeated PreAccept of a decided txn: tell the coordinator the
-                // decision, so it finishes (it may be waiting for this replica's answer).
+                // A late, repeated or stale round of a decided txn: tell the coordinator the
+                // decision instead of voting, so its node learns it and the round ends
+                // (`decided_here`). An acknowledgement would let a stale round count this
+                // replica for a value or an invalidation it never recorded.
                 let command = self.replica.command(&txn.id).expect("checked").clone();
                 self.reply(from, Message::Inform { command });
-            }
-            Message::Accept { txn, .. }
-                if self
-                    .replica
-                    .command(&txn.id)
-                    .is_some_and(|c| c.status == Status::Invalidated) =>
-            {
-                // Invalidated (possibly learnt after this replica refused the txn): never
-                // accept it.
-                self.reply(from, Message::Refused { txn_id: txn.id });
             }
             Message::BeginRecovery { txn, ballot } if self.replica.refuses(&txn.id) => {
                 let info = self.replica.refusal_info(&txn);

@@ -878,3 +878,53 @@ fn a_coordinator_that_learns_the_decision_stops_its_round() {
     );
     n0.validate();
 }
+
+#[test]
+fn a_stale_round_of_a_decided_txn_gets_the_decision_not_a_vote() {
+    let mut n1 = node(1);
+    let t = txn(5, 0, &["x"]);
+    let execute_at = t.id.timestamp();
+    let deps = holo_accord::Deps::new();
+    exchange(
+        &mut n1,
+        2,
+        vec![Message::Stable {
+            txn: t.clone(),
+            execute_at,
+            deps: deps.clone(),
+        }],
+    );
+    let decided = n1.replica().command(&t.id).unwrap().clone();
+    let stale_ballot = holo_accord::Ballot::default();
+    let other_at = holo_accord::Timestamp {
+        hlc: 9,
+        ..execute_at
+    };
+    // The original coordinator, cut off while a recovery decided, tries another value and
+    // then an invalidation: neither may be acknowledged.
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![
+            Message::Accept {
+                txn: t.clone(),
+                ballot: stale_ballot,
+                execute_at: other_at,
+            },
+            Message::AcceptInvalidate {
+                txn: t.clone(),
+                ballot: stale_ballot,
+            },
+        ],
+    );
+    assert_eq!(
+        replies,
+        vec![
+            Message::Inform {
+                command: decided.clone()
+            },
+            Message::Inform { command: decided }
+        ]
+    );
+    n1.validate();
+}
