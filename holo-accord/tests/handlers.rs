@@ -928,3 +928,63 @@ fn a_stale_round_of_a_decided_txn_gets_the_decision_not_a_vote() {
     );
     n1.validate();
 }
+
+#[test]
+fn an_inquiry_is_answered_with_the_state_held_and_the_answer_unblocks_a_waiting_txn() {
+    let mut n1 = node(1);
+    let y = txn(10, 0, &["x"]);
+    let x = txn(20, 0, &["x"]);
+    exchange(
+        &mut n1,
+        0,
+        vec![Message::Stable {
+            txn: y.clone(),
+            execute_at: y.id.timestamp(),
+            deps: holo_accord::Deps::new(),
+        }],
+    );
+    let held = n1.replica().command(&y.id).unwrap().clone();
+    // Known: the whole record. Unknown: silence (another replica may know it).
+    let replies = exchange(
+        &mut n1,
+        2,
+        vec![
+            Message::Inquire { txn_id: y.id },
+            Message::Inquire { txn_id: x.id },
+        ],
+    );
+    assert_eq!(
+        replies,
+        vec![Message::Inform {
+            command: held.clone()
+        }]
+    );
+
+    // Node 2 holds x, which waits for y, and never heard of y: the answer lets x execute.
+    let mut n2 = node(2);
+    exchange(
+        &mut n2,
+        0,
+        vec![Message::Stable {
+            txn: x.clone(),
+            execute_at: x.id.timestamp(),
+            deps: [y.id].into_iter().collect(),
+        }],
+    );
+    assert!(n2.replica().command(&y.id).is_none());
+    n2.receive(Envelope {
+        from: NodeId(1),
+        to: NodeId(2),
+        messages: vec![Message::Inform { command: held }],
+    });
+    let applied: Vec<holo_accord::TxnId> = n2
+        .take_actions()
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Apply { command, .. } => Some(command.txn.id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(applied, vec![y.id, x.id]);
+    n2.validate();
+}
