@@ -77,9 +77,10 @@ pub enum Action {
     ReserveClock { seq: u64, upto: u64 },
     /// Every replica durably applied the sync point `floor`: the records of finished txns
     /// below it are gone from memory. The host persists `floor` and `max` (for
-    /// [`Node::restart`]) and may then drop every record of a txn below `floor` that
-    /// [`Replica::command`] no longer holds. The host must call [`Node::sync_durable`] for
-    /// a sync point's Apply once everything applied up to it is durable in storage.
+    /// [`Node::restart`]) and may then drop every record of a txn below `floor` that the
+    /// replica ([`Node::replica`], its `command`) no longer holds. The host must call
+    /// [`Node::sync_durable`] for a sync point's Apply once everything applied up to it is
+    /// durable in storage.
     Truncate { floor: TxnId, max: Timestamp },
 }
 
