@@ -92,7 +92,9 @@
 //! pre-accept casting one is caught at seed 1). Also caught: answering a write's client when it is
 //! proposed rather than committed (seed 0), and answering it at commit rather than once
 //! ordered (seed 52: the simulator checks at every answer that each dep of the txn is
-//! decided; the history that shows the damage came up once in 40,000 seeds). Not caught, because it changes nothing: an
+//! decided; the history that shows the damage came up once in 40,000 seeds), and a restart
+//! that forgets a promise not followed by an acceptance (seed 17: the simulator checks that
+//! no record a node persists promises less than a durable record before it). Not caught, because it changes nothing: an
 //! inquiry's answer (`Replica::inform`) witnessing an unknown txn with a vote. A replica
 //! inquires only about a dep of a txn it holds, which conflicts with the dep and executes
 //! above the dep's t0, so the witness is never at t0 and casts no vote (instrumented: 599

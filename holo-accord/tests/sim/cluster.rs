@@ -122,6 +122,9 @@ struct Client {
 }
 
 struct Sim {
+    /// Per node and txn, the highest promised ballot in a durable record (invariant 6: a
+    /// promise never goes down, across restarts too).
+    promises: HashMap<(usize, TxnId), holo_accord::Ballot>,
     rng: Rng,
     now: u64,
     seq: u64,
@@ -222,6 +225,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         healed: false,
         cut: Default::default(),
         skew: vec![0; node_count as usize],
+        promises: HashMap::new(),
         keys: 0,
         in_flight: 0,
         dropped: 0,
@@ -456,7 +460,14 @@ impl Sim {
                 break;
             }
             match entry.remove() {
-                Ok(command) => host.durable.push(command),
+                Ok(command) => {
+                    let promised = self
+                        .promises
+                        .entry((node, command.txn.id))
+                        .or_insert(command.promised);
+                    *promised = (*promised).max(command.promised);
+                    host.durable.push(command);
+                }
                 Err(upto) => host.clock_reserved = host.clock_reserved.max(upto),
             }
         }
@@ -637,6 +648,14 @@ impl Sim {
 
     fn persist(&mut self, node: usize, seq: u64, record: Result<Command, u64>) {
         if let Ok(command) = &record {
+            if let Some(durable) = self.promises.get(&(node, command.txn.id)) {
+                assert!(
+                    command.promised >= *durable,
+                    "node {node} records {} promised {:?} after a durable promise of {durable:?}",
+                    command.txn.id,
+                    command.promised
+                );
+            }
             if command.status.is_decided() {
                 self.checker.decided(NodeId(node as u16), command);
             }
