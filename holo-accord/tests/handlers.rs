@@ -249,24 +249,34 @@ fn txn(hlc: u64, coordinator: u16, writes: &[&str]) -> holo_accord::Txn {
 
 /// Delivers `messages` from `from` to `node`, confirms every persist, returns the replies.
 fn exchange(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Message> {
+    deliver(node, from, messages)
+        .into_iter()
+        .flat_map(|action| match action {
+            Action::Send(e) => e.messages,
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+/// Delivers `messages` from `from` to `node`, confirms every persist, returns every action.
+fn deliver(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Action> {
     node.receive(Envelope {
         from: NodeId(from),
         to: node.id(),
         messages,
     });
-    let mut replies = Vec::new();
+    let mut all = Vec::new();
     loop {
         let actions = node.take_actions();
         if actions.is_empty() {
-            return replies;
+            return all;
         }
-        for action in actions {
-            match action {
-                Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => node.durable(seq),
-                Action::Send(e) => replies.extend(e.messages),
-                Action::Apply { .. } | Action::Invalidated { .. } | Action::Truncate { .. } => {}
+        for action in &actions {
+            if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
+                node.durable(*seq);
             }
         }
+        all.extend(actions);
     }
 }
 
@@ -753,39 +763,29 @@ fn a_replica_asks_about_a_sync_point_a_peer_applied_and_it_never_saw() {
     );
 }
 
+/// Node `n` proposes a write of x; its PreAccepts leave (and are dropped here).
+fn propose_write_x(n: &mut Node) -> holo_accord::TxnId {
+    let t = n.propose(&[], &[key("x")], Bytes::new());
+    for action in n.take_actions() {
+        if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
+            n.durable(seq);
+        }
+    }
+    n.take_actions();
+    t
+}
+
 #[test]
 fn a_txn_refused_by_a_majority_is_invalidated_at_once() {
     let mut n0 = node(0);
-    let t = n0.propose(&[], &[key("x")], Bytes::new());
-    for action in n0.take_actions() {
-        if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
-            n0.durable(seq);
-        }
-    }
-    n0.take_actions();
+    let t = propose_write_x(&mut n0);
     // Both peers saw a later sync point and never the txn: no majority will ever accept
     // it, so it can never execute. The coordinator decides the invalidation without another
     // round (recovering it would find it accepted or pre-accepted here only, propose that
     // and be refused again, for ever).
-    for from in [1, 2] {
-        n0.receive(Envelope {
-            from: NodeId(from),
-            to: NodeId(0),
-            messages: vec![Message::Refused { txn_id: t }],
-        });
-    }
     let mut actions = Vec::new();
-    loop {
-        let batch = n0.take_actions();
-        if batch.is_empty() {
-            break;
-        }
-        for action in &batch {
-            if let Action::Persist { seq, .. } = action {
-                n0.durable(*seq);
-            }
-        }
-        actions.extend(batch);
+    for from in [1, 2] {
+        actions.extend(deliver(&mut n0, from, vec![Message::Refused { txn_id: t }]));
     }
     assert!(
         actions.contains(&Action::Invalidated { txn_id: t }),
@@ -808,38 +808,10 @@ fn a_txn_refused_by_a_majority_is_invalidated_at_once() {
     n0.validate();
 }
 
-/// Delivers `messages` from `from` to `node`, confirms every persist, returns every action.
-fn deliver(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Action> {
-    node.receive(Envelope {
-        from: NodeId(from),
-        to: node.id(),
-        messages,
-    });
-    let mut all = Vec::new();
-    loop {
-        let actions = node.take_actions();
-        if actions.is_empty() {
-            return all;
-        }
-        for action in &actions {
-            if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
-                node.durable(*seq);
-            }
-        }
-        all.extend(actions);
-    }
-}
-
 #[test]
 fn a_coordinator_that_learns_the_decision_stops_its_round() {
     let mut n0 = node(0);
-    let t = n0.propose(&[], &[key("x")], Bytes::new());
-    for action in n0.take_actions() {
-        if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
-            n0.durable(seq);
-        }
-    }
-    n0.take_actions();
+    let t = propose_write_x(&mut n0);
     // Node 0 was cut off; node 1 recovered the txn and decided it. Node 0 learns that.
     let stable = Message::Stable {
         txn: holo_accord::Txn::new(t, &[], &[key("x")], Bytes::new()),
