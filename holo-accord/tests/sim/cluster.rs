@@ -614,7 +614,7 @@ impl Sim {
                 Action::ReserveClock { seq, upto } => self.persist(node, seq, Err(upto)),
                 Action::Apply { command, client } => {
                     if client {
-                        self.answer_blind_write(command.txn.id);
+                        self.answer_blind_write(&command);
                     }
                     let host = &mut self.hosts[node];
                     if host.durable_seq >= host.persisted_seq && host.applies.is_empty() {
@@ -681,10 +681,12 @@ impl Sim {
     /// A blind write's client is answered when its coordinator emits the Apply, before the
     /// host applied it or its records are durable here (what holo-node does for SET and
     /// MSET): real-time order from here on must still hold.
-    fn answer_blind_write(&mut self, id: TxnId) {
+    fn answer_blind_write(&mut self, command: &holo_accord::Command) {
+        let id = command.txn.id;
         let (owner, op) = self.ops[&id].clone();
         if matches!(op, ClientOp::Write(_)) && self.clients[owner].outstanding == Some(id) {
-            self.checker.completed(id, OpResult::Written, self.now);
+            self.checker
+                .completed(id, OpResult::Written, self.now, &command.deps);
             self.clients[owner].outstanding = None;
             let think = self.rng.between(0, 3_000);
             self.schedule(think, Event::ClientNext { client: owner });
@@ -742,7 +744,7 @@ impl Sim {
             return; // applied before a restart: idempotent
         };
         if client && self.clients[owner].outstanding == Some(id) {
-            self.checker.completed(id, result, self.now);
+            self.checker.completed(id, result, self.now, &command.deps);
             self.clients[owner].outstanding = None;
             let think = self.rng.between(0, 3_000);
             self.schedule(think, Event::ClientNext { client: owner });
