@@ -73,6 +73,13 @@ impl ClientOp {
     }
 }
 
+/// Why one txn must precede another in a serial order.
+#[derive(Clone, Copy)]
+enum Edge<'a> {
+    Conflict(&'a Key),
+    RealTime,
+}
+
 struct Decision {
     execute_at: Timestamp,
     /// Every deps set a replica was told for this txn. Coordinators may decide different
@@ -537,8 +544,8 @@ impl Checker {
             .copied()
             .filter(|id| self.decided.contains_key(id))
             .collect();
-        // edges[from]: (to, why).
-        let mut edges: Vec<Vec<(usize, String)>> = vec![Vec::new(); ids.len()];
+        // edges[from]: (to, why); the reason is spelt out only if a cycle is reported.
+        let mut edges: Vec<Vec<(usize, Edge<'_>)>> = vec![Vec::new(); ids.len()];
         let mut by_key: HashMap<&Key, Vec<(Timestamp, usize, Access)>> = HashMap::new();
         for (i, id) in ids.iter().enumerate() {
             let d = &self.decided[id];
@@ -553,8 +560,8 @@ impl Checker {
             users.sort();
             let mut last_writer: Option<usize> = None;
             let mut readers: Vec<usize> = Vec::new();
+            let why = Edge::Conflict(key);
             for (_, i, access) in users.iter() {
-                let why = format!("conflict on {key:?}");
                 match access {
                     Access::Read => {
                         if let Some(w) = last_writer {
@@ -564,10 +571,10 @@ impl Checker {
                     }
                     Access::Write => {
                         if let Some(w) = last_writer {
-                            edges[w].push((*i, why.clone()));
+                            edges[w].push((*i, why));
                         }
                         for r in readers.drain(..) {
-                            edges[r].push((*i, why.clone()));
+                            edges[r].push((*i, why));
                         }
                         last_writer = Some(*i);
                     }
@@ -585,10 +592,7 @@ impl Checker {
             let Some(done) = completed else { continue };
             for (b, (invoked, _)) in timing.iter().enumerate() {
                 if done < invoked {
-                    edges[a].push((
-                        b,
-                        format!("real time: completed at {done} < invoked at {invoked}"),
-                    ));
+                    edges[a].push((b, Edge::RealTime));
                 }
             }
         }
@@ -622,19 +626,19 @@ impl Checker {
     fn describe_cycle(
         &self,
         ids: &[TxnId],
-        edges: &[Vec<(usize, String)>],
+        edges: &[Vec<(usize, Edge<'_>)>],
         incoming: &[usize],
     ) -> String {
-        let mut preds: Vec<Vec<(usize, &str)>> = vec![Vec::new(); ids.len()];
+        let mut preds: Vec<Vec<(usize, Edge<'_>)>> = vec![Vec::new(); ids.len()];
         for (from, out) in edges.iter().enumerate() {
             for (to, why) in out {
-                preds[*to].push((from, why));
+                preds[*to].push((from, *why));
             }
         }
         let stuck = |i: usize| incoming[i] > 0;
         let mut at = (0..ids.len()).find(|&i| stuck(i)).expect("a txn is left");
         let mut seen: HashMap<usize, usize> = HashMap::new();
-        let mut path: Vec<(usize, &str)> = Vec::new();
+        let mut path: Vec<(usize, Edge<'_>)> = Vec::new();
         while !seen.contains_key(&at) {
             seen.insert(at, path.len());
             let (from, why) = *preds[at]
@@ -650,6 +654,10 @@ impl Checker {
         for (from, why) in path[start..].iter().rev() {
             let id = ids[*from];
             let e = &self.history[&id];
+            let why = match why {
+                Edge::Conflict(key) => format!("conflict on {key:?}"),
+                Edge::RealTime => "real time: completed before the next was invoked".to_owned(),
+            };
             lines.push(format!(
                 "  {id} at {} {:?} invoked {} completed {:?}, then ({why}) ->",
                 self.decided[&id].execute_at,

@@ -687,19 +687,22 @@ impl Sim {
         if matches!(op, ClientOp::Write(_)) && self.clients[owner].outstanding == Some(id) {
             self.checker
                 .completed(id, OpResult::Written, self.now, &command.deps);
-            self.clients[owner].outstanding = None;
-            let think = self.rng.between(0, 3_000);
-            self.schedule(think, Event::ClientNext { client: owner });
+            self.next_op(owner);
         }
+    }
+
+    /// The client `owner` has its answer: it issues its next operation after a think time.
+    fn next_op(&mut self, owner: usize) {
+        self.clients[owner].outstanding = None;
+        let think = self.rng.between(0, 3_000);
+        self.schedule(think, Event::ClientNext { client: owner });
     }
 
     fn client_failed(&mut self, id: TxnId) {
         self.checker.failed(id);
         let (owner, _) = self.ops[&id].clone();
         if self.clients[owner].outstanding == Some(id) {
-            self.clients[owner].outstanding = None;
-            let think = self.rng.between(0, 3_000);
-            self.schedule(think, Event::ClientNext { client: owner });
+            self.next_op(owner);
         }
     }
 
@@ -745,9 +748,7 @@ impl Sim {
         };
         if client && self.clients[owner].outstanding == Some(id) {
             self.checker.completed(id, result, self.now, &command.deps);
-            self.clients[owner].outstanding = None;
-            let think = self.rng.between(0, 3_000);
-            self.schedule(think, Event::ClientNext { client: owner });
+            self.next_op(owner);
         }
     }
 }
