@@ -20,6 +20,8 @@ pub enum Phase {
     },
     Accepting {
         execute_at: Timestamp,
+        /// A sync point's proposed deps (see `Message::Accept`); empty for other txns.
+        proposed: Deps,
         replies: BTreeMap<NodeId, Deps>,
     },
     Invalidating {
@@ -56,9 +58,13 @@ pub struct Coordination {
     pub client: bool,
     /// The local replica executed or invalidated it, so the client has its answer.
     pub client_done: bool,
-    /// Replicas that refused the txn (unknown there and below a sync point): they never
-    /// vote for it or accept it.
+    /// Replicas that refused the txn (unknown there and below a sync point not decided
+    /// there yet): they cast no fast-path vote for it, and accept it only once that sync
+    /// point is decided, so they are asked again.
     pub refused: BTreeSet<NodeId>,
+    /// A replica proved that the txn can never execute (`Message::Refused` with
+    /// `excluded`): its invalidation is decided without a round.
+    pub excluded: bool,
 }
 
 /// What the coordinator decided after the replies so far.
@@ -66,14 +72,18 @@ pub struct Coordination {
 pub enum Decision {
     Wait,
     Commit(Outcome),
-    /// Propose `execute_at` with Accept under the coordination's ballot.
+    /// Propose `execute_at` with Accept under the coordination's ballot (`deps`: a sync
+    /// point's proposed deps, empty for other txns).
     Accept {
         execute_at: Timestamp,
+        deps: Deps,
     },
     /// Propose invalidation under the coordination's ballot.
     Invalidate,
     /// Give up this attempt; recovery retries later.
     Retry,
+    /// PreAccept cannot reach a majority (replicas refuse it): recover under a ballot now.
+    Recover,
 }
 
 impl Coordination {
@@ -84,16 +94,42 @@ impl Coordination {
     }
 
     /// Decides after PreAccept replies. `waited_enough`: the fast-path wait has passed.
-    pub fn decide_pre_accept(&self, waited_enough: bool) -> Decision {
+    /// `unreachable`: replicas the host believes down; their vote is not waited for (a
+    /// speed hint, never a safety one: a vote counts whenever it arrives).
+    pub fn decide_pre_accept(
+        &self,
+        waited_enough: bool,
+        unreachable: &BTreeSet<NodeId>,
+    ) -> Decision {
         let Phase::PreAccepting { replies } = &self.phase else {
             return Decision::Wait;
         };
         let t0 = self.txn.id.timestamp();
+        let answered = |n: &NodeId| replies.contains_key(n);
+        if !self.majority_everywhere(answered)
+            && waited_enough
+            && !self.refused.is_empty()
+            && self.majority_everywhere(|n| answered(n) || self.refused.contains(n))
+        {
+            // A refuser never answers a PreAccept below its sync point: without it no
+            // majority may ever answer (a replica down for good), and a recovery's rounds
+            // are ones it does take part in.
+            return Decision::Recover;
+        }
         if self.txn.id.is_sync_point() {
-            // A sync point never takes the fast path: Accept recomputes its deps at a
-            // majority, and its recovery needs no fast-path evidence.
+            // A sync point never takes the fast path, and its recovery needs no fast-path
+            // evidence. Its deps are the union of the answers of a majority that witnessed
+            // it (refusers are not among them), proposed as part of its Accept value so that
+            // it has one decision.
             if self.majority_everywhere(|n| replies.contains_key(n)) {
-                return Decision::Accept { execute_at: t0 };
+                let deps = replies
+                    .values()
+                    .flat_map(|(_, d)| d.iter().copied())
+                    .collect();
+                return Decision::Accept {
+                    execute_at: t0,
+                    deps,
+                };
             }
             return Decision::Wait;
         }
@@ -116,20 +152,22 @@ impl Coordination {
             });
         }
         let fast_impossible = self.ranges.iter().any(|range| {
-            let against = range.replicas.iter().filter(|n| {
-                self.refused.contains(n) || replies.get(n).is_some_and(|(w, _)| *w != t0)
+            let against = range.replicas.iter().filter(|n| match replies.get(n) {
+                Some((w, _)) => *w != t0 || self.refused.contains(n),
+                None => self.refused.contains(n) || unreachable.contains(n),
             });
             against.count() > range.replicas.len() - range.fast_quorum()
         });
-        if self.majority_everywhere(|n| replies.contains_key(n))
-            && (fast_impossible || waited_enough)
-        {
+        if self.majority_everywhere(answered) && (fast_impossible || waited_enough) {
             let execute_at = replies
                 .values()
                 .map(|(w, _)| *w)
                 .max()
                 .expect("a majority replied");
-            return Decision::Accept { execute_at };
+            return Decision::Accept {
+                execute_at,
+                deps: Deps::new(),
+            };
         }
         Decision::Wait
     }
@@ -165,8 +203,14 @@ impl Coordination {
         if let Some(info) = accepted {
             return match info.status {
                 Status::AcceptedInvalidate => Decision::Invalidate,
+                // A sync point's accepted deps are part of its value.
+                _ if self.txn.id.is_sync_point() => Decision::Accept {
+                    execute_at: info.execute_at,
+                    deps: info.deps.clone(),
+                },
                 _ => Decision::Accept {
                     execute_at: info.execute_at,
+                    deps: Deps::new(),
                 },
             };
         }
@@ -180,6 +224,7 @@ impl Coordination {
         }
         Decision::Accept {
             execute_at: self.txn.id.timestamp(),
+            deps: Deps::new(),
         }
     }
 
@@ -200,6 +245,7 @@ impl Coordination {
         let Phase::Accepting {
             execute_at,
             replies,
+            ..
         } = &self.phase
         else {
             return Decision::Wait;
@@ -214,43 +260,29 @@ impl Coordination {
         })
     }
 
-    /// Commit the invalidation once a majority of every range accepted it, or once so many
-    /// replicas of some range refused the txn that no round can ever decide anything for
-    /// it. A refuser never votes for or accepts the txn (or it finished the txn and GC
-    /// dropped it, which needs this node's replica to have applied it, and then the
-    /// coordinator finishes with that decision), and a txn that executes was accepted by a
-    /// majority or voted for by a fast quorum, both of which include a refuser: it cannot
-    /// execute.
+    /// Commit the invalidation once a majority of every range accepted it. (A replica that
+    /// proved the txn can never execute ends the round sooner, see `excluded`.) Refusals
+    /// alone decide nothing: a refuser takes part once the sync point it waits for is
+    /// decided, so a count of refusals today says nothing of who accepts tomorrow.
     pub fn decide_invalidate(&self) -> Decision {
         let Phase::Invalidating { replies } = &self.phase else {
             return Decision::Wait;
         };
-        if self.majority_everywhere(|n| replies.contains(n)) || self.refused_by_too_many() {
+        if self.majority_everywhere(|n| replies.contains(n)) {
             Decision::Commit(Outcome::Invalidate)
         } else {
             Decision::Wait
         }
     }
 
-    /// So many replicas of some range refused the txn that no majority can accept it.
-    pub fn refused_by_too_many(&self) -> bool {
-        self.ranges.iter().any(|r| {
-            let willing = r
-                .replicas
-                .iter()
-                .filter(|n| !self.refused.contains(n))
-                .count();
-            willing < r.slow_quorum()
-        })
-    }
-
     /// Replicas that have not answered the current phase.
     pub fn unanswered(&self) -> Vec<NodeId> {
+        // Refusers are asked again: their refusal lasts only until a sync point is decided.
         let answered = |n: &NodeId| match &self.phase {
-            Phase::PreAccepting { replies } => replies.contains_key(n) || self.refused.contains(n),
+            Phase::PreAccepting { replies } => replies.contains_key(n),
             Phase::Recovering { replies } => replies.contains_key(n),
-            Phase::Accepting { replies, .. } => replies.contains_key(n) || self.refused.contains(n),
-            Phase::Invalidating { replies } => replies.contains(n) || self.refused.contains(n),
+            Phase::Accepting { replies, .. } => replies.contains_key(n),
+            Phase::Invalidating { replies } => replies.contains(n),
             Phase::Committing { acked, .. } => acked.contains(n),
             Phase::Following => true,
         };
@@ -326,6 +358,7 @@ mod tests {
             client: true,
             client_done: false,
             refused: BTreeSet::new(),
+            excluded: false,
         }
     }
 
@@ -341,6 +374,7 @@ mod tests {
         };
         let slow = |hlc, node| Decision::Accept {
             execute_at: ts(hlc, node),
+            deps: Deps::new(),
         };
         type Case = (u16, Vec<(u16, Timestamp)>, bool, Decision);
         let cases: Vec<Case> = vec![
@@ -384,7 +418,7 @@ mod tests {
             ),
         ];
         for (n, replies, waited, expected) in cases {
-            let decision = coordination(n, &replies).decide_pre_accept(waited);
+            let decision = coordination(n, &replies).decide_pre_accept(waited, &BTreeSet::new());
             assert_eq!(
                 decision, expected,
                 "n = {n}, replies {replies:?}, waited {waited}"
@@ -409,7 +443,10 @@ mod tests {
             rejects_fast_path: false,
             undecided_blocker: false,
         };
-        let at_t0 = Decision::Accept { execute_at: t0 };
+        let at_t0 = Decision::Accept {
+            execute_at: t0,
+            deps: Deps::new(),
+        };
         // Some(vote) is an ordinary reply; None a refusal.
         type Case = (u16, Vec<(u16, Option<bool>)>, Decision);
         let cases: Vec<Case> = vec![
@@ -459,20 +496,21 @@ mod tests {
         }
     }
 
-    /// Invalidation needs a majority of acknowledgements, or enough refusals that no
-    /// majority is left to decide anything else.
+    /// Invalidation needs a majority of acknowledgements; refusals, however many, decide
+    /// nothing (a refuser may take part later).
     #[test]
     fn invalidation_decision() {
         let cases: Vec<(u16, Vec<u16>, Vec<u16>, Decision)> = vec![
             (3, vec![0], vec![], Decision::Wait),
             (3, vec![0, 1], vec![], Decision::Commit(Outcome::Invalidate)),
             (3, vec![0], vec![1], Decision::Wait),
-            (3, vec![], vec![1, 2], Decision::Commit(Outcome::Invalidate)),
+            (3, vec![], vec![1, 2], Decision::Wait),
             (5, vec![0], vec![1, 2], Decision::Wait),
+            (5, vec![], vec![1, 2, 3], Decision::Wait),
             (
                 5,
-                vec![],
-                vec![1, 2, 3],
+                vec![0, 3, 4],
+                vec![1, 2],
                 Decision::Commit(Outcome::Invalidate),
             ),
         ];

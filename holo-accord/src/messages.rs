@@ -17,11 +17,14 @@ pub enum Message {
         witnessed: Timestamp,
         deps: Deps,
     },
-    /// Coordinator -> replicas (slow path): accept `execute_at` under `ballot`.
+    /// Coordinator -> replicas (slow path): accept `execute_at` under `ballot`. `deps`: a
+    /// sync point's proposed deps (part of its value); empty for other txns, whose deps
+    /// each replica computes.
     Accept {
         txn: Txn,
         ballot: Ballot,
         execute_at: Timestamp,
+        deps: Deps,
     },
     /// Replica -> coordinator: accepted; `deps` are every conflicting txn below `execute_at`.
     AcceptOk {
@@ -62,8 +65,9 @@ pub enum Message {
     /// Peer -> replica: what this node knows of a transaction.
     Inform { command: Command },
     /// Replica -> coordinator: `txn_id` is unknown here and below a sync point witnessed
-    /// here; this replica will never witness or accept it.
-    Refused { txn_id: TxnId },
+    /// here that is not decided yet: this replica does not witness or accept it for now.
+    /// `excluded`: it never will, the txn can never execute (see `Replica::refusal`).
+    Refused { txn_id: TxnId, excluded: bool },
     /// Node -> node: the sender durably applied every sync point up to `txn_id` (GC happens
     /// below the lowest such point of all replicas). `query`: the sender asks for the
     /// receiver's own point in return.
@@ -90,7 +94,7 @@ impl Message {
             | Message::RecoverNack { txn_id, .. }
             | Message::AcceptInvalidateOk { txn_id, .. }
             | Message::Inquire { txn_id }
-            | Message::Refused { txn_id }
+            | Message::Refused { txn_id, .. }
             | Message::SyncApplied { txn_id, .. } => *txn_id,
         }
     }

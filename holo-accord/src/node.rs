@@ -10,7 +10,7 @@ mod progress;
 use crate::coordinator::{Coordination, Decision, Outcome, Phase};
 use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
-use crate::replica::{Command, Handled, PreAcceptReply, Replica, Status};
+use crate::replica::{Command, Handled, PreAcceptReply, Refusal, Replica, Status};
 use crate::topology::Topology;
 use crate::txn::{Key, Txn};
 
@@ -141,6 +141,10 @@ pub struct Node {
     missed: BTreeMap<NodeId, BTreeSet<TxnId>>,
     /// Replicas heard from that have missed decisions to be sent.
     catching_up: BTreeSet<NodeId>,
+    /// When missed decisions last went to every replica that has some.
+    last_missed_probe: u64,
+    /// Peers the host reported unreachable (see [`Node::peer_down`]).
+    unreachable: BTreeSet<NodeId>,
     /// Timestamps with an hlc below this may leave before their record is durable.
     clock_reserved: u64,
     /// A reservation persisted but not yet durable: (seq, upto).
@@ -153,6 +157,8 @@ pub struct Node {
     sync_known: BTreeMap<NodeId, TxnId>,
     /// When this node last asked lagging peers for their sync point.
     last_sync_query: u64,
+    /// Progress asks for a sync point now (an unknown dep nobody answers for).
+    sync_wanted: bool,
     /// Every replica of every range, this node included.
     all_replicas: Vec<NodeId>,
 }
@@ -179,12 +185,15 @@ impl Node {
             stats: Stats::default(),
             missed: BTreeMap::new(),
             catching_up: BTreeSet::new(),
+            last_missed_probe: 0,
+            unreachable: BTreeSet::new(),
             clock_reserved: 0,
             reserving: None,
             last_sync: 0,
             sync_applied: TxnId::default(),
             sync_known: BTreeMap::new(),
             last_sync_query: 0,
+            sync_wanted: false,
             all_replicas,
         }
     }
@@ -278,6 +287,11 @@ impl Node {
         lines
     }
 
+    /// Decisions `peer` has not acknowledged and is still to be sent.
+    pub fn missed_by(&self, peer: NodeId) -> usize {
+        self.missed.get(&peer).map_or(0, BTreeSet::len)
+    }
+
     /// Nothing left to do: no coordination, nothing undecided, nothing waiting to execute.
     pub fn quiescent(&self) -> bool {
         self.coordinating.is_empty()
@@ -347,6 +361,7 @@ impl Node {
             client,
             client_done: false,
             refused: BTreeSet::new(),
+            excluded: false,
         };
         let id = coordination.txn.id;
         self.coordinating.insert(id, coordination);
@@ -379,13 +394,25 @@ impl Node {
     /// The host's link to `peer` is up again (it reconnected): send it the decisions it
     /// missed while it was unreachable.
     pub fn peer_up(&mut self, peer: NodeId) {
+        self.unreachable.remove(&peer);
         if self.missed.contains_key(&peer) {
             self.catching_up.insert(peer);
         }
     }
 
+    /// The host's link to `peer` is down (connecting fails, or the stream broke). A hint
+    /// for speed only: a coordinator whose fast quorum needs `peer` takes the slow path as
+    /// soon as a majority answered, instead of waiting out `fast_path_wait_us` for a vote
+    /// that cannot come. Hearing from the peer, or [`Node::peer_up`], ends it.
+    pub fn peer_down(&mut self, peer: NodeId) {
+        if peer != self.id {
+            self.unreachable.insert(peer);
+        }
+    }
+
     /// Handles a batch of messages from a peer.
     pub fn receive(&mut self, envelope: Envelope) {
+        self.unreachable.remove(&envelope.from);
         if self.missed.contains_key(&envelope.from) {
             self.catching_up.insert(envelope.from);
         }
@@ -533,12 +560,29 @@ impl Node {
             // records nothing for it, so it could not remember an acknowledged invalidation
             // and would tell a later recovery that nothing was accepted (simulator seed 5879:
             // an invalidation acknowledged that way and an execution were both decided).
-            Message::PreAccept { txn }
-            | Message::Accept { txn, .. }
-            | Message::AcceptInvalidate { txn, .. }
-                if self.replica.refuses(&txn.id) =>
+            // Once the sync points above the txn are decided it takes part, or proves the
+            // txn can never execute (`Replica::refusal`).
+            Message::PreAccept { txn } if self.replica.refuses_pre_accept(&txn.id) => {
+                let excluded = self.replica.refusal(&txn.id) == Some(Refusal::Excluded);
+                self.reply(
+                    from,
+                    Message::Refused {
+                        txn_id: txn.id,
+                        excluded,
+                    },
+                );
+            }
+            Message::Accept { txn, .. } | Message::AcceptInvalidate { txn, .. }
+                if self.replica.refusal(&txn.id).is_some() =>
             {
-                self.reply(from, Message::Refused { txn_id: txn.id });
+                let excluded = self.replica.refusal(&txn.id) == Some(Refusal::Excluded);
+                self.reply(
+                    from,
+                    Message::Refused {
+                        txn_id: txn.id,
+                        excluded,
+                    },
+                );
             }
             Message::PreAccept { txn }
             | Message::Accept { txn, .. }
@@ -555,7 +599,18 @@ impl Node {
                 let command = self.replica.command(&txn.id).expect("checked").clone();
                 self.reply(from, Message::Inform { command });
             }
-            Message::BeginRecovery { txn, ballot } if self.replica.refuses(&txn.id) => {
+            Message::BeginRecovery { txn, .. }
+                if self.replica.refusal(&txn.id) == Some(Refusal::Excluded) =>
+            {
+                self.reply(
+                    from,
+                    Message::Refused {
+                        txn_id: txn.id,
+                        excluded: true,
+                    },
+                );
+            }
+            Message::BeginRecovery { txn, ballot } if self.replica.refusal(&txn.id).is_some() => {
                 let info = self.replica.refusal_info(&txn);
                 self.reply(
                     from,
@@ -620,10 +675,11 @@ impl Node {
                 txn,
                 ballot,
                 execute_at,
+                deps,
             } => {
                 self.clock.observe(execute_at);
                 self.clock.observe(ballot.0);
-                let handled = self.replica.accept(&txn, ballot, execute_at);
+                let handled = self.replica.accept(&txn, ballot, execute_at, &deps);
                 self.answer(
                     from,
                     txn.id,
@@ -753,19 +809,14 @@ impl Node {
                 acked.insert(from);
             }
             (
-                Message::Refused { .. },
-                Phase::PreAccepting { .. } | Phase::Accepting { .. } | Phase::Invalidating { .. },
+                Message::Refused { excluded, .. },
+                Phase::PreAccepting { .. }
+                | Phase::Recovering { .. }
+                | Phase::Accepting { .. }
+                | Phase::Invalidating { .. },
             ) => {
                 c.refused.insert(from);
-                if c.refused_by_too_many() {
-                    // No majority will ever accept it, so it can never execute: invalidate it
-                    // now (`Coordination::decide_invalidate` counts the refusals). A recovery
-                    // would find it accepted somewhere, propose that again and be refused
-                    // again, for ever (simulator seed 28998).
-                    c.phase = Phase::Invalidating {
-                        replies: BTreeSet::new(),
-                    };
-                }
+                c.excluded |= excluded;
             }
             (
                 Message::PreAcceptNack { promised, .. }
@@ -828,6 +879,16 @@ impl Node {
             Status::Invalidated => Some(Outcome::Invalidate),
             _ => None,
         });
+        // Proof that it can never execute, from a replica or from what this one knows (only
+        // looked up when refusals or a recovery suggest it may be so). The local replica
+        // holds it undecided: a txn decided here made the round stand aside.
+        let undecided = !matches!(c.phase, Phase::Committing { .. } | Phase::Following);
+        let excluded = undecided
+            && known.is_none()
+            && self.replica.command(&id).is_some()
+            && (c.excluded
+                || (c.ballot != Ballot::ZERO || !c.refused.is_empty())
+                    && self.replica.excluded(&id));
         let decision = match &c.phase {
             Phase::PreAccepting { .. }
             | Phase::Recovering { .. }
@@ -837,10 +898,11 @@ impl Node {
             {
                 Decision::Commit(known.expect("checked"))
             }
+            _ if excluded => Decision::Commit(Outcome::Invalidate),
             Phase::PreAccepting { .. } => {
                 let waited =
                     self.now.saturating_sub(c.phase_started) >= self.config.fast_path_wait_us;
-                c.decide_pre_accept(waited)
+                c.decide_pre_accept(waited, &self.unreachable)
             }
             Phase::Recovering { .. } => c.decide_recovery(),
             Phase::Accepting { .. } => c.decide_accept(),
@@ -849,6 +911,17 @@ impl Node {
         };
         let (phase, message) = match decision {
             Decision::Wait => return,
+            Decision::Recover => {
+                // Refusals keep PreAccept from ever reaching a majority: recover the txn
+                // under a ballot, which refusers answer (they witness it once the sync point
+                // above it is decided, or report what they know, or prove it can never
+                // execute), still owing the client the answer.
+                let c = self.coordinating.remove(&id).expect("checked above");
+                let ballot = Ballot(self.clock.unique_now(TxnKind::Write, Timestamp::ZERO));
+                self.stats.recoveries += 1;
+                self.coordinate(c.txn, ballot, c.client && !c.client_done);
+                return;
+            }
             Decision::Retry => {
                 // Recovery must wait for an earlier txn's fate; try again later. A client
                 // still owed the answer keeps its coordination (standing aside, Following),
@@ -862,15 +935,17 @@ impl Node {
                 }
                 return;
             }
-            Decision::Accept { execute_at } => (
+            Decision::Accept { execute_at, deps } => (
                 Phase::Accepting {
                     execute_at,
+                    proposed: deps.clone(),
                     replies: BTreeMap::new(),
                 },
                 Message::Accept {
                     txn: c.txn.clone(),
                     ballot: c.ballot,
                     execute_at,
+                    deps,
                 },
             ),
             Decision::Invalidate => (

@@ -89,8 +89,10 @@ pub struct Replica {
     /// its readiness checks nothing after the first.
     unresolved: HashMap<TxnId, Vec<TxnId>>,
     /// The highest sync point witnessed (or the GC floor): an unknown txn started below it
-    /// is refused, never witnessed (see [`Replica::refuses`]).
+    /// may be refused (see [`Replica::refusal`]).
     sync_floor: TxnId,
+    /// The sync points held here.
+    sync_points: BTreeSet<TxnId>,
     /// Every replica durably applied the sync point with this id: the records of finished
     /// txns below it are dropped, and an unknown txn below it is finished (see
     /// [`Replica::gc`]).
@@ -98,6 +100,42 @@ pub struct Replica {
     /// The highest t0 or executeAt of any dropped txn: conflicts are computed as if every
     /// key had been written there.
     gc_max: Timestamp,
+}
+
+/// [`Replica::excluded`] over the parts of a replica (so it can be asked while another part
+/// is borrowed mutably).
+fn excluded_in(
+    commands: &BTreeMap<TxnId, Command>,
+    sync_points: &BTreeSet<TxnId>,
+    gc_floor: TxnId,
+    txn_id: &TxnId,
+) -> bool {
+    if commands.get(txn_id).is_some_and(|c| c.status.is_decided()) {
+        return false;
+    }
+    if *txn_id < gc_floor {
+        return true;
+    }
+    sync_points
+        .range((
+            std::ops::Bound::Excluded(*txn_id),
+            std::ops::Bound::Unbounded,
+        ))
+        .any(|s| {
+            let sync = &commands[s];
+            matches!(sync.status, Status::Stable | Status::Applied) && !sync.deps.contains(txn_id)
+        })
+}
+
+/// Why a replica refuses a txn it never witnessed (see [`Replica::refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A sync point above the txn, witnessed here without it, is not decided yet: asked
+    /// again once it is, this replica either takes part or says `Excluded`.
+    Pending,
+    /// The txn can never execute: a sync point above it was decided without it (or every
+    /// replica applied one above it). Whoever holds it may decide its invalidation.
+    Excluded,
 }
 
 /// A replica's answer to a PreAccept.
@@ -144,13 +182,57 @@ impl Replica {
         self.commands.values()
     }
 
-    /// This replica will never witness `txn_id`: it is unknown here and started below a sync
-    /// point witnessed here. The sync point's deps hold every txn with a lower id that can
-    /// still commit (a majority that accepts such a txn meets the majority that gave the
-    /// sync point its deps, and a replica there saw the txn first, or refused it), so a
-    /// refused txn either is among them or never executes.
-    pub fn refuses(&self, txn_id: &TxnId) -> bool {
+    /// Whether this replica must refuse to witness or accept `txn_id` (see [`Refusal`]).
+    ///
+    /// A replica that answered a sync point S without a txn T below it (T was unknown
+    /// here) pledged that T never executes through its vote: S's deps are fixed from the
+    /// answers of a majority that witnessed S, and a majority or fast quorum that lets T
+    /// execute meets it in a replica that either knew T first (so T is in S's deps) or
+    /// refuses T. The pledge is needed only while some S above T may be decided without T:
+    /// - S decided (Stable or Applied) with T in its deps: S waits for T whatever T's fate,
+    ///   and a sync point has one decision (its deps are the value of its Accept), so the
+    ///   pledge is void for S.
+    /// - S decided without T: T can never execute ([`Refusal::Excluded`]), and any node may
+    ///   decide its invalidation without a round.
+    /// - S not decided yet: the pledge holds ([`Refusal::Pending`]) until it is.
+    ///
+    /// So a replica refuses T for good only if T can never execute, and otherwise only
+    /// until the sync points above T are decided; a minority lost for good cannot leave T
+    /// with no majority able to decide it (neither execution nor invalidation).
+    ///
+    /// A PreAccept below a sync point is refused whatever the sync point's state
+    /// ([`Replica::refuses_pre_accept`]): its answer would count as a fast-path vote.
+    pub fn refusal(&self, txn_id: &TxnId) -> Option<Refusal> {
+        if *txn_id >= self.sync_floor || self.commands.contains_key(txn_id) {
+            return None;
+        }
+        if self.excluded(txn_id) {
+            return Some(Refusal::Excluded);
+        }
+        let undecided = self
+            .sync_points
+            .range((
+                std::ops::Bound::Excluded(*txn_id),
+                std::ops::Bound::Unbounded,
+            ))
+            .any(|s| !self.commands[s].status.is_decided());
+        undecided.then_some(Refusal::Pending)
+    }
+
+    /// A PreAccept of `txn_id` is refused: the txn is unknown here and below a sync point
+    /// witnessed here. Witnessed now, an answer at t0 would count as a fast-path vote that
+    /// a recovery, having heard this replica refuse, may already have counted as missing;
+    /// the refusal sends the coordinator to the slow path, where [`Replica::refusal`] decides.
+    pub fn refuses_pre_accept(&self, txn_id: &TxnId) -> bool {
         *txn_id < self.sync_floor && !self.commands.contains_key(txn_id)
+    }
+
+    /// `txn_id` can never execute: it is below the GC floor without a record here (every
+    /// replica applied a sync point above it, which either waited for it or was decided
+    /// without it), or a sync point above it was decided (Stable or Applied) without it in
+    /// its deps. Said only of a txn that is not decided here.
+    pub fn excluded(&self, txn_id: &TxnId) -> bool {
+        excluded_in(&self.commands, &self.sync_points, self.gc_floor, txn_id)
     }
 
     /// What a replica that refuses `txn` reports to its recovery: no vote and no acceptance.
@@ -222,6 +304,7 @@ impl Replica {
             .collect();
         for id in &dropped {
             let command = self.commands.remove(id).expect("listed above");
+            self.sync_points.remove(id);
             self.gc_max = self
                 .gc_max
                 .max(command.execute_at)
@@ -389,7 +472,8 @@ impl Replica {
         ballot: Ballot,
         clock: &mut Clock,
     ) -> Handled<Result<(), Ballot>> {
-        // (A replica that refuses the txn never gets here: the node answers `Refused`.)
+        // (A replica that refuses the txn never gets here: the node answers `Refused`.
+        // Once the refusal is lifted, the invalidation is recorded like any other.)
         if let Some(existing) = self.commands.get(&txn.id) {
             if existing.promised > ballot {
                 return Handled::unchanged(Err(existing.promised));
@@ -444,7 +528,9 @@ impl Replica {
                 self.stable(&command.txn, command.execute_at, &command.deps)
             }
             Status::Invalidated => self.invalidate(&command.txn, clock),
-            _ if !self.commands.contains_key(&command.txn.id) && !self.refuses(&command.txn.id) => {
+            _ if !self.commands.contains_key(&command.txn.id)
+                && self.refusal(&command.txn.id).is_none() =>
+            {
                 Some(self.witness(&command.txn, clock, false))
             }
             _ => None,
@@ -453,11 +539,15 @@ impl Replica {
 
     /// Accept: record the proposed executeAt under `ballot`; deps are recomputed as every
     /// conflicting txn below executeAt (PreAccept's deps miss those started between t0 and t).
+    /// A sync point's deps are part of the proposed value instead (`proposed`: the union of
+    /// the PreAccept answers of a majority that witnessed it, or the value a recovery found
+    /// accepted), so it has exactly one decision (see [`Replica::refusal`]).
     pub fn accept(
         &mut self,
         txn: &Txn,
         ballot: Ballot,
         execute_at: Timestamp,
+        proposed: &Deps,
     ) -> Handled<Result<Deps, Ballot>> {
         let mut fast_vote = false;
         if let Some(existing) = self.commands.get(&txn.id) {
@@ -469,7 +559,11 @@ impl Replica {
             }
             fast_vote = existing.fast_vote;
         }
-        let deps = self.conflicts_below(txn, execute_at);
+        let deps = if txn.id.is_sync_point() {
+            proposed.clone()
+        } else {
+            self.conflicts_below(txn, execute_at)
+        };
         let command = Command {
             txn: txn.clone(),
             status: Status::Accepted,
@@ -518,7 +612,26 @@ impl Replica {
         self.insert(command.clone());
         self.start_waiting(txn.id);
         self.status_changed(txn.id);
+        if txn.id.is_sync_point() {
+            self.excluded_by(txn.id);
+        }
         Some(command)
+    }
+
+    /// The sync point `sync` was decided: unknown txns below it that it left out can never
+    /// execute, so whoever waits on them needs another look.
+    fn excluded_by(&mut self, sync: TxnId) {
+        let deps = &self.commands[&sync].deps;
+        let excluded: Vec<TxnId> = self
+            .dependents
+            .range(..sync)
+            .map(|(id, _)| *id)
+            .filter(|id| !self.commands.contains_key(id) && !deps.contains(id))
+            .collect();
+        for id in excluded {
+            let waiting = self.dependents.remove(&id).unwrap_or_default();
+            self.recheck.extend(waiting);
+        }
     }
 
     /// Unknown and below the GC floor: applied everywhere and dropped, or never executes. A
@@ -544,7 +657,8 @@ impl Replica {
     fn pending(&self, dep: &TxnId) -> bool {
         match self.commands.get(dep) {
             Some(d) => !matches!(d.status, Status::Applied | Status::Invalidated),
-            None => *dep >= self.gc_floor,
+            // Unknown: done once it is proven never to execute.
+            None => !self.excluded(dep),
         }
     }
 
@@ -568,7 +682,7 @@ impl Replica {
         self.unresolved
             .values()
             .flatten()
-            .filter(|dep| !self.commands.contains_key(dep) && **dep >= self.gc_floor)
+            .filter(|dep| !self.commands.contains_key(dep) && !self.excluded(dep))
             .copied()
             .collect()
     }
@@ -682,6 +796,7 @@ impl Replica {
         let execute_at = self.commands[id].execute_at;
         let sync_point = id.is_sync_point();
         let commands = &self.commands;
+        let sync_points = &self.sync_points;
         let gc_floor = self.gc_floor;
         let unresolved = self
             .unresolved
@@ -691,7 +806,9 @@ impl Replica {
             Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => false,
             Some(d) if d.status == Status::Stable && !sync_point => d.execute_at <= execute_at,
             Some(_) => true,
-            None => *dep >= gc_floor,
+            // Never seen here: done if it can never execute (below the GC floor, or left out
+            // of a decided sync point above it), such as a txn only a lost node witnessed.
+            None => !excluded_in(commands, sync_points, gc_floor, dep),
         });
         unresolved.is_empty()
     }
@@ -711,6 +828,9 @@ impl Replica {
         self.insert(command);
         if stable {
             self.start_waiting(id);
+            if id.is_sync_point() {
+                self.excluded_by(id);
+            }
         }
         self.status_changed(id);
     }
@@ -735,8 +855,9 @@ impl Replica {
         let id = command.txn.id;
         if id.is_sync_point() {
             // However this replica learns of a sync point (PreAccept, Accept, a decision,
-            // recovery), it refuses unknown txns below it from then on.
+            // recovery), it may refuse unknown txns below it from then on.
             self.sync_floor = self.sync_floor.max(id);
+            self.sync_points.insert(id);
         }
         for (key, access) in &command.txn.keys {
             let state = self.keys.entry(key.clone()).or_default();

@@ -301,6 +301,7 @@ fn accept_recomputes_deps_up_to_execute_at() {
             txn: a.clone(),
             ballot: holo_accord::Ballot::ZERO,
             execute_at,
+            deps: holo_accord::Deps::new(),
         }],
     );
     let [Message::AcceptOk { deps, .. }] = &replies[..] else {
@@ -361,6 +362,7 @@ fn begin_recovery_promises_and_witnesses_an_unknown_txn_without_a_vote() {
             txn: t.clone(),
             ballot: holo_accord::Ballot::ZERO,
             execute_at,
+            deps: holo_accord::Deps::new(),
         }],
     );
     assert!(matches!(&replies[..], [Message::AcceptNack { promised, .. }] if *promised == ballot));
@@ -445,6 +447,7 @@ fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
                 txn: late.clone(),
                 ballot: holo_accord::Ballot::ZERO,
                 execute_at: late.id.timestamp(),
+                deps: holo_accord::Deps::new(),
             },
             // Invalidation too: acknowledging it without recording it would let a later
             // recovery hear that nothing was accepted.
@@ -462,9 +465,18 @@ fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
     assert_eq!(
         replies,
         vec![
-            Message::Refused { txn_id: late.id },
-            Message::Refused { txn_id: late.id },
-            Message::Refused { txn_id: late.id },
+            Message::Refused {
+                txn_id: late.id,
+                excluded: false
+            },
+            Message::Refused {
+                txn_id: late.id,
+                excluded: false
+            },
+            Message::Refused {
+                txn_id: late.id,
+                excluded: false
+            },
         ]
     );
     let ballot = holo_accord::Ballot(holo_accord::Timestamp {
@@ -676,6 +688,7 @@ fn a_refusing_replica_still_reports_conflicts_decided_or_accepted_after_t0() {
                 txn: a.clone(),
                 ballot: holo_accord::Ballot::ZERO,
                 execute_at: a.id.timestamp(),
+                deps: holo_accord::Deps::new(),
             },
         ],
     );
@@ -776,17 +789,35 @@ fn propose_write_x(n: &mut Node) -> holo_accord::TxnId {
 }
 
 #[test]
-fn a_txn_refused_by_a_majority_is_invalidated_at_once() {
+fn refusals_decide_nothing_until_a_replica_proves_the_txn_can_never_execute() {
     let mut n0 = node(0);
     let t = propose_write_x(&mut n0);
-    // Both peers saw a later sync point and never the txn: no majority will ever accept
-    // it, so it can never execute. The coordinator decides the invalidation without another
-    // round (recovering it would find it accepted or pre-accepted here only, propose that
-    // and be refused again, for ever).
+    // Both peers saw a later sync point not decided there yet: they refuse for now, and will
+    // take part once it is decided, so their refusals decide nothing (an invalidation
+    // decided by counting them could meet an execution accepted by the same replicas later).
+    let pending = Message::Refused {
+        txn_id: t,
+        excluded: false,
+    };
     let mut actions = Vec::new();
     for from in [1, 2] {
-        actions.extend(deliver(&mut n0, from, vec![Message::Refused { txn_id: t }]));
+        actions.extend(deliver(&mut n0, from, vec![pending.clone()]));
     }
+    n0.tick(1_000);
+    actions.extend(n0.take_actions());
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::Invalidated { .. })),
+        "{actions:?}"
+    );
+    // Then one of them has the sync point decided without the txn: it can never execute,
+    // and the coordinator decides the invalidation without another round.
+    let excluded = Message::Refused {
+        txn_id: t,
+        excluded: true,
+    };
+    let actions = deliver(&mut n0, 1, vec![excluded]);
     assert!(
         actions.contains(&Action::Invalidated { txn_id: t }),
         "{actions:?}"
@@ -806,6 +837,82 @@ fn a_txn_refused_by_a_majority_is_invalidated_at_once() {
         Status::Invalidated
     );
     n0.validate();
+}
+
+/// A replica that refused a txn below an undecided sync point: once the sync point is
+/// decided with the txn in its deps it takes part (without a fast-path vote), and once one
+/// is decided without it, it says the txn can never execute.
+#[test]
+fn a_refusal_lasts_until_the_sync_point_above_is_decided() {
+    let s = sync_point(20, 2);
+    let late = txn(15, 0, &["y"]);
+    let stable = |deps: Vec<holo_accord::TxnId>| Message::Stable {
+        txn: s.clone(),
+        execute_at: s.id.timestamp(),
+        deps: deps.into_iter().collect(),
+    };
+    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
+        epoch: 1,
+        hlc: 30,
+        flags: 1,
+        node: 0,
+    });
+    // Decided with the txn in its deps (another replica knew it): the refusal is void, but
+    // a PreAccept is still refused (an answer at t0 would count as a fast-path vote), so the
+    // coordinator takes the slow path, and its Accept is taken.
+    let mut n1 = node(1);
+    exchange(&mut n1, 2, vec![Message::PreAccept { txn: s.clone() }]);
+    exchange(&mut n1, 2, vec![stable(vec![late.id])]);
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![
+            Message::PreAccept { txn: late.clone() },
+            Message::Accept {
+                txn: late.clone(),
+                ballot: holo_accord::Ballot::ZERO,
+                execute_at: late.id.timestamp(),
+                deps: holo_accord::Deps::new(),
+            },
+        ],
+    );
+    assert!(
+        matches!(
+            &replies[..],
+            [
+                Message::Refused {
+                    excluded: false,
+                    ..
+                },
+                Message::AcceptOk { txn_id, .. }
+            ] if *txn_id == late.id
+        ),
+        "{replies:?}"
+    );
+    assert!(!n1.replica().command(&late.id).unwrap().fast_vote);
+    n1.validate();
+    // Decided without it: it can never execute, in every round, recovery included.
+    let mut n1 = node(1);
+    exchange(&mut n1, 2, vec![Message::PreAccept { txn: s.clone() }]);
+    exchange(&mut n1, 2, vec![stable(vec![])]);
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![
+            Message::PreAccept { txn: late.clone() },
+            Message::BeginRecovery {
+                txn: late.clone(),
+                ballot,
+            },
+        ],
+    );
+    let excluded = Message::Refused {
+        txn_id: late.id,
+        excluded: true,
+    };
+    assert_eq!(replies, vec![excluded.clone(), excluded]);
+    assert!(n1.replica().command(&late.id).is_none(), "never recorded");
+    n1.validate();
 }
 
 #[test]
@@ -828,8 +935,12 @@ fn a_coordinator_that_learns_the_decision_stops_its_round() {
     // Every replica then collected the txn, so the peers refuse node 0's late round as
     // unknown below their GC floor. That round is over: refusals must not decide an
     // invalidation of a txn that executed (simulator seed 4656).
-    let mut actions = deliver(&mut n0, 1, vec![Message::Refused { txn_id: t }]);
-    actions.extend(deliver(&mut n0, 2, vec![Message::Refused { txn_id: t }]));
+    let refused = Message::Refused {
+        txn_id: t,
+        excluded: true,
+    };
+    let mut actions = deliver(&mut n0, 1, vec![refused.clone()]);
+    actions.extend(deliver(&mut n0, 2, vec![refused]));
     n0.tick(10_000_000);
     actions.extend(n0.take_actions());
     assert!(
@@ -882,6 +993,7 @@ fn a_stale_round_of_a_decided_txn_gets_the_decision_not_a_vote() {
                 txn: t.clone(),
                 ballot: stale_ballot,
                 execute_at: other_at,
+                deps: holo_accord::Deps::new(),
             },
             Message::AcceptInvalidate {
                 txn: t.clone(),

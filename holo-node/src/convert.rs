@@ -232,10 +232,12 @@ pub fn message(m: &Message) -> pb::AccordMessage {
             txn: t,
             ballot,
             execute_at,
+            deps: d,
         } => {
             out.txn = Some(txn(t));
             out.ballot = Some(ts(ballot.0));
             out.execute_at = Some(ts(*execute_at));
+            out.deps = deps(d);
             K::Accept
         }
         Message::AcceptOk {
@@ -309,8 +311,9 @@ pub fn message(m: &Message) -> pb::AccordMessage {
             out.command = Some(command(c));
             K::Inform
         }
-        Message::Refused { txn_id } => {
+        Message::Refused { txn_id, excluded } => {
             out.txn_id = Some(ts(txn_id.0));
+            out.excluded = *excluded;
             K::Refused
         }
         Message::SyncApplied { txn_id, query } => {
@@ -346,6 +349,7 @@ pub fn from_message(m: pb::AccordMessage) -> R<Message> {
             txn: from_txn(m.txn)?,
             ballot: ballot(m.ballot)?,
             execute_at: from_ts(m.execute_at, "execute_at")?,
+            deps: from_deps(m.deps)?,
         },
         K::AcceptOk => Message::AcceptOk {
             txn_id: txn_id(m.txn_id)?,
@@ -396,6 +400,7 @@ pub fn from_message(m: pb::AccordMessage) -> R<Message> {
         },
         K::Refused => Message::Refused {
             txn_id: txn_id(m.txn_id)?,
+            excluded: m.excluded,
         },
         K::SyncApplied => Message::SyncApplied {
             txn_id: txn_id(m.txn_id)?,
@@ -487,6 +492,7 @@ mod tests {
                 txn: sample_txn(),
                 ballot: b,
                 execute_at: t(6, 2),
+                deps: d.clone(),
             },
             Message::AcceptOk {
                 txn_id: id,
@@ -529,7 +535,10 @@ mod tests {
             Message::Inform {
                 command: command.clone(),
             },
-            Message::Refused { txn_id: id },
+            Message::Refused {
+                txn_id: id,
+                excluded: true,
+            },
             Message::PreAccept {
                 txn: Txn {
                     id: TxnId(Timestamp {

@@ -71,6 +71,13 @@ impl Node {
 
     /// Proposes a sync point when one is due and asks peers that lag for news.
     pub(super) fn sync_tick(&mut self) {
+        let proposing = self.coordinating.keys().any(|id| id.is_sync_point());
+        if self.sync_wanted && !proposing {
+            // Asked for by progress (an unknown dep nobody answers for), whatever the
+            // interval: one at a time, as the inquiries' backoff paces the requests.
+            self.sync_wanted = false;
+            self.propose_sync_point();
+        }
         let interval = self.config.sync_interval_us;
         if interval > 0
             && self.now.saturating_sub(self.last_sync) >= interval

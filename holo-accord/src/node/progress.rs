@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// Inquiries about an unknown txn left unanswered before this node proposes a sync point
+/// to settle it (see `make_progress`).
+const UNANSWERED_INQUIRIES: u32 = 2;
+
+/// How often missed decisions go to a replica not heard from (a batch each time).
+const MISSED_PROBE_US: u64 = 1_000_000;
+
 impl Node {
     /// Starts the recovery clock of an undecided txn, unless it is running.
     pub(super) fn watch(&mut self, id: TxnId) {
@@ -43,10 +50,15 @@ impl Node {
                 txn,
                 ballot: c.ballot,
             },
-            Phase::Accepting { execute_at, .. } => Message::Accept {
+            Phase::Accepting {
+                execute_at,
+                proposed,
+                ..
+            } => Message::Accept {
                 txn,
                 ballot: c.ballot,
                 execute_at: *execute_at,
+                deps: proposed.clone(),
             },
             Phase::Invalidating { .. } => Message::AcceptInvalidate {
                 txn,
@@ -71,8 +83,14 @@ impl Node {
         }
     }
 
-    /// Sends a batch of the decisions each returning replica missed.
+    /// Sends a batch of the decisions each returning replica missed; and, once a second,
+    /// to every replica that missed some, heard from or not: the last message it sent may
+    /// predate what it missed, and a quiet replica would otherwise never learn it.
     pub(super) fn send_missed(&mut self) {
+        if self.now.saturating_sub(self.last_missed_probe) >= MISSED_PROBE_US {
+            self.last_missed_probe = self.now;
+            self.catching_up.extend(self.missed.keys().copied());
+        }
         for replica in std::mem::take(&mut self.catching_up) {
             let Some(missed) = self.missed.get_mut(&replica) else {
                 continue;
@@ -130,12 +148,20 @@ impl Node {
                 self.coordinating.remove(&id);
                 self.coordinate(txn, ballot, client);
             }
-            None if id < self.replica.gc_floor() => {
-                // Dropped by GC everywhere: finished, nothing to ask.
+            None if self.replica.excluded(&id) => {
+                // Dropped by GC everywhere, or left out of a decided sync point above it:
+                // finished or never to execute, nothing to ask.
                 self.progress.remove(&id);
                 self.inquired.remove(&id);
             }
             None => {
+                if attempt >= UNANSWERED_INQUIRIES {
+                    // Nobody reachable knows it: perhaps only a node lost for good witnessed
+                    // it. A sync point decided by the live majority leaves it out (none of
+                    // them knows it, and they refuse it from then on), which proves it can
+                    // never execute, and whoever waits on it goes on.
+                    self.sync_wanted = true;
+                }
                 for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())
                 {
                     if peer != self.id {

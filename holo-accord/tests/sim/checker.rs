@@ -123,6 +123,8 @@ pub struct Checker {
     nodes: usize,
     /// Events seen (decisions and applies), a logical clock.
     events: u64,
+    /// Sync points decided to execute, with their (one) deps set.
+    sync_decisions: BTreeMap<TxnId, Deps>,
     /// Per txn, how many nodes applied it, and when the last of them did.
     applied_by: HashMap<TxnId, (usize, Option<u64>)>,
 }
@@ -201,11 +203,21 @@ impl Checker {
             .unwrap_or_default();
         for dep in deps {
             assert!(
-                self.decided.contains_key(dep) || self.invalidated.contains(dep) || *dep < settled,
+                self.decided.contains_key(dep)
+                    || self.invalidated.contains(dep)
+                    || *dep < settled
+                    || self.excluded(dep),
                 "{id} answered while its dep {dep} was undecided: a txn started after the \
                  answer could be ordered below the dep, and the dep below {id}"
             );
         }
+    }
+
+    /// A sync point above `id` was decided without it: it can never execute.
+    fn excluded(&self, id: &TxnId) -> bool {
+        self.sync_decisions
+            .range((std::ops::Bound::Excluded(*id), std::ops::Bound::Unbounded))
+            .any(|(_, deps)| !deps.contains(id))
     }
 
     /// Invariants 1 and 2: every replica decides the same executeAt; executeAts are
@@ -241,10 +253,19 @@ impl Checker {
             "{id}: executeAt {} below t0",
             command.execute_at
         );
+        assert!(
+            id.is_sync_point() || !self.excluded(&id),
+            "{id} decided to execute, yet a sync point above it was decided without it"
+        );
         if let Some(d) = self.decided.get(&id) {
             assert_eq!(
                 d.execute_at, command.execute_at,
                 "{id}: replicas disagree on executeAt ({node:?})"
+            );
+            assert!(
+                !id.is_sync_point() || d.deps.contains(&command.deps),
+                "sync point {id} decided with two deps sets ({node:?}): its deps are part of \
+                 its value"
             );
             if !d.deps.contains(&command.deps) {
                 let at = self.events;
@@ -257,6 +278,9 @@ impl Checker {
         }
         if let Some(other) = self.execute_ats.insert(command.execute_at, id) {
             panic!("{id} and {other} share executeAt {}", command.execute_at);
+        }
+        if id.is_sync_point() {
+            self.sync_decisions.insert(id, command.deps.clone());
         }
         let decision = Decision {
             execute_at: command.execute_at,
@@ -373,11 +397,11 @@ impl Checker {
         }
     }
 
-    /// The end-of-run checks. Returns (transactions decided, of which on the fast path,
-    /// invalidated).
+    /// The end-of-run checks over the live nodes (every node, unless some were lost for
+    /// good). Returns (transactions decided, of which on the fast path, invalidated).
     pub fn finish(&self, nodes: &[&holo_accord::Node]) -> (u64, u64, u64) {
-        self.sync_points_cover_everything_below(nodes.len());
-        self.writer_orders_are_prefixes(nodes.len());
+        self.sync_points_cover_everything_below(self.nodes);
+        self.writer_orders_are_prefixes(self.nodes);
         self.deps_cover_earlier_conflicts();
         self.strictly_serializable();
         self.every_replica_agrees(nodes);
@@ -401,6 +425,27 @@ impl Checker {
                     Status::Invalidated => assert!(self.invalidated.contains(&id)),
                     other => panic!("{:?}: {id} still {other:?} after the heal", node.id()),
                 }
+            }
+        }
+    }
+
+    /// With nodes lost for good: every txn a live node proposed that was decided to execute
+    /// was applied at every live node (the live majority leaves none of its members behind).
+    /// A txn whose coordinator was lost may be missing at a live node that was down when it
+    /// was decided: it arrives as a dep of a later conflicting txn or sync point.
+    pub fn applied_at_every_live_node(&self, live: &[NodeId]) {
+        let proposed_live = |id: &&TxnId| live.contains(&id.coordinator());
+        for id in self
+            .decided
+            .keys()
+            .filter(|id| !id.is_sync_point())
+            .filter(proposed_live)
+        {
+            for node in live {
+                assert!(
+                    self.applied.contains(&(*node, *id)),
+                    "{id} decided to execute, yet the live node {node:?} never applied it"
+                );
             }
         }
     }

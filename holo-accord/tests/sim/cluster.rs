@@ -1,6 +1,6 @@
 //! The simulated cluster: nodes, network, disks and clients, all driven by one seed.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 use holo_accord::{
@@ -24,6 +24,10 @@ pub struct Faults {
     pub partitions_max: u64,
     /// Most jumps of a node's physical clock (up to a second either way).
     pub clock_jumps_max: u64,
+    /// Lose nodes for good (crashed, or cut off from every peer) at a random moment under
+    /// load: one of 3, one or two of 5. The live majority must then decide and apply
+    /// everything within [`LIVENESS_BOUND_US`] and go on serving.
+    pub lose_for_good: bool,
 }
 
 impl Default for Faults {
@@ -35,6 +39,7 @@ impl Default for Faults {
             crashes_max: 6,
             partitions_max: 3,
             clock_jumps_max: 4,
+            lose_for_good: false,
         }
     }
 }
@@ -92,6 +97,11 @@ enum Event {
     ClockJump {
         node: usize,
     },
+    /// A node is lost for good: crashed and never restarted, or cut off from every peer.
+    LoseForGood {
+        node: usize,
+        crash: bool,
+    },
 }
 
 /// A node and its disk. `node` is `None` while it is down.
@@ -134,6 +144,9 @@ struct Sim {
     hosts: Vec<Host>,
     clients: Vec<Client>,
     ops: HashMap<TxnId, (usize, ClientOp)>,
+    /// Operations outstanding, by when they were invoked.
+    invoked_at: BTreeMap<TxnId, u64>,
+    last_invoked: u64,
     checker: Checker,
     votes: Votes,
     drop_percent: u64,
@@ -142,6 +155,11 @@ struct Sim {
     healed: bool,
     /// Directed links (from, to) that drop everything while the network is not healed.
     cut: std::collections::HashSet<(usize, usize)>,
+    /// Nodes lost for good (crashed, or cut off from every peer even after the heal).
+    lost: BTreeSet<usize>,
+    /// When the last transient fault (a crash's restart, a partition's heal) ends: the
+    /// liveness bound runs from then, or from an operation's invocation if later.
+    settled_at: u64,
     /// Per node: how far its physical clock is off, in microseconds; it jumps, backwards too.
     skew: Vec<i64>,
     /// How many keys the clients use: fewer keys, more conflicts.
@@ -156,6 +174,10 @@ struct Sim {
 const TICK_US: u64 = 1_000;
 const FAULTS_END_US: u64 = 2_000_000;
 const DEADLINE_US: u64 = 60_000_000;
+/// With nodes lost for good: every operation invoked at a live node is answered, and the
+/// live nodes are quiescent, within this long after the invocation or the end of the last
+/// transient fault, whichever is later.
+pub const LIVENESS_BOUND_US: u64 = 5_000_000;
 
 fn key(i: u64) -> Key {
     Bytes::from(format!("k{i}"))
@@ -201,9 +223,15 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
             dropped_records: 0,
         })
         .collect();
+    // Nodes lost for good: clients run on through the loss (until the faults end).
+    let ops = if faults.lose_for_good {
+        (20, 200)
+    } else {
+        (5, 30)
+    };
     let clients = (0..rng.between(1, 10))
         .map(|_| Client {
-            ops_left: rng.between(5, 30) as u32,
+            ops_left: rng.between(ops.0, ops.1) as u32,
             outstanding: None,
         })
         .collect();
@@ -220,10 +248,14 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         hosts,
         clients,
         ops: HashMap::new(),
+        invoked_at: BTreeMap::new(),
+        last_invoked: 0,
         checker: Checker::new(node_count as usize),
         votes: Votes::default(),
         healed: false,
         cut: Default::default(),
+        lost: BTreeSet::new(),
+        settled_at: 0,
         skew: vec![0; node_count as usize],
         promises: HashMap::new(),
         keys: 0,
@@ -248,13 +280,29 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         let at = sim.rng.between(0, FAULTS_END_US / 3);
         sim.schedule(at, Event::Crash { node });
     }
+    if faults.lose_for_good {
+        // A minority: one of 3, one or two of 5.
+        let max_lost = (node_count as u64 - 1) / 2;
+        for _ in 0..sim.rng.between(1, max_lost) {
+            let node = sim.rng.between(0, node_count as u64 - 1) as usize;
+            let at = sim.rng.between(0, FAULTS_END_US / 2);
+            let crash = sim.rng.percent(50);
+            sim.schedule(at, Event::LoseForGood { node, crash });
+        }
+    }
     sim.run();
     let nodes: Vec<&Node> = sim
         .hosts
         .iter()
-        .map(|h| h.node.as_ref().expect("every node is up at the end"))
+        .enumerate()
+        .filter(|(i, _)| !sim.lost.contains(i))
+        .map(|(_, h)| h.node.as_ref().expect("every live node is up at the end"))
         .collect();
     let (txns, fast, invalidated) = sim.checker.finish(&nodes);
+    if !sim.lost.is_empty() {
+        let live: Vec<NodeId> = nodes.iter().map(|n| n.id()).collect();
+        sim.checker.applied_at_every_live_node(&live);
+    }
     Outcome {
         seeds: 1,
         txns,
@@ -321,7 +369,36 @@ impl Sim {
             if self.done() {
                 return;
             }
+            if !self.lost.is_empty() {
+                self.check_bounded_liveness();
+            }
         }
+    }
+
+    /// With nodes lost for good, the live majority stalls on nothing: every operation
+    /// invoked at a live node is answered within [`LIVENESS_BOUND_US`] of its invocation
+    /// (or of the end of the last transient fault), and so the clients keep completing.
+    fn check_bounded_liveness(&self) {
+        let due = |invoked: u64| invoked.max(self.settled_at) + LIVENESS_BOUND_US;
+        for (id, invoked) in &self.invoked_at {
+            assert!(
+                self.now <= due(*invoked),
+                "liveness with {:?} lost for good: {id}, invoked at {invoked}us, unanswered \
+                 at {}us: {}",
+                self.lost,
+                self.now,
+                self.unfinished()
+            );
+        }
+        let quiet_by = due(self.last_invoked.max(FAULTS_END_US));
+        assert!(
+            self.now <= quiet_by,
+            "liveness with {:?} lost for good: the live nodes are not quiescent {}s after \
+             the last operation: {}",
+            self.lost,
+            LIVENESS_BOUND_US / 1_000_000,
+            self.unfinished()
+        );
     }
 
     fn unfinished(&self) -> String {
@@ -361,11 +438,33 @@ impl Sim {
         self.clients
             .iter()
             .all(|c| c.ops_left == 0 && c.outstanding.is_none())
-            && self
-                .hosts
-                .iter()
-                .all(|h| h.node.as_ref().is_some_and(Node::quiescent) && h.applies.is_empty())
-            && self.in_flight == 0
+            && self.hosts.iter().enumerate().all(|(i, h)| {
+                self.lost.contains(&i)
+                    || (h.node.as_ref().is_some_and(Node::quiescent) && h.applies.is_empty())
+            })
+            && (self.lost.is_empty() || self.live_peers_caught_up())
+            && (self.in_flight == 0 || !self.lost.is_empty() && self.live_in_flight() == 0)
+    }
+
+    /// With nodes lost for good: no live node owes another live node a decision it missed.
+    fn live_peers_caught_up(&self) -> bool {
+        let live = || (0..self.hosts.len()).filter(|i| !self.lost.contains(i));
+        live().all(|i| {
+            let node = self.hosts[i].node.as_ref().expect("live nodes are up");
+            live().all(|peer| node.missed_by(NodeId(peer as u16)) == 0)
+        })
+    }
+
+    /// Deliveries, syncs and restarts in flight that concern a live node.
+    fn live_in_flight(&self) -> usize {
+        self.events
+            .values()
+            .filter(|e| match e {
+                Event::Deliver(envelope) => !self.lost.contains(&(envelope.to.0 as usize)),
+                Event::Durable { node, .. } | Event::Restart { node } => !self.lost.contains(node),
+                _ => false,
+            })
+            .count()
     }
 
     fn step(&mut self, event: Event) {
@@ -445,8 +544,15 @@ impl Sim {
                 return;
             }
             Event::Restart { node } => {
+                if self.lost.contains(&node) && self.hosts[node].node.is_none() {
+                    return;
+                }
                 self.restart(node);
                 node
+            }
+            Event::LoseForGood { node, crash } => {
+                self.lose_for_good(node, crash);
+                return;
             }
         };
         self.after_step(node);
@@ -511,7 +617,51 @@ impl Sim {
         }
         self.hash(&[self.now, 8, self.cut.len() as u64]);
         let duration = self.rng.between(10_000, 400_000);
+        self.settled_at = self.settled_at.max(self.now + duration);
         self.schedule(duration, Event::Heal);
+    }
+
+    /// Tells every other node that is up about its link to `node`.
+    fn tell_peers(&mut self, node: usize, tell: fn(&mut Node, NodeId)) {
+        for (i, host) in self.hosts.iter_mut().enumerate() {
+            if let Some(peer) = host.node.as_mut().filter(|_| i != node) {
+                tell(peer, NodeId(node as u16));
+            }
+        }
+    }
+
+    /// `node` is gone for good: crashed (never restarted) or cut off from every peer (even
+    /// after the heal). Its clients' outstanding operations get no answer, and new ones go
+    /// to live nodes.
+    fn lose_for_good(&mut self, node: usize, crash: bool) {
+        if self.lost.contains(&node) || self.lost.len() + 1 > (self.hosts.len() - 1) / 2 {
+            return;
+        }
+        if std::env::var("HOLO_SIM_WATCH").is_ok() {
+            eprintln!("{} node {node} lost for good (crash: {crash})", self.now);
+        }
+        self.hash(&[self.now, 10, node as u64, u64::from(crash)]);
+        self.lost.insert(node);
+        if crash {
+            self.crash(node);
+        } else {
+            self.abandon_clients_of(node);
+        }
+    }
+
+    /// Clients waiting on `node` get no answer: the outcome is unknown to them.
+    fn abandon_clients_of(&mut self, node: usize) {
+        for client in 0..self.clients.len() {
+            let Some(id) = self.clients[client].outstanding else {
+                continue;
+            };
+            if id.coordinator().0 as usize == node {
+                self.clients[client].outstanding = None;
+                self.invoked_at.remove(&id);
+                let think = self.rng.between(0, 3_000);
+                self.schedule(think, Event::ClientNext { client });
+            }
+        }
     }
 
     /// Kill -9 and power loss: the node's memory and its unsynced records are gone.
@@ -530,22 +680,21 @@ impl Sim {
         host.applies.clear();
         host.incarnation += 1;
         self.hash(&[self.now, 4, node as u64]);
-        // Clients waiting on this node get no answer: the outcome is unknown to them.
-        for client in 0..self.clients.len() {
-            let Some(id) = self.clients[client].outstanding else {
-                continue;
-            };
-            if id.coordinator().0 as usize == node {
-                self.clients[client].outstanding = None;
-                let think = self.rng.between(0, 3_000);
-                self.schedule(think, Event::ClientNext { client });
-            }
+        // The peers' links to it break (a real transport notices a killed peer at once).
+        self.tell_peers(node, Node::peer_down);
+        self.abandon_clients_of(node);
+        if self.lost.contains(&node) {
+            return;
         }
         let downtime = self.rng.between(1_000, 300_000);
+        self.settled_at = self.settled_at.max(self.now + downtime);
         self.schedule(downtime, Event::Restart { node });
     }
 
     fn restart(&mut self, node: usize) {
+        if std::env::var("HOLO_SIM_WATCH").is_ok() {
+            eprintln!("{} restart {node}", self.now);
+        }
         let host = &mut self.hosts[node];
         let records = host.durable.clone();
         host.node = Some(Node::restart(
@@ -561,6 +710,7 @@ impl Sim {
         host.disk_free_at = self.now;
         let incarnation = host.incarnation;
         self.hash(&[self.now, 5, node as u64]);
+        self.tell_peers(node, Node::peer_up);
         self.schedule(1, Event::Tick { node, incarnation });
     }
 
@@ -574,7 +724,8 @@ impl Sim {
         self.clients[client].ops_left -= 1;
         let op = ClientOp::random(&mut self.rng, self.keys, key);
         let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
-        let Some(node) = self.hosts[coordinator].node.as_mut() else {
+        let reachable = !self.lost.contains(&coordinator);
+        let Some(node) = self.hosts[coordinator].node.as_mut().filter(|_| reachable) else {
             // The chosen node is down: the client's request fails at once; try another later.
             self.clients[client].ops_left += 1;
             let think = self.rng.between(1_000, 5_000);
@@ -585,6 +736,8 @@ impl Sim {
         let id = node.propose(&reads, &writes, Bytes::new());
         self.hash(&[self.now, 3, coordinator as u64, id.timestamp().hlc]);
         self.checker.invoked(id, op.clone(), self.now);
+        self.invoked_at.insert(id, self.now);
+        self.last_invoked = self.now;
         self.ops.insert(id, (client, op));
         self.clients[client].outstanding = Some(id);
         self.votes.proposed(id);
@@ -693,7 +846,9 @@ impl Sim {
 
     /// The client `owner` has its answer: it issues its next operation after a think time.
     fn next_op(&mut self, owner: usize) {
-        self.clients[owner].outstanding = None;
+        if let Some(id) = self.clients[owner].outstanding.take() {
+            self.invoked_at.remove(&id);
+        }
         let think = self.rng.between(0, 3_000);
         self.schedule(think, Event::ClientNext { client: owner });
     }
@@ -707,11 +862,25 @@ impl Sim {
     }
 
     fn transmit(&mut self, envelope: Envelope) {
+        if let Ok(watch) = std::env::var("HOLO_SIM_WATCH_SEND") {
+            for m in &envelope.messages {
+                let hlc = m.txn_id().timestamp().hlc.to_string();
+                if watch.split(',').any(|w| w == hlc) {
+                    eprintln!(
+                        "{} send {:?}->{:?}: {:?}",
+                        self.now, envelope.from, envelope.to, m
+                    );
+                }
+            }
+        }
         self.votes.sent(&envelope, &self.topology);
         let faulty = !self.healed;
-        let cut = self
-            .cut
-            .contains(&(envelope.from.0 as usize, envelope.to.0 as usize));
+        let (from, to) = (envelope.from.0 as usize, envelope.to.0 as usize);
+        let cut = self.cut.contains(&(from, to));
+        if self.lost.contains(&from) || self.lost.contains(&to) {
+            self.dropped += 1;
+            return;
+        }
         if faulty && (cut || self.rng.percent(self.drop_percent)) {
             self.dropped += 1;
             return;
