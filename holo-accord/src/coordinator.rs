@@ -178,7 +178,9 @@ impl Coordination {
         let Phase::Recovering { replies } = &self.phase else {
             return Decision::Wait;
         };
-        if !self.majority_everywhere(|n| replies.contains_key(n)) {
+        // Refusers' evidence counts below, but only replicas that witnessed the txn (and
+        // promised the ballot) make the majority (see `RecoverInfo::refused`).
+        if !self.majority_everywhere(|n| replies.get(n).is_some_and(|i| !i.refused)) {
             return Decision::Wait;
         }
         // 1. Decided somewhere: finish with that decision.
@@ -280,7 +282,7 @@ impl Coordination {
         // Refusers are asked again: their refusal lasts only until a sync point is decided.
         let answered = |n: &NodeId| match &self.phase {
             Phase::PreAccepting { replies } => replies.contains_key(n),
-            Phase::Recovering { replies } => replies.contains_key(n),
+            Phase::Recovering { replies } => replies.get(n).is_some_and(|i| !i.refused),
             Phase::Accepting { replies, .. } => replies.contains_key(n),
             Phase::Invalidating { replies } => replies.contains(n),
             Phase::Committing { acked, .. } => acked.contains(n),
@@ -442,6 +444,7 @@ mod tests {
             fast_vote: vote,
             rejects_fast_path: false,
             undecided_blocker: false,
+            refused: false,
         };
         let at_t0 = Decision::Accept {
             execute_at: t0,
@@ -456,10 +459,21 @@ mod tests {
                 vec![(0, Some(true)), (1, Some(false))],
                 Decision::Invalidate,
             ),
-            (3, vec![(0, Some(true)), (1, None)], Decision::Invalidate),
+            // A refuser's reply is evidence, not part of the majority.
+            (3, vec![(0, Some(true)), (1, None)], Decision::Wait),
+            (
+                3,
+                vec![(0, Some(true)), (1, None), (2, Some(true))],
+                Decision::Invalidate,
+            ),
             (
                 5,
                 vec![(0, Some(true)), (1, Some(true)), (2, None)],
+                Decision::Wait,
+            ),
+            (
+                5,
+                vec![(0, Some(true)), (1, Some(true)), (2, None), (3, Some(true))],
                 at_t0.clone(),
             ),
             (
@@ -469,7 +483,12 @@ mod tests {
             ),
             (
                 5,
-                vec![(0, Some(true)), (1, None), (2, Some(false))],
+                vec![
+                    (0, Some(true)),
+                    (1, None),
+                    (2, Some(false)),
+                    (3, Some(true)),
+                ],
                 Decision::Invalidate,
             ),
             (

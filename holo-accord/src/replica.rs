@@ -59,6 +59,13 @@ pub struct RecoverInfo {
     /// A conflicting txn is Accepted after t0 without this one in its deps, not decided yet:
     /// the recovery must wait for its decision and retry.
     pub undecided_blocker: bool,
+    /// The replier refuses the txn (it is below a sync point not decided there) and recorded
+    /// nothing, no promise either: its evidence counts, but not towards the recovery's
+    /// majority. A majority that witnessed the txn is what makes later conflicting txns list
+    /// it or show up in the evidence; counting a refuser let a recovery propose t0 while the
+    /// refusers went on to decide a conflicting txn without it, then lifted their refusal
+    /// and accepted it.
+    pub refused: bool,
 }
 
 /// The conflict index of one key.
@@ -251,6 +258,7 @@ impl Replica {
             fast_vote: false,
             rejects_fast_path: self.decided_after_without(txn),
             undecided_blocker: self.accepted_after_without(txn),
+            refused: true,
         }
     }
 
@@ -417,6 +425,7 @@ impl Replica {
             fast_vote: command.fast_vote,
             rejects_fast_path: self.decided_after_without(txn),
             undecided_blocker: self.accepted_after_without(txn),
+            refused: false,
         };
         Handled {
             changed,

@@ -506,6 +506,7 @@ fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
                 fast_vote: false,
                 rejects_fast_path: false,
                 undecided_blocker: false,
+                refused: true,
             },
         }]
     );
@@ -735,6 +736,7 @@ fn a_refusing_replica_still_reports_conflicts_decided_or_accepted_after_t0() {
                     fast_vote: false,
                     rejects_fast_path: rejects,
                     undecided_blocker: blocker,
+                    refused: true,
                 },
             }],
             "{t:?}"

@@ -189,6 +189,7 @@ fn info(i: &RecoverInfo) -> pb::RecoverInfo {
         fast_vote: i.fast_vote,
         rejects_fast_path: i.rejects_fast_path,
         undecided_blocker: i.undecided_blocker,
+        refused: i.refused,
     }
 }
 
@@ -202,6 +203,7 @@ fn from_info(i: Option<pb::RecoverInfo>) -> R<RecoverInfo> {
         fast_vote: i.fast_vote,
         rejects_fast_path: i.rejects_fast_path,
         undecided_blocker: i.undecided_blocker,
+        refused: i.refused,
     })
 }
 
@@ -476,6 +478,7 @@ mod tests {
             fast_vote: false,
             rejects_fast_path: true,
             undecided_blocker: true,
+            refused: true,
         };
         let messages = vec![
             Message::PreAccept { txn: sample_txn() },

@@ -24,6 +24,12 @@ pub struct Faults {
     pub partitions_max: u64,
     /// Most jumps of a node's physical clock (up to a second either way).
     pub clock_jumps_max: u64,
+    /// Most pauses of a node (SIGSTOP: it keeps its memory and comes back with a stale view,
+    /// its rounds and recoveries resuming where they stood).
+    pub pauses_max: u64,
+    /// Most percent of messages that straggle (delivered up to `STRAGGLER_US_MAX` late,
+    /// past ballot changes and recoveries).
+    pub straggler_percent_max: u64,
     /// Lose nodes for good (crashed, or cut off from every peer) at a random moment under
     /// load: one of 3, one or two of 5. The live majority must then decide and apply
     /// everything within [`LIVENESS_BOUND_US`] and go on serving.
@@ -39,6 +45,8 @@ impl Default for Faults {
             crashes_max: 6,
             partitions_max: 3,
             clock_jumps_max: 4,
+            pauses_max: 3,
+            straggler_percent_max: 3,
             lose_for_good: false,
         }
     }
@@ -95,6 +103,10 @@ enum Event {
     Heal,
     /// A node's physical clock jumps (possibly backwards).
     ClockJump {
+        node: usize,
+    },
+    /// A node stops for a while (its messages, timers and disk completions wait).
+    Pause {
         node: usize,
     },
     /// A node is lost for good: crashed and never restarted, or cut off from every peer.
@@ -155,6 +167,10 @@ struct Sim {
     healed: bool,
     /// Directed links (from, to) that drop everything while the network is not healed.
     cut: std::collections::HashSet<(usize, usize)>,
+    /// Per node: until when it is paused (0: running).
+    paused_until: Vec<u64>,
+    /// Percent of messages that straggle.
+    straggler_percent: u64,
     /// Nodes lost for good (crashed, or cut off from every peer even after the heal).
     lost: BTreeSet<usize>,
     /// When the last transient fault (a crash's restart, a partition's heal) ends: the
@@ -172,6 +188,8 @@ struct Sim {
 }
 
 const TICK_US: u64 = 1_000;
+/// How late a straggling message may arrive.
+const STRAGGLER_US_MAX: u64 = 300_000;
 const FAULTS_END_US: u64 = 2_000_000;
 const DEADLINE_US: u64 = 60_000_000;
 /// With nodes lost for good: every operation invoked at a live node is answered, and the
@@ -202,10 +220,21 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
     let mut rng = Rng::new(seed);
     let node_count = if rng.percent(30) { 5 } else { 3 };
     let topology = topology(node_count);
+    // Some seeds recover eagerly: recoveries then race the original coordinator and each
+    // other (several nodes recovering one txn, a recovery overtaken by another).
+    let eager = rng.percent(30);
     let config = Config {
         fast_path_wait_us: rng.between(500, 5_000),
-        retry_us: rng.between(20_000, 80_000),
-        recover_after_us: rng.between(100_000, 400_000),
+        retry_us: if eager {
+            rng.between(5_000, 20_000)
+        } else {
+            rng.between(20_000, 80_000)
+        },
+        recover_after_us: if eager {
+            rng.between(2_000, 20_000)
+        } else {
+            rng.between(100_000, 400_000)
+        },
         sync_interval_us: rng.between(50_000, 400_000),
     };
     let hosts = (0..node_count)
@@ -255,6 +284,8 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         healed: false,
         cut: Default::default(),
         lost: BTreeSet::new(),
+        paused_until: vec![0; node_count as usize],
+        straggler_percent: 0,
         settled_at: 0,
         skew: vec![0; node_count as usize],
         promises: HashMap::new(),
@@ -265,6 +296,12 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         log_hash: 0xcbf2_9ce4_8422_2325,
     };
     sim.keys = sim.rng.between(2, 9);
+    sim.straggler_percent = sim.rng.between(0, faults.straggler_percent_max);
+    for _ in 0..sim.rng.between(0, faults.pauses_max) {
+        let node = sim.rng.between(0, node_count as u64 - 1) as usize;
+        let at = sim.rng.between(0, FAULTS_END_US / 3);
+        sim.schedule(at, Event::Pause { node });
+    }
     for _ in 0..sim.rng.between(0, faults.partitions_max) {
         let at = sim.rng.between(0, FAULTS_END_US / 3);
         sim.schedule(at, Event::Partition);
@@ -468,6 +505,20 @@ impl Sim {
     }
 
     fn step(&mut self, event: Event) {
+        // A paused node handles nothing until it resumes: its deliveries, disk completions
+        // and timers wait (in order), as under SIGSTOP.
+        let target = match &event {
+            Event::Deliver(envelope) => Some(envelope.to.0 as usize),
+            Event::Durable { node, .. } | Event::Tick { node, .. } => Some(*node),
+            _ => None,
+        };
+        if let Some(node) = target
+            && self.paused_until[node] > self.now
+        {
+            let wait = self.paused_until[node] - self.now;
+            self.schedule(wait, event);
+            return;
+        }
         self.votes.step();
         let node = match event {
             Event::Deliver(envelope) => {
@@ -552,6 +603,13 @@ impl Sim {
             }
             Event::LoseForGood { node, crash } => {
                 self.lose_for_good(node, crash);
+                return;
+            }
+            Event::Pause { node } => {
+                let until = self.now + self.rng.between(20_000, 300_000);
+                self.paused_until[node] = self.paused_until[node].max(until);
+                self.settled_at = self.settled_at.max(until);
+                self.hash(&[self.now, 11, node as u64]);
                 return;
             }
         };
@@ -724,7 +782,8 @@ impl Sim {
         self.clients[client].ops_left -= 1;
         let op = ClientOp::random(&mut self.rng, self.keys, key);
         let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
-        let reachable = !self.lost.contains(&coordinator);
+        let reachable =
+            !self.lost.contains(&coordinator) && self.paused_until[coordinator] <= self.now;
         let Some(node) = self.hosts[coordinator].node.as_mut().filter(|_| reachable) else {
             // The chosen node is down: the client's request fails at once; try another later.
             self.clients[client].ops_left += 1;
@@ -891,7 +950,11 @@ impl Sim {
             1
         };
         for _ in 0..copies {
-            let delay = self.rng.between(20, self.delay_us_max);
+            let delay = if faulty && self.rng.percent(self.straggler_percent) {
+                self.rng.between(self.delay_us_max, STRAGGLER_US_MAX)
+            } else {
+                self.rng.between(20, self.delay_us_max)
+            };
             self.schedule(delay, Event::Deliver(envelope.clone()));
         }
     }
