@@ -234,6 +234,25 @@ impl Node {
         for id in undecided {
             node.watch(id);
         }
+        // Which replicas missed this node's decisions was in memory only: tell every peer
+        // again what it decided (a replica that was down when they were decided, with this
+        // node's tracking lost in the crash, would otherwise learn them only through the
+        // deps of later txns). Bounded by what GC left in the log; sent in batches.
+        let own_decided: Vec<TxnId> = node
+            .replica
+            .commands()
+            .filter(|c| c.status.is_decided() && c.txn.id.coordinator() == id)
+            .map(|c| c.txn.id)
+            .take(MISSED_MAX)
+            .collect();
+        if !own_decided.is_empty() {
+            for peer in node.all_replicas.clone() {
+                if peer != id {
+                    node.missed
+                        .insert(peer, own_decided.iter().copied().collect());
+                }
+            }
+        }
         node.execute_ready();
         node
     }
@@ -680,6 +699,7 @@ impl Node {
                 self.clock.observe(execute_at);
                 self.clock.observe(ballot.0);
                 let handled = self.replica.accept(&txn, ballot, execute_at, &deps);
+                self.another_drives(from, txn.id, ballot);
                 self.answer(
                     from,
                     txn.id,
@@ -706,6 +726,7 @@ impl Node {
             Message::BeginRecovery { txn, ballot } => {
                 self.clock.observe(ballot.0);
                 let handled = self.replica.begin_recovery(&txn, ballot, &mut self.clock);
+                self.another_drives(from, txn.id, ballot);
                 self.answer(
                     from,
                     txn.id,

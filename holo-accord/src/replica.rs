@@ -627,15 +627,17 @@ impl Replica {
         Some(command)
     }
 
-    /// The sync point `sync` was decided: unknown txns below it that it left out can never
-    /// execute, so whoever waits on them needs another look.
+    /// The sync point `sync` was decided: undecided or unknown txns below it that it left
+    /// out can never execute, so whoever waits on them needs another look.
     fn excluded_by(&mut self, sync: TxnId) {
         let deps = &self.commands[&sync].deps;
         let excluded: Vec<TxnId> = self
             .dependents
             .range(..sync)
             .map(|(id, _)| *id)
-            .filter(|id| !self.commands.contains_key(id) && !deps.contains(id))
+            .filter(|id| {
+                !deps.contains(id) && self.commands.get(id).is_none_or(|c| !c.status.is_decided())
+            })
             .collect();
         for id in excluded {
             let waiting = self.dependents.remove(&id).unwrap_or_default();
@@ -664,10 +666,11 @@ impl Replica {
 
     /// `dep` may still hold up a txn that lists it: not applied, invalidated or dropped.
     fn pending(&self, dep: &TxnId) -> bool {
-        match self.commands.get(dep) {
-            Some(d) => !matches!(d.status, Status::Applied | Status::Invalidated),
-            // Unknown: done once it is proven never to execute.
-            None => !self.excluded(dep),
+        match self.commands.get(dep).map(|d| d.status) {
+            Some(Status::Applied | Status::Invalidated) => false,
+            Some(Status::Stable) => true,
+            // Undecided or unknown: done once it is proven never to execute.
+            _ => !self.excluded(dep),
         }
     }
 
@@ -814,10 +817,11 @@ impl Replica {
         unresolved.retain(|dep| match commands.get(dep) {
             Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => false,
             Some(d) if d.status == Status::Stable && !sync_point => d.execute_at <= execute_at,
-            Some(_) => true,
-            // Never seen here: done if it can never execute (below the GC floor, or left out
-            // of a decided sync point above it), such as a txn only a lost node witnessed.
-            None => !excluded_in(commands, sync_points, gc_floor, dep),
+            Some(d) if d.status == Status::Stable => true,
+            // Undecided or never seen here: done if it can never execute (below the GC floor,
+            // or left out of a decided sync point above it), such as a txn only a lost node
+            // witnessed; its invalidation may never reach this replica.
+            _ => !excluded_in(commands, sync_points, gc_floor, dep),
         });
         unresolved.is_empty()
     }

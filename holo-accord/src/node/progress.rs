@@ -24,6 +24,24 @@ impl Node {
         }
     }
 
+    /// Another node drives `id` under `ballot` (a recovery, or its Accept): this node's own
+    /// recovery of it waits a backoff from now. Recovering at every timer regardless, every
+    /// replica of a txn whose coordinator went away started ballot after ballot, each
+    /// pre-empting the others' before it could finish (a livelock: five nodes, 1,200
+    /// attempts each, nothing decided).
+    pub(super) fn another_drives(&mut self, from: NodeId, id: TxnId, ballot: Ballot) {
+        if from == self.id || ballot == Ballot::ZERO {
+            return;
+        }
+        let now = self.now;
+        let Some(attempt) = self.progress.get(&id).map(|(_, a)| *a) else {
+            return;
+        };
+        let later = now + self.backoff(id, attempt);
+        let entry = self.progress.get_mut(&id).expect("checked");
+        entry.0 = entry.0.max(later);
+    }
+
     /// `recover_after_us` plus deterministic jitter of up to as much again, doubling with
     /// each attempt (capped).
     pub(super) fn backoff(&self, id: TxnId, attempt: u32) -> u64 {
