@@ -234,6 +234,25 @@ impl Replica {
         *txn_id < self.sync_floor && !self.commands.contains_key(txn_id)
     }
 
+    /// No sync point known here can settle `txn_id` (unknown here): every one above it is
+    /// decided with it in its deps, or invalidated (or there is none). An undecided one may still leave it
+    /// out, and one decided without it already proved it can never execute.
+    pub fn no_sync_point_settles(&self, txn_id: &TxnId) -> bool {
+        self.sync_points
+            .range((
+                std::ops::Bound::Excluded(*txn_id),
+                std::ops::Bound::Unbounded,
+            ))
+            .all(|s| {
+                let sync = &self.commands[s];
+                match sync.status {
+                    Status::Invalidated => true,
+                    Status::Stable | Status::Applied => sync.deps.contains(txn_id),
+                    _ => false,
+                }
+            })
+    }
+
     /// `txn_id` can never execute: it is below the GC floor without a record here (every
     /// replica applied a sync point above it, which either waited for it or was decided
     /// without it), or a sync point above it was decided (Stable or Applied) without it in

@@ -13,6 +13,9 @@ use crate::cluster::{ClusterControl, Partition};
 pub enum Fault {
     /// SIGKILL one node, restart it after the hold time.
     Kill,
+    /// SIGKILL one node and keep it down for a long hold (a phase of 10 s or more), at a
+    /// jittered moment, never the previous victim; then restart it.
+    NodeDown,
     /// SIGKILL every node at once, restart them all after the hold time.
     KillAll,
     /// SIGSTOP one node, SIGCONT after the hold time.
@@ -64,6 +67,7 @@ pub async fn run<C: ClusterControl>(
     let mut events = Vec::new();
     let mut rng = crate::workload::Rng::new(schedule.seed);
     let mut next = schedule.first;
+    let mut last_victim: Option<usize> = None;
     // Faults take time to inject (a Docker partition is several iptables calls): a fault
     // starts only if it can also end before the workload does.
     while next + schedule.hold < until {
@@ -71,14 +75,23 @@ pub async fn run<C: ClusterControl>(
         if origin.elapsed() + schedule.hold + Duration::from_millis(500) >= until {
             break;
         }
-        let victim = rng.below(cluster.len());
+        let mut victim = rng.below(cluster.len());
+        if schedule.fault == Fault::NodeDown {
+            // Another node each time, at a moment that moves within a second.
+            if last_victim == Some(victim) {
+                victim = (victim + 1) % cluster.len();
+            }
+            let jitter = Duration::from_millis(rng.below(1_000) as u64);
+            tokio::time::sleep(jitter).await;
+        }
+        last_victim = Some(victim);
         let victims: Vec<usize> = match schedule.fault {
             Fault::KillAll => (0..cluster.len()).collect(),
-            Fault::Kill | Fault::Pause | Fault::Partition(_) => vec![victim],
+            Fault::Kill | Fault::NodeDown | Fault::Pause | Fault::Partition(_) => vec![victim],
         };
         let ids: Vec<u16> = victims.iter().map(|i| *i as u16 + 1).collect();
         match schedule.fault {
-            Fault::Kill | Fault::KillAll => {
+            Fault::Kill | Fault::KillAll | Fault::NodeDown => {
                 cluster.kill9_all(&victims).await?;
                 events.push(FaultEvent {
                     at: at(origin),
@@ -108,7 +121,7 @@ pub async fn run<C: ClusterControl>(
         }
         tokio::time::sleep(schedule.hold).await;
         let killed: &[usize] = match schedule.fault {
-            Fault::Kill | Fault::KillAll => &victims,
+            Fault::Kill | Fault::KillAll | Fault::NodeDown => &victims,
             _ => &[],
         };
         events.extend(heal(cluster, origin, killed).await?);

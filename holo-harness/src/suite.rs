@@ -71,9 +71,18 @@ pub struct Scenario {
     split_roles: bool,
     slow_node: Option<(u16, u64)>,
     fault: Option<Fault>,
+    /// The workload runs at least this long (the node-down phases need it).
+    min_duration: Option<Duration>,
     /// Needs a Docker cluster (network partitions).
     pub docker_only: bool,
 }
+
+/// The node-down scenario's schedule: first kill, period, and how long the node stays down.
+const NODE_DOWN_SCHEDULE: (Duration, Duration, Duration) = (
+    Duration::from_secs(2),
+    Duration::from_secs(13),
+    Duration::from_secs(10),
+);
 
 /// Every scenario, in the order the suite runs them.
 pub fn scenarios() -> Vec<Scenario> {
@@ -87,6 +96,7 @@ pub fn scenarios() -> Vec<Scenario> {
         split_roles: false,
         slow_node: None,
         fault: None,
+        min_duration: None,
         docker_only: false,
     };
     let partition = |name, description, kind| Scenario {
@@ -138,6 +148,15 @@ pub fn scenarios() -> Vec<Scenario> {
             ..base(
                 "kill-restart",
                 "kill -9 of a random node, restarted 1.5 s later",
+            )
+        },
+        Scenario {
+            fault: Some(Fault::NodeDown),
+            min_duration: Some(NODE_DOWN_SCHEDULE.0 + NODE_DOWN_SCHEDULE.1 * 2),
+            ..base(
+                "node-down",
+                "kill -9 of a random node under load, kept down 10 s, then restarted; twice, \
+                 another node each time",
             )
         },
         Scenario {
@@ -205,6 +224,10 @@ pub struct ScenarioResult {
     pub history: PathBuf,
     #[serde(default)]
     pub failure_files: Vec<PathBuf>,
+    /// Throughput while a node was down (killed and not yet serving again) as a fraction of
+    /// the healthy phase before the first fault, when the scenario kills nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down_ratio: Option<f64>,
 }
 
 /// A suite's results file.
@@ -299,6 +322,7 @@ pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<Linearizabil
                 timeline: Vec::new(),
                 history: PathBuf::new(),
                 failure_files: Vec::new(),
+                down_ratio: None,
             },
         };
         print_scenario(&result);
@@ -336,6 +360,12 @@ fn print_scenario(r: &ScenarioResult) {
         println!(
             "      {:>7.1}-{:<7.1}s {:<26} {:>8.0} ops/s  p50 {:>6.1} ms  p99 {:>7.1} ms  unknown {}{recovered}",
             p.start, p.end, p.label, p.ops_per_sec, p.p50_ms, p.p99_ms, p.unknown
+        );
+    }
+    if let Some(ratio) = r.down_ratio {
+        println!(
+            "      with a node down: {:.0}% of the healthy throughput",
+            ratio * 100.0
         );
     }
     for problem in &r.problems {
@@ -400,12 +430,15 @@ async fn run_on<C: ClusterControl>(
     dir: &Path,
 ) -> anyhow::Result<ScenarioResult> {
     let keys = s.keys.unwrap_or(opts.keys);
+    let duration = s
+        .min_duration
+        .map_or(opts.duration, |d| d.max(opts.duration));
     let work = WorkloadSpec {
         nodes: cluster.resp_addrs(),
         clients: opts.clients,
         keys,
         set_pct: s.set_pct,
-        duration: opts.duration,
+        duration,
         op_timeout: opts.op_timeout,
         mode: s.mode,
         key_prefix: String::new(),
@@ -416,19 +449,27 @@ async fn run_on<C: ClusterControl>(
     let origin = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let live = Arc::new(Live::default());
-    let progress = crate::progress::timed(opts.duration, s.name, Arc::clone(&live));
+    let progress = crate::progress::timed(duration, s.name, Arc::clone(&live));
     let (run, faults) = match s.fault {
         Some(fault) => {
+            let (first, every, hold) = match fault {
+                Fault::NodeDown => NODE_DOWN_SCHEDULE,
+                _ => (
+                    Duration::from_millis(1500),
+                    Duration::from_secs(4),
+                    Duration::from_millis(1500),
+                ),
+            };
             let schedule = Schedule {
                 fault,
-                first: Duration::from_millis(1500),
-                every: Duration::from_secs(4),
-                hold: Duration::from_millis(1500),
+                first,
+                every,
+                hold,
                 seed: opts.seed ^ 0xFA17,
             };
             let (run, faults) = tokio::join!(
                 workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)),
-                nemesis::run(cluster, &schedule, origin, opts.duration)
+                nemesis::run(cluster, &schedule, origin, duration)
             );
             (run?, faults?)
         }
@@ -443,7 +484,7 @@ async fn run_on<C: ClusterControl>(
     if s.fault.is_some() && faults.is_empty() {
         problems.push(format!(
             "the nemesis injected no fault in {:?} (run longer: the first fault comes at 1.5 s and lasts 1.5 s)",
-            opts.duration
+            duration
         ));
     }
     // Heal what the nemesis left (the network, paused nodes). A node that is down now died
@@ -474,7 +515,7 @@ async fn run_on<C: ClusterControl>(
         }
     }
     // Phases end with the workload: later there is nothing to measure.
-    let end = opts.duration.as_secs_f64();
+    let end = duration.as_secs_f64();
     let mut entries = run.entries;
     let first_final = entries.len() as u64;
     let final_reads = final_reads(&*cluster, keys, origin, first_final, opts).await?;
@@ -500,7 +541,7 @@ async fn run_on<C: ClusterControl>(
     let phases = phase_stats(workload_entries, &windows);
     let mut phases = phases;
     recovery_times(workload_entries, &mut phases);
-    let ops_per_sec = ok as f64 / opts.duration.as_secs_f64();
+    let ops_per_sec = ok as f64 / duration.as_secs_f64();
     let writes = workload_entries.iter().filter(|e| e.op.is_write());
     let (ok_writes, all_writes) = writes.fold((0, 0), |(ok, all), e| {
         (ok + usize::from(e.outcome == Outcome::Ok), all + 1)
@@ -555,7 +596,12 @@ async fn run_on<C: ClusterControl>(
             "no verdict".to_string()
         }
     };
-    let timeline = timeline(workload_entries, opts.duration);
+    let timeline = timeline(workload_entries, duration);
+    let down_ratio = if s.fault == Some(Fault::NodeDown) {
+        down_ratio(&phases)
+    } else {
+        None
+    };
     Ok(ScenarioResult {
         name: s.name.into(),
         description: s.description.into(),
@@ -573,7 +619,23 @@ async fn run_on<C: ClusterControl>(
         timeline,
         history,
         failure_files,
+        down_ratio,
     })
+}
+
+/// Ops/s over the phases in which a node was down, as a fraction of the first healthy phase.
+fn down_ratio(phases: &[PhaseStats]) -> Option<f64> {
+    let healthy = phases.iter().find(|p| p.label == "healthy")?.ops_per_sec;
+    let down: Vec<&PhaseStats> = phases
+        .iter()
+        .filter(|p| p.label.ends_with("killed"))
+        .collect();
+    let secs: f64 = down.iter().map(|p| p.end - p.start).sum();
+    if down.is_empty() || healthy <= 0.0 || secs <= 0.0 {
+        return None;
+    }
+    let ops: f64 = down.iter().map(|p| p.ops_per_sec * (p.end - p.start)).sum();
+    Some(ops / secs / healthy)
 }
 
 /// The longest interval of `[0, end]` seconds in which no operation completed, and its start.

@@ -167,6 +167,10 @@ fn linearizability_suite_short() {
         "12",
         "--seed",
         "1",
+        // Every scenario but node-down, whose phases take 28 s (and which still stalls:
+        // issue 15 is open for it).
+        "--scenario",
+        "baseline,hot-key,mixed-nodes,counters,multi-key,disconnects,slow-replica,kill-restart,pause",
         // Debug binaries beside other tests on 2 cores: the per-phase check (nothing
         // completed during a fault phase fails) is what catches a stall here.
         "--min-ops",

@@ -173,11 +173,15 @@ impl Node {
                 self.inquired.remove(&id);
             }
             None => {
-                if attempt >= UNANSWERED_INQUIRIES {
+                if attempt >= UNANSWERED_INQUIRIES && self.replica.no_sync_point_settles(&id) {
                     // Nobody reachable knows it: perhaps only a node lost for good witnessed
                     // it. A sync point decided by the live majority leaves it out (none of
                     // them knows it, and they refuse it from then on), which proves it can
-                    // never execute, and whoever waits on it goes on.
+                    // never execute, and whoever waits on it goes on. Only when no sync point
+                    // known here can still settle it: each depends on every txn below it, so
+                    // proposing one per unanswered inquiry while GC waits for a down node
+                    // piled up sync points with thousands of deps each (a node at 100% CPU,
+                    // its log writes and replies seconds behind).
                     self.sync_wanted = true;
                 }
                 for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())
