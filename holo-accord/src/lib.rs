@@ -45,14 +45,18 @@
 //! id the replicas know (sync points included); it always takes the slow path (so its Accept
 //! fixes the deps at a majority and its recovery needs no fast-path evidence) and executes
 //! only once every dep is applied or invalidated, whatever their executeAt. Ordinary txns
-//! never depend on it. A replica that has seen a sync point *refuses* any unknown txn with a
-//! lower id (`Message::Refused`, or a recovery reply without a vote; it is one missing vote,
-//! not proof that the fast path failed: 4 of 5 replicas may have formed it without this
-//! one, while what it knows of conflicting txns counts as from any replica). It takes part
-//! in no round of that txn, invalidation included, since it records nothing for it; when
-//! so many refuse that no majority is left, the invalidation is decided without a round (no
-//! execution can be decided either). So a txn below a sync point either is in its deps or
-//! can never gather a majority: applying a sync point at a replica means every txn below it
+//! never depend on it. A replica that has seen a sync point *refuses* an unknown txn with a
+//! lower id while a sync point above it is undecided there (`Replica::refusal`): no vote, no
+//! acceptance, and a recovery counts its evidence but not its reply towards the majority.
+//! A sync point's deps are part of its Accept value (the union of a PreAccept majority's
+//! answers), so it has one decision; once decided with the txn in its deps the refusal is
+//! void (the replica takes part, PreAccept excepted), and decided without it the txn can
+//! never execute (`Refused { excluded }`: whoever holds it commits the invalidation, and
+//! waiters treat it as done, known or not). So refusals never need a lost replica to end:
+//! with a minority lost for good the live majority decides every txn (the simulator's
+//! lost-for-good scenario). An unknown dep nobody answers for makes a node propose a sync
+//! point, which the live majority decides without it. Applying a sync point at a replica
+//! means every txn below it
 //! that will ever execute has been applied there. The host reports a sync point's apply
 //! durable in storage with `Node::sync_durable`; nodes tell each other
 //! (`Message::SyncApplied`), and once every replica durably applied one, each drops the
@@ -82,7 +86,10 @@
 //! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept keeping
 //! PreAccept's deps; executing without regard to deps' executeAt; restarting the clock from
 //! zero; restarting it below the durable clock reservation; PreAccept ignoring a promised
-//! ballot; recovery picking the lowest accepted ballot; recovery ignoring an invalidation.
+//! ballot; recovery picking the lowest accepted ballot; recovery ignoring an invalidation;
+//! an invalidation committed on one acknowledgement (seed 750 since the simulator races
+//! recoveries: eager recovery timers, pauses, straggling messages); refusals that never
+//! lift (the reported stall: seed 0 of the lost-for-good scenario).
 //! Pitfalls 1 and 5 do not break safety here (a coordinator ignoring its own vote finishes
 //! on the slow path after the fast-path wait; a recovery that counts a vote cast in
 //! recovery proposes t0 where it could invalidate, which the superseding checks keep safe),
