@@ -44,6 +44,8 @@ pub const USER_PREFIX: u8 = b'u';
 const HEADER: usize = 1 + 8 + 8 + 2 + 2;
 /// How often applied state is made durable when the executor is busy or idle.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// Failed storage flushes in a row after which the executor (and so the node) stops.
+const FLUSH_FAILURES_MAX: u32 = 3;
 
 /// One transaction to apply.
 pub struct ApplyItem {
@@ -154,6 +156,8 @@ pub struct Executor {
     dirty: bool,
     /// The highest sync point applied and not yet reported durable.
     synced: Option<TxnId>,
+    /// Storage flushes that failed in a row.
+    flush_failures: u32,
     core: tokio::sync::mpsc::Sender<Event>,
 }
 
@@ -182,6 +186,7 @@ impl Executor {
             last_flush: Instant::now(),
             dirty: false,
             synced: None,
+            flush_failures: 0,
             core,
         })
     }
@@ -192,7 +197,9 @@ impl Executor {
             let first = match rx.recv_timeout(FLUSH_EVERY) {
                 Ok(items) => items,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    self.flush_if_due();
+                    if !self.flushed_or_stop() {
+                        return;
+                    }
                     self.report_synced();
                     continue;
                 }
@@ -215,11 +222,25 @@ impl Executor {
                 self.metrics.executor_failed.store(true, Ordering::Relaxed);
                 return;
             }
-            self.flush_if_due();
+            if !self.flushed_or_stop() {
+                return;
+            }
             self.report_synced();
         }
         if let Err(e) = self.store.flush() {
             tracing::warn!("final storage flush failed: {e}");
+        }
+    }
+
+    /// Flushes when due; false when the executor must stop (storage cannot be made durable).
+    fn flushed_or_stop(&mut self) -> bool {
+        match self.flush_if_due() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!("the executor stops: {e:#}");
+                self.metrics.executor_failed.store(true, Ordering::Relaxed);
+                false
+            }
         }
     }
 
@@ -234,13 +255,36 @@ impl Executor {
         }
     }
 
-    fn flush_if_due(&mut self) {
-        if self.dirty && self.last_flush.elapsed() >= FLUSH_EVERY {
-            if let Err(e) = self.store.flush() {
-                tracing::warn!("storage flush failed: {e}");
+    /// Makes applied state durable when due. A failed flush keeps the state dirty, so no
+    /// sync point is reported durable (peers would collect records this node may still
+    /// need); it is retried, and after `FLUSH_FAILURES_MAX` failures in a row the executor
+    /// stops, which stops the node.
+    ///
+    /// # Errors
+    /// The flush failed `FLUSH_FAILURES_MAX` times in a row.
+    fn flush_if_due(&mut self) -> anyhow::Result<()> {
+        if !self.dirty || self.last_flush.elapsed() < FLUSH_EVERY {
+            return Ok(());
+        }
+        self.last_flush = Instant::now();
+        match self.store.flush() {
+            Ok(()) => {
+                self.dirty = false;
+                self.flush_failures = 0;
+                Ok(())
             }
-            self.dirty = false;
-            self.last_flush = Instant::now();
+            Err(e) => {
+                self.flush_failures += 1;
+                tracing::error!(
+                    "storage flush failed ({} in a row, retried): {e}",
+                    self.flush_failures
+                );
+                anyhow::ensure!(
+                    self.flush_failures < FLUSH_FAILURES_MAX,
+                    "storage flush failed {FLUSH_FAILURES_MAX} times in a row: {e}"
+                );
+                Ok(())
+            }
         }
     }
 
