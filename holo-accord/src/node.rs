@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use bytes::Bytes;
 
 mod gc;
+mod inspect;
 mod progress;
 
 use crate::coordinator::{Coordination, Decision, Outcome, Phase};
@@ -282,43 +283,6 @@ impl Node {
         self.coordinating.len()
     }
 
-    /// A line per coordination (id, ballot, phase), for diagnosing a stuck simulation.
-    pub fn describe_coordinations(&self) -> Vec<String> {
-        let persisted = (self.persist_seq, self.durable_seq, self.held.len());
-        let mut lines: Vec<String> = self
-            .coordinating
-            .values()
-            .take(20)
-            .map(|c| {
-                format!(
-                    "{} ballot {:?} phase {:?} (persisted, durable, held) {persisted:?}",
-                    c.txn.id, c.ballot, c.phase
-                )
-            })
-            .collect();
-        lines.extend(self.replica.describe_blocked());
-        lines.extend(
-            self.progress
-                .iter()
-                .take(20)
-                .map(|(id, p)| format!("progress {id}: {p:?} now {}", self.now)),
-        );
-        lines
-    }
-
-    /// Decisions `peer` has not acknowledged and is still to be sent.
-    pub fn missed_by(&self, peer: NodeId) -> usize {
-        self.missed.get(&peer).map_or(0, BTreeSet::len)
-    }
-
-    /// Nothing left to do: no coordination, nothing undecided, nothing waiting to execute.
-    pub fn quiescent(&self) -> bool {
-        self.coordinating.is_empty()
-            && self.progress.is_empty()
-            && self.replica.idle()
-            && self.held.is_empty()
-    }
-
     /// Starts coordinating a transaction over `reads` and `writes`; returns its id.
     pub fn propose(&mut self, reads: &[Key], writes: &[Key], op: Bytes) -> TxnId {
         let kind = Txn::kind_of(writes);
@@ -408,25 +372,6 @@ impl Node {
             }
         }
         self.drain_local();
-    }
-
-    /// The host's link to `peer` is up again (it reconnected): send it the decisions it
-    /// missed while it was unreachable.
-    pub fn peer_up(&mut self, peer: NodeId) {
-        self.unreachable.remove(&peer);
-        if self.missed.contains_key(&peer) {
-            self.catching_up.insert(peer);
-        }
-    }
-
-    /// The host's link to `peer` is down (connecting fails, or the stream broke). A hint
-    /// for speed only: a coordinator whose fast quorum needs `peer` takes the slow path as
-    /// soon as a majority answered, instead of waiting out `fast_path_wait_us` for a vote
-    /// that cannot come. Hearing from the peer, or [`Node::peer_up`], ends it.
-    pub fn peer_down(&mut self, peer: NodeId) {
-        if peer != self.id {
-            self.unreachable.insert(peer);
-        }
     }
 
     /// Handles a batch of messages from a peer.
@@ -582,26 +527,12 @@ impl Node {
             // Once the sync points above the txn are decided it takes part, or proves the
             // txn can never execute (`Replica::refusal`).
             Message::PreAccept { txn } if self.replica.refuses_pre_accept(&txn.id) => {
-                let excluded = self.replica.refusal(&txn.id) == Some(Refusal::Excluded);
-                self.reply(
-                    from,
-                    Message::Refused {
-                        txn_id: txn.id,
-                        excluded,
-                    },
-                );
+                self.refuse(from, txn.id);
             }
             Message::Accept { txn, .. } | Message::AcceptInvalidate { txn, .. }
                 if self.replica.refusal(&txn.id).is_some() =>
             {
-                let excluded = self.replica.refusal(&txn.id) == Some(Refusal::Excluded);
-                self.reply(
-                    from,
-                    Message::Refused {
-                        txn_id: txn.id,
-                        excluded,
-                    },
-                );
+                self.refuse(from, txn.id);
             }
             Message::PreAccept { txn }
             | Message::Accept { txn, .. }
@@ -621,13 +552,7 @@ impl Node {
             Message::BeginRecovery { txn, .. }
                 if self.replica.refusal(&txn.id) == Some(Refusal::Excluded) =>
             {
-                self.reply(
-                    from,
-                    Message::Refused {
-                        txn_id: txn.id,
-                        excluded: true,
-                    },
-                );
+                self.refuse(from, txn.id);
             }
             Message::BeginRecovery { txn, ballot } if self.replica.refusal(&txn.id).is_some() => {
                 let info = self.replica.refusal_info(&txn);
@@ -775,6 +700,13 @@ impl Node {
             }
             reply => self.coordinator_reply(from, reply),
         }
+    }
+
+    /// Answers a round of a txn the local replica refuses, saying whether it can never
+    /// execute (`Replica::refusal`).
+    fn refuse(&mut self, to: NodeId, txn_id: TxnId) {
+        let excluded = self.replica.refusal(&txn_id) == Some(Refusal::Excluded);
+        self.reply(to, Message::Refused { txn_id, excluded });
     }
 
     /// Persists what a ballot-checked handler changed and answers: `ok` builds the reply,
@@ -1047,40 +979,6 @@ impl Node {
             .is_some_and(Coordination::finished)
         {
             self.coordinating.remove(&id);
-        }
-    }
-
-    /// Checks internal invariants; tests call it after every step.
-    ///
-    /// # Panics
-    /// When an invariant does not hold.
-    pub fn validate(&self) {
-        self.replica.validate();
-        assert!(
-            self.durable_seq <= self.persist_seq,
-            "durable beyond what was persisted"
-        );
-        assert!(
-            self.held.iter().all(|(s, _, _)| *s > self.durable_seq),
-            "a releasable message is held"
-        );
-        for (id, c) in &self.coordinating {
-            assert_eq!(*id, c.txn.id);
-            if c.ballot == Ballot::ZERO {
-                assert_eq!(
-                    id.coordinator(),
-                    self.id,
-                    "coordinating another node's txn at ballot zero"
-                );
-            }
-        }
-        for id in self.progress.keys() {
-            assert!(
-                self.replica
-                    .command(id)
-                    .is_none_or(|c| !c.status.is_decided()),
-                "{id}: watching a decided txn"
-            );
         }
     }
 }

@@ -11,6 +11,25 @@ const UNANSWERED_INQUIRIES: u32 = 2;
 const MISSED_PROBE_US: u64 = 1_000_000;
 
 impl Node {
+    /// The host's link to `peer` is up again (it reconnected): send it the decisions it
+    /// missed while it was unreachable.
+    pub fn peer_up(&mut self, peer: NodeId) {
+        self.unreachable.remove(&peer);
+        if self.missed.contains_key(&peer) {
+            self.catching_up.insert(peer);
+        }
+    }
+
+    /// The host's link to `peer` is down (connecting fails, or the stream broke). A hint
+    /// for speed only: a coordinator whose fast quorum needs `peer` takes the slow path as
+    /// soon as a majority answered, instead of waiting out `fast_path_wait_us` for a vote
+    /// that cannot come. Hearing from the peer, or [`Node::peer_up`], ends it.
+    pub fn peer_down(&mut self, peer: NodeId) {
+        if peer != self.id {
+            self.unreachable.insert(peer);
+        }
+    }
+
     /// Starts the recovery clock of an undecided txn, unless it is running.
     pub(super) fn watch(&mut self, id: TxnId) {
         let deadline = self.now + self.backoff(id, 0);
