@@ -90,10 +90,14 @@ pub struct Replica {
     dependents: BTreeMap<TxnId, BTreeSet<TxnId>>,
     /// Waiting txns whose readiness may have changed since the last `take_ready`.
     recheck: BTreeSet<TxnId>,
-    /// For each waiting txn, the deps not yet known to be out of its way. A dep that is
-    /// out of the way (applied, invalidated, or decided to run later) stays so, so each is
-    /// checked until it resolves and never again: a txn with a thousand applied deps costs
-    /// its readiness checks nothing after the first.
+    /// For each waiting txn, the deps not yet known to be out of its way, highest first (the
+    /// lowest, likeliest to resolve first, at the end). A dep that is out of the way
+    /// (applied, invalidated, decided to run later, or excluded) stays so, and a readiness
+    /// check stops at the first dep that still blocks: each dep is popped once when it
+    /// resolves, and a check costs one look however many deps are left. A sync point can
+    /// list thousands of deps and is checked again each time one of them changes (a
+    /// restarted node catching up does that for every txn it missed); scanning the whole
+    /// list on each check made catch-up quadratic and held the node's core for seconds.
     unresolved: HashMap<TxnId, Vec<TxnId>>,
     /// The highest sync point witnessed (or the GC floor): an unknown txn started below it
     /// may be refused (see [`Replica::refusal`]).
@@ -674,7 +678,7 @@ impl Replica {
     fn start_waiting(&mut self, id: TxnId) {
         self.waiting.insert(id);
         self.unresolved
-            .insert(id, self.commands[&id].deps.iter().copied().collect());
+            .insert(id, self.commands[&id].deps.iter().rev().copied().collect());
         self.recheck.insert(id);
         for dep in &self.commands[&id].deps {
             if self.pending(dep) {
@@ -833,16 +837,22 @@ impl Replica {
             .unresolved
             .get_mut(id)
             .expect("waiting txns are tracked");
-        unresolved.retain(|dep| match commands.get(dep) {
-            Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => false,
-            Some(d) if d.status == Status::Stable && !sync_point => d.execute_at <= execute_at,
-            Some(d) if d.status == Status::Stable => true,
-            // Undecided or never seen here: done if it can never execute (below the GC floor,
-            // or left out of a decided sync point above it), such as a txn only a lost node
-            // witnessed; its invalidation may never reach this replica.
-            _ => !excluded_in(commands, sync_points, gc_floor, dep),
-        });
-        unresolved.is_empty()
+        while let Some(dep) = unresolved.last() {
+            let blocks = match commands.get(dep) {
+                Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => false,
+                Some(d) if d.status == Status::Stable && !sync_point => d.execute_at <= execute_at,
+                Some(d) if d.status == Status::Stable => true,
+                // Undecided or never seen here: done if it can never execute (below the GC
+                // floor, or left out of a decided sync point above it), such as a txn only a
+                // lost node witnessed; its invalidation may never reach this replica.
+                _ => !excluded_in(commands, sync_points, gc_floor, dep),
+            };
+            if blocks {
+                return false;
+            }
+            unresolved.pop();
+        }
+        true
     }
 
     /// Rebuilds state from a persisted record (records are whole states; the last one for a

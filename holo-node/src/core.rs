@@ -279,11 +279,13 @@ impl Core {
             Event::Describe(reply) => {
                 let mut lines = self.node.describe_coordinations();
                 lines.push(format!(
-                    "host: pending clients {}, held applies {}, issued seq {}, durable seq {}",
+                    "host: pending clients {}, held applies {}, issued seq {}, durable seq {}, wal durable below {}, wal next {}",
                     self.pending.len(),
                     self.held.len(),
                     self.issued_seq,
-                    self.durable_seq
+                    self.durable_seq,
+                    self.wal.durable_below(),
+                    self.wal.next_lsn()
                 ));
                 let _ = reply.send(lines);
             }
