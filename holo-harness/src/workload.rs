@@ -2,7 +2,7 @@
 //! with monotonic invoke and complete times and an honest outcome.
 //!
 //! Outcomes: `ok` when the reply says what happened; `fail` only when the reply proves the
-//! operation had no effect (an error reply that is not "outcome unknown"); `unknown` on a
+//! operation had no effect (an error reply whose prefix says so, see [`proves_no_effect`]); `unknown` on a
 //! timeout, a broken connection or an unexpected reply. A measured operation is never retried:
 //! after an unknown outcome the client drops its connection and goes on with a new operation on
 //! the next node, so a late effect of the old one stays a single, unknown operation.
@@ -328,22 +328,22 @@ fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng
     }
 }
 
-/// True for the error replies a node sends only when the command had no effect: refused
-/// before it was proposed (arguments, types, limits) or decided not to apply. Any other error
-/// may hide an effect and is recorded as unknown.
+/// True for the error replies that prove the command had no effect, decided by the reply's
+/// prefix (HoloStore's README, "Error replies"): `-UNKNOWN` leaves the outcome open, and so
+/// does any prefix this harness does not know; `-TRYAGAIN` (never applied, safe to retry) and
+/// the refusals Redis itself sends (`-ERR`, `-WRONGTYPE`, ...) prove no effect.
 pub fn proves_no_effect(message: &str) -> bool {
-    const NO_EFFECT: [&str; 8] = [
-        "was not applied",
-        "wrong number of arguments",
-        "syntax error",
-        "wrongtype",
-        "not an integer",
-        "max number of clients",
-        "too large",
-        "protocol error",
+    const NO_EFFECT: [&str; 7] = [
+        "TRYAGAIN",
+        "ERR",
+        "WRONGTYPE",
+        "NOPROTO",
+        "NOAUTH",
+        "NOPERM",
+        "EXECABORT",
     ];
-    let m = message.to_ascii_lowercase();
-    !m.contains("unknown") && NO_EFFECT.iter().any(|p| m.contains(p))
+    let prefix = message.split(' ').next().unwrap_or_default();
+    NO_EFFECT.contains(&prefix)
 }
 
 /// Maps a reply to an outcome. An error reply is `fail` only when it proves no effect; a reply
@@ -421,21 +421,26 @@ mod tests {
         };
         assert_eq!(classify(&set, Frame::ok()).0, Outcome::Ok);
         assert_eq!(
-            classify(
-                &set,
-                Frame::error("ERR transaction was not applied; it is safe to retry")
-            )
-            .0,
+            classify(&set, Frame::error("TRYAGAIN transaction was not applied")).0,
             Outcome::Fail
         );
         assert_eq!(
-            classify(&set, Frame::error("ERR node is stopping; outcome unknown")).0,
+            classify(&set, Frame::error("UNKNOWN node is stopping")).0,
             Outcome::Unknown
         );
         assert_eq!(
-            classify(&set, Frame::error("ERR something new went wrong")).0,
+            classify(&set, Frame::error("SOMETHINGNEW went wrong")).0,
             Outcome::Unknown,
-            "an error that does not prove no effect is unknown"
+            "an error whose prefix does not prove no effect is unknown"
+        );
+        assert_eq!(
+            classify(
+                &set,
+                Frame::error("ERR wrong number of arguments for 'set'")
+            )
+            .0,
+            Outcome::Fail,
+            "a refusal before anything happened"
         );
         assert_eq!(
             classify(&set, Frame::error("WRONGTYPE Operation against a key")).0,

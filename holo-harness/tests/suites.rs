@@ -189,9 +189,15 @@ fn linearizability_suite_node_down() {
         .filter(|f| f["action"] == "kill")
         .collect();
     assert_eq!(kills.len(), 2, "two kills: {s}");
-    assert_ne!(kills[0]["nodes"], kills[1]["nodes"], "another victim each time: {s}");
+    assert_ne!(
+        kills[0]["nodes"], kills[1]["nodes"],
+        "another victim each time: {s}"
+    );
     let ratio = s["down_ratio"].as_f64().unwrap();
-    assert!(ratio > 0.0, "operations completed while a node was down: {s}");
+    assert!(
+        ratio > 0.0,
+        "operations completed while a node was down: {s}"
+    );
 }
 
 #[test]

@@ -20,6 +20,7 @@ use holo_wal::{Lsn, Wal};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::convert;
+use crate::error::{ClientError, Fatal};
 use crate::executor::ApplyItem;
 use crate::metrics::Metrics;
 use crate::transport::PeerLink;
@@ -213,8 +214,9 @@ impl Core {
     /// Runs until every event sender is gone.
     ///
     /// # Errors
-    /// The WAL failed: the node cannot promise durability any more and must stop.
-    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> anyhow::Result<()> {
+    /// The WAL failed (the node cannot promise durability any more) or the executor stopped:
+    /// the node must stop.
+    pub async fn run(mut self, mut events: mpsc::Receiver<Event>) -> Result<(), Fatal> {
         let mut ticker = tokio::time::interval(self.tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Whatever a restart re-applies.
@@ -343,7 +345,7 @@ impl Core {
     }
 
     /// Carries out the node's actions until it has none left.
-    fn flush(&mut self) -> anyhow::Result<()> {
+    fn flush(&mut self) -> Result<(), Fatal> {
         self.propose_queued();
         loop {
             let actions = self.node.take_actions();
@@ -404,10 +406,11 @@ impl Core {
                                     unit.retries += 1;
                                     again.push(unit);
                                 } else {
+                                    let error = ClientError::Invalidated {
+                                        attempts: unit.retries + 1,
+                                    };
                                     for proposal in unit.proposals {
-                                        let _ = proposal.reply.send(Frame::error(
-                                            "ERR transaction was not applied (invalidated after contention or a failure); it is safe to retry",
-                                        ));
+                                        let _ = proposal.reply.send(error.frame());
                                     }
                                 }
                             }
@@ -421,10 +424,7 @@ impl Core {
             }
             if !self.records.is_empty() {
                 let refs: Vec<&[u8]> = self.records.iter().map(Vec::as_slice).collect();
-                let lsn = self
-                    .wal
-                    .submit(&refs)
-                    .map_err(|e| anyhow::anyhow!("WAL append failed: {e}"))?;
+                let lsn = self.wal.submit(&refs).map_err(Fatal::Wal)?;
                 self.metrics.wal_batch_records.observe(refs.len() as u64);
                 let first = lsn + 1 - refs.len() as Lsn;
                 for (i, id) in self.record_txns.drain(..).enumerate() {
@@ -445,7 +445,7 @@ impl Core {
                 .apply_queue
                 .fetch_add(items.len() as i64, Ordering::Relaxed);
             if self.executor.send(items).is_err() {
-                anyhow::bail!("the executor stopped");
+                return Err(Fatal::ExecutorStopped);
             }
         }
         self.metrics
@@ -465,13 +465,11 @@ pub async fn durability_watcher(
     mut rx: mpsc::UnboundedReceiver<(Lsn, u64, Instant)>,
     core: mpsc::Sender<Event>,
     metrics: Arc<Metrics>,
-) -> anyhow::Result<()> {
+) -> Result<(), Fatal> {
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
         let (lsn, seq, _) = *batch.last().expect("non-empty");
-        wal.durable(lsn)
-            .await
-            .map_err(|e| anyhow::anyhow!("the WAL failed, the node stops: {e}"))?;
+        wal.durable(lsn).await.map_err(Fatal::Wal)?;
         for (_, _, at) in batch.drain(..) {
             metrics
                 .wal_commit_latency

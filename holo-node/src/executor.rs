@@ -36,6 +36,7 @@ use holo_storage::{AppliedMarker, RangeId as StoreRangeId, StateStore, Store, Wr
 use tokio::sync::oneshot;
 
 use crate::core::Event;
+use crate::error::{Fatal, Transient};
 use crate::metrics::Metrics;
 use crate::ops::{self, KvView};
 
@@ -43,7 +44,7 @@ use crate::ops::{self, KvView};
 pub const USER_PREFIX: u8 = b'u';
 const HEADER: usize = 1 + 8 + 8 + 2 + 2;
 /// How often applied state is made durable when the executor is busy or idle.
-const FLUSH_EVERY: Duration = Duration::from_millis(500);
+pub const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// Failed storage flushes in a row after which the executor (and so the node) stops.
 const FLUSH_FAILURES_MAX: u32 = 3;
 
@@ -158,6 +159,8 @@ pub struct Executor {
     synced: Option<TxnId>,
     /// Storage flushes that failed in a row.
     flush_failures: u32,
+    /// How often applied state is made durable ([`FLUSH_EVERY`]; tests make it zero).
+    flush_every: Duration,
     core: tokio::sync::mpsc::Sender<Event>,
 }
 
@@ -187,19 +190,37 @@ impl Executor {
             dirty: false,
             synced: None,
             flush_failures: 0,
+            flush_every: FLUSH_EVERY,
             core,
         })
     }
 
+    /// Flushes applied state this often instead of every [`FLUSH_EVERY`].
+    pub fn with_flush_every(mut self, every: Duration) -> Executor {
+        self.flush_every = every;
+        self
+    }
+
     /// Runs until the sending side closes; batches whatever has queued up.
-    pub fn run(mut self, rx: mpsc::Receiver<Vec<ApplyItem>>) {
+    ///
+    /// # Errors
+    /// Storage failed (see [`Fatal`]): the executor stops applying, and the node must stop.
+    /// The WAL still holds every decision, so a restart after the disk is fixed catches up.
+    pub fn run(mut self, rx: mpsc::Receiver<Vec<ApplyItem>>) -> Result<(), Fatal> {
+        let outcome = self.apply_until_closed(&rx);
+        if let Err(e) = &outcome {
+            tracing::error!("{e}");
+            self.metrics.executor_failed.store(true, Ordering::Relaxed);
+        }
+        outcome
+    }
+
+    fn apply_until_closed(&mut self, rx: &mpsc::Receiver<Vec<ApplyItem>>) -> Result<(), Fatal> {
         loop {
-            let first = match rx.recv_timeout(FLUSH_EVERY) {
+            let first = match rx.recv_timeout(self.flush_every.max(Duration::from_millis(1))) {
                 Ok(items) => items,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if !self.flushed_or_stop() {
-                        return;
-                    }
+                    self.flush_if_due()?;
                     self.report_synced();
                     continue;
                 }
@@ -215,33 +236,15 @@ impl Executor {
             self.metrics
                 .apply_queue
                 .fetch_sub(items.len() as i64, Ordering::Relaxed);
-            if let Err(e) = self.apply(items) {
-                // Applied state cannot be written: stop applying (the WAL still holds every
-                // decision, so a restart after the disk is fixed catches up).
-                tracing::error!("storage write failed, the executor stops: {e}");
-                self.metrics.executor_failed.store(true, Ordering::Relaxed);
-                return;
-            }
-            if !self.flushed_or_stop() {
-                return;
-            }
+            self.apply(items)?;
+            self.flush_if_due()?;
             self.report_synced();
         }
+        // Shutting down: nothing is reported after this, and the WAL covers what is lost.
         if let Err(e) = self.store.flush() {
             tracing::warn!("final storage flush failed: {e}");
         }
-    }
-
-    /// Flushes when due; false when the executor must stop (storage cannot be made durable).
-    fn flushed_or_stop(&mut self) -> bool {
-        match self.flush_if_due() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!("the executor stops: {e:#}");
-                self.metrics.executor_failed.store(true, Ordering::Relaxed);
-                false
-            }
-        }
+        Ok(())
     }
 
     /// Tells the core the highest sync point whose applied state is durable in storage.
@@ -261,9 +264,9 @@ impl Executor {
     /// stops, which stops the node.
     ///
     /// # Errors
-    /// The flush failed `FLUSH_FAILURES_MAX` times in a row.
-    fn flush_if_due(&mut self) -> anyhow::Result<()> {
-        if !self.dirty || self.last_flush.elapsed() < FLUSH_EVERY {
+    /// [`Fatal::Flush`]: the flush failed `FLUSH_FAILURES_MAX` times in a row.
+    fn flush_if_due(&mut self) -> Result<(), Fatal> {
+        if !self.dirty || self.last_flush.elapsed() < self.flush_every {
             return Ok(());
         }
         self.last_flush = Instant::now();
@@ -273,16 +276,13 @@ impl Executor {
                 self.flush_failures = 0;
                 Ok(())
             }
-            Err(e) => {
+            Err(source) => {
                 self.flush_failures += 1;
-                tracing::error!(
-                    "storage flush failed ({} in a row, retried): {e}",
-                    self.flush_failures
-                );
-                anyhow::ensure!(
-                    self.flush_failures < FLUSH_FAILURES_MAX,
-                    "storage flush failed {FLUSH_FAILURES_MAX} times in a row: {e}"
-                );
+                let failures = self.flush_failures;
+                if failures >= FLUSH_FAILURES_MAX {
+                    return Err(Fatal::Flush { failures, source });
+                }
+                tracing::error!("{}", Transient::Flush { failures, source });
                 Ok(())
             }
         }
@@ -291,8 +291,8 @@ impl Executor {
     /// Applies one batch atomically, then answers the clients.
     ///
     /// # Errors
-    /// Storage failed.
-    pub fn apply(&mut self, items: Vec<ApplyItem>) -> anyhow::Result<()> {
+    /// [`Fatal::Apply`]: storage could not be read or written.
+    pub fn apply(&mut self, items: Vec<ApplyItem>) -> Result<(), Fatal> {
         let started = Instant::now();
         let mut wanted: Vec<Bytes> = Vec::new();
         for item in &items {
@@ -305,7 +305,7 @@ impl Executor {
         wanted.dedup();
         let storage_keys: Vec<Vec<u8>> = wanted.iter().map(|k| storage_key(k)).collect();
         let refs: Vec<&[u8]> = storage_keys.iter().map(Vec::as_slice).collect();
-        let loaded = self.store.multi_get(&refs)?;
+        let loaded = self.store.multi_get(&refs).map_err(Fatal::Apply)?;
         let mut slots: HashMap<Bytes, Option<Slot>> = HashMap::with_capacity(wanted.len());
         for (key, value) in wanted.into_iter().zip(loaded) {
             let slot = value
@@ -378,7 +378,7 @@ impl Executor {
             self.metrics.set_applied(range, *index);
         }
         if !batch.is_empty() {
-            self.store.write(&batch)?;
+            self.store.write(&batch).map_err(Fatal::Apply)?;
             self.dirty = true;
         }
         self.metrics.observe_apply_batch(
@@ -423,6 +423,126 @@ pub fn count_keys(store: &Store) -> anyhow::Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use holo_accord::NodeId;
+    use holo_meta::Member;
+    use holo_storage::MemStore;
+
+    fn id(hlc: u64, flags: u16) -> TxnId {
+        TxnId(Timestamp {
+            epoch: 1,
+            hlc,
+            flags,
+            node: 1,
+        })
+    }
+
+    fn set(hlc: u64, key: &str) -> ApplyItem {
+        let args: Vec<Bytes> = ["SET", key, "v"]
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let ops::Parsed::Txn(kv) = ops::parse(&args) else {
+            panic!("SET parses to a txn");
+        };
+        let txn_id = id(hlc, 1);
+        ApplyItem {
+            txn: Txn::new(txn_id, &kv.reads, &kv.writes, kv.op),
+            execute_at: txn_id.0,
+            reply: Vec::new(),
+        }
+    }
+
+    fn sync_point(hlc: u64) -> ApplyItem {
+        let txn_id = id(hlc, 2);
+        ApplyItem {
+            txn: Txn::new(txn_id, &[], &[], Bytes::new()),
+            execute_at: txn_id.0,
+            reply: Vec::new(),
+        }
+    }
+
+    /// An executor over a memory store, flushing on every batch, and what it tells the core.
+    fn executor() -> (Executor, Arc<Store>, tokio::sync::mpsc::Receiver<Event>) {
+        let member = Member {
+            id: NodeId(1),
+            resp_addr: "127.0.0.1:1".into(),
+            grpc_addr: "127.0.0.1:2".into(),
+        };
+        let map = Arc::new(ClusterMap::initial(vec![member], &[]).unwrap());
+        let store = Arc::new(Store::Memory(MemStore::new()));
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let executor = Executor::new(Arc::clone(&store), map, Arc::default(), tx)
+            .unwrap()
+            .with_flush_every(Duration::ZERO);
+        (executor, store, rx)
+    }
+
+    fn fail_flushes(store: &Store, n: u32) {
+        let Store::Memory(mem) = store else {
+            unreachable!("a memory store")
+        };
+        mem.fail_flushes(n);
+    }
+
+    fn reported(rx: &mut tokio::sync::mpsc::Receiver<Event>) -> Vec<TxnId> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|e| match e {
+                Event::SyncDurable(id) => Some(id),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// One pass of the executor's loop over a batch: apply, flush when due, report.
+    fn step(executor: &mut Executor, items: Vec<ApplyItem>) -> Result<(), Fatal> {
+        executor.apply(items)?;
+        executor.flush_if_due()?;
+        executor.report_synced();
+        Ok(())
+    }
+
+    #[test]
+    fn a_failed_flush_is_never_reported_durable_and_is_retried() {
+        let (mut executor, store, mut rx) = executor();
+        fail_flushes(&store, 1);
+        step(&mut executor, vec![set(10, "a"), sync_point(11)]).unwrap();
+        assert_eq!(
+            reported(&mut rx),
+            [],
+            "the flush failed: nothing is durable"
+        );
+        // The next pass flushes again (still dirty), and only then reports the sync point.
+        step(&mut executor, Vec::new()).unwrap();
+        assert_eq!(reported(&mut rx), [id(11, 2)]);
+    }
+
+    #[test]
+    fn flushes_failing_in_a_row_stop_the_executor_with_a_typed_error() {
+        let (mut executor, store, mut rx) = executor();
+        fail_flushes(&store, FLUSH_FAILURES_MAX);
+        step(&mut executor, vec![set(10, "a"), sync_point(11)]).unwrap();
+        for _ in 1..FLUSH_FAILURES_MAX - 1 {
+            step(&mut executor, Vec::new()).unwrap();
+        }
+        match step(&mut executor, Vec::new()) {
+            Err(Fatal::Flush { failures, .. }) => assert_eq!(failures, FLUSH_FAILURES_MAX),
+            other => panic!("expected Fatal::Flush, got {other:?}"),
+        }
+        assert_eq!(reported(&mut rx), [], "nothing was ever reported durable");
+    }
+
+    #[test]
+    fn the_executor_thread_ends_with_the_fatal_error() {
+        let (executor, store, mut rx) = executor();
+        fail_flushes(&store, FLUSH_FAILURES_MAX);
+        let (tx, items) = mpsc::channel();
+        tx.send(vec![set(10, "a"), sync_point(11)]).unwrap();
+        // The sender stays open: only the failures can end the loop.
+        let outcome = executor.run(items);
+        assert!(matches!(outcome, Err(Fatal::Flush { .. })), "{outcome:?}");
+        assert_eq!(reported(&mut rx), []);
+        drop(tx);
+    }
 
     #[test]
     fn values_round_trip_with_their_version() {

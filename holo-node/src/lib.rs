@@ -55,6 +55,7 @@ pub mod admin;
 pub mod config;
 pub mod convert;
 pub mod core;
+pub mod error;
 pub mod executor;
 pub mod metrics;
 pub mod ops;
@@ -211,18 +212,30 @@ pub async fn run(
         core_tx.clone(),
     )?;
     let (exec_tx, exec_rx) = std::sync::mpsc::channel();
+    let (exec_done_tx, exec_done_rx) = tokio::sync::oneshot::channel();
     let executor_thread = std::thread::Builder::new()
         .name(format!("holo-executor-{}", me.0))
-        .spawn(move || executor.run(exec_rx))?;
+        .spawn(move || {
+            let _ = exec_done_tx.send(executor.run(exec_rx));
+        })?;
 
     let (durable_tx, durable_rx) = mpsc::unbounded_channel();
-    let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(core::durability_watcher(
+    let mut tasks: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
+    // The executor's end reaches the node at once (a failed disk stops the node), not only
+    // when the core next hands it work.
+    tasks.spawn(async move {
+        match exec_done_rx.await {
+            Ok(outcome) => outcome.map_err(anyhow::Error::from),
+            Err(_) => Err(anyhow::anyhow!("the executor thread panicked")),
+        }
+    });
+    let watcher = core::durability_watcher(
         Arc::clone(&wal),
         durable_rx,
         core_tx.clone(),
         Arc::clone(&metrics),
-    ));
+    );
+    tasks.spawn(async move { watcher.await.map_err(anyhow::Error::from) });
 
     let mut peers = HashMap::new();
     for member in map.members() {
@@ -253,7 +266,7 @@ pub async fn run(
         Duration::from_millis(config.accord.tick_ms),
     )
     .with_wal_positions(latest_lsn);
-    tasks.spawn(core.run(core_rx));
+    tasks.spawn(async move { core.run(core_rx).await.map_err(anyhow::Error::from) });
 
     let peer_service = pb::peer_server::PeerServer::new(transport::PeerService {
         me,

@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::NodeConfig;
 use crate::core::{Event, Proposal};
+use crate::error::ClientError;
 use crate::metrics::{Metrics, command_index};
 use crate::ops::{self, Parsed};
 
@@ -155,9 +156,7 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
         for (index, reply, version) in replies {
             let frame = match reply {
                 Reply::Ready(frame) => frame,
-                Reply::Pending(rx) => rx
-                    .await
-                    .unwrap_or_else(|_| Frame::error("ERR node is stopping; outcome unknown")),
+                Reply::Pending(rx) => rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
             };
             shared
                 .metrics
@@ -266,11 +265,13 @@ fn dispatch(
     match ops::parse(&args) {
         Parsed::Txn(txn) if txn.op.len() > shared.config.max_op_bytes() => (
             index,
-            Reply::Ready(Frame::error(format!(
-                "ERR command too large: {} bytes of data, the limit is {} (half of wal.record_bytes_max)",
-                txn.op.len(),
-                shared.config.max_op_bytes()
-            ))),
+            Reply::Ready(
+                ClientError::TooLarge {
+                    len: txn.op.len(),
+                    max: shared.config.max_op_bytes(),
+                }
+                .frame(),
+            ),
         ),
         Parsed::Txn(txn) => {
             let (tx, rx) = oneshot::channel();

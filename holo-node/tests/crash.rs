@@ -165,9 +165,12 @@ async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Written
             match reply {
                 Ok(Ok(Frame::Integer(_))) => out.incr_acked += 1,
                 Ok(Ok(reply)) if reply.is_error() => {
-                    // A definite "not applied" keeps the count exact; anything else may have.
-                    if !String::from_utf8_lossy(reply.as_bytes().expect("error text"))
-                        .contains("not applied")
+                    // `-TRYAGAIN` (never applied) keeps the count exact; anything else may
+                    // have been applied.
+                    if !reply
+                        .as_bytes()
+                        .expect("error text")
+                        .starts_with(b"TRYAGAIN ")
                     {
                         out.incr_unknown += 1;
                     }

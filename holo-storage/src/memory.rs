@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::error::StorageError;
@@ -18,11 +19,19 @@ struct Inner {
 #[derive(Debug, Default)]
 pub struct MemStore {
     inner: RwLock<Inner>,
+    /// Flushes still to fail (see [`MemStore::fail_flushes`]).
+    failing_flushes: AtomicU32,
 }
 
 impl MemStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes the next `n` flushes fail with a backend error, as a failing disk would, for
+    /// tests of the layers above (what they report durable, when they stop).
+    pub fn fail_flushes(&self, n: u32) {
+        self.failing_flushes.store(n, Ordering::SeqCst);
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -100,6 +109,16 @@ impl StateStore for MemStore {
     }
 
     fn flush(&self) -> Result<(), StorageError> {
+        let failing = self
+            .failing_flushes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(StorageError::Backend {
+                backend: "memory",
+                action: "flush",
+                source: "injected flush failure".into(),
+            });
+        }
         Ok(())
     }
 }
