@@ -43,7 +43,16 @@ pub struct BenchOptions {
     pub keyspace: u64,
     pub value_size: usize,
     pub seed: u64,
+    /// After the healthy runs of each backend, kill -9 one node and run everything again
+    /// against the two survivors.
+    pub node_down: bool,
 }
+
+/// Appended to a backend's target name for its runs with one node killed.
+pub const NODE_DOWN_SUFFIX: &str = " 1-down";
+
+/// The node killed for the one-node-down runs (index into the cluster; node 3).
+const DOWN_NODE: usize = 2;
 
 /// One measured run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -146,7 +155,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
         };
         let mut cluster = LocalCluster::up(&dir, spec, opts.binary.clone(), false).await?;
         let addrs = cluster.resp_addrs();
-        let outcome = measure(opts, &format!("holostore-{backend}"), &addrs, &mut results).await;
+        let target = format!("holostore-{backend}");
+        let mut outcome = measure(opts, &target, &addrs, &mut results).await;
+        if outcome.is_ok() && opts.node_down {
+            outcome = measure_node_down(opts, &mut cluster, &target, &mut results).await;
+        }
         cluster.down(Duration::from_secs(10)).await?;
         outcome?;
     }
@@ -155,14 +168,45 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
     Ok(results)
 }
 
-/// Each HoloStore run as a share of redis-server's throughput in the same run kind.
-pub fn ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
+/// kill -9 of one node, kept down for every run after it; clients go to the survivors.
+async fn measure_node_down(
+    opts: &BenchOptions,
+    cluster: &mut LocalCluster,
+    target: &str,
+    results: &mut BenchResults,
+) -> anyhow::Result<()> {
+    cluster.kill9(DOWN_NODE).await?;
+    let survivors: Vec<String> = cluster
+        .resp_addrs()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != DOWN_NODE)
+        .map(|(_, a)| a)
+        .collect();
+    measure(
+        opts,
+        &format!("{target}{NODE_DOWN_SUFFIX}"),
+        &survivors,
+        results,
+    )
+    .await
+}
+
+/// Each run's throughput as a share of the run of the same kind on the target `base_of`
+/// names for it (None: no comparison).
+fn shares(
+    results: &BenchResults,
+    base_of: impl Fn(&str) -> Option<String>,
+) -> Vec<(String, String, f64)> {
     let mut out = Vec::new();
-    for r in results.runs.iter().filter(|r| r.target != "redis-server") {
+    for r in &results.runs {
+        let Some(base_target) = base_of(&r.target) else {
+            continue;
+        };
         if let Some(base) = results
             .runs
             .iter()
-            .find(|b| b.target == "redis-server" && b.test == r.test && b.pipeline == r.pipeline)
+            .find(|b| b.target == base_target && b.test == r.test && b.pipeline == r.pipeline)
         {
             out.push((
                 r.target.clone(),
@@ -174,14 +218,38 @@ pub fn ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
     out
 }
 
+/// Each HoloStore run as a share of redis-server's throughput in the same run kind.
+pub fn ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
+    shares(results, |t| {
+        (t != "redis-server").then(|| "redis-server".to_string())
+    })
+}
+
+/// Each one-node-down run as a share of the same backend's healthy run of that kind (the
+/// bar: at least half).
+pub fn down_ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
+    shares(results, |t| {
+        t.strip_suffix(NODE_DOWN_SUFFIX).map(str::to_string)
+    })
+}
+
 fn print_comparison(results: &BenchResults) {
     let ratios = ratios(results);
-    if ratios.is_empty() {
-        return;
+    if !ratios.is_empty() {
+        println!("\nthroughput as a share of redis-server's in the same run:");
+        for (target, run, ratio) in ratios {
+            println!("  {target:<20} {run:<12} {:>6.1}%", ratio * 100.0);
+        }
     }
-    println!("\nthroughput as a share of redis-server's in the same run:");
-    for (target, run, ratio) in ratios {
-        println!("  {target:<20} {run:<12} {:>6.1}%", ratio * 100.0);
+    let down = down_ratios(results);
+    if !down.is_empty() {
+        println!(
+            "\nwith node {} down, as a share of the healthy cluster (the bar: 50%):",
+            DOWN_NODE + 1
+        );
+        for (target, run, ratio) in down {
+            println!("  {target:<20} {run:<12} {:>6.1}%", ratio * 100.0);
+        }
     }
 }
 

@@ -279,6 +279,10 @@ struct BenchArgs {
     /// Skip the redis-server runs.
     #[arg(long)]
     no_redis: bool,
+    /// Skip the runs with one node killed (by default every backend runs again with node 3
+    /// down, against the two survivors).
+    #[arg(long)]
+    no_node_down: bool,
     #[arg(long, default_value_t = 16390)]
     redis_port: u16,
     #[arg(long, default_value_t = 50)]
@@ -480,6 +484,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
                 keyspace: args.keyspace,
                 value_size: args.value_size,
                 seed: 7,
+                node_down: !args.no_node_down,
             };
             let results = bench::run(&opts).await?;
             let errors: u64 = results.runs.iter().map(|r| r.errors).sum();

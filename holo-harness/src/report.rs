@@ -285,10 +285,25 @@ fn bench(b: &BenchResults, path: &Path, md: &mut String, html: &mut String) {
     }
     md.push('\n');
     html.push_str("</table>");
-    let ratios = crate::bench::ratios(b);
-    if !ratios.is_empty() {
-        md.push_str("Throughput as a share of redis-server's in the same run:\n\n| target | run | share |\n|---|---|---:|\n");
-        html.push_str("<p>Throughput as a share of redis-server's in the same run:</p><table><tr><th>target</th><th>run</th><th>share</th></tr>");
+    for (title, ratios) in [
+        (
+            "Throughput as a share of redis-server's in the same run:",
+            crate::bench::ratios(b),
+        ),
+        (
+            "With one node down, throughput as a share of the healthy cluster's (the bar: 50%):",
+            crate::bench::down_ratios(b),
+        ),
+    ] {
+        if ratios.is_empty() {
+            continue;
+        }
+        let _ = write!(md, "{title}\n\n| target | run | share |\n|---|---|---:|\n");
+        let _ = write!(
+            html,
+            "<p>{}</p><table><tr><th>target</th><th>run</th><th>share</th></tr>",
+            esc(title)
+        );
         for (target, run, ratio) in &ratios {
             let _ = writeln!(md, "| {target} | {run} | {:.1}% |", ratio * 100.0);
             let _ = write!(
