@@ -115,6 +115,17 @@ pub struct LimitsConfig {
     /// Most commands of one connection in flight at once (a longer pipeline is read as
     /// earlier commands complete).
     pub max_pipeline: usize,
+    /// Most bytes of one command as sent (all its arguments and their framing); a longer one
+    /// is refused with a protocol error from the header that shows it, before its data is
+    /// buffered, and the connection is closed.
+    pub max_command_bytes: usize,
+    /// Most bytes all connections together may hold of commands not yet complete, beyond a
+    /// first 64 KiB each; a connection that would go past it is refused with an error and
+    /// closed (Redis's `maxmemory-clients` does the same), and nothing it sent executes.
+    pub max_input_buffer_bytes: usize,
+    /// Storage scans (DBSIZE, INFO keyspace) running at once; more wait their turn on their
+    /// own connection.
+    pub max_concurrent_scans: usize,
 }
 
 impl Default for LimitsConfig {
@@ -125,6 +136,9 @@ impl Default for LimitsConfig {
             max_arguments: 1024 * 1024,
             max_inline_bytes: 64 * 1024,
             max_pipeline: 1024,
+            max_command_bytes: 16 * 1024 * 1024,
+            max_input_buffer_bytes: 1024 * 1024 * 1024,
+            max_concurrent_scans: 1,
         }
     }
 }
@@ -245,6 +259,23 @@ impl NodeConfig {
         if self.limits.max_pipeline == 0 {
             bail!("limits.max_pipeline must be at least 1");
         }
+        if self.limits.max_concurrent_scans == 0 {
+            bail!("limits.max_concurrent_scans must be at least 1");
+        }
+        if self.limits.max_command_bytes < self.limits.max_bulk_bytes.saturating_add(64) {
+            bail!(
+                "limits.max_command_bytes = {} is below limits.max_bulk_bytes + 64 ({}): a command with one argument that large could not be sent",
+                self.limits.max_command_bytes,
+                self.limits.max_bulk_bytes.saturating_add(64)
+            );
+        }
+        if self.limits.max_input_buffer_bytes < self.limits.max_command_bytes {
+            bail!(
+                "limits.max_input_buffer_bytes = {} is below limits.max_command_bytes ({}): no command that large could ever be buffered",
+                self.limits.max_input_buffer_bytes,
+                self.limits.max_command_bytes
+            );
+        }
         if self.limits.max_bulk_bytes < 1024 {
             bail!(
                 "limits.max_bulk_bytes = {} is below 1024",
@@ -344,6 +375,7 @@ impl NodeConfig {
             aggregate_len_max: self.limits.max_arguments,
             depth_max: 8,
             inline_bytes_max: self.limits.max_inline_bytes,
+            frame_bytes_max: self.limits.max_command_bytes,
         }
     }
 }

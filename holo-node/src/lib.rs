@@ -294,6 +294,7 @@ pub async fn run(
     });
 
     let resp_addr = listeners.resp.local_addr()?;
+    let max_concurrent_scans = config.limits.max_concurrent_scans;
     let shared = Arc::new(server::Shared {
         limits: config.resp_limits(),
         config,
@@ -304,6 +305,7 @@ pub async fn run(
         started,
         resp_port: resp_addr.port(),
         next_client_id: AtomicU64::new(0),
+        scans: tokio::sync::Semaphore::new(max_concurrent_scans),
     });
     tasks.spawn(async move {
         server::accept_loop(listeners.resp, shared).await;

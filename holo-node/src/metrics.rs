@@ -134,6 +134,11 @@ pub struct Metrics {
     pub connections: AtomicI64,
     pub connections_total: AtomicU64,
     pub connections_rejected: AtomicU64,
+    /// Bytes of incomplete commands held beyond each connection's free allowance (the
+    /// node-wide input budget in use).
+    pub input_buffered: std::sync::atomic::AtomicUsize,
+    /// Connections refused because the input budget was used up.
+    pub input_refused: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub fast_path: AtomicU64,
     pub slow_path: AtomicU64,
@@ -169,6 +174,8 @@ impl Default for Metrics {
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
+            input_buffered: std::sync::atomic::AtomicUsize::new(0),
+            input_refused: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             fast_path: AtomicU64::new(0),
             slow_path: AtomicU64::new(0),
@@ -309,6 +316,18 @@ impl Metrics {
             "holo_connections_rejected_total",
             "Client connections refused at the limit.",
             self.connections_rejected.load(Ordering::Relaxed),
+        );
+        gauge(
+            &mut out,
+            "holo_input_buffered_bytes",
+            "Bytes of incomplete client commands held beyond 64 KiB per connection (limits.max_input_buffer_bytes bounds it).",
+            self.input_buffered.load(Ordering::Relaxed) as i64,
+        );
+        counter(
+            &mut out,
+            "holo_input_refused_total",
+            "Connections closed because the node-wide input budget was used up.",
+            self.input_refused.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -8,7 +8,7 @@
 //! does); the node keeps serving everyone else.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -40,6 +40,48 @@ pub struct Shared {
     pub started: Instant,
     pub resp_port: u16,
     pub next_client_id: AtomicU64,
+    /// Storage scans allowed to run at once (`limits.max_concurrent_scans`).
+    pub scans: Semaphore,
+}
+
+/// Bytes of an incomplete command a connection holds without drawing on the node-wide
+/// input budget (`limits.max_input_buffer_bytes`, in use: `Metrics::input_buffered`).
+const INPUT_BYTES_FREE: usize = 64 * 1024;
+
+/// Replies are written out once this many bytes are encoded, so one pipeline's replies are
+/// not all copied into one buffer first.
+const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+
+/// One connection's share of the node-wide input budget; returned when dropped.
+struct InputBudget<'a> {
+    total: &'a AtomicUsize,
+    max: usize,
+    held: usize,
+}
+
+impl InputBudget<'_> {
+    /// Holds what a buffer of `len` bytes needs beyond the free allowance; false (holding
+    /// nothing more) when that would take every connection together past the limit.
+    fn hold(&mut self, len: usize) -> bool {
+        let want = len.saturating_sub(INPUT_BYTES_FREE);
+        if want > self.held {
+            let extra = want - self.held;
+            if self.total.fetch_add(extra, Ordering::AcqRel) + extra > self.max {
+                self.total.fetch_sub(extra, Ordering::AcqRel);
+                return false;
+            }
+        } else {
+            self.total.fetch_sub(self.held - want, Ordering::AcqRel);
+        }
+        self.held = want;
+        true
+    }
+}
+
+impl Drop for InputBudget<'_> {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.held, Ordering::AcqRel);
+    }
 }
 
 /// Accepts clients until the task is dropped.
@@ -101,6 +143,9 @@ struct Client {
 enum Reply {
     Ready(Frame),
     Pending(oneshot::Receiver<Frame>),
+    /// A command that scans this node's storage (DBSIZE, INFO): run when its turn comes,
+    /// off the async workers, at most `limits.max_concurrent_scans` at once.
+    Scan(Vec<Bytes>),
 }
 
 async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
@@ -112,6 +157,11 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let max_pipeline = shared.config.limits.max_pipeline;
+    let mut budget = InputBudget {
+        total: &shared.metrics.input_buffered,
+        max: shared.config.limits.max_input_buffer_bytes,
+        held: 0,
+    };
     loop {
         let mut commands = Vec::new();
         let mut protocol_error = None;
@@ -132,8 +182,24 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
                 }
             }
         }
+        // What is left is at most the start of one command.
+        budget.hold(rbuf.len());
         if commands.is_empty() && protocol_error.is_none() {
             if rd.read_buf(&mut rbuf).await? == 0 {
+                return Ok(());
+            }
+            if !budget.hold(rbuf.len()) {
+                shared.metrics.input_refused.fetch_add(1, Ordering::Relaxed);
+                encode(
+                    &Frame::error(format!(
+                        "ERR the node's input buffers are full (limits.max_input_buffer_bytes = {}); this connection's incomplete command is refused",
+                        shared.config.limits.max_input_buffer_bytes
+                    )),
+                    client.version,
+                    &mut wbuf,
+                );
+                wr.write_all(&wbuf).await?;
+                let _ = wr.shutdown().await;
                 return Ok(());
             }
             continue;
@@ -157,11 +223,16 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
             let frame = match reply {
                 Reply::Ready(frame) => frame,
                 Reply::Pending(rx) => rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
+                Reply::Scan(args) => scan(args, shared).await,
             };
             shared
                 .metrics
                 .observe_command(index, frame.is_error(), started.elapsed());
             encode(&frame, version, &mut wbuf);
+            if wbuf.len() >= OUTPUT_FLUSH_BYTES {
+                wr.write_all(&wbuf).await?;
+                wbuf.clear();
+            }
         }
         if let Some(e) = &protocol_error {
             shared
@@ -181,6 +252,21 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Runs a storage-scanning command once a scan slot is free. Each connection waits for its
+/// own, in order, so however many a client pipelines, at most one task per connection waits.
+async fn scan(args: Vec<Bytes>, shared: &Arc<Shared>) -> Frame {
+    let Ok(_slot) = shared.scans.acquire().await else {
+        return ClientError::Stopping.frame();
+    };
+    let shared = Arc::clone(shared);
+    tokio::task::spawn_blocking(move || {
+        let mut quit = false;
+        local_command(&args, &mut Client::default(), &shared, &mut quit)
+    })
+    .await
+    .unwrap_or_else(|_| Frame::error("ERR the storage scan failed"))
 }
 
 fn args_of(frame: Frame) -> Option<Vec<Bytes>> {
@@ -220,19 +306,7 @@ fn dispatch(
     }
     let index = command_index(&args[0]);
     if args[0].eq_ignore_ascii_case(b"DBSIZE") || args[0].eq_ignore_ascii_case(b"INFO") {
-        // Both scan this node's storage: off the async workers.
-        let (tx, rx) = oneshot::channel();
-        let shared = Arc::clone(shared);
-        tokio::task::spawn_blocking(move || {
-            let mut quit = false;
-            let _ = tx.send(local_command(
-                &args,
-                &mut Client::default(),
-                &shared,
-                &mut quit,
-            ));
-        });
-        return (index, Reply::Pending(rx));
+        return (index, Reply::Scan(args));
     }
     if args[0].eq_ignore_ascii_case(b"HOLODEBUG") {
         // Diagnostics of the Accord core: what is in flight and what blocks it.

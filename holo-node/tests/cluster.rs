@@ -215,9 +215,17 @@ async fn garbage_gets_a_protocol_error_and_others_are_served() {
         .unwrap();
     assert!(String::from_utf8_lossy(&reply).starts_with("-ERR Protocol error"));
     // Data too large for one WAL record is refused with an error; the node keeps serving.
-    let big = "x".repeat(8 * 1024 * 1024);
+    let big = "x".repeat(5 * 1024 * 1024);
     let reply = good.cmd(&["MSET", "b1", &big, "b2", &big]).await.unwrap();
-    assert!(reply.is_error(), "{:?}", reply.as_bytes().map(|b| b.len()));
+    assert!(
+        reply
+            .as_bytes()
+            .is_some_and(|b| b.starts_with(b"ERR command too large")),
+        "{:?}",
+        reply
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+    );
     // HELLO in a pipeline changes the protocol of the replies after it only.
     let mut hello = cluster.client(2).await;
     let replies = hello
@@ -378,5 +386,158 @@ async fn wal_segments_are_released_once_every_node_applied_them() {
     assert_eq!(c3.cmd(&["GET", "key19-99"]).await.unwrap(), bulk(&value));
     assert_eq!(c3.cmd(&["SET", "after", "1"]).await.unwrap(), Frame::ok());
     assert_eq!(c.cmd(&["GET", "after"]).await.unwrap(), bulk("1"));
+    cluster.shutdown().await;
+}
+
+/// Reads everything the node sends until it closes the connection.
+async fn read_until_closed(raw: &mut tokio::net::TcpStream) -> String {
+    let mut reply = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), raw.read_to_end(&mut reply))
+        .await
+        .expect("the node closes the connection")
+        .unwrap();
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
+async fn input_buffered(c: &mut Client) -> u64 {
+    let Frame::Bulk(text) = c.cmd(&["HOLOMETRICS"]).await.unwrap() else {
+        panic!("HOLOMETRICS is a bulk string");
+    };
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix("holo_input_buffered_bytes "))
+        .expect("the input budget gauge")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_input_is_bounded_per_command_and_per_node() {
+    const MIB: usize = 1024 * 1024;
+    let cluster = Cluster::start_with(
+        3,
+        "redb",
+        "[limits]\nmax_bulk_bytes = 1048576\nmax_command_bytes = 3145728\nmax_input_buffer_bytes = 4194304\n",
+    )
+    .await;
+    let mut good = cluster.client(0).await;
+    // A command whose headers add up to more than max_command_bytes is refused from the
+    // header that shows it: its data is never sent, let alone buffered.
+    let mut raw = tokio::net::TcpStream::connect(cluster.resp(0))
+        .await
+        .unwrap();
+    let mut header = b"*7\r\n$4\r\nMSET\r\n$1\r\na\r\n".to_vec();
+    header.extend_from_slice(format!("${MIB}\r\n").as_bytes());
+    header.extend(std::iter::repeat_n(b'x', MIB));
+    header.extend_from_slice(format!("\r\n$1\r\nb\r\n${MIB}\r\n").as_bytes());
+    header.extend(std::iter::repeat_n(b'y', MIB));
+    header.extend_from_slice(format!("\r\n$1\r\nc\r\n${MIB}\r\n").as_bytes());
+    raw.write_all(&header).await.unwrap();
+    let text = read_until_closed(&mut raw).await;
+    assert!(
+        text.starts_with("-ERR Protocol error: request larger than the limit of 3145728 bytes"),
+        "{text:?}"
+    );
+    // Two connections each hold 1.9 MiB of a command not yet complete: together they use
+    // nearly all of the 4 MiB node-wide budget, and a third that needs more is refused.
+    let partial = |fill: u8| {
+        let mut p = b"*5\r\n$4\r\nMSET\r\n$2\r\nk1\r\n".to_vec();
+        p.extend_from_slice(format!("${MIB}\r\n").as_bytes());
+        p.extend(std::iter::repeat_n(fill, MIB));
+        p.extend_from_slice(format!("\r\n$2\r\nk2\r\n${MIB}\r\n").as_bytes());
+        p.extend(std::iter::repeat_n(fill, MIB - 100 * 1024));
+        p
+    };
+    let mut holders = Vec::new();
+    for fill in [b'1', b'2'] {
+        let mut raw = tokio::net::TcpStream::connect(cluster.resp(0))
+            .await
+            .unwrap();
+        raw.write_all(&partial(fill)).await.unwrap();
+        holders.push(raw);
+    }
+    let held = 2 * (2 * MIB as u64 - 100 * 1024 - 64 * 1024);
+    let addr = cluster.resp(0).to_owned();
+    eventually(
+        "both partial commands buffered",
+        Duration::from_secs(30),
+        || {
+            let addr = addr.clone();
+            async move {
+                let mut c = Client::connect(&addr).await.ok()?;
+                (input_buffered(&mut c).await >= held).then_some(())
+            }
+        },
+    )
+    .await;
+    let mut third = tokio::net::TcpStream::connect(cluster.resp(0))
+        .await
+        .unwrap();
+    let _ = third.write_all(&partial(b'3')).await;
+    let text = read_until_closed(&mut third).await;
+    assert!(
+        text.starts_with("-ERR the node's input buffers are full"),
+        "{text:?}"
+    );
+    // The holders finish their commands; the node applies them and frees the budget.
+    for (raw, fill) in holders.iter_mut().zip(['1', '2']) {
+        raw.write_all(&vec![fill as u8; 100 * 1024]).await.unwrap();
+        raw.write_all(b"\r\n").await.unwrap();
+        let mut ok = [0u8; 5];
+        raw.read_exact(&mut ok).await.unwrap();
+        assert_eq!(&ok, b"+OK\r\n");
+    }
+    assert_eq!(input_buffered(&mut good).await, 0);
+    let Frame::Bulk(v) = good.cmd(&["GET", "k2"]).await.unwrap() else {
+        panic!("k2 was set");
+    };
+    assert_eq!(v.len(), MIB);
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_storage_scans_at_once_are_all_answered_in_turn() {
+    let cluster = Cluster::start(3, "redb").await;
+    let mut c = cluster.client(0).await;
+    for i in 0..50 {
+        let key = format!("scan-{i}");
+        assert_eq!(c.cmd(&["SET", &key, "v"]).await.unwrap(), Frame::ok());
+    }
+    // 20 connections, each pipelining 200 DBSIZE and INFO: a scan slot at a time, every
+    // one answered, and the node serves other commands all along.
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let mut client = cluster.client(0).await;
+        tasks.push(tokio::spawn(async move {
+            let commands: Vec<Vec<&str>> = (0..200)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        vec!["DBSIZE"]
+                    } else {
+                        vec!["INFO", "keyspace"]
+                    }
+                })
+                .collect();
+            client.pipeline(&commands).await.unwrap()
+        }));
+    }
+    assert_eq!(
+        c.cmd(&["SET", "during", "scans"]).await.unwrap(),
+        Frame::ok()
+    );
+    for t in tasks {
+        let replies = t.await.unwrap();
+        assert_eq!(replies.len(), 200);
+        for (i, reply) in replies.iter().enumerate() {
+            match reply {
+                Frame::Integer(n) if i % 2 == 0 => assert!(*n >= 50, "DBSIZE {n}"),
+                Frame::Bulk(text) if i % 2 == 1 => {
+                    assert!(String::from_utf8_lossy(text).contains("db0:keys="))
+                }
+                other => panic!("reply {i}: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(c.cmd(&["GET", "during"]).await.unwrap(), bulk("scans"));
     cluster.shutdown().await;
 }

@@ -17,6 +17,10 @@ pub struct Limits {
     pub depth_max: usize,
     /// Longest inline command line, and longest type line (`+...`, `:...`, lengths).
     pub inline_bytes_max: usize,
+    /// Most bytes of one whole frame, however its parts add up: a frame whose lines and
+    /// declared bulk lengths reach past this is refused as soon as that is known, so a
+    /// reader never buffers more than this (plus one read) for a frame.
+    pub frame_bytes_max: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +30,7 @@ impl Default for Limits {
             aggregate_len_max: 1024 * 1024,
             depth_max: 64,
             inline_bytes_max: 64 * 1024,
+            frame_bytes_max: usize::MAX,
         }
     }
 }
@@ -189,6 +194,7 @@ impl<'a> Parser<'a> {
         if line.len() > self.limits.inline_bytes_max {
             return Err(ProtocolError::LineTooLong.into());
         }
+        self.check_end(self.pos + lf + 1)?;
         if line.contains(&b'\r') {
             return Err(ProtocolError::ExpectedCrlf.into());
         }
@@ -199,6 +205,15 @@ impl<'a> Parser<'a> {
     fn line_bytes(&mut self) -> Step<Bytes> {
         let line = self.line()?;
         Ok(self.copy(line))
+    }
+
+    /// Refuses a frame that would end past `frame_bytes_max`.
+    fn check_end(&self, end: usize) -> Step<()> {
+        let max = self.limits.frame_bytes_max;
+        if end > max {
+            return Err(ProtocolError::FrameTooLarge { max }.into());
+        }
+        Ok(())
     }
 
     /// A copy of `bytes` in the build pass; nothing in the check pass.
@@ -236,6 +251,7 @@ impl<'a> Parser<'a> {
             return Err(ProtocolError::BulkTooLarge { len, max }.into());
         }
         let len = len as usize;
+        self.check_end(self.pos.saturating_add(len).saturating_add(2))?;
         let rest = &self.buf[self.pos..];
         if rest.len() < 2 || rest.len() - 2 < len {
             return Err(Halt::Incomplete);

@@ -19,6 +19,9 @@ pub enum ProtocolError {
     /// An aggregate with more elements than [`crate::Limits::aggregate_len_max`].
     #[error("multibulk length {len} exceeds the limit of {max} elements")]
     AggregateTooLarge { len: u64, max: usize },
+    /// A frame larger in all than [`crate::Limits::frame_bytes_max`].
+    #[error("request larger than the limit of {max} bytes")]
+    FrameTooLarge { max: usize },
     /// Aggregates nested deeper than [`crate::Limits::depth_max`].
     #[error("nesting deeper than {max} levels")]
     TooDeep { max: usize },

@@ -164,6 +164,7 @@ fn configured_limits_apply() {
         aggregate_len_max: 2,
         depth_max: 1,
         inline_bytes_max: 8,
+        frame_bytes_max: 64,
     };
     assert_eq!(
         decode(b"$5\r\n", &limits),
@@ -180,6 +181,43 @@ fn configured_limits_apply() {
     assert_eq!(
         decode(b"GET 123456789\r\n", &limits),
         Err(ProtocolError::InlineTooLong)
+    );
+}
+
+#[test]
+fn a_frame_too_large_in_all_is_refused_from_the_header_that_says_so() {
+    let limits = Limits {
+        bulk_bytes_max: 44,
+        frame_bytes_max: 64,
+        ..Limits::default()
+    };
+    // Each bulk is within its own limit; the second one's header already says the frame
+    // ends past 64 bytes, so none of its data is waited for.
+    let first = format!("*2\r\n$30\r\n{}\r\n", "a".repeat(30));
+    assert_eq!(decode(first.as_bytes(), &limits), Ok(None));
+    let header = format!("{first}$30\r\n");
+    assert_eq!(
+        decode(header.as_bytes(), &limits),
+        Err(ProtocolError::FrameTooLarge { max: 64 })
+    );
+    // Exactly at the limit is fine.
+    let fits = format!("*2\r\n$3\r\nGET\r\n$44\r\n{}\r\n", "b".repeat(44));
+    assert_eq!(fits.len(), 64);
+    assert!(matches!(
+        decode(fits.as_bytes(), &limits),
+        Ok(Some((_, 64)))
+    ));
+    // Many small lines add up too.
+    let lines = format!("*20\r\n{}", ":1\r\n".repeat(20));
+    assert_eq!(
+        decode(
+            lines.as_bytes(),
+            &Limits {
+                frame_bytes_max: 64,
+                ..Limits::default()
+            }
+        ),
+        Err(ProtocolError::FrameTooLarge { max: 64 })
     );
 }
 

@@ -115,7 +115,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..512)) {
         let _ = decode(&input, &Limits::default());
-        let tight = Limits { bulk_bytes_max: 8, aggregate_len_max: 4, depth_max: 3, inline_bytes_max: 16 };
+        let tight = Limits { bulk_bytes_max: 8, aggregate_len_max: 4, depth_max: 3, inline_bytes_max: 16, frame_bytes_max: 48 };
         let _ = decode(&input, &tight);
     }
 
