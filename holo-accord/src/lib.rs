@@ -86,10 +86,15 @@
 //! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept keeping
 //! PreAccept's deps; executing without regard to deps' executeAt; restarting the clock from
 //! zero; restarting it below the durable clock reservation; PreAccept ignoring a promised
-//! ballot; recovery picking the lowest accepted ballot; recovery ignoring an invalidation;
-//! an invalidation committed on one acknowledgement (seed 750 since the simulator races
-//! recoveries: eager recovery timers, pauses, straggling messages); refusals that never
-//! lift (the reported stall: seed 0 of the lost-for-good scenario).
+//! ballot; recovery ignoring an invalidation; refusals that never lift (the reported stall:
+//! seed 0 of the lost-for-good scenario). Two recovery bugs need recoveries that race: an
+//! invalidation committed on one acknowledgement, and recovery re-proposing the value of the
+//! lowest accepted ballot rather than the highest. Both survived thousands of seeds until
+//! the simulator stalled recovery coordinators the moment they send their second phase
+//! (`Faults::recoverer_stalls_max`): the replicas accept the stalled one's value, another
+//! recovery takes over and meets accepted values of two ballots, and the stalled one comes
+//! back and commits. With that (and eager recovery timers, pauses and straggling messages)
+//! each is caught within the first few hundred seeds of `make sim`.
 //! Pitfalls 1 and 5 do not break safety here (a coordinator ignoring its own vote finishes
 //! on the slow path after the fast-path wait; a recovery that counts a vote cast in
 //! recovery proposes t0 where it could invalidate, which the superseding checks keep safe),

@@ -30,6 +30,11 @@ pub struct Faults {
     /// Most percent of messages that straggle (delivered up to `STRAGGLER_US_MAX` late,
     /// past ballot changes and recoveries).
     pub straggler_percent_max: u64,
+    /// Most times a recovery coordinator stalls (a pause, as SIGSTOP) the moment it sends its
+    /// second phase (Accept or AcceptInvalidate under its ballot): the replicas accept its
+    /// value, another recovery takes over and meets accepted values of several ballots, and
+    /// the stalled one comes back late with its replies and commits.
+    pub recoverer_stalls_max: u64,
     /// Lose nodes for good (crashed, or cut off from every peer) at a random moment under
     /// load: one of 3, one or two of 5. The live majority must then decide and apply
     /// everything within [`LIVENESS_BOUND_US`] and go on serving.
@@ -47,6 +52,7 @@ impl Default for Faults {
             clock_jumps_max: 4,
             pauses_max: 3,
             straggler_percent_max: 3,
+            recoverer_stalls_max: 4,
             lose_for_good: false,
         }
     }
@@ -171,6 +177,9 @@ struct Sim {
     paused_until: Vec<u64>,
     /// Percent of messages that straggle.
     straggler_percent: u64,
+    /// Recovery coordinators still to stall after their first phase (see
+    /// [`Faults::recoverer_stalls_max`]).
+    recoverer_stalls: u64,
     /// Nodes lost for good (crashed, or cut off from every peer even after the heal).
     lost: BTreeSet<usize>,
     /// When the last transient fault (a crash's restart, a partition's heal) ends: the
@@ -286,6 +295,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         lost: BTreeSet::new(),
         paused_until: vec![0; node_count as usize],
         straggler_percent: 0,
+        recoverer_stalls: 0,
         settled_at: 0,
         skew: vec![0; node_count as usize],
         promises: HashMap::new(),
@@ -297,6 +307,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
     };
     sim.keys = sim.rng.between(2, 9);
     sim.straggler_percent = sim.rng.between(0, faults.straggler_percent_max);
+    sim.recoverer_stalls = sim.rng.between(0, faults.recoverer_stalls_max);
     for _ in 0..sim.rng.between(0, faults.pauses_max) {
         let node = sim.rng.between(0, node_count as u64 - 1) as usize;
         let at = sim.rng.between(0, FAULTS_END_US / 3);
@@ -821,7 +832,20 @@ impl Sim {
     fn carry_out(&mut self, node: usize, actions: Vec<Action>) {
         for action in actions {
             match action {
-                Action::Send(envelope) => self.transmit(envelope),
+                Action::Send(envelope) => {
+                    let second_phase = envelope.messages.iter().any(|m| {
+                        matches!(
+                            m,
+                            holo_accord::Message::Accept { ballot, .. }
+                                | holo_accord::Message::AcceptInvalidate { ballot, .. }
+                                if *ballot > holo_accord::Ballot::ZERO
+                        )
+                    });
+                    self.transmit(envelope);
+                    if second_phase && !self.healed {
+                        self.maybe_stall_recoverer(node);
+                    }
+                }
                 Action::Persist { seq, command } => self.persist(node, seq, Ok(command)),
                 Action::ReserveClock { seq, upto } => self.persist(node, seq, Err(upto)),
                 Action::Apply { command, client } => {
@@ -840,6 +864,19 @@ impl Sim {
                 Action::Truncate { floor, max } => self.truncate(node, floor, max),
             }
         }
+    }
+
+    /// A recovery coordinator just sent its second phase: sometimes it stalls right there,
+    /// long enough for another recovery to take over.
+    fn maybe_stall_recoverer(&mut self, node: usize) {
+        if self.recoverer_stalls == 0 || !self.rng.percent(30) {
+            return;
+        }
+        self.recoverer_stalls -= 1;
+        let until = self.now + self.rng.between(10_000, 200_000);
+        self.paused_until[node] = self.paused_until[node].max(until);
+        self.settled_at = self.settled_at.max(until);
+        self.hash(&[self.now, 12, node as u64]);
     }
 
     /// Drops from the disk every record of a txn below `floor` the node no longer holds.
