@@ -151,30 +151,29 @@ fn zombie_or_gone(pid: u64) -> bool {
     }
 }
 
+/// `holo-harness suite linearizability` into `dir` with the settings both suite tests share,
+/// then `extra`.
+fn linearizability_suite(dir: &Path, extra: &[&str]) -> Command {
+    let mut c = harness();
+    c.args(["suite", "linearizability", "--dir", dir.to_str().unwrap()])
+        .args(["--clients", "6", "--keys", "12", "--seed", "1"])
+        // Debug binaries beside other tests on 2 cores: the per-phase check (nothing
+        // completed during a fault phase fails) is what catches a stall here.
+        .args(["--min-ops", "5", "--max-stall", "3s"])
+        .args(extra);
+    c
+}
+
 /// Two nodes killed in turn, each kept down for 10 s under load, the second shortly after
 /// the first came back (while it still catches up): every phase must keep completing
 /// operations, with the history linearizable.
 #[test]
 fn linearizability_suite_node_down() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, text) = run(harness().args([
-        "suite",
-        "linearizability",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--clients",
-        "6",
-        "--keys",
-        "12",
-        "--seed",
-        "1",
-        "--scenario",
-        "node-down",
-        "--min-ops",
-        "5",
-        "--max-stall",
-        "3s",
-    ]));
+    let (out, text) = run(&mut linearizability_suite(
+        dir.path(),
+        &["--scenario", "node-down"],
+    ));
     println!("{text}");
     assert!(out.status.success(), "suite failed:\n{text}");
     let r = results(&dir.path().join("results.json"));
@@ -203,29 +202,16 @@ fn linearizability_suite_node_down() {
 #[test]
 fn linearizability_suite_short() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, text) = run(harness().args([
-        "suite",
-        "linearizability",
-        "--dir",
-        dir.path().to_str().unwrap(),
-        "--duration",
-        "4s",
-        "--clients",
-        "6",
-        "--keys",
-        "12",
-        "--seed",
-        "1",
-        // Every scenario but node-down, whose phases take 28 s: it runs on its own below.
-        "--scenario",
-        "baseline,hot-key,mixed-nodes,counters,multi-key,disconnects,slow-replica,kill-restart,pause",
-        // Debug binaries beside other tests on 2 cores: the per-phase check (nothing
-        // completed during a fault phase fails) is what catches a stall here.
-        "--min-ops",
-        "5",
-        "--max-stall",
-        "3s",
-    ]));
+    let (out, text) = run(&mut linearizability_suite(
+        dir.path(),
+        &[
+            "--duration",
+            "4s",
+            // Every scenario but node-down, whose phases take 28 s: it runs on its own above.
+            "--scenario",
+            "baseline,hot-key,mixed-nodes,counters,multi-key,disconnects,slow-replica,kill-restart,pause",
+        ],
+    ));
     println!("{text}");
     assert!(out.status.success(), "suite failed:\n{text}");
     let r = results(&dir.path().join("results.json"));
