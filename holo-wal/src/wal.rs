@@ -13,7 +13,7 @@ use tracing::{error, warn};
 use crate::config::{PersistMode, WalConfig};
 use crate::error::WalError;
 use crate::fs::{WalFile, WalFs};
-use crate::record::{Lsn, decode_record, encode_record, payload_crc};
+use crate::record::{Lsn, decode_record, encode_record};
 use crate::recovery::{Segment, create_segment, recover, scan_records};
 
 /// A segmented write-ahead log with group commit. See the crate docs.
@@ -229,13 +229,12 @@ impl Wal {
     /// when the last one is durable, all under one lock acquisition.
     fn enqueue(&self, payloads: &[&[u8]], waiter: Option<Thread>) -> Result<Lsn, WalError> {
         let max = self.shared.config.record_bytes_max;
-        let crcs = payloads
+        if let Some(p) = payloads
             .iter()
-            .map(|p| match u32::try_from(p.len()) {
-                Ok(len) if len <= max => Ok(payload_crc(p)),
-                _ => Err(WalError::RecordTooLarge { len: p.len(), max }),
-            })
-            .collect::<Result<Vec<u32>, WalError>>()?;
+            .find(|p| !u32::try_from(p.len()).is_ok_and(|len| len <= max))
+        {
+            return Err(WalError::RecordTooLarge { len: p.len(), max });
+        }
         let bytes: usize = payloads
             .iter()
             .map(|p| p.len() + crate::record::RECORD_HEADER_BYTES)
@@ -255,9 +254,9 @@ impl Wal {
             state = self.shared.wait(&self.shared.room, state);
             state.room_waiters -= 1;
         }
-        for (payload, crc) in payloads.iter().zip(crcs) {
+        for payload in payloads {
             let lsn = state.next_lsn;
-            encode_record(&mut state.pending, lsn, payload, crc);
+            encode_record(&mut state.pending, lsn, payload);
             state.next_lsn += 1;
         }
         let last = state.next_lsn - 1;
