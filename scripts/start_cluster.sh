@@ -18,7 +18,15 @@ if [[ ! -x $bin ]]; then
     CARGO_TARGET_DIR=$target cargo build --release --locked -p holo-node
 fi
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A killed node can linger as a zombie until its parent (init here) reaps it: not alive.
+alive() {
+    [[ -f $1 ]] || return 1
+    local pid state
+    pid=$(cat "$1")
+    kill -0 "$pid" 2>/dev/null || return 1
+    state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+    [[ $state != Z ]]
+}
 
 ping_node() { # port -> 0 when the node answers PING with PONG
     local reply

@@ -109,6 +109,8 @@ pub struct Core {
     release: Option<(Lsn, Lsn)>,
     /// Set while this step wrote a GC record: the cut to release once it is durable.
     cut_pending: Option<Lsn>,
+    /// Where each released cut is saved for the next restart (see [`crate::checkpoint`]).
+    checkpoint: Option<std::path::PathBuf>,
 }
 
 impl Core {
@@ -142,7 +144,14 @@ impl Core {
             last_cut_mark: 0,
             release: None,
             cut_pending: None,
+            checkpoint: None,
         }
+    }
+
+    /// Saves each released cut to `path`, where a restart starts reading the WAL.
+    pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Core {
+        self.checkpoint = Some(path);
+        self
     }
 
     /// Where the WAL holds each live txn's latest record (from the replay at start).
@@ -192,6 +201,15 @@ impl Core {
             return;
         }
         self.release = None;
+        if let Some(path) = &self.checkpoint
+            && let Err(e) = crate::checkpoint::write(path, cut)
+        {
+            // A stale checkpoint only makes the next restart replay more.
+            tracing::warn!(
+                "saving the WAL replay checkpoint {} failed: {e}",
+                path.display()
+            );
+        }
         match self.wal.truncate_below(cut) {
             Ok(removed) => {
                 self.metrics

@@ -52,6 +52,7 @@
 //!   (`wal.pending_bytes_max`) blocks the core task until the writer catches up.
 
 pub mod admin;
+pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod core;
@@ -122,15 +123,16 @@ struct Replayed {
     latest_lsn: HashMap<holo_accord::TxnId, holo_wal::Lsn>,
 }
 
-/// Reads the WAL into what a restarted Accord node is built from.
-fn replay(wal: &Wal) -> anyhow::Result<Replayed> {
+/// Reads the WAL from `from` (see [`checkpoint`]) into what a restarted Accord node is
+/// built from.
+fn replay(wal: &Wal, from: holo_wal::Lsn) -> anyhow::Result<Replayed> {
     let mut out = Replayed {
         commands: Vec::new(),
         clock: 0,
         truncated: Default::default(),
         latest_lsn: HashMap::new(),
     };
-    for record in wal.replay(wal.first_lsn())? {
+    for record in wal.replay(from.max(wal.first_lsn()))? {
         let (lsn, payload) = record?;
         match convert::decode_record(&payload).map_err(|e| {
             anyhow::anyhow!(
@@ -172,24 +174,51 @@ pub async fn run(
             "wal.persist = \"buffer\": acknowledged writes can be lost on power failure (benchmarks only)"
         );
     }
+    // Each step of a restart is timed in the log: restart time is what a node down costs.
+    let step = Instant::now();
     let wal = Arc::new(
         Wal::open(config.data_dir.join("wal"), config.wal.clone()).context("opening the WAL")?,
     );
+    let wal_open_ms = step.elapsed().as_millis() as u64;
+    let step = Instant::now();
     let store = Arc::new(
         Store::open(&config.storage, &config.data_dir).context("opening the storage backend")?,
     );
+    let store_open_ms = step.elapsed().as_millis() as u64;
     if config.faults != config::FaultsConfig::default() {
         tracing::warn!(
             faults = ?config.faults,
             "[faults] is set: this node misbehaves on purpose (for testing the harness)"
         );
     }
-    let replayed = replay(&wal)?;
+    let checkpoint = checkpoint::path(wal.dir());
+    let from = match checkpoint::read(&checkpoint) {
+        Ok(Some(cut)) if cut <= wal.next_lsn() => cut,
+        Ok(Some(cut)) => {
+            tracing::warn!(
+                "{} points past the end of the WAL (LSN {cut}, next {}); replaying the whole WAL",
+                checkpoint.display(),
+                wal.next_lsn()
+            );
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            tracing::warn!("{e}; replaying the whole WAL");
+            0
+        }
+    };
+    let step = Instant::now();
+    let replayed = replay(&wal, from)?;
     tracing::info!(
         node = me.0,
+        from = from.max(wal.first_lsn()),
         records = replayed.commands.len(),
         gc_floor = %replayed.truncated.0,
         backend = store.backend_name(),
+        wal_open_ms,
+        store_open_ms,
+        replay_ms = step.elapsed().as_millis() as u64,
         "replayed the WAL"
     );
     let node = Node::restart(
@@ -265,7 +294,8 @@ pub async fn run(
         Arc::clone(&metrics),
         Duration::from_millis(config.accord.tick_ms),
     )
-    .with_wal_positions(latest_lsn);
+    .with_wal_positions(latest_lsn)
+    .with_checkpoint(checkpoint);
     tasks.spawn(async move { core.run(core_rx).await.map_err(anyhow::Error::from) });
 
     let peer_service = pb::peer_server::PeerServer::new(transport::PeerService {

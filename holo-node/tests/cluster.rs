@@ -366,6 +366,24 @@ async fn wal_segments_are_released_once_every_node_applied_them() {
         )
         .await;
     }
+    // The cut of the last released GC is saved beside the segments: a restart reads the WAL
+    // from there, not from the start of the oldest segment kept.
+    let wal_dir = cluster.dir.path().join("node3").join("wal");
+    let cut = holo_node::checkpoint::read(&holo_node::checkpoint::path(&wal_dir))
+        .unwrap()
+        .expect("a replay checkpoint after segments were released");
+    let first_kept = std::fs::read_dir(&wal_dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".wal")?.parse::<u64>().ok()
+        })
+        .min()
+        .unwrap();
+    assert!(
+        cut >= first_kept,
+        "the cut {cut} is in the WAL kept (from {first_kept})"
+    );
     // A node restarted on its truncated WAL still holds every key and serves them.
     cluster.stop(2).await;
     cluster.restart(2).await;
