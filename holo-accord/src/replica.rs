@@ -91,13 +91,10 @@ pub struct Replica {
     /// Waiting txns whose readiness may have changed since the last `take_ready`.
     recheck: BTreeSet<TxnId>,
     /// For each waiting txn, the deps not yet known to be out of its way, highest first (the
-    /// lowest, likeliest to resolve first, at the end). A dep that is out of the way
-    /// (applied, invalidated, decided to run later, or excluded) stays so, and a readiness
-    /// check stops at the first dep that still blocks: each dep is popped once when it
-    /// resolves, and a check costs one look however many deps are left. A sync point can
-    /// list thousands of deps and is checked again each time one of them changes (a
-    /// restarted node catching up does that for every txn it missed); scanning the whole
-    /// list on each check made catch-up quadratic and held the node's core for seconds.
+    /// lowest, likeliest to resolve first, at the end). A dep out of the way (applied,
+    /// invalidated, decided to run later, or excluded) stays so, and a check stops at the
+    /// first dep that still blocks, so each dep is popped once and a check costs one look:
+    /// a sync point lists thousands of deps and is checked each time one changes.
     unresolved: HashMap<TxnId, Vec<TxnId>>,
     /// The highest sync point witnessed (or the GC floor): an unknown txn started below it
     /// may be refused (see [`Replica::refusal`]).

@@ -76,11 +76,6 @@ impl ClientError {
     pub fn frame(&self) -> Frame {
         Frame::error(self.to_string())
     }
-
-    /// The reply proves the command had no effect.
-    pub fn no_effect(&self) -> bool {
-        !matches!(self, ClientError::Stopping)
-    }
 }
 
 #[cfg(test)]
@@ -100,7 +95,5 @@ mod tests {
         assert_eq!(prefix(ClientError::Invalidated { attempts: 4 }), "TRYAGAIN");
         assert_eq!(prefix(ClientError::Stopping), "UNKNOWN");
         assert_eq!(prefix(ClientError::TooLarge { len: 9, max: 8 }), "ERR");
-        assert!(ClientError::Invalidated { attempts: 1 }.no_effect());
-        assert!(!ClientError::Stopping.no_effect());
     }
 }

@@ -19,13 +19,15 @@
 
 mod checker;
 mod cluster;
+mod faults;
 mod rng;
 mod votes;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
-use cluster::{Faults, Outcome, run_seed};
+use cluster::run_seed;
+use faults::{Faults, Outcome};
 
 fn seeds() -> Vec<u64> {
     if let Ok(seed) = std::env::var("HOLO_SIM_SEED") {
