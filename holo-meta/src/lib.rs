@@ -1,15 +1,58 @@
-//! HoloStore's cluster state: membership and range descriptors with generations.
+//! HoloStore's cluster state machine: members, range descriptors with generations, the
+//! operations that change them (split, merge), the controller lease and the history that
+//! lets every node resolve a transaction's ranges by the map of its own epoch.
 //!
-//! A range descriptor is `(range_id, start_key, end_key, replicas, generation)`. Today the
-//! map is static: it is built at start from the node files' members and pre-split points
-//! ([`ClusterMap::initial`]), every range is replicated on every member, and every
-//! descriptor is at generation 1. The generation is carried from the start so that split
-//! and merge (which will bump it, fence the ranges involved and make replicas refuse
-//! commands routed with an older one) need no format change. The replicated meta-plane
-//! (the map itself as an Accord group, the controller lease) is not built yet.
+//! The state is [`MetaState`]; it changes only through [`MetaState::apply`], which takes
+//! one [`MetaCommand`] and the executeAt its transaction was given and is a pure function
+//! of the two: no clock, no randomness, no I/O. Every replica of the meta range applies the
+//! same commands in the same (executeAt) order, so every replica — and every WAL replay —
+//! reaches the same state, byte for byte ([`MetaState::encode`], [`MetaState::hash`]).
+//!
+//! # Compare-and-swap
+//! A command names what it expects: the controller's lease term, and the generation of
+//! every range it changes. A command whose expectations do not hold is a *recorded no-op*
+//! ([`Outcome::Rejected`]): nothing changes but the last outcome, identically everywhere.
+//! This is what makes a stale controller harmless and defeats the ABA case (merge two
+//! ranges, then split the result at the same key: the generations differ, so a command
+//! prepared against the first pair cannot land on the second).
+//!
+//! # Epochs and generations
+//! Every change to the descriptors increments `epoch` by one and the generation of every
+//! descriptor it touches; a new range starts at generation 1 with its parent recorded, and
+//! range ids are never reused. Lease changes do not change the map, so they leave the
+//! epoch alone. The descriptors of earlier epochs stay in [`MetaState::history`] while an
+//! operation that left them is still cutting their history (see below), so a replica can
+//! resolve a record of epoch `e` by the map of epoch `e`; a retired range's successor is in
+//! [`MetaState::successor`].
+//!
+//! # Operations
+//! A split or merge commits its new descriptors in one command and records an
+//! [`Operation`] in phase [`Phase::Cutting`]: the controller then has an exclusive sync
+//! point over the ranges involved decided and applied, and commits
+//! [`MetaCommand::Finish`], which drops the operation and the history entries no operation
+//! needs any more. A controller that dies in between leaves the operation in the map, and
+//! the next lease holder resumes it. No other operation may start on a range with one in
+//! flight.
+//!
+//! # The lease
+//! `{holder, term, expires}`, with time taken from executeAt's hybrid logical clock
+//! (microseconds). A node acquires the lease with the next term once it has expired (or
+//! re-acquires its own), and renews it with the same term before it expires. Operations
+//! carry the term they were issued under and are rejected unless it is the current term and
+//! the lease is live at their executeAt. The lease only keeps one driver at a time; safety
+//! comes from the compare-and-swap.
 
 use bytes::Bytes;
 use holo_accord::{NodeId, RangeId, RangeInfo, Topology};
+
+mod codec;
+mod state;
+
+pub use codec::DecodeError;
+pub use state::{
+    ConfigMismatch, LAST_OUTCOMES_MAX, Lease, MetaCommand, MetaState, OpKind, Operation, Outcome,
+    Phase, Record, Rejection,
+};
 
 /// A node of the cluster and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,12 +69,20 @@ pub struct RangeDescriptor {
     pub start: Bytes,
     pub end: Option<Bytes>,
     pub replicas: Vec<NodeId>,
+    /// Bumped by every change to this descriptor; a new range starts at 1.
     pub generation: u64,
+    /// The range (and its generation) this one was split from, if any.
+    pub parent: Option<(RangeId, u64)>,
 }
 
 impl RangeDescriptor {
     pub fn contains(&self, key: &[u8]) -> bool {
         key >= &self.start[..] && self.end.as_ref().is_none_or(|end| key < &end[..])
+    }
+
+    /// Whether `key` lies strictly inside, so a split there leaves both halves non-empty.
+    pub fn splits_at(&self, key: &[u8]) -> bool {
+        key > &self.start[..] && self.end.as_ref().is_none_or(|end| key < &end[..])
     }
 }
 
@@ -46,16 +97,19 @@ pub enum MetaError {
     BadSplitPoint(String),
 }
 
-/// Members and the ranges that partition the key space, sorted by start key.
+/// The map of one epoch: members and the ranges that partition the key space, sorted by
+/// start key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterMap {
+    epoch: u64,
     members: Vec<Member>,
     ranges: Vec<RangeDescriptor>,
 }
 
 impl ClusterMap {
-    /// The map a new cluster starts with: ranges cut at `split_points` (so `n` points give
-    /// `n + 1` ranges, ids 1, 2, ...), each replicated on every member, generation 1.
+    /// The map a new cluster starts with, at epoch 1: ranges cut at `split_points` (so `n`
+    /// points give `n + 1` ranges, ids 1, 2, ...), each replicated on every member,
+    /// generation 1.
     ///
     /// # Errors
     /// No members, a member id twice, or split points not strictly increasing.
@@ -88,9 +142,18 @@ impl ClusterMap {
                 end,
                 replicas: replicas.clone(),
                 generation: 1,
+                parent: None,
             })
             .collect();
-        Ok(ClusterMap { members, ranges })
+        Ok(ClusterMap {
+            epoch: 1,
+            members,
+            ranges,
+        })
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn members(&self) -> &[Member] {
@@ -105,10 +168,23 @@ impl ClusterMap {
         &self.ranges
     }
 
+    pub fn range(&self, id: RangeId) -> Option<&RangeDescriptor> {
+        self.ranges.iter().find(|r| r.id == id)
+    }
+
     /// The range holding `key`.
     pub fn range_of(&self, key: &[u8]) -> &RangeDescriptor {
         let i = self.ranges.partition_point(|r| r.start.as_ref() <= key);
         &self.ranges[i - 1]
+    }
+
+    /// The split points: every range's start but the first.
+    pub fn split_points(&self) -> Vec<Bytes> {
+        self.ranges
+            .iter()
+            .skip(1)
+            .map(|r| r.start.clone())
+            .collect()
     }
 
     /// The topology holo-accord runs on.
@@ -126,57 +202,57 @@ impl ClusterMap {
                 .collect(),
         }
     }
+
+    /// Checks the map's invariants: members sorted and unique, ranges sorted, starting at
+    /// the empty key, each ending where the next starts, the last unbounded, every range
+    /// non-empty, replicated on members only, at a generation of at least 1.
+    ///
+    /// # Panics
+    /// When an invariant does not hold (a bug in whatever built the map).
+    pub fn validate(&self) {
+        assert!(self.epoch >= 1, "epochs start at 1");
+        assert!(
+            self.members.windows(2).all(|w| w[0].id < w[1].id),
+            "members sorted and unique: {:?}",
+            self.members
+        );
+        assert!(!self.ranges.is_empty(), "the ranges cover the key space");
+        assert!(
+            self.ranges[0].start.is_empty(),
+            "the first range starts at the empty key"
+        );
+        assert_eq!(
+            self.ranges.last().expect("non-empty").end,
+            None,
+            "the last is unbounded"
+        );
+        for w in self.ranges.windows(2) {
+            assert_eq!(
+                w[0].end.as_ref(),
+                Some(&w[1].start),
+                "no gap or overlap: {w:?}"
+            );
+        }
+        let mut ids: Vec<RangeId> = self.ranges.iter().map(|r| r.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), self.ranges.len(), "range ids unique");
+        for r in &self.ranges {
+            assert!(
+                r.end.as_ref().is_none_or(|end| r.start < *end),
+                "non-empty: {r:?}"
+            );
+            assert!(r.generation >= 1, "generations start at 1: {r:?}");
+            assert!(!r.replicas.is_empty(), "replicated: {r:?}");
+            for n in &r.replicas {
+                assert!(
+                    self.member(*n).is_some(),
+                    "replica {n:?} is a member: {r:?}"
+                );
+            }
+        }
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn members(ids: &[u16]) -> Vec<Member> {
-        ids.iter()
-            .map(|&id| Member {
-                id: NodeId(id),
-                resp_addr: format!("127.0.0.1:{}", 16378 + id),
-                grpc_addr: format!("127.0.0.1:{}", 15050 + id),
-            })
-            .collect()
-    }
-
-    fn points(p: &[&'static str]) -> Vec<Bytes> {
-        p.iter().map(|s| Bytes::from_static(s.as_bytes())).collect()
-    }
-
-    #[test]
-    fn split_points_partition_the_key_space() {
-        let map = ClusterMap::initial(members(&[3, 1, 2]), &points(&["g", "n", "t"])).unwrap();
-        assert_eq!(map.ranges().len(), 4);
-        assert_eq!(map.members()[0].id, NodeId(1));
-        for (key, range) in [("", 1), ("a", 1), ("g", 2), ("m", 2), ("n", 3), ("zz", 4)] {
-            let r = map.range_of(key.as_bytes());
-            assert_eq!(r.id, RangeId(range), "key {key:?}");
-            assert!(r.contains(key.as_bytes()));
-            assert_eq!(r.generation, 1);
-            assert_eq!(r.replicas, vec![NodeId(1), NodeId(2), NodeId(3)]);
-        }
-        let topology = map.topology();
-        assert_eq!(topology.ranges.len(), 4);
-        assert_eq!(topology.ranges[3].end, None);
-    }
-
-    #[test]
-    fn bad_maps_are_refused() {
-        assert_eq!(ClusterMap::initial(vec![], &[]), Err(MetaError::NoMembers));
-        assert_eq!(
-            ClusterMap::initial(members(&[1, 1]), &[]),
-            Err(MetaError::DuplicateMember(1))
-        );
-        assert_eq!(
-            ClusterMap::initial(members(&[1]), &points(&["b", "a"])),
-            Err(MetaError::BadSplitPoint("a".into()))
-        );
-        assert_eq!(
-            ClusterMap::initial(members(&[1]), &points(&[""])),
-            Err(MetaError::BadSplitPoint(String::new()))
-        );
-    }
-}
+mod tests;
