@@ -126,6 +126,11 @@ impl Clock {
         }
     }
 
+    /// Timestamps issued from now on carry `epoch` (never lower than before).
+    pub fn set_epoch(&mut self, epoch: u64) {
+        self.epoch = self.epoch.max(epoch);
+    }
+
     /// The host's physical time, in microseconds. It may jump backwards.
     pub fn observe_now(&mut self, now_micros: u64) {
         self.now = now_micros;
@@ -136,7 +141,9 @@ impl Clock {
         self.last = self.last.max(seen.hlc);
     }
 
-    /// A fresh timestamp above everything issued or seen, and above `at_least`.
+    /// A fresh timestamp above everything issued or seen, and above `at_least`. Its epoch
+    /// is this node's, or `at_least`'s if that is later (an executeAt witnessed above a txn
+    /// of a later epoch lies in that epoch); the hlc alone keeps it above `at_least` then.
     pub fn unique_now(&mut self, kind: TxnKind, at_least: Timestamp) -> Timestamp {
         self.observe(at_least);
         self.last = (self.last + 1).max(self.now);
@@ -146,7 +153,7 @@ impl Clock {
             TxnKind::SyncPoint => FLAG_SYNC_POINT,
         };
         Timestamp {
-            epoch: self.epoch,
+            epoch: self.epoch.max(at_least.epoch),
             hlc: self.last,
             flags,
             node: self.node.0,

@@ -38,6 +38,7 @@
 //!   txns it waited for (see `Replica::compact_after`), so deps list what is in flight, not a
 //!   key's whole history; readiness checks track only each waiting txn's unresolved deps.
 //! - GC through sync points (below).
+//! - Epochs (below).
 //!
 //! # GC: sync points and the truncation floor
 //! Every `Config::sync_interval_us` a node proposes a *sync point*: a txn of kind
@@ -75,19 +76,43 @@
 //! sync point is applied after it, that everything below a sync point every node applied is
 //! applied everywhere, and that GC happens only then.
 //!
+//! # Epochs
+//! A [`Topology`] belongs to an epoch. A node starts in one and adopts the next ones
+//! strictly in order ([`Node::adopt`]; out of order is an error and changes nothing); its
+//! clock then issues timestamps of the new epoch, so every TxnId carries the epoch its
+//! coordinator routed with. Timestamps order by epoch first: a txn proposed by a node still
+//! in epoch `e` is below every txn of `e + 1` whatever its hlc, and a replica witnessing it
+//! above a conflict of `e + 1` gives it an executeAt in `e + 1` (the clock takes the later
+//! epoch of the bound it must exceed). A coordination needs quorums of the txn's ranges in
+//! its own epoch and in every later one the node still keeps ("until a range is synced in
+//! `e + 1`, quorums in both"); the host retires old epochs ([`Node::retire_epochs_below`])
+//! once nothing of them is in flight. Such a lagging txn is also below every sync point of
+//! the new epoch, so replicas refuse it once one is decided without it; its coordinator
+//! (whose own replica refused it too, and so holds nothing to invalidate) then ends the
+//! round and answers its client "invalidated" instead of recovering it for ever; the host
+//! proposes again, in the epoch it has adopted by then. Today topology changes move range
+//! boundaries only (split, merge): replicas are the same in every epoch, so the quorums of
+//! both epochs are the same nodes. Replicas that change between epochs (a replica move)
+//! need replicas to refuse txns routed with a topology they know is stale, and bootstrap.
+//!
 //! # Not yet
 //! - Read-only optimisations (ephemeral reads) and sending Apply results to lagging replicas;
 //!   today every replica executes every transaction itself.
-//! - Epochs and topology changes (the epoch is fixed at 1).
+//! - Replica changes between epochs (see above) and range-scoped sync points: a split's or
+//!   merge's history cut is a sync point over every range.
 //!
 //! # Simulator
 //! `tests/sim` runs whole clusters (see its module docs and the README). Planted bugs it
 //! catches within 3,000 seeds: replies sent before their record is durable; a majority fast
 //! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept keeping
 //! PreAccept's deps; executing without regard to deps' executeAt; restarting the clock from
-//! zero; restarting it below the durable clock reservation; PreAccept ignoring a promised
+//! zero; restarting it below the durable clock reservation; a witness that keeps its own
+//! epoch when the conflict it must exceed is of a later one (seed 2: the executeAt lands
+//! below a dep); PreAccept ignoring a promised
 //! ballot; recovery ignoring an invalidation; refusals that never lift (the reported stall:
-//! seed 0 of the lost-for-good scenario). Two recovery bugs need recoveries that race: an
+//! seed 0 of the lost-for-good scenario); a lagging coordinator that keeps recovering a txn
+//! every replica refuses as excluded, its own included (a liveness failure within the
+//! first 50 seeds, once topology changes run). Two recovery bugs need recoveries that race: an
 //! invalidation committed on one acknowledgement, and recovery re-proposing the value of the
 //! lowest accepted ballot rather than the highest. Both survived thousands of seeds until
 //! the simulator stalled recovery coordinators the moment they send their second phase
@@ -122,7 +147,7 @@ mod txn;
 
 pub use ids::{Ballot, Clock, NodeId, RangeId, Timestamp, TxnId, TxnKind};
 pub use messages::{Envelope, Message};
-pub use node::{Action, Config, Node, Stats};
+pub use node::{Action, Config, EpochError, Node, Stats};
 pub use replica::{Command, RecoverInfo, Status};
 pub use topology::{RangeInfo, Topology};
 pub use txn::{Access, Deps, Key, Txn};

@@ -12,7 +12,7 @@ use crate::coordinator::{Coordination, Decision, Outcome, Phase};
 use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
 use crate::replica::{Command, Handled, PreAcceptReply, Refusal, Replica, Status};
-use crate::topology::Topology;
+use crate::topology::{RangeInfo, Topology};
 use crate::txn::{Key, Txn};
 
 /// Timing knobs, in microseconds of host time.
@@ -117,7 +117,8 @@ pub struct Stats {
 #[derive(Debug)]
 pub struct Node {
     id: NodeId,
-    topology: Topology,
+    /// The topologies of the epochs still in use, consecutive, the current one last.
+    topologies: BTreeMap<u64, Topology>,
     config: Config,
     clock: Clock,
     now: u64,
@@ -160,18 +161,26 @@ pub struct Node {
     last_sync_query: u64,
     /// Progress asks for a sync point now (an unknown dep nobody answers for).
     sync_wanted: bool,
-    /// Every replica of every range, this node included.
+    /// Every replica of every range in every epoch kept, this node included.
     all_replicas: Vec<NodeId>,
+}
+
+/// Why a topology was not adopted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EpochError {
+    #[error("epoch {got} does not follow epoch {current}: epochs are adopted in order")]
+    OutOfOrder { current: u64, got: u64 },
 }
 
 impl Node {
     pub fn new(id: NodeId, topology: Topology, config: Config) -> Node {
         let all_replicas = Topology::replicas_of(&topology.ranges.iter().collect::<Vec<_>>());
+        let epoch = topology.epoch;
         Node {
             id,
-            topology,
+            topologies: BTreeMap::from([(epoch, topology)]),
             config,
-            clock: Clock::new(id, 1, 0),
+            clock: Clock::new(id, epoch, 0),
             now: 0,
             replica: Replica::default(),
             coordinating: BTreeMap::new(),
@@ -200,19 +209,28 @@ impl Node {
     }
 
     /// A node rebuilt from its durable records, in the order they were persisted, the
+    /// topologies of the epochs it still needs (consecutive, oldest first; see
+    /// [`Node::adopt`] and [`Node::retire_epochs_below`]), the
     /// highest durable clock reservation (`ReserveClock::upto`, 0 if none) and the last
     /// durable `Truncate { floor, max }` (defaults if none). Every timestamp it ever let out
     /// is in a durable record or below a durable reservation, so its clock restarts above
     /// all of them and never re-issues one. Persist sequence numbers start again at 1.
+    ///
+    /// # Panics
+    /// `topologies` is empty or its epochs are not consecutive.
     pub fn restart(
         id: NodeId,
-        topology: Topology,
+        topologies: Vec<Topology>,
         config: Config,
         records: impl IntoIterator<Item = Command>,
         clock_reserved: u64,
         truncated: (TxnId, Timestamp),
     ) -> Node {
-        let mut node = Node::new(id, topology, config);
+        let mut topologies = topologies.into_iter();
+        let mut node = Node::new(id, topologies.next().expect("a topology"), config);
+        for topology in topologies {
+            node.adopt(topology).expect("consecutive topologies");
+        }
         for command in records {
             node.replica.restore(command);
         }
@@ -225,7 +243,7 @@ impl Node {
             .hlc
             .max(clock_reserved)
             .max(gc_max.hlc);
-        node.clock = Clock::new(id, 1, floor);
+        node.clock = Clock::new(id, node.epoch(), floor);
         let undecided: Vec<TxnId> = node
             .replica
             .commands()
@@ -260,6 +278,75 @@ impl Node {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The current epoch: new transactions carry it in their ids.
+    pub fn epoch(&self) -> u64 {
+        *self.topologies.keys().next_back().expect("a topology")
+    }
+
+    /// The oldest epoch still kept.
+    pub fn oldest_epoch(&self) -> u64 {
+        *self.topologies.keys().next().expect("a topology")
+    }
+
+    /// The current topology.
+    pub fn topology(&self) -> &Topology {
+        self.topologies.values().next_back().expect("a topology")
+    }
+
+    /// Moves to the next epoch. Transactions proposed from now on carry it; those of
+    /// earlier kept epochs are still coordinated with quorums in their own epoch and every
+    /// later one (see [`Node::coordinate`]).
+    ///
+    /// # Errors
+    /// `topology` is not of the epoch after the current one (epochs are adopted strictly
+    /// in order; nothing changes).
+    pub fn adopt(&mut self, topology: Topology) -> Result<(), EpochError> {
+        let current = self.epoch();
+        if topology.epoch != current + 1 {
+            return Err(EpochError::OutOfOrder {
+                current,
+                got: topology.epoch,
+            });
+        }
+        self.clock.set_epoch(topology.epoch);
+        self.topologies.insert(topology.epoch, topology);
+        self.refresh_replicas();
+        Ok(())
+    }
+
+    /// Forgets the topologies of epochs below `epoch` (the current one always stays): the
+    /// host calls it once nothing of those epochs is in flight any more (the exclusive sync
+    /// point that cut their history applied at every replica).
+    pub fn retire_epochs_below(&mut self, epoch: u64) {
+        let keep = epoch.min(self.epoch());
+        self.topologies = self.topologies.split_off(&keep);
+        self.refresh_replicas();
+    }
+
+    fn refresh_replicas(&mut self) {
+        let ranges: Vec<&RangeInfo> = self.topologies.values().flat_map(|t| &t.ranges).collect();
+        self.all_replicas = Topology::replicas_of(&ranges);
+    }
+
+    /// The ranges a coordination of `txn` needs quorums of: those of its keys in the epoch
+    /// of its id and in every later epoch this node knows. While an epoch is not yet
+    /// retired, a txn of that epoch needs the replicas of both the old and the new
+    /// topology. A txn of an epoch older than every kept one uses the oldest kept; one of
+    /// an epoch not adopted yet here, the current one.
+    fn ranges_for(&self, txn: &Txn) -> Vec<RangeInfo> {
+        let from = txn.id.0.epoch.clamp(self.oldest_epoch(), self.epoch());
+        let mut ranges: Vec<RangeInfo> = Vec::new();
+        for topology in self.topologies.range(from..).map(|(_, t)| t) {
+            let keys = txn.keys.iter().map(|(k, _)| k);
+            for range in topology.ranges_for(keys, txn.id.is_sync_point()) {
+                if !ranges.contains(range) {
+                    ranges.push(range.clone());
+                }
+            }
+        }
+        ranges
     }
 
     pub fn replica(&self) -> &Replica {
@@ -301,15 +388,7 @@ impl Node {
     }
 
     fn coordinate(&mut self, txn: Txn, ballot: Ballot, client: bool) {
-        let ranges: Vec<_> = if txn.id.is_sync_point() {
-            self.topology.ranges.clone()
-        } else {
-            self.topology
-                .ranges_of(txn.keys.iter().map(|(k, _)| k))
-                .into_iter()
-                .cloned()
-                .collect()
-        };
+        let ranges = self.ranges_for(&txn);
         let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
         assert!(
             replicas.contains(&self.id),
@@ -804,6 +883,19 @@ impl Node {
         }
     }
 
+    /// A txn the local replica does not hold (it refused it: a txn proposed in an epoch
+    /// behind a sync point of a later one is below it, whatever its hlc) and which a replica
+    /// proved can never execute (`Refused { excluded }`, or the local replica's own proof).
+    /// Recovering it would go on for ever: every replica refuses it, and the local one holds
+    /// nothing to invalidate; the round just stops. If its client is still owed, the answer
+    /// is "invalidated": the proof may also mean "finished and collected" (below a GC
+    /// floor), but not for this txn, since had it executed it would have executed here too
+    /// before any GC floor passed it, and that Apply answered the client.
+    fn never_held_yet_excluded(&self, c: &Coordination) -> bool {
+        let id = c.txn.id;
+        self.replica.command(&id).is_none() && (c.excluded || self.replica.excluded(&id))
+    }
+
     /// Hands a txn over to the coordinator with the higher ballot.
     fn stand_aside(&mut self, id: TxnId) {
         let Some(c) = self.coordinating.get_mut(&id) else {
@@ -836,6 +928,12 @@ impl Node {
         // looked up when refusals or a recovery suggest it may be so). The local replica
         // holds it undecided: a txn decided here made the round stand aside.
         let undecided = !matches!(c.phase, Phase::Committing { .. } | Phase::Following);
+        if undecided && known.is_none() && self.never_held_yet_excluded(c) {
+            // Nothing to commit: no replica can still hold it in a way that lets it run.
+            self.learned_invalidated(id);
+            self.coordinating.remove(&id);
+            return;
+        }
         let excluded = undecided
             && known.is_none()
             && self.replica.command(&id).is_some()

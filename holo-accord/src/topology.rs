@@ -31,13 +31,29 @@ impl RangeInfo {
     }
 }
 
-/// The ranges of the key space, sorted and covering it without gaps.
+/// The ranges of the key space in one epoch, sorted and covering it without gaps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
+    /// Epochs start at 1 and each topology change adds one.
+    pub epoch: u64,
     pub ranges: Vec<RangeInfo>,
 }
 
 impl Topology {
+    /// The ranges a transaction over `keys` involves: those holding its keys, or every
+    /// range for a sync point (`keys` empty and `all`).
+    pub fn ranges_for<'a>(
+        &'a self,
+        keys: impl IntoIterator<Item = &'a Key>,
+        all: bool,
+    ) -> Vec<&'a RangeInfo> {
+        if all {
+            self.ranges.iter().collect()
+        } else {
+            self.ranges_of(keys)
+        }
+    }
+
     /// The ranges that hold any of `keys`, each once, in range order.
     pub fn ranges_of<'a>(&'a self, keys: impl IntoIterator<Item = &'a Key>) -> Vec<&'a RangeInfo> {
         let mut indexes: Vec<usize> = keys

@@ -190,6 +190,7 @@ impl ClusterMap {
     /// The topology holo-accord runs on.
     pub fn topology(&self) -> Topology {
         Topology {
+            epoch: self.epoch,
             ranges: self
                 .ranges
                 .iter()

@@ -223,7 +223,7 @@ pub async fn run(
     );
     let node = Node::restart(
         me,
-        map.topology(),
+        vec![map.topology()],
         config.accord_config(),
         replayed.commands,
         replayed.clock,

@@ -203,8 +203,7 @@ impl Node {
                     // its log writes and replies seconds behind).
                     self.sync_wanted = true;
                 }
-                for peer in Topology::replicas_of(&self.topology.ranges.iter().collect::<Vec<_>>())
-                {
+                for peer in self.all_replicas.clone() {
                     if peer != self.id {
                         self.send(peer, Message::Inquire { txn_id: id });
                     }

@@ -1,9 +1,11 @@
 //! Handler tests that assert the exact actions a node emits, openraft style: one node (or a
 //! few wired by hand) fed messages, each test checking what it sends, persists and applies.
 //! The helpers below build nodes, transactions and exchanges; `coordination` covers the
-//! fast and slow paths, durability and recovery, `sync_points` refusals, GC and inquiries.
+//! fast and slow paths, durability and recovery, `sync_points` refusals, GC and inquiries,
+//! `epochs` adopting topologies and ordering across them.
 
 mod coordination;
+mod epochs;
 mod sync_points;
 
 use std::collections::BTreeSet;
@@ -16,6 +18,7 @@ use holo_accord::{
 fn topology(nodes: u16) -> Topology {
     let replicas = (0..nodes).map(NodeId).collect();
     Topology {
+        epoch: 1,
         ranges: vec![RangeInfo {
             id: RangeId(1),
             start: Bytes::new(),

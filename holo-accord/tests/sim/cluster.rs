@@ -13,6 +13,10 @@ use crate::faults::{Faults, Outcome};
 use crate::rng::Rng;
 use crate::votes::Votes;
 
+#[path = "epochs.rs"]
+mod epochs;
+use epochs::Epochs;
+
 enum Event {
     Deliver(Envelope),
     Durable {
@@ -48,6 +52,12 @@ enum Event {
     LoseForGood {
         node: usize,
         crash: bool,
+    },
+    /// A range splits or two merge: a new epoch.
+    TopologyChange,
+    /// A node adopts the next epoch.
+    Adopt {
+        node: usize,
     },
 }
 
@@ -86,7 +96,7 @@ struct Sim {
     now: u64,
     seq: u64,
     events: BTreeMap<(u64, u64), Event>,
-    topology: Topology,
+    epochs: Epochs,
     config: Config,
     hosts: Vec<Host>,
     clients: Vec<Client>,
@@ -150,7 +160,7 @@ fn topology(nodes: u16) -> Topology {
             replicas: replicas.clone(),
         })
         .collect();
-    Topology { ranges }
+    Topology { epoch: 1, ranges }
 }
 
 /// Runs one seed to the end and checks it; panics on any violation.
@@ -210,7 +220,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         now: 0,
         seq: 0,
         events: BTreeMap::new(),
-        topology,
+        epochs: Epochs::new(topology, node_count as usize),
         config,
         hosts,
         clients,
@@ -256,6 +266,10 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         // Clients usually finish within the first second: crash while they run.
         let at = sim.rng.between(0, FAULTS_END_US / 3);
         sim.schedule(at, Event::Crash { node });
+    }
+    for _ in 0..sim.rng.between(0, faults.topology_changes_max) {
+        let at = sim.rng.between(0, FAULTS_END_US / 2);
+        sim.schedule(at, Event::TopologyChange);
     }
     if faults.lose_for_good {
         // A minority: one of 3, one or two of 5.
@@ -394,7 +408,7 @@ impl Sim {
                 for line in n
                     .describe_coordinations()
                     .iter()
-                    .filter(|l| !l.contains("phase"))
+                    .filter(|l| std::env::var("HOLO_SIM_ALL").is_ok() || !l.contains("phase"))
                     .take(8)
                 {
                     eprintln!("{:?}: {line}", n.id());
@@ -449,7 +463,9 @@ impl Sim {
         // and timers wait (in order), as under SIGSTOP.
         let target = match &event {
             Event::Deliver(envelope) => Some(envelope.to.0 as usize),
-            Event::Durable { node, .. } | Event::Tick { node, .. } => Some(*node),
+            Event::Durable { node, .. } | Event::Tick { node, .. } | Event::Adopt { node } => {
+                Some(*node)
+            }
             _ => None,
         };
         if let Some(node) = target
@@ -544,6 +560,16 @@ impl Sim {
             Event::LoseForGood { node, crash } => {
                 self.lose_for_good(node, crash);
                 return;
+            }
+            Event::TopologyChange => {
+                self.topology_change();
+                return;
+            }
+            Event::Adopt { node } => {
+                if !self.adopt(node) {
+                    return;
+                }
+                node
             }
             Event::Pause { node } => {
                 let until = self.now + self.rng.between(20_000, 300_000);
@@ -693,16 +719,21 @@ impl Sim {
         if std::env::var("HOLO_SIM_WATCH").is_ok() {
             eprintln!("{} restart {node}", self.now);
         }
+        let host = &self.hosts[node];
+        let (records, reserved, truncated) =
+            (host.durable.clone(), host.clock_reserved, host.truncated);
+        let config = self.config;
+        self.restart_node(node, |topologies| {
+            Node::restart(
+                NodeId(node as u16),
+                topologies,
+                config,
+                records,
+                reserved,
+                truncated,
+            )
+        });
         let host = &mut self.hosts[node];
-        let records = host.durable.clone();
-        host.node = Some(Node::restart(
-            NodeId(node as u16),
-            self.topology.clone(),
-            self.config,
-            records,
-            host.clock_reserved,
-            host.truncated,
-        ));
         host.persisted_seq = 0;
         host.durable_seq = 0;
         host.disk_free_at = self.now;
@@ -733,6 +764,7 @@ impl Sim {
         };
         let (reads, writes) = op.keys();
         let id = node.propose(&reads, &writes, Bytes::new());
+        self.epochs.check_proposed(coordinator, id);
         self.hash(&[self.now, 3, coordinator as u64, id.timestamp().hlc]);
         self.checker.invoked(id, op.clone(), self.now);
         self.invoked_at.insert(id, self.now);
@@ -898,7 +930,7 @@ impl Sim {
                 }
             }
         }
-        self.votes.sent(&envelope, &self.topology);
+        self.votes.sent(&envelope, self.epochs.all());
         let faulty = !self.healed;
         let (from, to) = (envelope.from.0 as usize, envelope.to.0 as usize);
         let cut = self.cut.contains(&(from, to));

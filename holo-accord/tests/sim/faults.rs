@@ -23,6 +23,9 @@ pub struct Faults {
     /// value, another recovery takes over and meets accepted values of several ballots, and
     /// the stalled one comes back late with its replies and commits.
     pub recoverer_stalls_max: u64,
+    /// Most topology changes (a range split or two merged, replicas unchanged), each a new
+    /// epoch that every node adopts in order at its own pace.
+    pub topology_changes_max: u64,
     /// Lose nodes for good (crashed, or cut off from every peer) at a random moment under
     /// load: one of 3, one or two of 5. The live majority must then decide and apply
     /// everything within [`crate::cluster::LIVENESS_BOUND_US`] and go on serving.
@@ -41,6 +44,7 @@ impl Default for Faults {
             pauses_max: 3,
             straggler_percent_max: 3,
             recoverer_stalls_max: 4,
+            topology_changes_max: 6,
             lose_for_good: false,
         }
     }

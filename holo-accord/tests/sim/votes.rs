@@ -105,7 +105,8 @@ impl Votes {
     }
 
     /// An envelope leaves a node.
-    pub fn sent(&mut self, envelope: &Envelope, topology: &Topology) {
+    /// `topologies`: every epoch's, index `e - 1` holding epoch `e`.
+    pub fn sent(&mut self, envelope: &Envelope, topologies: &[Topology]) {
         let from = envelope.from.0 as usize;
         for message in &envelope.messages {
             let Message::Accept { txn, ballot, .. } = message else {
@@ -119,6 +120,9 @@ impl Votes {
                 continue;
             }
             let votes = self.received.get(&(from, txn.id));
+            // The ranges of the txn's own epoch: later epochs changed range bounds only,
+            // never replicas, so their fast quorums are the same nodes.
+            let topology = &topologies[txn.id.timestamp().epoch as usize - 1];
             let ranges = topology.ranges_of(txn.keys.iter().map(|(k, _)| k));
             let fast_everywhere = ranges.iter().all(|range| {
                 let count = range
