@@ -58,6 +58,7 @@ pub mod convert;
 pub mod core;
 pub mod error;
 pub mod executor;
+pub mod meta;
 pub mod metrics;
 pub mod ops;
 pub mod server;
@@ -185,6 +186,8 @@ pub async fn run(
         Store::open(&config.storage, &config.data_dir).context("opening the storage backend")?,
     );
     let store_open_ms = step.elapsed().as_millis() as u64;
+    let meta = meta::load_or_init(&store, &map, &config.data_dir)?;
+    let map = Arc::new(meta.map().clone());
     if config.faults != config::FaultsConfig::default() {
         tracing::warn!(
             faults = ?config.faults,
