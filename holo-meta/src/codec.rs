@@ -206,6 +206,10 @@ fn write_map(w: &mut Writer, map: &ClusterMap) {
         w.bytes(m.resp_addr.as_bytes());
         w.bytes(m.grpc_addr.as_bytes());
     }
+    w.len(map.meta_replicas.len());
+    for n in &map.meta_replicas {
+        w.u16(n.0);
+    }
     write_ranges(w, &map.ranges);
 }
 
@@ -221,10 +225,15 @@ fn read_map(r: &mut Reader<'_>) -> Result<ClusterMap, DecodeError> {
             })
         })
         .collect::<Result<_, DecodeError>>()?;
+    let n = r.len()?;
+    let meta_replicas = (0..n)
+        .map(|_| r.u16().map(NodeId))
+        .collect::<Result<_, _>>()?;
     let ranges = read_ranges(r)?;
     Ok(ClusterMap {
         epoch,
         members,
+        meta_replicas,
         ranges,
     })
 }

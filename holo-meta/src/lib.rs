@@ -54,6 +54,22 @@ pub use state::{
     Phase, Record, Rejection,
 };
 
+/// User keys may not start with this: keys from here to the end of the key space belong to
+/// the meta range (as FoundationDB keeps `\xff` for its system keys, but eight bytes, so
+/// no ordinary binary key is refused in practice).
+pub const RESERVED_PREFIX: [u8; 8] = [0xff; 8];
+
+/// The key of the meta range's one record: the cluster map (inside the reserved space).
+pub const META_KEY: &[u8] = b"\xff\xff\xff\xff\xff\xff\xff\xffmeta";
+
+/// The id of the meta range (user ranges count from 1).
+pub const META_RANGE: RangeId = RangeId(0);
+
+/// Whether `key` lies in the reserved space (clients may not use it).
+pub fn is_reserved(key: &[u8]) -> bool {
+    key.starts_with(&RESERVED_PREFIX)
+}
+
 /// A node of the cluster and where it listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
@@ -80,9 +96,12 @@ impl RangeDescriptor {
         key >= &self.start[..] && self.end.as_ref().is_none_or(|end| key < &end[..])
     }
 
-    /// Whether `key` lies strictly inside, so a split there leaves both halves non-empty.
+    /// Whether `key` lies strictly inside (and below the reserved space), so a split there
+    /// leaves both halves non-empty.
     pub fn splits_at(&self, key: &[u8]) -> bool {
-        key > &self.start[..] && self.end.as_ref().is_none_or(|end| key < &end[..])
+        key > &self.start[..]
+            && self.end.as_ref().is_none_or(|end| key < &end[..])
+            && !is_reserved(key)
     }
 }
 
@@ -93,7 +112,9 @@ pub enum MetaError {
     NoMembers,
     #[error("member id {0} appears twice")]
     DuplicateMember(u16),
-    #[error("split points must be strictly increasing and non-empty: {0:?} is not")]
+    #[error(
+        "split points must be strictly increasing, non-empty and below the reserved prefix (eight 0xff bytes): {0:?} is not"
+    )]
     BadSplitPoint(String),
 }
 
@@ -103,13 +124,15 @@ pub enum MetaError {
 pub struct ClusterMap {
     epoch: u64,
     members: Vec<Member>,
+    /// The nodes that replicate the meta range.
+    meta_replicas: Vec<NodeId>,
     ranges: Vec<RangeDescriptor>,
 }
 
 impl ClusterMap {
     /// The map a new cluster starts with, at epoch 1: ranges cut at `split_points` (so `n`
     /// points give `n + 1` ranges, ids 1, 2, ...), each replicated on every member,
-    /// generation 1.
+    /// generation 1; the meta range on every member too.
     ///
     /// # Errors
     /// No members, a member id twice, or split points not strictly increasing.
@@ -123,7 +146,7 @@ impl ClusterMap {
         }
         let mut previous: Option<&Bytes> = None;
         for point in split_points {
-            if point.is_empty() || previous.is_some_and(|p| p >= point) {
+            if point.is_empty() || is_reserved(point) || previous.is_some_and(|p| p >= point) {
                 return Err(MetaError::BadSplitPoint(
                     String::from_utf8_lossy(point).into_owned(),
                 ));
@@ -131,25 +154,30 @@ impl ClusterMap {
             previous = Some(point);
         }
         let replicas: Vec<NodeId> = members.iter().map(|m| m.id).collect();
+        let ranges = Self::initial_ranges(split_points, &replicas);
+        Ok(ClusterMap {
+            epoch: 1,
+            meta_replicas: replicas,
+            members,
+            ranges,
+        })
+    }
+
+    fn initial_ranges(split_points: &[Bytes], replicas: &[NodeId]) -> Vec<RangeDescriptor> {
         let starts = std::iter::once(Bytes::new()).chain(split_points.iter().cloned());
         let ends = split_points.iter().cloned().map(Some).chain([None]);
-        let ranges = starts
+        starts
             .zip(ends)
             .enumerate()
             .map(|(i, (start, end))| RangeDescriptor {
                 id: RangeId(i as u64 + 1),
                 start,
                 end,
-                replicas: replicas.clone(),
+                replicas: replicas.to_vec(),
                 generation: 1,
                 parent: None,
             })
-            .collect();
-        Ok(ClusterMap {
-            epoch: 1,
-            members,
-            ranges,
-        })
+            .collect()
     }
 
     pub fn epoch(&self) -> u64 {
@@ -166,6 +194,11 @@ impl ClusterMap {
 
     pub fn ranges(&self) -> &[RangeDescriptor] {
         &self.ranges
+    }
+
+    /// The nodes that replicate the meta range.
+    pub fn meta_replicas(&self) -> &[NodeId] {
+        &self.meta_replicas
     }
 
     pub fn range(&self, id: RangeId) -> Option<&RangeDescriptor> {
@@ -187,20 +220,29 @@ impl ClusterMap {
             .collect()
     }
 
-    /// The topology holo-accord runs on.
+    /// The topology holo-accord runs on: the user ranges, the last one ending where the
+    /// reserved space starts, and the meta range over the reserved space.
     pub fn topology(&self) -> Topology {
+        let reserved = Bytes::from_static(&RESERVED_PREFIX);
+        let mut ranges: Vec<RangeInfo> = self
+            .ranges
+            .iter()
+            .map(|r| RangeInfo {
+                id: r.id,
+                start: r.start.clone(),
+                end: Some(r.end.clone().unwrap_or_else(|| reserved.clone())),
+                replicas: r.replicas.clone(),
+            })
+            .collect();
+        ranges.push(RangeInfo {
+            id: META_RANGE,
+            start: reserved,
+            end: None,
+            replicas: self.meta_replicas.clone(),
+        });
         Topology {
             epoch: self.epoch,
-            ranges: self
-                .ranges
-                .iter()
-                .map(|r| RangeInfo {
-                    id: r.id,
-                    start: r.start.clone(),
-                    end: r.end.clone(),
-                    replicas: r.replicas.clone(),
-                })
-                .collect(),
+            ranges,
         }
     }
 

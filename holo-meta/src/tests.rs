@@ -93,9 +93,17 @@ fn split_points_partition_the_key_space() {
         assert_eq!(r.generation, 1);
         assert_eq!(r.replicas, vec![NodeId(1), NodeId(2), NodeId(3)]);
     }
+    // The topology adds the meta range over the reserved space, after the user ranges.
     let topology = map.topology();
-    assert_eq!(topology.ranges.len(), 4);
-    assert_eq!(topology.ranges[3].end, None);
+    assert_eq!(topology.ranges.len(), 5);
+    assert_eq!(
+        topology.ranges[3].end.as_deref(),
+        Some(&RESERVED_PREFIX[..])
+    );
+    assert_eq!(topology.ranges[4].id, META_RANGE);
+    assert_eq!(topology.ranges[4].end, None);
+    assert!(topology.ranges[4].contains(META_KEY));
+    assert_eq!(map.meta_replicas(), &[NodeId(1), NodeId(2), NodeId(3)]);
 }
 
 #[test]
@@ -113,6 +121,11 @@ fn bad_maps_are_refused() {
         ClusterMap::initial(members(&[1]), &points(&[""])),
         Err(MetaError::BadSplitPoint(String::new()))
     );
+    let reserved = Bytes::from_static(META_KEY);
+    assert!(matches!(
+        ClusterMap::initial(members(&[1]), &[reserved]),
+        Err(MetaError::BadSplitPoint(_))
+    ));
 }
 
 #[test]
@@ -162,6 +175,16 @@ fn a_split_bumps_the_epoch_and_the_generation_and_keeps_the_old_map() {
 #[test]
 fn split_keys_must_lie_strictly_inside() {
     let mut state = leased(&["m"]);
+    let reserved = MetaCommand::Split {
+        term: 1,
+        range: RangeId(2),
+        expect: 1,
+        at: Bytes::from_static(META_KEY),
+    };
+    assert_eq!(
+        state.apply(&reserved, at(10)),
+        Outcome::Rejected(Rejection::SplitKeyOutside(RangeId(2)))
+    );
     for bad in ["", "m", "z"] {
         let range = if bad == "z" { 1 } else { 2 };
         let outcome = state.apply(&split(range, 1, bad), at(10));

@@ -69,6 +69,11 @@ pub enum ClientError {
         "ERR command too large: {len} bytes of data, the limit is {max} (half of wal.record_bytes_max)"
     )]
     TooLarge { len: usize, max: usize },
+    /// A key in the space the cluster map lives in; refused before it was proposed.
+    #[error(
+        "ERR keys starting with eight 0xff bytes are reserved for the cluster map; use another key"
+    )]
+    ReservedKey,
 }
 
 impl ClientError {
@@ -95,5 +100,6 @@ mod tests {
         assert_eq!(prefix(ClientError::Invalidated { attempts: 4 }), "TRYAGAIN");
         assert_eq!(prefix(ClientError::Stopping), "UNKNOWN");
         assert_eq!(prefix(ClientError::TooLarge { len: 9, max: 8 }), "ERR");
+        assert_eq!(prefix(ClientError::ReservedKey), "ERR");
     }
 }

@@ -26,8 +26,8 @@
 //! is durable. Clients of blind writes (plain SET, MSET: the reply is `+OK` whatever the
 //! state) are answered when the coordinator's Accord core emits the Apply, before the WAL
 //! and storage catch up: the transaction and everything ordered before it are then decided
-//! and durable at a quorum. (Answering at commit, as an earlier version did, let a later
-//! transaction be ordered before an undecided dep of the answered one; see
+//! and durable at a quorum. (Answering at commit would be too early: a later transaction could
+//! still be ordered before an undecided dep of the answered one; see
 //! `holo_accord::Action::Apply`.) All others are answered after apply. On start the node replays its WAL into the Accord core and re-applies every
 //! decided transaction; the executor skips what storage already holds (see
 //! [`executor`]'s docs), so a kill -9 at any moment loses nothing acknowledged.

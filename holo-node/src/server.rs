@@ -347,6 +347,15 @@ fn dispatch(
                 .frame(),
             ),
         ),
+        Parsed::Txn(txn)
+            if txn
+                .reads
+                .iter()
+                .chain(&txn.writes)
+                .any(|k| holo_meta::is_reserved(k)) =>
+        {
+            (index, Reply::Ready(ClientError::ReservedKey.frame()))
+        }
         Parsed::Txn(txn) => {
             let (tx, rx) = oneshot::channel();
             proposals.push(Proposal {

@@ -226,6 +226,29 @@ async fn garbage_gets_a_protocol_error_and_others_are_served() {
             .as_bytes()
             .map(|b| String::from_utf8_lossy(b).into_owned())
     );
+    // Keys in the cluster map's reserved space are refused; the connection goes on.
+    let mut raw = tokio::net::TcpStream::connect(cluster.resp(0))
+        .await
+        .unwrap();
+    let mut reserved = b"*3\r\n$3\r\nSET\r\n$10\r\n".to_vec();
+    reserved.extend_from_slice(&[0xff; 8]);
+    reserved.extend_from_slice(b"ab\r\n$1\r\nv\r\n*1\r\n$4\r\nPING\r\n");
+    raw.write_all(&reserved).await.unwrap();
+    let mut reply = vec![0; 256];
+    let mut got = 0;
+    while !String::from_utf8_lossy(&reply[..got]).contains("+PONG") {
+        let n = tokio::time::timeout(Duration::from_secs(10), raw.read(&mut reply[got..]))
+            .await
+            .expect("the node answers both")
+            .unwrap();
+        assert!(n > 0, "the node keeps the connection");
+        got += n;
+    }
+    let text = String::from_utf8_lossy(&reply[..got]);
+    assert!(
+        text.starts_with("-ERR keys starting with eight 0xff bytes are reserved"),
+        "{text:?}"
+    );
     // HELLO in a pipeline changes the protocol of the replies after it only.
     let mut hello = cluster.client(2).await;
     let replies = hello
@@ -521,6 +544,17 @@ async fn many_storage_scans_at_once_are_all_answered_in_turn() {
         let key = format!("scan-{i}");
         assert_eq!(c.cmd(&["SET", &key, "v"]).await.unwrap(), Frame::ok());
     }
+    // DBSIZE counts this node's applied copy, and a blind SET is answered before its apply
+    // here: wait until all 50 have landed, so every count below must see them.
+    eventually(
+        "node 1 to apply the 50 SETs",
+        Duration::from_secs(30),
+        || async {
+            let mut probe = cluster.client(0).await;
+            matches!(probe.cmd(&["DBSIZE"]).await.ok()?, Frame::Integer(n) if n >= 50).then_some(())
+        },
+    )
+    .await;
     // 20 connections, each pipelining 200 DBSIZE and INFO: a scan slot at a time, every
     // one answered, and the node serves other commands all along.
     let mut tasks = Vec::new();
