@@ -223,9 +223,14 @@ impl ClusterMap {
     /// The topology holo-accord runs on: the user ranges, the last one ending where the
     /// reserved space starts, and the meta range over the reserved space.
     pub fn topology(&self) -> Topology {
+        self.topology_of(self.epoch, &self.ranges)
+    }
+
+    /// The topology of `epoch` whose user ranges were `ranges` (members and meta replicas
+    /// as in this map: splits and merges change neither).
+    pub(crate) fn topology_of(&self, epoch: u64, ranges: &[RangeDescriptor]) -> Topology {
         let reserved = Bytes::from_static(&RESERVED_PREFIX);
-        let mut ranges: Vec<RangeInfo> = self
-            .ranges
+        let mut ranges: Vec<RangeInfo> = ranges
             .iter()
             .map(|r| RangeInfo {
                 id: r.id,
@@ -240,10 +245,7 @@ impl ClusterMap {
             end: None,
             replicas: self.meta_replicas.clone(),
         });
-        Topology {
-            epoch: self.epoch,
-            ranges,
-        }
+        Topology { epoch, ranges }
     }
 
     /// Checks the map's invariants: members sorted and unique, ranges sorted, starting at

@@ -144,6 +144,9 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, for reports that list each one.
+    pub const ALL: &'static [Phase] = &[Phase::Cutting];
+
     pub fn name(self) -> &'static str {
         match self {
             Phase::Cutting => "cutting",
@@ -301,6 +304,25 @@ impl MetaState {
     /// The epochs whose descriptors are still kept, oldest first.
     pub fn history(&self) -> impl Iterator<Item = (u64, &[RangeDescriptor])> {
         self.history.iter().map(|(e, r)| (*e, r.as_slice()))
+    }
+
+    /// The topologies a node keeps: every epoch in the history, then the current one,
+    /// oldest first (what a restarting Accord node is built with).
+    pub fn topologies(&self) -> Vec<holo_accord::Topology> {
+        self.history
+            .iter()
+            .map(|(epoch, ranges)| self.map.topology_of(*epoch, ranges))
+            .chain([self.map.topology()])
+            .collect()
+    }
+
+    /// The oldest epoch whose descriptors are kept: earlier epochs can be retired.
+    pub fn oldest_epoch(&self) -> u64 {
+        self.history
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.map.epoch)
     }
 
     /// The descriptors of `epoch`: the current ones, or a kept history entry. `None` for

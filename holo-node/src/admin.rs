@@ -1,23 +1,154 @@
-//! The admin gRPC service behind `holoctl`: topology (members, ranges, generations) and
-//! state (applied positions, peer links, WAL, coordinations).
+//! The admin gRPC service behind `holoctl`: topology (members, ranges, generations),
+//! state (applied positions, peer links, WAL, coordinations), the meta-plane's status, the
+//! controller's, splits and merges (passed on to the lease holder), and a hash of the
+//! stored data for comparing replicas.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
-use holo_meta::ClusterMap;
+use holo_accord::{NodeId, RangeId};
+use holo_meta::{MetaCommand, MetaState, OpKind, Outcome, Record};
 use holo_proto::v1 as pb;
+use holo_storage::Store;
 use holo_wal::Wal;
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::controller::{self, Request, RequestError};
 use crate::metrics::Metrics;
 
 pub struct AdminService {
     pub node_id: u16,
-    pub map: Arc<ClusterMap>,
+    /// The meta state as applied on this node.
+    pub meta: watch::Receiver<Arc<MetaState>>,
     pub metrics: Arc<Metrics>,
-    /// Weak: a gRPC connection task outliving the node must not keep the WAL open.
+    /// Weak: a gRPC connection task outliving the node must not keep the WAL or the
+    /// storage open.
     pub wal: Weak<Wal>,
+    pub store: Weak<Store>,
+    pub controller: mpsc::Sender<Request>,
+    pub controller_config: crate::config::ControllerConfig,
     pub started: Instant,
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+fn lease(state: &MetaState) -> Option<pb::Lease> {
+    state.lease().map(|l| pb::Lease {
+        holder: u32::from(l.holder.0),
+        term: l.term,
+        expires_us: l.expires,
+    })
+}
+
+/// One applied meta command and its outcome, in words.
+pub fn describe_record(r: &Record) -> String {
+    let command = match &r.command {
+        MetaCommand::Lease { holder, term, .. } => {
+            format!("lease for node {} at term {term}", holder.0)
+        }
+        MetaCommand::Split {
+            range, expect, at, ..
+        } => format!(
+            "split range {} (generation {expect}) at {:?}",
+            range.0,
+            String::from_utf8_lossy(at)
+        ),
+        MetaCommand::Merge {
+            left,
+            right,
+            expect,
+            ..
+        } => format!(
+            "merge range {} into range {} (generations {} and {})",
+            right.0, left.0, expect.1, expect.0
+        ),
+        MetaCommand::Finish { operation, .. } => format!("finish operation {operation}"),
+    };
+    let outcome = match (&r.outcome, r.finished) {
+        (Outcome::Applied { .. }, Some((kind, us))) => {
+            format!("done: the {kind} took {:.3} s", us as f64 / 1e6)
+        }
+        (Outcome::Applied { epoch }, None) => format!("applied (epoch {epoch})"),
+        (Outcome::Rejected(why), _) => format!("no-op: {why}"),
+    };
+    format!("{} {command}: {outcome}", r.at)
+}
+
+fn status(e: RequestError) -> tonic::Status {
+    match e {
+        RequestError::NotController(_) => tonic::Status::failed_precondition(e.to_string()),
+        RequestError::Invalid(_) => tonic::Status::invalid_argument(e.to_string()),
+        RequestError::Rejected(_) => tonic::Status::aborted(e.to_string()),
+        RequestError::Unavailable(_) => tonic::Status::unavailable(e.to_string()),
+    }
+}
+
+impl AdminService {
+    fn state(&self) -> Arc<MetaState> {
+        Arc::clone(&self.meta.borrow())
+    }
+
+    fn store(&self) -> Result<Arc<Store>, tonic::Status> {
+        self.store
+            .upgrade()
+            .ok_or_else(|| tonic::Status::unavailable("the node is stopping"))
+    }
+
+    /// Hands a request to this node's controller; if another node holds the lease, passes
+    /// it on to that node once (a request passed on is never passed on again).
+    async fn run_operation(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<controller::Done, RequestError>>) -> Request,
+        forwarded: bool,
+        forward: impl AsyncFnOnce(
+            pb::admin_client::AdminClient<tonic::transport::Channel>,
+        ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status>,
+    ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
+        let (tx, rx) = oneshot::channel();
+        self.controller
+            .send(make(tx))
+            .await
+            .map_err(|_| tonic::Status::unavailable("the node is stopping"))?;
+        let outcome = rx
+            .await
+            .map_err(|_| tonic::Status::unavailable("the node is stopping"))?;
+        match outcome {
+            Ok(done) => Ok(tonic::Response::new(pb::OperationReply {
+                epoch: done.epoch,
+                detail: done.detail,
+                controller: u32::from(self.node_id),
+            })),
+            Err(RequestError::NotController(Some(holder)))
+                if !forwarded && holder != NodeId(self.node_id) =>
+            {
+                let state = self.state();
+                let member = state.map().member(holder).ok_or_else(|| {
+                    tonic::Status::internal(format!("the lease holder {} is no member", holder.0))
+                })?;
+                let endpoint =
+                    tonic::transport::Endpoint::from_shared(format!("http://{}", member.grpc_addr))
+                        .map_err(|e| tonic::Status::internal(e.to_string()))?
+                        .connect_timeout(std::time::Duration::from_secs(3))
+                        .timeout(std::time::Duration::from_secs(30));
+                let channel = endpoint.connect().await.map_err(|e| {
+                    tonic::Status::unavailable(format!(
+                        "node {} holds the controller lease but cannot be reached at {}: {e}",
+                        holder.0, member.grpc_addr
+                    ))
+                })?;
+                forward(pb::admin_client::AdminClient::new(channel)).await
+            }
+            Err(RequestError::NotController(None)) => Err(tonic::Status::unavailable(
+                "no node holds the controller lease yet (is a majority up?); try again shortly",
+            )),
+            Err(e) => Err(status(e)),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -26,10 +157,11 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         _: tonic::Request<pb::TopologyRequest>,
     ) -> Result<tonic::Response<pb::TopologyReply>, tonic::Status> {
+        let state = self.state();
+        let map = state.map();
         Ok(tonic::Response::new(pb::TopologyReply {
             node_id: u32::from(self.node_id),
-            members: self
-                .map
+            members: map
                 .members()
                 .iter()
                 .map(|m| pb::Member {
@@ -38,8 +170,7 @@ impl pb::admin_server::Admin for AdminService {
                     grpc_addr: m.grpc_addr.clone(),
                 })
                 .collect(),
-            ranges: self
-                .map
+            ranges: map
                 .ranges()
                 .iter()
                 .map(|r| pb::RangeDescriptor {
@@ -75,10 +206,11 @@ impl pb::admin_server::Admin for AdminService {
                 envelopes_dropped: p.dropped.load(Ordering::Relaxed),
             })
             .collect();
+        let state = self.state();
         Ok(tonic::Response::new(pb::StateReply {
             node_id: u32::from(self.node_id),
-            ranges: self
-                .map
+            ranges: state
+                .map()
                 .ranges()
                 .iter()
                 .map(|r| pb::RangeState {
@@ -93,6 +225,180 @@ impl pb::admin_server::Admin for AdminService {
             coordinating: self.metrics.coordinating.load(Ordering::Relaxed),
             commands: self.metrics.commands_known.load(Ordering::Relaxed),
             uptime_secs: self.started.elapsed().as_secs(),
+        }))
+    }
+
+    async fn meta_status(
+        &self,
+        request: tonic::Request<pb::MetaStatusRequest>,
+    ) -> Result<tonic::Response<pb::MetaStatusReply>, tonic::Status> {
+        let state = self.state();
+        let map = state.map();
+        let sizes = if request.into_inner().sizes {
+            let store = self.store()?;
+            let ranges = map.ranges().to_vec();
+            tokio::task::spawn_blocking(move || controller::range_sizes(&store, &ranges))
+                .await
+                .map_err(|e| tonic::Status::internal(e.to_string()))?
+                .map_err(|e| tonic::Status::internal(format!("reading storage: {e}")))?
+        } else {
+            vec![(0, 0); map.ranges().len()]
+        };
+        let applied = self.metrics.applied();
+        let now = now_us();
+        let busy = |id: RangeId| {
+            state
+                .operations()
+                .iter()
+                .find(|op| op.kind.ranges().contains(&id))
+                .map(|op| op.kind.name())
+        };
+        let ranges = map
+            .ranges()
+            .iter()
+            .zip(sizes)
+            .map(|(r, (keys, bytes))| pb::RangeStatus {
+                id: r.id.0,
+                start: r.start.clone(),
+                end: r.end.clone(),
+                generation: r.generation,
+                replicas: r.replicas.iter().map(|n| u32::from(n.0)).collect(),
+                state: match busy(r.id) {
+                    Some("split") => "splitting".into(),
+                    Some(_) => "merging".into(),
+                    None => "serving".into(),
+                },
+                keys,
+                bytes,
+                applied_index: applied.get(&r.id.0).copied().unwrap_or(0),
+            })
+            .collect();
+        let operations = state
+            .operations()
+            .iter()
+            .map(|op| pb::MetaOperation {
+                id: op.id,
+                kind: op.kind.name().into(),
+                phase: op.phase.name().into(),
+                epoch: op.epoch,
+                age_ms: now.saturating_sub(op.started_us) / 1000,
+                detail: match &op.kind {
+                    OpKind::Split { left, right, at } => format!(
+                        "range {} split at {:?} into {} and {}",
+                        left.0,
+                        String::from_utf8_lossy(at),
+                        left.0,
+                        right.0
+                    ),
+                    OpKind::Merge { into, retired } => {
+                        format!("range {} merged into {}", retired.0, into.0)
+                    }
+                },
+            })
+            .collect();
+        let (splits, merges) = state.counts();
+        Ok(tonic::Response::new(pb::MetaStatusReply {
+            node_id: u32::from(self.node_id),
+            epoch: state.epoch(),
+            map_hash: map.hash(),
+            accord_epoch: self.metrics.accord_epoch.load(Ordering::Relaxed),
+            oldest_epoch: state.oldest_epoch(),
+            meta_replicas: map.meta_replicas().iter().map(|n| u32::from(n.0)).collect(),
+            meta_applied_index: applied.get(&holo_meta::META_RANGE.0).copied().unwrap_or(0),
+            meta_applied_at: state.applied_at().to_string(),
+            ranges,
+            operations,
+            members: map
+                .members()
+                .iter()
+                .map(|m| pb::Member {
+                    id: u32::from(m.id.0),
+                    resp_addr: m.resp_addr.clone(),
+                    grpc_addr: m.grpc_addr.clone(),
+                })
+                .collect(),
+            lease: lease(&state),
+            now_us: now,
+            splits,
+            merges,
+            recent: state.recent().map(describe_record).collect(),
+            gc_floor_epoch: self.metrics.gc_floor_epoch.load(Ordering::Relaxed),
+        }))
+    }
+
+    async fn controller_status(
+        &self,
+        _: tonic::Request<pb::ControllerStatusRequest>,
+    ) -> Result<tonic::Response<pb::ControllerStatusReply>, tonic::Status> {
+        let state = self.state();
+        let last_operation = state
+            .recent()
+            .filter(|r| !matches!(r.command, MetaCommand::Lease { .. }))
+            .last()
+            .map(describe_record)
+            .unwrap_or_default();
+        Ok(tonic::Response::new(pb::ControllerStatusReply {
+            node_id: u32::from(self.node_id),
+            lease: lease(&state),
+            now_us: now_us(),
+            last_operation,
+            driving: controller::driving(
+                &state,
+                NodeId(self.node_id),
+                std::time::Duration::from_millis(self.controller_config.tick_ms),
+            ),
+            auto_split: self.controller_config.auto_split,
+        }))
+    }
+
+    async fn split(
+        &self,
+        request: tonic::Request<pb::SplitRequest>,
+    ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
+        let request = request.into_inner();
+        let range = RangeId(request.range);
+        let at = request.at.clone();
+        let mut forwarded = request.clone();
+        forwarded.forwarded = true;
+        self.run_operation(
+            |reply| Request::Split { range, at, reply },
+            request.forwarded,
+            async move |mut client| client.split(forwarded).await,
+        )
+        .await
+    }
+
+    async fn merge(
+        &self,
+        request: tonic::Request<pb::MergeRequest>,
+    ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
+        let request = request.into_inner();
+        let (left, right) = (RangeId(request.left), RangeId(request.right));
+        let mut forwarded = request;
+        let already = forwarded.forwarded;
+        forwarded.forwarded = true;
+        self.run_operation(
+            |reply| Request::Merge { left, right, reply },
+            already,
+            async move |mut client| client.merge(forwarded).await,
+        )
+        .await
+    }
+
+    async fn data_hash(
+        &self,
+        _: tonic::Request<pb::DataHashRequest>,
+    ) -> Result<tonic::Response<pb::DataHashReply>, tonic::Status> {
+        let store = self.store()?;
+        let (hash, keys) = tokio::task::spawn_blocking(move || crate::executor::data_hash(&store))
+            .await
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .map_err(|e| tonic::Status::internal(format!("reading storage: {e}")))?;
+        Ok(tonic::Response::new(pb::DataHashReply {
+            node_id: u32::from(self.node_id),
+            hash,
+            keys,
+            applied_total: self.metrics.applied().values().sum(),
         }))
     }
 }

@@ -34,7 +34,46 @@ pub struct NodeConfig {
     #[serde(default)]
     pub storage: StorageConfig,
     #[serde(default)]
+    pub controller: ControllerConfig,
+    #[serde(default)]
     pub faults: FaultsConfig,
+}
+
+/// `[controller]`: the controller lease, and the automatic splits and merges its holder
+/// runs. Every node takes part in the lease; one holds it at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControllerConfig {
+    /// How long a lease lasts from the executeAt of the command that took or renewed it.
+    /// Its holder renews it once a third has passed; a holder that dies is replaced once
+    /// it expires.
+    pub lease_ms: u64,
+    /// How often the controller looks at the lease and at operations in flight.
+    pub tick_ms: u64,
+    /// Split ranges that grow past `split_above_bytes` and merge adjacent ranges that
+    /// together stay below `merge_below_bytes` (off by default: operators split and merge
+    /// with holoctl).
+    pub auto_split: bool,
+    /// Live key and value bytes (in the lease holder's storage) above which a range is
+    /// split at its median key.
+    pub split_above_bytes: u64,
+    /// Two neighbours with the same replicas and fewer bytes than this together merge.
+    pub merge_below_bytes: u64,
+    /// How often sizes are measured when `auto_split` is on (a scan of every key).
+    pub check_interval_ms: u64,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        ControllerConfig {
+            lease_ms: 3_000,
+            tick_ms: 100,
+            auto_split: false,
+            split_above_bytes: 64 << 20,
+            merge_below_bytes: 8 << 20,
+            check_interval_ms: 10_000,
+        }
+    }
 }
 
 /// `[faults]`: deliberate misbehaviour for testing the harness and its suites. Off by
@@ -252,6 +291,22 @@ impl NodeConfig {
         }
         if self.accord.retry_ms == 0 || self.accord.recover_after_ms == 0 {
             bail!("accord.retry_ms and accord.recover_after_ms must be at least 1");
+        }
+        let c = &self.controller;
+        if c.tick_ms == 0 || c.lease_ms < 3 * c.tick_ms {
+            bail!(
+                "controller.lease_ms ({}) must be at least three controller.tick_ms ({}), and tick_ms at least 1",
+                c.lease_ms,
+                c.tick_ms
+            );
+        }
+        if c.auto_split && (c.check_interval_ms == 0 || c.merge_below_bytes >= c.split_above_bytes)
+        {
+            bail!(
+                "controller: with auto_split, check_interval_ms must be at least 1 and merge_below_bytes ({}) below split_above_bytes ({})",
+                c.merge_below_bytes,
+                c.split_above_bytes
+            );
         }
         if self.limits.max_connections == 0 {
             bail!("limits.max_connections must be at least 1");

@@ -27,7 +27,19 @@ use crate::transport::PeerLink;
 
 /// How many times a transaction the protocol invalidated (it never executed) is proposed
 /// again before the client gets an error.
-const INVALIDATED_RETRIES: u32 = 3;
+const INVALIDATED_RETRIES: u32 = 6;
+
+/// How long an invalidated unit waits before it is proposed again, by attempt: the first
+/// retry at once (contention), later ones backing off (about 1.7 s in all). A txn is also
+/// invalidated when its node routed it with an epoch the others have left (it has not
+/// applied the split or merge yet, or restarted behind): it must wait until this node
+/// adopted the new epoch, which ends the wait early (see [`Event::Meta`]).
+fn retry_delay(retries: u32) -> Duration {
+    match retries {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(5 << (2 * (n - 2)).min(16)),
+    }
+}
 
 /// A client's key/value command.
 pub struct Proposal {
@@ -52,6 +64,15 @@ pub enum Event {
     PeerUp(NodeId),
     /// Storage holds everything applied up to this sync point durably.
     SyncDurable(TxnId),
+    /// The executor applied meta commands: adopt the topologies of the epochs they
+    /// created (in order), and retire the epochs below `retire_below` (their history is
+    /// cut everywhere).
+    Meta {
+        topologies: Vec<holo_accord::Topology>,
+        retire_below: Option<u64>,
+    },
+    /// Propose a sync point now (the controller cutting a split's or merge's history).
+    SyncNow,
 }
 
 /// Most client commands proposed as one transaction.
@@ -70,6 +91,14 @@ struct Unit {
 impl Unit {
     fn bytes(&self) -> usize {
         self.proposals.iter().map(|p| p.op.len()).sum()
+    }
+
+    /// A meta command: always a transaction of its own (the executor recognises it by its
+    /// one key).
+    fn is_meta(&self) -> bool {
+        self.proposals
+            .iter()
+            .any(|p| p.writes.iter().any(|k| holo_meta::is_reserved(k)))
     }
 }
 
@@ -90,6 +119,8 @@ pub struct Core {
     pending: HashMap<TxnId, Pending>,
     /// Units received this step, proposed together at its end.
     queued: Vec<Unit>,
+    /// Invalidated units waiting to be proposed again, with when.
+    deferred: Vec<(Instant, Unit)>,
     last_tick: Instant,
     issued_seq: u64,
     durable_seq: u64,
@@ -133,6 +164,7 @@ impl Core {
             tick,
             pending: HashMap::new(),
             queued: Vec::new(),
+            deferred: Vec::new(),
             last_tick: Instant::now(),
             issued_seq: 0,
             durable_seq: 0,
@@ -267,6 +299,13 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.last_tick = Instant::now();
+        if !self.deferred.is_empty() {
+            let now = self.last_tick;
+            let (due, wait): (Vec<_>, Vec<_>) =
+                self.deferred.drain(..).partition(|(at, _)| *at <= now);
+            self.deferred = wait;
+            self.queued.extend(due.into_iter().map(|(_, unit)| unit));
+        }
         self.release_segments();
         let now = self.now_micros();
         self.node.tick(now);
@@ -281,6 +320,9 @@ impl Core {
             .store(self.node.coordinating() as u64, Ordering::Relaxed);
         m.commands_known
             .store(self.node.replica().len() as u64, Ordering::Relaxed);
+        let (_, floor) = self.node.sync_state();
+        m.gc_floor_epoch.store(floor.0.epoch, Ordering::Relaxed);
+        m.accord_epoch.store(self.node.epoch(), Ordering::Relaxed);
     }
 
     fn handle(&mut self, event: Event) {
@@ -296,6 +338,33 @@ impl Core {
             Event::Peer(envelope) => self.node.receive(envelope),
             Event::PeerUp(peer) => self.node.peer_up(peer),
             Event::SyncDurable(id) => self.node.sync_durable(id),
+            Event::SyncNow => self.node.request_sync_point(),
+            Event::Meta {
+                topologies,
+                retire_below,
+            } => {
+                for topology in topologies {
+                    // A restart starts in the persisted epoch; the WAL may re-apply the
+                    // commands that led there without changing anything.
+                    if topology.epoch <= self.node.epoch() {
+                        continue;
+                    }
+                    let epoch = topology.epoch;
+                    match self.node.adopt(topology) {
+                        Ok(()) => tracing::info!(epoch, "adopted a new epoch"),
+                        Err(e) => tracing::error!("cannot adopt epoch {epoch}: {e}"),
+                    }
+                }
+                if let Some(epoch) = retire_below {
+                    self.node.retire_epochs_below(epoch);
+                }
+                // What was invalidated for being routed in the old epoch can go now.
+                self.queued
+                    .extend(self.deferred.drain(..).map(|(_, unit)| unit));
+                self.metrics
+                    .accord_epoch
+                    .store(self.node.epoch(), Ordering::Relaxed);
+            }
             Event::Describe(reply) => {
                 let mut lines = self.node.describe_coordinations();
                 lines.push(format!(
@@ -336,7 +405,9 @@ impl Core {
             let (mut commands, mut bytes) = (0, 0);
             while let Some(unit) = rest.peek() {
                 if !units.is_empty()
-                    && (commands + unit.proposals.len() > BATCH_COMMANDS_MAX
+                    && (unit.is_meta()
+                        || units[0].is_meta()
+                        || commands + unit.proposals.len() > BATCH_COMMANDS_MAX
                         || bytes + unit.bytes() > BATCH_BYTES_MAX)
                 {
                     break;
@@ -422,7 +493,12 @@ impl Core {
                             for mut unit in p.units {
                                 if unit.retries < INVALIDATED_RETRIES {
                                     unit.retries += 1;
-                                    again.push(unit);
+                                    let delay = retry_delay(unit.retries);
+                                    if delay.is_zero() {
+                                        again.push(unit);
+                                    } else {
+                                        self.deferred.push((Instant::now() + delay, unit));
+                                    }
                                 } else {
                                     let error = ClientError::Invalidated {
                                         attempts: unit.retries + 1,

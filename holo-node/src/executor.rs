@@ -29,8 +29,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use holo_accord::{Access, Timestamp, Txn, TxnId};
-use holo_meta::ClusterMap;
+use holo_accord::{Access, Timestamp, Topology, Txn, TxnId};
+use holo_meta::{META_RANGE, MetaCommand, MetaState, Outcome};
 use holo_resp::Frame;
 use holo_storage::{AppliedMarker, RangeId as StoreRangeId, StateStore, Store, WriteBatch};
 use tokio::sync::oneshot;
@@ -147,10 +147,31 @@ impl KvView for Overlay<'_> {
     }
 }
 
+/// Whether `txn` is a meta-range transaction (its one key is the cluster map's: clients
+/// cannot use the reserved key space, so nothing else touches it).
+pub fn is_meta(txn: &Txn) -> bool {
+    txn.keys.len() == 1 && txn.keys[0].0 == holo_meta::META_KEY
+}
+
+/// The reply a meta command's proposer gets: the epoch it applied in, or why it was a
+/// no-op.
+fn outcome_frame(outcome: &Outcome) -> Frame {
+    match outcome {
+        Outcome::Applied { epoch } => Frame::Integer(*epoch as i64),
+        Outcome::Rejected(why) => Frame::Error(format!("REJECTED {why}").into()),
+    }
+}
+
 /// The executor thread's state.
 pub struct Executor {
     store: Arc<Store>,
-    map: Arc<ClusterMap>,
+    /// The meta range's state as applied here; published to the rest of the node after
+    /// every batch that changed it.
+    meta: MetaState,
+    published: tokio::sync::watch::Sender<Arc<MetaState>>,
+    /// Decided transactions of an epoch the map here has not reached yet, and everything
+    /// after them, in order (see [`Executor::apply`]).
+    waiting: std::collections::VecDeque<ApplyItem>,
     metrics: Arc<Metrics>,
     applied: HashMap<u64, u64>,
     last_flush: Instant,
@@ -165,25 +186,31 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Loads the applied markers of every range.
+    /// Loads the applied markers of every range. `meta` is the persisted meta state
+    /// ([`crate::meta::load_or_init`]), which this executor then owns and publishes.
     ///
     /// # Errors
     /// Storage cannot be read.
     pub fn new(
         store: Arc<Store>,
-        map: Arc<ClusterMap>,
+        meta: MetaState,
+        published: tokio::sync::watch::Sender<Arc<MetaState>>,
         metrics: Arc<Metrics>,
         core: tokio::sync::mpsc::Sender<Event>,
     ) -> anyhow::Result<Executor> {
         let mut applied = HashMap::new();
-        for r in map.ranges() {
-            let marker = store.applied(StoreRangeId(r.id.0))?.unwrap_or_default();
-            applied.insert(r.id.0, marker.index);
-            metrics.set_applied(r.id.0, marker.index);
+        let ids = meta.map().ranges().iter().map(|r| r.id).chain([META_RANGE]);
+        for id in ids {
+            let marker = store.applied(StoreRangeId(id.0))?.unwrap_or_default();
+            applied.insert(id.0, marker.index);
+            metrics.set_applied(id.0, marker.index);
         }
+        metrics.observe_meta(&meta);
         Ok(Executor {
             store,
-            map,
+            meta,
+            published,
+            waiting: std::collections::VecDeque::new(),
             metrics,
             applied,
             last_flush: Instant::now(),
@@ -290,10 +317,61 @@ impl Executor {
 
     /// Applies one batch atomically, then answers the clients.
     ///
+    /// Meta commands go first, in their order: they conflict with no data transaction, so
+    /// each replica may execute them anywhere among those, and nothing a data transaction
+    /// does depends on them except through the map of its own epoch. A data transaction or
+    /// sync point of an epoch this node's map has not reached yet (its coordinator applied
+    /// the split or merge first) waits here, with everything after it, until the meta
+    /// command that creates the epoch is applied: then every replica resolves it by the
+    /// same descriptors.
+    ///
     /// # Errors
     /// [`Fatal::Apply`]: storage could not be read or written.
     pub fn apply(&mut self, items: Vec<ApplyItem>) -> Result<(), Fatal> {
         let started = Instant::now();
+        let mut batch = WriteBatch::new();
+        let mut replies = Vec::new();
+        let mut skipped = 0u64;
+        let mut meta_applied = 0u64;
+        // Topologies of the epochs this batch's meta commands created, in order.
+        let mut adopted: Vec<Topology> = Vec::new();
+        let oldest_before = self.meta.oldest_epoch();
+        for item in items {
+            if !is_meta(&item.txn) {
+                self.waiting.push_back(item);
+                continue;
+            }
+            // Versioned by executeAt like any key: a replayed command storage already
+            // reflects is skipped.
+            if item.execute_at <= self.meta.applied_at() {
+                skipped += 1;
+                continue;
+            }
+            let frame = match MetaCommand::decode(&item.txn.op) {
+                Ok(command) => {
+                    let epoch = self.meta.epoch();
+                    let outcome = self.meta.apply(&command, item.execute_at);
+                    if self.meta.epoch() != epoch {
+                        adopted.push(self.meta.map().topology());
+                    }
+                    outcome_frame(&outcome)
+                }
+                // Every replica holds the same bytes and refuses them alike.
+                Err(e) => Frame::Error(format!("ERR malformed meta command: {e}").into()),
+            };
+            meta_applied += 1;
+            replies.extend(item.reply.into_iter().zip([frame]));
+        }
+        let ready_len = self
+            .waiting
+            .iter()
+            .position(|item| item.txn.id.0.epoch > self.meta.epoch())
+            .unwrap_or(self.waiting.len());
+        let items: Vec<ApplyItem> = self.waiting.drain(..ready_len).collect();
+        self.metrics
+            .apply_waiting_epoch
+            .store(self.waiting.len() as u64, Ordering::Relaxed);
+
         let mut wanted: Vec<Bytes> = Vec::new();
         for item in &items {
             let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
@@ -315,13 +393,24 @@ impl Executor {
             slots.insert(key, slot);
         }
 
-        let mut batch = WriteBatch::new();
-        let mut replies = Vec::new();
-        let mut touched: HashMap<u64, u64> = HashMap::new();
-        let mut skipped = 0u64;
+        // Applied counts per range, with the range's generation in the counting epoch.
+        let mut touched: HashMap<u64, (u64, u64)> = HashMap::new();
+        if meta_applied > 0 {
+            touched.insert(META_RANGE.0, (0, meta_applied));
+        }
         for item in items {
+            let epoch = item.txn.id.0.epoch;
             if item.txn.id.is_sync_point() {
                 self.synced = self.synced.max(Some(item.txn.id));
+                // Nothing below it executes after it: from here on the markers carry the
+                // generations of its epoch (or a later one).
+                for r in self
+                    .meta
+                    .ranges_at(epoch)
+                    .unwrap_or(self.meta.map().ranges())
+                {
+                    touched.entry(r.id.0).or_insert((r.generation, 0)).0 = r.generation;
+                }
                 continue;
             }
             let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
@@ -346,28 +435,32 @@ impl Executor {
             };
             let frames = ops::execute_all(&item.txn.op, &mut overlay);
             if writes {
-                let mut ranges: Vec<u64> = item
+                // By the map of the txn's own epoch, so every replica and every replay
+                // counts it alike (the epoch's descriptors stay in the history until every
+                // txn of it applied everywhere).
+                let ranges = self
+                    .meta
+                    .ranges_at(epoch)
+                    .unwrap_or(self.meta.map().ranges());
+                let mut counted: Vec<&holo_meta::RangeDescriptor> = item
                     .txn
                     .keys
                     .iter()
-                    .map(|(k, _)| self.map.range_of(k).id.0)
+                    .map(|(k, _)| &ranges[ranges.partition_point(|r| r.start <= *k) - 1])
                     .collect();
-                ranges.dedup();
-                for r in ranges {
-                    *touched.entry(r).or_default() += 1;
+                counted.sort_unstable_by_key(|r| r.id);
+                counted.dedup_by_key(|r| r.id);
+                for r in counted {
+                    let entry = touched.entry(r.id.0).or_insert((r.generation, 0));
+                    entry.0 = r.generation;
+                    entry.1 += 1;
                 }
             }
             replies.extend(item.reply.into_iter().zip(frames));
         }
-        for (range, count) in touched {
+        for (range, (generation, count)) in touched {
             let index = self.applied.entry(range).or_default();
             *index += count;
-            let generation = self
-                .map
-                .ranges()
-                .iter()
-                .find(|r| r.id.0 == range)
-                .map_or(0, |r| r.generation);
             batch.set_applied(
                 StoreRangeId(range),
                 AppliedMarker {
@@ -377,9 +470,27 @@ impl Executor {
             );
             self.metrics.set_applied(range, *index);
         }
+        if meta_applied > 0 {
+            // The map and the data it describes change in one atomic batch, so a restart
+            // finds them consistent and replays the rest of both from the WAL.
+            batch.put(crate::meta::STATE_KEY, self.meta.encode());
+        }
         if !batch.is_empty() {
             self.store.write(&batch).map_err(Fatal::Apply)?;
             self.dirty = true;
+        }
+        if meta_applied > 0 {
+            self.metrics.observe_meta(&self.meta);
+            self.published.send_replace(Arc::new(self.meta.clone()));
+            let oldest = self.meta.oldest_epoch();
+            let retire_below = (oldest != oldest_before).then_some(oldest);
+            if !adopted.is_empty() || retire_below.is_some() {
+                // The core never waits for the executor, so this wait is short.
+                let _ = self.core.blocking_send(Event::Meta {
+                    topologies: adopted,
+                    retire_below,
+                });
+            }
         }
         self.metrics.observe_apply_batch(
             replies.len() as u64,
@@ -416,6 +527,41 @@ pub fn count_keys(store: &Store) -> anyhow::Result<u64> {
                 start.push(0);
             }
             _ => return Ok(count),
+        }
+    }
+}
+
+/// FNV-1a over every stored user key and its stored value (version and bytes, tombstones
+/// included), in key order, and how many there are: two replicas that applied the same
+/// history hold the same. A full scan of this node's copy.
+///
+/// # Errors
+/// Storage cannot be read.
+pub fn data_hash(store: &Store) -> anyhow::Result<(u64, u64)> {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut mix = |bytes: &[u8]| {
+        // Length first, so that key and value boundaries count.
+        for b in (bytes.len() as u64).to_be_bytes().iter().chain(bytes) {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    let mut keys = 0u64;
+    let mut start = vec![USER_PREFIX];
+    let end = [USER_PREFIX + 1];
+    loop {
+        let page = store.scan(&start, Some(&end), 4096)?;
+        for (k, v) in &page {
+            mix(k);
+            mix(v);
+            keys += 1;
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == 4096 => {
+                start = k.clone();
+                start.push(0);
+            }
+            _ => return Ok((hash, keys)),
         }
     }
 }
@@ -468,10 +614,11 @@ mod tests {
             resp_addr: "127.0.0.1:1".into(),
             grpc_addr: "127.0.0.1:2".into(),
         };
-        let map = Arc::new(ClusterMap::initial(vec![member], &[]).unwrap());
+        let meta = MetaState::new(holo_meta::ClusterMap::initial(vec![member], &[]).unwrap());
         let store = Arc::new(Store::Memory(MemStore::new()));
         let (tx, rx) = tokio::sync::mpsc::channel(16);
-        let executor = Executor::new(Arc::clone(&store), map, Arc::default(), tx)
+        let (published, _) = tokio::sync::watch::channel(Arc::new(meta.clone()));
+        let executor = Executor::new(Arc::clone(&store), meta, published, Arc::default(), tx)
             .unwrap()
             .with_flush_every(Duration::ZERO);
         (executor, store, rx)
@@ -558,5 +705,65 @@ mod tests {
         );
         assert_eq!(decode_value(&encode_value(v, None)), Some((v, None)));
         assert_eq!(decode_value(b"short"), None);
+    }
+
+    fn meta(hlc: u64, command: &MetaCommand) -> ApplyItem {
+        let txn_id = id(hlc, 1);
+        let key = Bytes::from_static(holo_meta::META_KEY);
+        ApplyItem {
+            txn: Txn::new(txn_id, &[], &[key], Bytes::from(command.encode())),
+            execute_at: txn_id.0,
+            reply: Vec::new(),
+        }
+    }
+
+    fn in_epoch(mut item: ApplyItem, epoch: u64) -> ApplyItem {
+        item.txn.id.0.epoch = epoch;
+        item.execute_at.epoch = epoch;
+        item
+    }
+
+    #[test]
+    fn a_txn_of_an_epoch_not_reached_waits_for_its_meta_command_and_replay_skips_it() {
+        let (mut executor, store, mut rx) = executor();
+        let lease = MetaCommand::Lease {
+            holder: NodeId(1),
+            term: 1,
+            duration_us: u64::MAX / 2,
+        };
+        let split = MetaCommand::Split {
+            term: 1,
+            range: holo_accord::RangeId(1),
+            expect: 1,
+            at: Bytes::from_static(b"m"),
+        };
+        step(&mut executor, vec![meta(10, &lease)]).unwrap();
+        // The coordinator of "z" routed it in epoch 2, which this node has not applied:
+        // it waits, and so does "a" behind it.
+        step(&mut executor, vec![in_epoch(set(20, "z"), 2), set(21, "a")]).unwrap();
+        assert_eq!(read_local(&store, b"z").unwrap(), None);
+        assert_eq!(read_local(&store, b"a").unwrap(), None);
+        // The split arrives (after them in this node's order: it conflicts with neither).
+        step(&mut executor, vec![meta(15, &split)]).unwrap();
+        assert_eq!(executor.meta.epoch(), 2);
+        assert_eq!(
+            read_local(&store, b"z").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        assert_eq!(
+            read_local(&store, b"a").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+        // "z" counts in the new right-hand range of epoch 2, "a" in range 1.
+        let right = executor.meta.map().ranges()[1].id.0;
+        assert_eq!(executor.applied.get(&right), Some(&1));
+        assert_eq!(executor.applied.get(&1), Some(&1));
+        assert!(rx.try_recv().is_ok_and(|e| matches!(e, Event::Meta { .. })));
+        // The persisted state is the applied one, and a replay of the split changes nothing.
+        let persisted = MetaState::decode(&store.get(crate::meta::STATE_KEY).unwrap().unwrap());
+        assert_eq!(persisted.as_ref(), Ok(&executor.meta));
+        step(&mut executor, vec![meta(15, &split)]).unwrap();
+        assert_eq!(executor.meta.epoch(), 2);
+        assert_eq!(executor.meta.counts(), (1, 0));
     }
 }

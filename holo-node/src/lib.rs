@@ -54,6 +54,7 @@
 pub mod admin;
 pub mod checkpoint;
 pub mod config;
+pub mod controller;
 pub mod convert;
 pub mod core;
 pub mod error;
@@ -188,6 +189,8 @@ pub async fn run(
     let store_open_ms = step.elapsed().as_millis() as u64;
     let meta = meta::load_or_init(&store, &map, &config.data_dir)?;
     let map = Arc::new(meta.map().clone());
+    let topologies = meta.topologies();
+    let (meta_tx, meta_rx) = tokio::sync::watch::channel(Arc::new(meta.clone()));
     if config.faults != config::FaultsConfig::default() {
         tracing::warn!(
             faults = ?config.faults,
@@ -226,7 +229,7 @@ pub async fn run(
     );
     let node = Node::restart(
         me,
-        vec![map.topology()],
+        topologies,
         config.accord_config(),
         replayed.commands,
         replayed.clock,
@@ -236,10 +239,14 @@ pub async fn run(
     latest_lsn.retain(|id, _| node.replica().command(id).is_some());
 
     let metrics = Arc::new(metrics::Metrics::default());
+    metrics
+        .accord_epoch
+        .store(node.epoch(), std::sync::atomic::Ordering::Relaxed);
     let (core_tx, core_rx) = mpsc::channel(8192);
     let executor = executor::Executor::new(
         Arc::clone(&store),
-        Arc::clone(&map),
+        meta,
+        meta_tx,
         Arc::clone(&metrics),
         core_tx.clone(),
     )?;
@@ -307,11 +314,25 @@ pub async fn run(
     })
     .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);
+    let (controller_tx, controller_rx) = mpsc::channel(64);
+    let controller = controller::Controller {
+        me,
+        config: config.controller.clone(),
+        core: core_tx.clone(),
+        meta: meta_rx.clone(),
+        store: Arc::clone(&store),
+        metrics: Arc::clone(&metrics),
+        requests: controller_rx,
+    };
+    tasks.spawn(controller.run());
     let admin_service = pb::admin_server::AdminServer::new(admin::AdminService {
         node_id: me.0,
-        map: Arc::clone(&map),
+        meta: meta_rx,
         metrics: Arc::clone(&metrics),
         wal: Arc::downgrade(&wal),
+        store: Arc::downgrade(&store),
+        controller: controller_tx,
+        controller_config: config.controller.clone(),
         started,
     });
     let grpc_addr = listeners.grpc.local_addr()?;

@@ -1,15 +1,14 @@
 //! The cluster map this node persisted, and the check of its node file against it.
 //!
 //! The first start of a node writes the map its node file describes ([`MetaState::new`] of
-//! the configured members and split points) to storage under [`META_KEY`], synced before the
+//! the configured members and split points) to storage under [`STATE_KEY`], synced before the
 //! node serves. Every later start reads it back and refuses to run if the node file now
 //! lists other members or other initial split points: silently using either the file or the
-//! stored map would route keys differently from the rest of the cluster. The meta key lies
-//! outside the user key space (user keys are stored under `u`).
+//! stored map would route keys differently from the rest of the cluster.
 //!
-//! Today the map changes only at its creation; splits, merges and the controller are meta
-//! range transactions applied on top of this state (see holo-meta), and the node will then
-//! persist each state it applies under the same key, in the same batch as the apply.
+//! After that the map changes only through meta-range transactions (splits, merges, the
+//! controller lease): the executor applies each at its executeAt and writes the new state
+//! under the same key in the same storage batch as the rest of the apply.
 
 use std::path::Path;
 
@@ -17,8 +16,8 @@ use anyhow::Context;
 use holo_meta::{ClusterMap, MetaState};
 use holo_storage::{Durability, StateStore, Store, WriteBatch};
 
-/// Storage key of the persisted meta state.
-pub const META_KEY: &[u8] = b"m/state";
+/// Storage key of the persisted meta state (outside the user keys, stored under `u`).
+pub const STATE_KEY: &[u8] = b"m/state";
 
 /// The persisted meta state, or the configured map's if this is the node's first start.
 ///
@@ -31,13 +30,13 @@ pub fn load_or_init(
     data_dir: &Path,
 ) -> anyhow::Result<MetaState> {
     let stored = store
-        .get(META_KEY)
+        .get(STATE_KEY)
         .context("reading the persisted cluster map")?;
     let Some(bytes) = stored else {
         let state = MetaState::new(configured.clone());
         let mut batch = WriteBatch::new();
         batch
-            .put(META_KEY, state.encode())
+            .put(STATE_KEY, state.encode())
             .with_durability(Durability::Sync);
         store
             .write(&batch)

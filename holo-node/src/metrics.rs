@@ -50,6 +50,18 @@ const LATENCY_BOUNDS_US: &[u64] = &[
 ];
 /// Upper bounds of the batch-size buckets.
 const SIZE_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+/// Split and merge durations (commit to history cut), in microseconds: 10 ms to 10 min.
+const OPERATION_BOUNDS_US: &[u64] = &[
+    10_000,
+    50_000,
+    100_000,
+    500_000,
+    1_000_000,
+    5_000_000,
+    10_000_000,
+    60_000_000,
+    600_000_000,
+];
 
 /// The HELP and TYPE lines of a histogram family.
 fn histogram_header(out: &mut String, name: &str, help: &str) {
@@ -158,6 +170,28 @@ pub struct Metrics {
     pub executor_failed: AtomicBool,
     pub peers: Mutex<Vec<(u16, std::sync::Arc<PeerStats>)>>,
     applied: Mutex<BTreeMap<u64, u64>>,
+    /// The epoch the Accord core adopted last (it follows the applied map's).
+    pub accord_epoch: AtomicU64,
+    /// Decided transactions waiting in the executor for the meta command of their epoch.
+    pub apply_waiting_epoch: AtomicU64,
+    /// The epoch of the GC floor: every txn of an earlier epoch is finished everywhere.
+    pub gc_floor_epoch: AtomicU64,
+    meta: Mutex<MetaFigures>,
+    split_duration: Histogram,
+    merge_duration: Histogram,
+}
+
+/// The meta range's figures as last applied here.
+#[derive(Default)]
+struct MetaFigures {
+    epoch: u64,
+    hash: u64,
+    operations: BTreeMap<&'static str, u64>,
+    lease: Option<holo_meta::Lease>,
+    splits: u64,
+    merges: u64,
+    /// The executeAt of the newest record already counted in the durations.
+    counted: holo_accord::Timestamp,
 }
 
 impl Default for Metrics {
@@ -195,6 +229,12 @@ impl Default for Metrics {
             executor_failed: AtomicBool::new(false),
             peers: Mutex::new(Vec::new()),
             applied: Mutex::new(BTreeMap::new()),
+            accord_epoch: AtomicU64::new(0),
+            apply_waiting_epoch: AtomicU64::new(0),
+            gc_floor_epoch: AtomicU64::new(0),
+            meta: Mutex::new(MetaFigures::default()),
+            split_duration: Histogram::new(OPERATION_BOUNDS_US),
+            merge_duration: Histogram::new(OPERATION_BOUNDS_US),
         }
     }
 }
@@ -229,6 +269,35 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(range, index);
+    }
+
+    /// Takes the figures of the meta state just applied (or loaded at start).
+    pub fn observe_meta(&self, state: &holo_meta::MetaState) {
+        let mut m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        m.epoch = state.epoch();
+        m.hash = state.map().hash();
+        m.operations.clear();
+        for op in state.operations() {
+            *m.operations.entry(op.phase.name()).or_default() += 1;
+        }
+        m.lease = state.lease();
+        (m.splits, m.merges) = state.counts();
+        let first = m.counted == holo_accord::Timestamp::ZERO;
+        for record in state.recent() {
+            if record.at <= m.counted {
+                continue;
+            }
+            m.counted = record.at;
+            // At start the recent records are history, not new observations.
+            if first {
+                continue;
+            }
+            match record.finished {
+                Some(("split", us)) => self.split_duration.observe(us),
+                Some(("merge", us)) => self.merge_duration.observe(us),
+                _ => {}
+            }
+        }
     }
 
     /// Applied index per range.
@@ -416,7 +485,8 @@ impl Metrics {
             "holo_apply_lag",
             "Decided transactions not yet applied (held for durability or queued).",
             self.apply_queue.load(Ordering::Relaxed)
-                + self.apply_held.load(Ordering::Relaxed) as i64,
+                + self.apply_held.load(Ordering::Relaxed) as i64
+                + self.apply_waiting_epoch.load(Ordering::Relaxed) as i64,
         );
         histogram_header(
             &mut out,
@@ -451,6 +521,7 @@ impl Metrics {
         for (range, index) in self.applied() {
             let _ = writeln!(out, "holo_applied_index{{range=\"{range}\"}} {index}");
         }
+        self.render_meta(&mut out, counter, gauge);
         let peers: Vec<(u16, (u64, u64, bool))> = self
             .peers
             .lock()
@@ -499,5 +570,90 @@ impl Metrics {
             );
         }
         out
+    }
+
+    fn render_meta(
+        &self,
+        out: &mut String,
+        counter: impl Fn(&mut String, &str, &str, u64),
+        gauge: impl Fn(&mut String, &str, &str, i64),
+    ) {
+        let m = self.meta.lock().unwrap_or_else(|e| e.into_inner());
+        gauge(
+            out,
+            "holo_meta_epoch",
+            "Epoch of the cluster map applied on this node.",
+            m.epoch as i64,
+        );
+        gauge(
+            out,
+            "holo_meta_accord_epoch",
+            "Epoch the consensus core routes new transactions with.",
+            self.accord_epoch.load(Ordering::Relaxed) as i64,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP holo_meta_map_info The applied cluster map's hash (nodes that agree show the same).\n# TYPE holo_meta_map_info gauge\nholo_meta_map_info{{hash=\"{:016x}\",epoch=\"{}\"}} 1",
+            m.hash, m.epoch
+        );
+        let _ = writeln!(
+            out,
+            "# HELP holo_meta_operations Splits and merges in flight, by phase.\n# TYPE holo_meta_operations gauge"
+        );
+        for phase in holo_meta::Phase::ALL {
+            let n = m.operations.get(phase.name()).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "holo_meta_operations{{phase=\"{}\"}} {n}",
+                phase.name()
+            );
+        }
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let (holder, term, remaining) = m.lease.map_or((0, 0, 0.0), |l| {
+            (
+                i64::from(l.holder.0),
+                l.term as i64,
+                l.expires.saturating_sub(now_us) as f64 / 1e6,
+            )
+        });
+        gauge(
+            out,
+            "holo_meta_lease_holder",
+            "Node holding the controller lease (0: none yet).",
+            holder,
+        );
+        gauge(
+            out,
+            "holo_meta_lease_term",
+            "Term of the controller lease.",
+            term,
+        );
+        let _ = writeln!(
+            out,
+            "# HELP holo_meta_lease_remaining_seconds Time left on the controller lease by this node's clock (0: expired).\n# TYPE holo_meta_lease_remaining_seconds gauge\nholo_meta_lease_remaining_seconds {remaining:.3}"
+        );
+        counter(
+            out,
+            "holo_meta_splits_total",
+            "Splits committed in the cluster map.",
+            m.splits,
+        );
+        counter(
+            out,
+            "holo_meta_merges_total",
+            "Merges committed in the cluster map.",
+            m.merges,
+        );
+        histogram_header(
+            out,
+            "holo_meta_operation_seconds",
+            "Time from a split or merge committing to its history cut, seen on this node.",
+        );
+        self.split_duration
+            .render(out, "holo_meta_operation_seconds", "kind=\"split\"", 1e6);
+        self.merge_duration
+            .render(out, "holo_meta_operation_seconds", "kind=\"merge\"", 1e6);
     }
 }

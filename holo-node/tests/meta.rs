@@ -1,10 +1,19 @@
-//! The persisted cluster map: a node file that disagrees with it is refused, naming why.
+//! The meta-plane on a real cluster: the persisted cluster map (a node file that disagrees
+//! with it is refused, naming why), splits and merges under load through any node, and
+//! the checks on operator requests.
 
 mod common;
 
-use common::{Cluster, node_toml_with};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use common::{Admin, Client, Cluster, bulk, eventually, node_toml_with};
 use holo_node::Listeners;
 use holo_node::config::NodeConfig;
+use holo_proto::v1 as pb;
+use holo_resp::Frame;
 use tokio::net::TcpListener;
 
 /// Runs node 1 of `cluster` (stopped) with its node file edited by `edit`; returns the
@@ -50,5 +59,235 @@ async fn a_node_file_that_disagrees_with_the_persisted_map_is_refused() {
         c.cmd(&["PING"]).await.unwrap(),
         holo_resp::Frame::Simple("PONG".into())
     );
+    cluster.shutdown().await;
+}
+
+fn grpcs(cluster: &Cluster) -> Vec<String> {
+    cluster.addrs.iter().map(|a| a.1.clone()).collect()
+}
+
+async fn admin(cluster: &Cluster, i: usize) -> Admin {
+    common::admin(&cluster.addrs[i].1).await
+}
+
+async fn meta_status(cluster: &Cluster, i: usize) -> pb::MetaStatusReply {
+    common::meta_status(&cluster.addrs[i].1).await
+}
+
+async fn settled(cluster: &Cluster) -> pb::MetaStatusReply {
+    common::settled(&grpcs(cluster)).await
+}
+
+fn range_of<'a>(status: &'a pb::MetaStatusReply, key: &[u8]) -> &'a pb::RangeStatus {
+    status
+        .ranges
+        .iter()
+        .rfind(|r| r.start.as_ref() <= key)
+        .expect("the ranges cover the key space")
+}
+
+/// Clients keep writing INCR counters and MSET pairs across the boundary being changed;
+/// every reply is checked.
+async fn load(addr: String, task: usize, stop: Arc<AtomicBool>) -> (HashMap<String, i64>, u64) {
+    let mut c = Client::connect(&addr).await.unwrap();
+    let mut acked: HashMap<String, i64> = HashMap::new();
+    let mut rounds = 0u64;
+    let keys = ["1a", "3z", "4a", "5q", "7z", "8a", "bz", "ca"];
+    while !stop.load(Ordering::Relaxed) {
+        let key = keys[(rounds as usize + task) % keys.len()];
+        let counter = format!("{key}-n{task}");
+        match c.cmd(&["INCR", &counter]).await.unwrap() {
+            Frame::Integer(n) => {
+                let seen = acked.entry(counter.clone()).or_default();
+                assert_eq!(n, *seen + 1, "INCR {counter} after {} acknowledged", *seen);
+                *seen = n;
+            }
+            other => panic!("INCR {counter}: {other:?}"),
+        }
+        // One pair across the initial boundary "4", another across "8": written together,
+        // read together, always equal.
+        let v = format!("{task}-{rounds}");
+        let (a, b) = if rounds.is_multiple_of(2) {
+            ("3m", "4m")
+        } else {
+            ("7m", "8m")
+        };
+        let (a, b) = (format!("{a}-{task}"), format!("{b}-{task}"));
+        assert_eq!(c.cmd(&["MSET", &a, &v, &b, &v]).await.unwrap(), Frame::ok());
+        assert_eq!(
+            c.pipeline(&[vec!["MGET", &a, &b]]).await.unwrap(),
+            vec![Frame::Array(vec![bulk(&v), bulk(&v)])],
+            "MSET then MGET of {a} and {b}"
+        );
+        rounds += 1;
+    }
+    (acked, rounds)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splits_and_merges_under_load_lose_and_repeat_nothing() {
+    let cluster = Cluster::start_with(3, "redb", "sync_interval_ms = 200").await;
+    let initial = settled(&cluster).await;
+    assert_eq!(initial.ranges.len(), 4);
+    eventually("a controller lease", Duration::from_secs(30), || async {
+        meta_status(&cluster, 0).await.lease.map(|_| ())
+    })
+    .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for task in 0..3 {
+        let addr = cluster.resp(task).to_owned();
+        tasks.push(tokio::spawn(load(addr, task, Arc::clone(&stop))));
+    }
+
+    // Split and merge around the boundaries the clients write across, through every node
+    // in turn (two of three pass the request on to the lease holder).
+    let mut epoch = initial.epoch;
+    let (mut splits, mut merges) = (0, 0);
+    for round in 0..8usize {
+        let status = settled(&cluster).await;
+        assert_eq!(status.epoch, epoch, "one epoch per operation");
+        let boundary: &[u8] = if round % 4 < 2 { b"4" } else { b"8" };
+        let below = range_of(&status, &[boundary[0] - 1, b'z']);
+        let mut client = admin(&cluster, round % 3).await;
+        if below.end.as_deref() == Some(boundary) {
+            let right = range_of(&status, boundary);
+            let reply = client
+                .merge(pb::MergeRequest {
+                    left: below.id,
+                    right: right.id,
+                    forwarded: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            merges += 1;
+            epoch = reply.epoch;
+        } else {
+            // Split at the boundary itself or, every other time, at the median key.
+            let at = (round % 2 == 0).then(|| bytes::Bytes::copy_from_slice(boundary));
+            let target = range_of(&status, boundary).id;
+            let reply = client
+                .split(pb::SplitRequest {
+                    range: target,
+                    at,
+                    forwarded: false,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            splits += 1;
+            epoch = reply.epoch;
+        }
+    }
+    let last = settled(&cluster).await;
+    assert_eq!(last.epoch, epoch);
+    assert_eq!((last.splits, last.merges), (splits, merges));
+
+    stop.store(true, Ordering::Relaxed);
+    let mut c = cluster.client(1).await;
+    for t in tasks {
+        let (acked, rounds) = t.await.unwrap();
+        assert!(
+            rounds > 0,
+            "the clients made progress during the operations"
+        );
+        for (counter, n) in acked {
+            assert_eq!(
+                c.cmd(&["GET", &counter]).await.unwrap(),
+                bulk(&n.to_string()),
+                "{counter}: every acknowledged INCR applied exactly once"
+            );
+        }
+    }
+
+    // Every replica holds the same keys and versions.
+    common::data_agrees(&grpcs(&cluster)).await;
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operations_are_checked_and_refusals_explained() {
+    let cluster = Cluster::start(3, "redb").await;
+    eventually("a controller lease", Duration::from_secs(30), || async {
+        meta_status(&cluster, 0).await.lease.map(|_| ())
+    })
+    .await;
+    let mut client = admin(&cluster, 0).await;
+    let err = client
+        .split(pb::SplitRequest {
+            range: 99,
+            at: None,
+            forwarded: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("no range 99"), "{}", err.message());
+    // Range 2 is ["4", "8"): "9" is outside it, and an empty range has no median.
+    let err = client
+        .split(pb::SplitRequest {
+            range: 2,
+            at: Some(bytes::Bytes::from_static(b"9")),
+            forwarded: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("not strictly inside"),
+        "{}",
+        err.message()
+    );
+    let err = client
+        .split(pb::SplitRequest {
+            range: 2,
+            at: None,
+            forwarded: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("fewer than two keys"),
+        "{}",
+        err.message()
+    );
+    let err = client
+        .merge(pb::MergeRequest {
+            left: 1,
+            right: 3,
+            forwarded: false,
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("does not end where range 3 starts"),
+        "{}",
+        err.message()
+    );
+    // A split bumps the left half's generation; the right half starts at 1.
+    let first = client
+        .split(pb::SplitRequest {
+            range: 1,
+            at: Some(bytes::Bytes::from_static(b"2")),
+            forwarded: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.epoch, 2);
+    let status = settled(&cluster).await;
+    assert_eq!(status.ranges.len(), 5);
+    assert_eq!(
+        (status.ranges[0].generation, status.ranges[1].generation),
+        (2, 1)
+    );
+    let c = admin(&cluster, 2)
+        .await
+        .controller_status(pb::ControllerStatusRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(c.lease.is_some());
+    assert!(c.last_operation.contains("finish"), "{}", c.last_operation);
     cluster.shutdown().await;
 }

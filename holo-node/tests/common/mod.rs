@@ -223,3 +223,82 @@ impl Cluster {
 pub fn node_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_holo-node"))
 }
+
+pub type Admin = holo_proto::v1::admin_client::AdminClient<tonic::transport::Channel>;
+
+/// The admin service of the node whose gRPC address is `grpc`.
+pub async fn admin(grpc: &str) -> Admin {
+    Admin::connect(format!("http://{grpc}")).await.unwrap()
+}
+
+/// The meta-plane as the node at `grpc` applied it.
+pub async fn meta_status(grpc: &str) -> holo_proto::v1::MetaStatusReply {
+    admin(grpc)
+        .await
+        .meta_status(holo_proto::v1::MetaStatusRequest { sizes: false })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Waits until every node at `grpcs` applied the same map with no operation in flight
+/// and every earlier epoch retired, and returns it.
+pub async fn settled(grpcs: &[String]) -> holo_proto::v1::MetaStatusReply {
+    eventually(
+        "every node to agree on a map with nothing in flight",
+        Duration::from_secs(60),
+        || async {
+            let mut all = Vec::new();
+            for grpc in grpcs {
+                all.push(meta_status(grpc).await);
+            }
+            let first = &all[0];
+            all.iter()
+                .all(|s| {
+                    s.epoch == first.epoch
+                        && s.map_hash == first.map_hash
+                        && s.operations.is_empty()
+                        && s.oldest_epoch == s.epoch
+                        && s.accord_epoch == s.epoch
+                })
+                .then(|| first.clone())
+        },
+    )
+    .await
+}
+
+/// Waits until every node at `grpcs` holds the same keys and versions and counted the same
+/// transactions applied in each range (each counted in the range of its own epoch's map,
+/// also when replayed); returns the data hash.
+pub async fn data_agrees(grpcs: &[String]) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut seen = Vec::new();
+        for grpc in grpcs {
+            let mut admin = admin(grpc).await;
+            let h = admin
+                .data_hash(holo_proto::v1::DataHashRequest {})
+                .await
+                .map(tonic::Response::into_inner);
+            let applied = admin.state(holo_proto::v1::StateRequest {}).await.map(|s| {
+                s.into_inner()
+                    .ranges
+                    .iter()
+                    .map(|r| (r.id, r.applied_index))
+                    .collect::<Vec<_>>()
+            });
+            match (h, applied) {
+                (Ok(h), Ok(applied)) => seen.push(((h.hash, applied), h.keys)),
+                (h, a) => seen.push(((0, vec![]), u64::from(h.is_err() || a.is_err()))),
+            }
+        }
+        if seen.iter().all(|s| s.0 == seen[0].0) && seen[0].0.0 != 0 {
+            return seen[0].0.0;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replicas' data still differ after 60 s: (hash, applied per range), keys: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
