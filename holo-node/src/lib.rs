@@ -43,9 +43,20 @@
 //! A restart replays only what is left, plus the floor. A member that is down holds GC back
 //! for everyone until it returns.
 //!
+//! # The meta range
+//! The cluster map is the state of one more Accord range, over the reserved key space
+//! (`holo_meta::RESERVED_PREFIX`; clients are refused such keys). A meta command is a
+//! transaction of its own on `holo_meta::META_KEY`; the executor applies it at its
+//! executeAt, writes the new state in the same batch as the data, publishes it to the rest
+//! of the node and tells the core, which adopts each new epoch in order and retires epochs
+//! whose history is cut ([`core::Event::Meta`]). Data transactions resolve ranges by their
+//! own epoch's map ([`executor::Executor::apply`]). The [`controller`] holds the lease and
+//! drives splits and merges; [`admin`] serves `holoctl`.
+//!
 //! # Not yet
 //! - Reads run as Accord read transactions at every replica (no ephemeral reads).
-//! - Key expiry (EX/PX), data types other than strings, and dynamic split/merge.
+//! - Key expiry (EX/PX), data types other than strings, membership changes and replica
+//!   moves (every range lives on every member).
 //! - Peer authentication: the gRPC port trusts its peers (a protocol-violating peer can stop
 //!   a node; malformed messages and ops are refused). Keep it on a private network.
 //! - Backpressure from the executor: its queue is unbounded, and a full WAL buffer

@@ -291,3 +291,46 @@ async fn operations_are_checked_and_refusals_explained() {
     assert!(c.last_operation.contains("finish"), "{}", c.last_operation);
     cluster.shutdown().await;
 }
+
+/// Runs scripts/check_meta_plane_health.sh against node 1: (exit code, output).
+fn health(cluster: &Cluster) -> (i32, String) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../scripts/check_meta_plane_health.sh"
+    );
+    let out = std::process::Command::new(script)
+        .env("TARGET", &cluster.addrs[0].1)
+        .env("HOLOCTL", env!("CARGO_BIN_EXE_holoctl"))
+        .env("GRACE_SECS", "2")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_check_passes_a_healthy_cluster_and_names_an_unreachable_node() {
+    let mut cluster = Cluster::start(3, "redb").await;
+    eventually("a controller lease", Duration::from_secs(30), || async {
+        meta_status(&cluster, 0).await.lease.map(|_| ())
+    })
+    .await;
+    let (code, text) = tokio::task::block_in_place(|| health(&cluster));
+    assert_eq!(code, 0, "{text}");
+    assert!(
+        text.contains("healthy: 3 members agree on epoch 1"),
+        "{text}"
+    );
+    cluster.stop(2).await;
+    let (code, text) = tokio::task::block_in_place(|| health(&cluster));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "UNHEALTHY: node 3 ({}) is unreachable",
+            cluster.addrs[2].1
+        )),
+        "{text}"
+    );
+    cluster.shutdown().await;
+}

@@ -517,8 +517,10 @@ fn main() -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {
+            // 2, not 1: the question could not be asked (1 is a "no" from health or
+            // data-hash).
             eprintln!("holoctl: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
