@@ -194,6 +194,8 @@ pub trait ClusterControl {
     }
     /// Where the harness reaches each node's RESP port, node 1 first.
     fn resp_addrs(&self) -> Vec<String>;
+    /// Where the harness reaches each node's gRPC (admin) service.
+    fn grpc_addrs(&self) -> Vec<String>;
     /// SIGKILL node `i` and wait until it is gone.
     async fn kill9(&mut self, i: usize) -> anyhow::Result<()>;
     /// SIGKILL every node in `which` at once, then wait until all are gone.
@@ -231,6 +233,13 @@ impl ClusterControl for LocalCluster {
     }
     fn resp_addrs(&self) -> Vec<String> {
         LocalCluster::resp_addrs(self)
+    }
+    fn grpc_addrs(&self) -> Vec<String> {
+        self.state
+            .nodes
+            .iter()
+            .map(|n| n.grpc_addr.clone())
+            .collect()
     }
     async fn kill9(&mut self, i: usize) -> anyhow::Result<()> {
         LocalCluster::kill9(self, i).await

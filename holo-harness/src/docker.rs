@@ -486,6 +486,14 @@ impl ClusterControl for DockerCluster {
             .collect()
     }
 
+    fn grpc_addrs(&self) -> Vec<String> {
+        self.state
+            .nodes
+            .iter()
+            .map(|n| format!("{}:{GRPC_PORT}", n.ip))
+            .collect()
+    }
+
     async fn kill9(&mut self, i: usize) -> anyhow::Result<()> {
         if self.paused[i] {
             docker(&["unpause", &self.state.nodes[i].container])?;

@@ -1,7 +1,8 @@
 //! holo-harness: how users and CI exercise HoloStore.
 //!
 //! It brings clusters up and down (local processes), runs register workloads over RESP,
-//! checks histories for linearizability, injects faults (kill -9, pause), runs the
+//! checks histories for linearizability, injects faults (kill -9, pause) and topology changes
+//! (splits and merges through the admin service), runs the
 //! linearizability and crash-recovery suites, benchmarks HoloStore's storage backends against
 //! a plain `redis-server` and renders reports. It talks to nodes only over the network.
 
@@ -15,4 +16,5 @@ pub mod progress;
 pub mod report;
 pub mod resp;
 pub mod suite;
+pub mod topology;
 pub mod workload;

@@ -266,6 +266,10 @@ enum SuiteKind {
         /// Write time per cycle (the kill comes halfway).
         #[arg(long, default_value = "4s", value_parser = parse_duration)]
         cycle: Duration,
+        /// Split and merge ranges every 300 ms all through every cycle (kills land during
+        /// the operations); the meta-plane must settle at the end.
+        #[arg(long)]
+        split_merge: bool,
     },
 }
 
@@ -838,6 +842,7 @@ async fn suite_command(kind: SuiteKind) -> anyhow::Result<bool> {
             cycles,
             writers,
             cycle,
+            split_merge,
         } => {
             let seed = seed(common.seed);
             let dir = run_dir(common.dir, "crash-recovery");
@@ -856,6 +861,7 @@ async fn suite_command(kind: SuiteKind) -> anyhow::Result<bool> {
                 cycle,
                 op_timeout: common.op_timeout,
                 seed,
+                split_merge,
             };
             let r = suite::crash_recovery(&opts).await?;
             println!(

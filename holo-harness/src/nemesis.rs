@@ -13,6 +13,11 @@ use crate::cluster::{ClusterControl, Partition};
 pub enum Fault {
     /// SIGKILL one node, restart it after the hold time.
     Kill,
+    /// SIGKILL the node holding the controller lease (usually in the middle of a split or
+    /// merge when the topology loop runs), restart it after the hold time.
+    KillController,
+    /// SIGKILL a node that does not hold the controller lease, restart it after the hold.
+    KillReplica,
     /// SIGKILL one node and keep it down for a long hold (a phase of 10 s or more), at a
     /// jittered moment, never the previous victim; then restart it.
     NodeDown,
@@ -84,14 +89,34 @@ pub async fn run<C: ClusterControl>(
             let jitter = Duration::from_millis(rng.below(1_000) as u64);
             tokio::time::sleep(jitter).await;
         }
+        let holder = match schedule.fault {
+            Fault::KillController | Fault::KillReplica => {
+                crate::topology::lease_holder(&cluster.grpc_addrs()).await
+            }
+            _ => None,
+        };
+        match (schedule.fault, holder) {
+            (Fault::KillController, Some(h)) => victim = h,
+            (Fault::KillReplica, Some(h)) if victim == h => victim = (h + 1) % cluster.len(),
+            _ => {}
+        }
         last_victim = Some(victim);
         let victims: Vec<usize> = match schedule.fault {
             Fault::KillAll => (0..cluster.len()).collect(),
-            Fault::Kill | Fault::NodeDown | Fault::Pause | Fault::Partition(_) => vec![victim],
+            Fault::Kill
+            | Fault::KillController
+            | Fault::KillReplica
+            | Fault::NodeDown
+            | Fault::Pause
+            | Fault::Partition(_) => vec![victim],
         };
         let ids: Vec<u16> = victims.iter().map(|i| *i as u16 + 1).collect();
         match schedule.fault {
-            Fault::Kill | Fault::KillAll | Fault::NodeDown => {
+            Fault::Kill
+            | Fault::KillController
+            | Fault::KillReplica
+            | Fault::KillAll
+            | Fault::NodeDown => {
                 cluster.kill9_all(&victims).await?;
                 events.push(FaultEvent {
                     at: at(origin),
@@ -121,8 +146,12 @@ pub async fn run<C: ClusterControl>(
         }
         tokio::time::sleep(schedule.hold).await;
         let killed: &[usize] = match schedule.fault {
-            Fault::Kill | Fault::KillAll | Fault::NodeDown => &victims,
-            _ => &[],
+            Fault::Kill
+            | Fault::KillController
+            | Fault::KillReplica
+            | Fault::KillAll
+            | Fault::NodeDown => &victims,
+            Fault::Pause | Fault::Partition(_) => &[],
         };
         events.extend(heal(cluster, origin, killed).await?);
         next += schedule.every;

@@ -75,7 +75,12 @@ pub struct Scenario {
     min_duration: Option<Duration>,
     /// Needs a Docker cluster (network partitions).
     pub docker_only: bool,
+    /// Splits and merges run all along (see [`crate::topology`]).
+    topology: bool,
 }
+
+/// How often the topology scenarios ask for a split or a merge.
+const TOPOLOGY_EVERY: Duration = Duration::from_millis(300);
 
 /// The node-down scenario's schedule: first kill, period, and how long the node stays down.
 const NODE_DOWN_SCHEDULE: (Duration, Duration, Duration) = (
@@ -98,6 +103,12 @@ pub fn scenarios() -> Vec<Scenario> {
         fault: None,
         min_duration: None,
         docker_only: false,
+        topology: false,
+    };
+    let topology = |name, description, mode| Scenario {
+        mode,
+        topology: true,
+        ..base(name, description)
     };
     let partition = |name, description, kind| Scenario {
         fault: Some(Fault::Partition(kind)),
@@ -162,6 +173,41 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario {
             fault: Some(Fault::Pause),
             ..base("pause", "SIGSTOP of a random node, SIGCONT 1.5 s later")
+        },
+        topology(
+            "split-merge",
+            "GET/SET while ranges split and merge every 300 ms",
+            Mode::Register,
+        ),
+        topology(
+            "split-merge-multi",
+            "MSET/MGET across ranges while they split and merge every 300 ms",
+            Mode::Multi,
+        ),
+        Scenario {
+            keys: Some(4),
+            ..topology(
+                "split-merge-counters",
+                "INCR and GET of a few counters while ranges split and merge every 300 ms",
+                Mode::Incr,
+            )
+        },
+        Scenario {
+            fault: Some(Fault::KillController),
+            ..topology(
+                "split-merge-kill-controller",
+                "splits and merges every 300 ms; kill -9 of the lease holder, restarted 1.5 s later",
+                Mode::Multi,
+            )
+        },
+        Scenario {
+            fault: Some(Fault::KillReplica),
+            keys: Some(4),
+            ..topology(
+                "split-merge-kill-replica",
+                "counters while ranges split and merge; kill -9 of a node not holding the lease",
+                Mode::Incr,
+            )
         },
         partition(
             "isolate",
@@ -228,6 +274,9 @@ pub struct ScenarioResult {
     /// the healthy phase before the first fault, when the scenario kills nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub down_ratio: Option<f64>,
+    /// The splits and merges asked for, in the topology scenarios.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology: Vec<crate::topology::TopologyEvent>,
 }
 
 /// A suite's results file.
@@ -323,6 +372,7 @@ pub async fn linearizability(opts: &SuiteOptions) -> anyhow::Result<Linearizabil
                 history: PathBuf::new(),
                 failure_files: Vec::new(),
                 down_ratio: None,
+                topology: Vec::new(),
             },
         };
         print_scenario(&result);
@@ -366,6 +416,19 @@ fn print_scenario(r: &ScenarioResult) {
         println!(
             "      with a node down: {:.0}% of the healthy throughput",
             ratio * 100.0
+        );
+    }
+    if !r.topology.is_empty() {
+        let done = r.topology.iter().filter(|t| t.done).count();
+        let splits = r
+            .topology
+            .iter()
+            .filter(|t| t.done && t.action.starts_with("split"))
+            .count();
+        println!(
+            "      topology: {done} of {} asked done ({splits} splits, {} merges)",
+            r.topology.len(),
+            done - splits
         );
     }
     for problem in &r.problems {
@@ -450,34 +513,47 @@ async fn run_on<C: ClusterControl>(
     let stop = Arc::new(AtomicBool::new(false));
     let live = Arc::new(Live::default());
     let progress = crate::progress::timed(duration, s.name, Arc::clone(&live));
-    let (run, faults) = match s.fault {
-        Some(fault) => {
-            let (first, every, hold) = match fault {
-                Fault::NodeDown => NODE_DOWN_SCHEDULE,
-                _ => (
-                    Duration::from_millis(1500),
-                    Duration::from_secs(4),
-                    Duration::from_millis(1500),
-                ),
-            };
-            let schedule = Schedule {
-                fault,
-                first,
-                every,
-                hold,
-                seed: opts.seed ^ 0xFA17,
-            };
-            let (run, faults) = tokio::join!(
-                workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)),
-                nemesis::run(cluster, &schedule, origin, duration)
-            );
-            (run?, faults?)
+    let grpcs = cluster.grpc_addrs();
+    let topology_loop = async {
+        if s.topology {
+            crate::topology::run(&grpcs, TOPOLOGY_EVERY, origin, duration, opts.seed ^ 0x7090).await
+        } else {
+            Vec::new()
         }
-        None => (
-            workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)).await?,
-            Vec::new(),
-        ),
     };
+    let workload_and_faults = async {
+        let (run, faults) = match s.fault {
+            Some(fault) => {
+                let (first, every, hold) = match fault {
+                    Fault::NodeDown => NODE_DOWN_SCHEDULE,
+                    _ => (
+                        Duration::from_millis(1500),
+                        Duration::from_secs(4),
+                        Duration::from_millis(1500),
+                    ),
+                };
+                let schedule = Schedule {
+                    fault,
+                    first,
+                    every,
+                    hold,
+                    seed: opts.seed ^ 0xFA17,
+                };
+                let (run, faults) = tokio::join!(
+                    workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)),
+                    nemesis::run(cluster, &schedule, origin, duration)
+                );
+                (run?, faults?)
+            }
+            None => (
+                workload::run(&work, origin, Arc::clone(&stop), Arc::clone(&live)).await?,
+                Vec::new(),
+            ),
+        };
+        anyhow::Ok((run, faults))
+    };
+    let (done, topology) = tokio::join!(workload_and_faults, topology_loop);
+    let (run, faults) = done?;
     progress.finish_and_clear();
     let mut faults = faults;
     let mut problems = Vec::new();
@@ -504,6 +580,26 @@ async fn run_on<C: ClusterControl>(
     }
     if !dead.is_empty() {
         cluster.restart_all(&dead).await?;
+    }
+    if s.topology {
+        if !topology.iter().any(|t| t.done) {
+            let asked: Vec<String> = topology
+                .iter()
+                .take(5)
+                .map(|t| format!("{}: {}", t.action, t.outcome))
+                .collect();
+            problems.push(format!(
+                "no split or merge was done in {} asked (first: {})",
+                topology.len(),
+                asked.join("; ")
+            ));
+        }
+        // Every operation finishes (its history cut) and every node agrees on the map.
+        if let Err(e) =
+            crate::topology::settled(&cluster.grpc_addrs(), Duration::from_secs(60)).await
+        {
+            problems.push(format!("{e:#}"));
+        }
     }
     for i in 0..cluster.len() {
         if let Some(line) = cluster
@@ -620,6 +716,7 @@ async fn run_on<C: ClusterControl>(
         history,
         failure_files,
         down_ratio,
+        topology,
     })
 }
 

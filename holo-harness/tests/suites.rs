@@ -249,6 +249,50 @@ fn linearizability_suite_short() {
     assert!(html.contains("<svg") && html.contains("kill-restart"));
 }
 
+/// Ranges split and merge every 300 ms under register, multi-key and counter workloads,
+/// also while the lease holder or another node is killed: every history linearizable, some
+/// operations done, and the meta-plane settled (every operation's history cut, every node on
+/// the same map) at the end.
+#[test]
+fn linearizability_suite_split_merge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, text) = run(&mut linearizability_suite(
+        dir.path(),
+        &[
+            "--duration",
+            "4s",
+            "--scenario",
+            "split-merge,split-merge-multi,split-merge-counters,split-merge-kill-controller,split-merge-kill-replica",
+        ],
+    ));
+    println!("{text}");
+    assert!(out.status.success(), "suite failed:\n{text}");
+    let r = results(&dir.path().join("results.json"));
+    let scenarios = r["scenarios"].as_array().unwrap();
+    assert_eq!(scenarios.len(), 5, "every scenario ran");
+    for s in scenarios {
+        assert_eq!(s["verdict"], "linearizable", "{s}");
+        let done = s["topology"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["done"] == true)
+            .count();
+        assert!(done > 0, "splits and merges were done: {s}");
+    }
+    for name in ["split-merge-kill-controller", "split-merge-kill-replica"] {
+        let s = scenarios.iter().find(|s| s["name"] == name).unwrap();
+        assert!(
+            s["faults"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["action"] == "kill"),
+            "the nemesis killed a node: {s}"
+        );
+    }
+}
+
 #[test]
 fn linearizability_suite_fails_against_stale_local_reads() {
     let dir = tempfile::tempdir().unwrap();
@@ -296,11 +340,20 @@ fn crash_recovery_suite_short() {
         "2s",
         "--seed",
         "3",
+        // The kills land during splits and merges; the meta-plane must settle at the end.
+        "--split-merge",
     ]));
     println!("{text}");
     assert!(out.status.success(), "suite failed:\n{text}");
     let r = results(&dir.path().join("results.json"));
     assert_eq!(r["lost_writes"], 0);
+    let done: u64 = r["cycles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["topology_done"].as_u64().unwrap())
+        .sum();
+    assert!(done > 0, "splits and merges ran: {r}");
     assert!(r["acked_writes_checked"].as_u64().unwrap() > 0);
     let cycles = r["cycles"].as_array().unwrap();
     assert_eq!(cycles.len(), 4);

@@ -15,6 +15,8 @@ pub struct CrashOptions {
     pub cycle: Duration,
     pub op_timeout: Duration,
     pub seed: u64,
+    /// Splits and merges run all through every cycle, so the kills land during them.
+    pub split_merge: bool,
 }
 
 /// One kill cycle.
@@ -26,6 +28,9 @@ pub struct CycleResult {
     pub unknown: usize,
     pub restart_ms: f64,
     pub lost: usize,
+    /// Splits and merges done during the cycle (with `split_merge`).
+    #[serde(default)]
+    pub topology_done: usize,
 }
 
 /// The crash-recovery results file.
@@ -97,10 +102,21 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
                 crash_writer(cycle, w, addrs, stop, timeout).await
             }));
         }
+        let topology = opts.split_merge.then(|| {
+            let grpcs = cluster.grpc_addrs();
+            let (every, until, seed) = (TOPOLOGY_EVERY, opts.cycle, opts.seed ^ cycle as u64);
+            tokio::spawn(async move {
+                crate::topology::run(&grpcs, every, Instant::now(), until, seed).await
+            })
+        });
         tokio::time::sleep(opts.cycle / 2).await;
         cluster.kill9_all(&victims).await?;
         tokio::time::sleep(opts.cycle / 2).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let topology_done = match topology {
+            Some(t) => t.await?.iter().filter(|t| t.done).count(),
+            None => 0,
+        };
         let mut cycle_acked = 0;
         let mut unknown = 0;
         for w in writers {
@@ -114,8 +130,13 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
         let restart_ms = restarted.elapsed().as_secs_f64() * 1e3;
         let (lost, examples) = verify(&cluster, &acked, opts.op_timeout).await?;
         let killed: Vec<u16> = victims.iter().map(|v| *v as u16 + 1).collect();
+        let splits_merges = if opts.split_merge {
+            format!(", {topology_done} splits and merges")
+        } else {
+            String::new()
+        };
         println!(
-            "cycle {:>3}: killed {:?}, {} writes acknowledged ({} unknown), restart {:.0} ms, {} of {} acknowledged writes lost",
+            "cycle {:>3}: killed {:?}, {} writes acknowledged ({} unknown){splits_merges}, restart {:.0} ms, {} of {} acknowledged writes lost",
             cycle + 1,
             killed,
             cycle_acked,
@@ -131,6 +152,7 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
             unknown,
             restart_ms,
             lost,
+            topology_done,
         });
         if cycle_acked == 0 {
             results.passed = false;
@@ -143,6 +165,20 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
             results.lost_writes = lost;
             results.lost_examples = examples;
             break;
+        }
+    }
+    if opts.split_merge {
+        if results.cycles.iter().all(|c| c.topology_done == 0) {
+            results.passed = false;
+            results
+                .problems
+                .push("no split or merge was done in any cycle".into());
+        }
+        if let Err(e) =
+            crate::topology::settled(&cluster.grpc_addrs(), Duration::from_secs(60)).await
+        {
+            results.passed = false;
+            results.problems.push(format!("{e:#}"));
         }
     }
     results.acked_writes_checked = acked.len();
