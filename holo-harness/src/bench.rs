@@ -46,7 +46,13 @@ pub struct BenchOptions {
     /// After the healthy runs of each backend, kill -9 one node and run everything again
     /// against the two survivors.
     pub node_down: bool,
+    /// After the healthy runs of each backend, run everything again while ranges split and
+    /// merge every 300 ms (before the node-down runs).
+    pub split_merge: bool,
 }
+
+/// Appended to a backend's target name for its runs while ranges split and merge.
+pub const SPLIT_MERGE_SUFFIX: &str = " split-merge";
 
 /// Appended to a backend's target name for its runs with one node killed.
 pub const NODE_DOWN_SUFFIX: &str = " 1-down";
@@ -79,6 +85,9 @@ pub struct BenchResults {
     pub keyspace: u64,
     pub value_size: usize,
     pub runs: Vec<BenchRun>,
+    /// Splits and merges done during the split-merge runs.
+    #[serde(default)]
+    pub split_merge_operations: u64,
 }
 
 /// A redis-server started for the run; killed on drop.
@@ -134,6 +143,7 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
         keyspace: opts.keyspace,
         value_size: opts.value_size,
         runs: Vec::new(),
+        split_merge_operations: 0,
     };
     println!(
         "{:<20} {:<12} {:>12} {:>8} {:>8} {:>8} {:>8} {:>7}",
@@ -157,6 +167,9 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
         let addrs = cluster.resp_addrs();
         let target = format!("holostore-{backend}");
         let mut outcome = measure(opts, &target, &addrs, &mut results).await;
+        if outcome.is_ok() && opts.split_merge {
+            outcome = measure_split_merge(opts, &cluster, &target, &mut results).await;
+        }
         if outcome.is_ok() && opts.node_down {
             outcome = measure_node_down(opts, &mut cluster, &target, &mut results).await;
         }
@@ -166,6 +179,57 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
     crate::suite::write_json(&opts.dir.join("results.json"), &results)?;
     print_comparison(&results);
     Ok(results)
+}
+
+/// Every run again while a loop splits and merges ranges (see [`crate::topology`]).
+async fn measure_split_merge(
+    opts: &BenchOptions,
+    cluster: &LocalCluster,
+    target: &str,
+    results: &mut BenchResults,
+) -> anyhow::Result<()> {
+    use crate::cluster::ClusterControl;
+    let grpcs = cluster.grpc_addrs();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seed = opts.seed ^ 0x5917;
+    let changes = {
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let forever = Duration::from_secs(24 * 3600);
+            crate::topology::run(
+                &grpcs,
+                crate::suite::TOPOLOGY_EVERY,
+                Instant::now(),
+                forever,
+                seed,
+                &stop,
+            )
+            .await
+        })
+    };
+    let outcome = measure(
+        opts,
+        &format!("{target}{SPLIT_MERGE_SUFFIX}"),
+        &cluster.resp_addrs(),
+        results,
+    )
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    let events = changes.await?;
+    let done: Vec<&crate::topology::TopologyEvent> = events.iter().filter(|e| e.done).collect();
+    let splits = done
+        .iter()
+        .filter(|e| e.action.starts_with("split"))
+        .count();
+    println!(
+        "{:<20} {} splits and {} merges done during these runs ({} asked)",
+        format!("{target}{SPLIT_MERGE_SUFFIX}"),
+        splits,
+        done.len() - splits,
+        events.len()
+    );
+    results.split_merge_operations += done.len() as u64;
+    outcome
 }
 
 /// kill -9 of one node, kept down for every run after it; clients go to the survivors.
@@ -225,6 +289,14 @@ pub fn ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
     })
 }
 
+/// Each run with splits and merges going on as a share of the same backend's run of that
+/// kind without them (the cost of topology changes).
+pub fn split_merge_ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
+    shares(results, |t| {
+        t.strip_suffix(SPLIT_MERGE_SUFFIX).map(str::to_string)
+    })
+}
+
 /// Each one-node-down run as a share of the same backend's healthy run of that kind (the
 /// bar: at least half).
 pub fn down_ratios(results: &BenchResults) -> Vec<(String, String, f64)> {
@@ -238,6 +310,13 @@ fn print_comparison(results: &BenchResults) {
     if !ratios.is_empty() {
         println!("\nthroughput as a share of redis-server's in the same run:");
         for (target, run, ratio) in ratios {
+            println!("  {target:<20} {run:<12} {:>6.1}%", ratio * 100.0);
+        }
+    }
+    let topology = split_merge_ratios(results);
+    if !topology.is_empty() {
+        println!("\nwhile ranges split and merge every 300 ms, as a share of the same without:");
+        for (target, run, ratio) in topology {
             println!("  {target:<20} {run:<12} {:>6.1}%", ratio * 100.0);
         }
     }

@@ -287,6 +287,10 @@ struct BenchArgs {
     /// down, against the two survivors).
     #[arg(long)]
     no_node_down: bool,
+    /// Skip the runs while ranges split and merge every 300 ms (by default every backend
+    /// runs again with them, before the node-down runs).
+    #[arg(long)]
+    no_split_merge: bool,
     #[arg(long, default_value_t = 16390)]
     redis_port: u16,
     #[arg(long, default_value_t = 50)]
@@ -489,6 +493,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
                 value_size: args.value_size,
                 seed: 7,
                 node_down: !args.no_node_down,
+                split_merge: !args.no_split_merge,
             };
             let results = bench::run(&opts).await?;
             let errors: u64 = results.runs.iter().map(|r| r.errors).sum();

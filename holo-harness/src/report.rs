@@ -291,6 +291,10 @@ fn bench(b: &BenchResults, path: &Path, md: &mut String, html: &mut String) {
             crate::bench::ratios(b),
         ),
         (
+            "While ranges split and merge every 300 ms, throughput as a share of the same runs without:",
+            crate::bench::split_merge_ratios(b),
+        ),
+        (
             "With one node down, throughput as a share of the healthy cluster's (the bar: 50%):",
             crate::bench::down_ratios(b),
         ),
@@ -577,6 +581,7 @@ mod tests {
                 keyspace: 100,
                 value_size: 3,
                 runs: vec![run("redis-server", 30000.0), run("holostore-redb", 9000.0)],
+                split_merge_operations: 0,
             }),
         )];
         let dir = tempfile::tempdir().unwrap();

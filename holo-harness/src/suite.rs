@@ -79,8 +79,9 @@ pub struct Scenario {
     topology: bool,
 }
 
-/// How often the topology scenarios ask for a split or a merge.
-const TOPOLOGY_EVERY: Duration = Duration::from_millis(300);
+/// How often the topology scenarios (and the bench's split-merge runs) ask for a split or
+/// a merge.
+pub const TOPOLOGY_EVERY: Duration = Duration::from_millis(300);
 
 /// The node-down scenario's schedule: first kill, period, and how long the node stays down.
 const NODE_DOWN_SCHEDULE: (Duration, Duration, Duration) = (
@@ -516,7 +517,16 @@ async fn run_on<C: ClusterControl>(
     let grpcs = cluster.grpc_addrs();
     let topology_loop = async {
         if s.topology {
-            crate::topology::run(&grpcs, TOPOLOGY_EVERY, origin, duration, opts.seed ^ 0x7090).await
+            let never = AtomicBool::new(false);
+            crate::topology::run(
+                &grpcs,
+                TOPOLOGY_EVERY,
+                origin,
+                duration,
+                opts.seed ^ 0x7090,
+                &never,
+            )
+            .await
         } else {
             Vec::new()
         }

@@ -63,19 +63,21 @@ pub async fn lease_holder(grpcs: &[String]) -> Option<usize> {
     None
 }
 
-/// Splits and merges every `every` until `until` after `origin`.
+/// Splits and merges every `every` until `until` after `origin`, or until `stop` is set.
 pub async fn run(
     grpcs: &[String],
     every: Duration,
     origin: Instant,
     until: Duration,
     seed: u64,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Vec<TopologyEvent> {
     let mut rng = Rng::new(seed);
     let mut events = Vec::new();
     let mut next = every;
     // An operation needs time to be decided and cut: none starts in the last second.
-    while next + Duration::from_secs(1) < until {
+    while next + Duration::from_secs(1) < until && !stop.load(std::sync::atomic::Ordering::Relaxed)
+    {
         tokio::time::sleep_until((origin + next).into()).await;
         next += every;
         let first = rng.below(grpcs.len());

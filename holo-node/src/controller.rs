@@ -10,9 +10,9 @@
 //!
 //! An operation has two steps. The split or merge itself is one command: the map moves to
 //! a new epoch, the operation is recorded in phase `cutting`, and every node adopts the
-//! epoch when it applies the command. Then the history is cut: the holder asks its core for
-//! a sync point (the history cut is a sync point over every range, see holo-accord), and
-//! once the GC floor (a sync point every replica applied durably) is of the operation's
+//! epoch when it applies the command. Then the history is cut by a sync point (over every
+//! range, see holo-accord): under load a periodic one, otherwise one the holder asks its core
+//! for after a while; once the GC floor (a sync point every replica applied durably) is of the operation's
 //! epoch, nothing of the earlier epoch is in flight anywhere, and the holder commits
 //! `Finish`, which drops the earlier epoch's descriptors; every node then retires that
 //! epoch in its core. Operations are in the map, so a new holder (after a kill -9 of the
@@ -42,8 +42,12 @@ use crate::metrics::Metrics;
 /// How long a meta command may take to be decided and applied here before the caller
 /// hears that the outcome is unknown (a compare-and-swap: trying again is safe).
 const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a sync point is asked for while an operation waits for its history cut.
-const SYNC_REQUEST_EVERY: Duration = Duration::from_secs(1);
+/// How long an operation waits for its history cut before the controller asks for a sync
+/// point, and how often it asks again. Under load the periodic sync points
+/// (`accord.sync_interval_ms`) cut the history first; each extra sync point makes replicas
+/// refuse the transactions still in flight below it (they are proposed again), so the
+/// controller asks only when none came: an idle cluster proposes no periodic ones.
+const SYNC_REQUEST_AFTER: Duration = Duration::from_secs(2);
 
 /// Why an operator's request was not carried out.
 #[derive(Debug, thiserror::Error)]
@@ -270,11 +274,13 @@ impl Controller {
                     if let Err(e) = propose(&self.core, &command).await {
                         tracing::warn!(operation = op.id, "finishing the operation: {e}");
                     }
-                } else {
+                } else if now_us().saturating_sub(op.started_us)
+                    >= SYNC_REQUEST_AFTER.as_micros() as u64
+                {
                     waiting = true;
                 }
             }
-            if waiting && last_sync_request.is_none_or(|t| t.elapsed() >= SYNC_REQUEST_EVERY) {
+            if waiting && last_sync_request.is_none_or(|t| t.elapsed() >= SYNC_REQUEST_AFTER) {
                 last_sync_request = Some(Instant::now());
                 let _ = self.core.send(Event::SyncNow).await;
             }

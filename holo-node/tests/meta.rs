@@ -124,6 +124,9 @@ async fn load(addr: String, task: usize, stop: Arc<AtomicBool>) -> (HashMap<Stri
     (acked, rounds)
 }
 
+/// Also compares what each replica counted applied per range: resolving a transaction by
+/// the map current when it applies, rather than by its own epoch's, makes the replicas
+/// disagree (a planted bug this test catches on every run).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn splits_and_merges_under_load_lose_and_repeat_nothing() {
     let cluster = Cluster::start_with(3, "redb", "sync_interval_ms = 200").await;
@@ -331,6 +334,51 @@ async fn the_health_check_passes_a_healthy_cluster_and_names_an_unreachable_node
             cluster.addrs[2].1
         )),
         "{text}"
+    );
+    cluster.shutdown().await;
+}
+
+/// With `controller.auto_split`, a range that grows past `split_above_bytes` splits at its
+/// median and empty neighbours merge, with nobody asking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_splits_big_ranges_and_merges_small_ones_by_itself() {
+    let cluster = Cluster::start_with(
+        3,
+        "redb",
+        "sync_interval_ms = 200\n[controller]\nauto_split = true\nsplit_above_bytes = 4000\n\
+         merge_below_bytes = 100\ncheck_interval_ms = 200",
+    )
+    .await;
+    let mut c = cluster.client(0).await;
+    // About 6 KB in range 4, ["c", +inf).
+    for i in 0..200 {
+        let key = format!("x{i:03}");
+        assert_eq!(
+            c.cmd(&["SET", &key, "0123456789abcdefghij"]).await.unwrap(),
+            Frame::ok()
+        );
+    }
+    let status = eventually(
+        "an automatic split and merge",
+        Duration::from_secs(60),
+        || async {
+            let s = meta_status(&cluster, 0).await;
+            (s.splits >= 1 && s.merges >= 1).then_some(s)
+        },
+    )
+    .await;
+    let done: Vec<&String> = status
+        .recent
+        .iter()
+        .filter(|r| r.contains("split range") || r.contains("merge range"))
+        .collect();
+    assert!(!done.is_empty(), "{:?}", status.recent);
+    let settled = settled(&cluster).await;
+    // The split keys lie inside the written range.
+    assert!(
+        settled.ranges.iter().any(|r| r.start.starts_with(b"x")),
+        "a range starts at a median key: {:?}",
+        settled.ranges
     );
     cluster.shutdown().await;
 }

@@ -106,7 +106,8 @@ pub async fn crash_recovery(opts: &CrashOptions) -> anyhow::Result<CrashResults>
             let grpcs = cluster.grpc_addrs();
             let (every, until, seed) = (TOPOLOGY_EVERY, opts.cycle, opts.seed ^ cycle as u64);
             tokio::spawn(async move {
-                crate::topology::run(&grpcs, every, Instant::now(), until, seed).await
+                let never = std::sync::atomic::AtomicBool::new(false);
+                crate::topology::run(&grpcs, every, Instant::now(), until, seed, &never).await
             })
         });
         tokio::time::sleep(opts.cycle / 2).await;
