@@ -45,6 +45,17 @@ fn lease(state: &MetaState) -> Option<pb::Lease> {
     })
 }
 
+fn members(map: &holo_meta::ClusterMap) -> Vec<pb::Member> {
+    map.members()
+        .iter()
+        .map(|m| pb::Member {
+            id: u32::from(m.id.0),
+            resp_addr: m.resp_addr.clone(),
+            grpc_addr: m.grpc_addr.clone(),
+        })
+        .collect()
+}
+
 /// One applied meta command and its outcome, in words.
 pub fn describe_record(r: &Record) -> String {
     let command = match &r.command {
@@ -161,15 +172,7 @@ impl pb::admin_server::Admin for AdminService {
         let map = state.map();
         Ok(tonic::Response::new(pb::TopologyReply {
             node_id: u32::from(self.node_id),
-            members: map
-                .members()
-                .iter()
-                .map(|m| pb::Member {
-                    id: u32::from(m.id.0),
-                    resp_addr: m.resp_addr.clone(),
-                    grpc_addr: m.grpc_addr.clone(),
-                })
-                .collect(),
+            members: members(map),
             ranges: map
                 .ranges()
                 .iter()
@@ -308,15 +311,7 @@ impl pb::admin_server::Admin for AdminService {
             meta_applied_at: state.applied_at().to_string(),
             ranges,
             operations,
-            members: map
-                .members()
-                .iter()
-                .map(|m| pb::Member {
-                    id: u32::from(m.id.0),
-                    resp_addr: m.resp_addr.clone(),
-                    grpc_addr: m.grpc_addr.clone(),
-                })
-                .collect(),
+            members: members(map),
             lease: lease(&state),
             now_us: now,
             splits,

@@ -109,6 +109,19 @@ impl ProcessCluster {
         self.spawn(i, resp, grpc);
     }
 
+    /// kill -9 of every node at once, then all restarted and serving.
+    async fn kill_all_and_restart(&mut self) {
+        for i in 0..3 {
+            self.kill(i);
+        }
+        for i in 0..3 {
+            self.restart(i);
+        }
+        for i in 0..3 {
+            self.wait_serving(i).await;
+        }
+    }
+
     async fn wait_serving(&self, i: usize) {
         wait_pong(&self.addrs[i].0).await;
     }
@@ -218,15 +231,7 @@ async fn kill_nine_loses_no_acknowledged_write(backend: &str) {
         cluster.wait_serving(victim).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    for i in 0..3 {
-        cluster.kill(i);
-    }
-    for i in 0..3 {
-        cluster.restart(i);
-    }
-    for i in 0..3 {
-        cluster.wait_serving(i).await;
-    }
+    cluster.kill_all_and_restart().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
@@ -362,15 +367,7 @@ async fn wal_replay_across_a_split_and_a_merge_matches_the_other_replicas() {
     cluster.wait_serving(2).await;
     write_keys(&cluster, 300, 400).await;
     // Then all three at once, storage unflushed: every node replays its WAL.
-    for i in 0..3 {
-        cluster.kill(i);
-    }
-    for i in 0..3 {
-        cluster.restart(i);
-    }
-    for i in 0..3 {
-        cluster.wait_serving(i).await;
-    }
+    cluster.kill_all_and_restart().await;
     let after = common::settled(&grpcs).await;
     assert_eq!(after.epoch, merged.epoch);
     assert_eq!(after.ranges.len(), 4, "split then merged back");
