@@ -57,8 +57,12 @@ pub struct ControllerConfig {
     /// Live key and value bytes (in the lease holder's storage) above which a range is
     /// split at its median key.
     pub split_above_bytes: u64,
-    /// Two neighbours with the same replicas and fewer bytes than this together merge.
+    /// Two neighbours with the same replicas and fewer bytes than this together merge
+    /// (and, with `split_above_accesses_per_sec`, less than half that load together).
     pub merge_below_bytes: u64,
+    /// Key reads and writes per second (executed on the lease holder) above which a range is
+    /// split at its median key; 0: size alone decides.
+    pub split_above_accesses_per_sec: u64,
     /// How often sizes are measured when `auto_split` is on (a scan of every key).
     pub check_interval_ms: u64,
 }
@@ -71,6 +75,7 @@ impl Default for ControllerConfig {
             auto_split: false,
             split_above_bytes: 64 << 20,
             merge_below_bytes: 8 << 20,
+            split_above_accesses_per_sec: 0,
             check_interval_ms: 10_000,
         }
     }

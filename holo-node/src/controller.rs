@@ -20,8 +20,10 @@
 //! holds back GC) until it returns; clients are not held back meanwhile.
 //!
 //! With `controller.auto_split`, the holder measures each range's live bytes in its own
-//! storage every `check_interval_ms`, splits one that is larger than `split_above_bytes` at
-//! its median key and merges two neighbours smaller than `merge_below_bytes` together, one
+//! storage and its load (key reads and writes per second of the transactions it executed)
+//! every `check_interval_ms`, splits one that is larger than `split_above_bytes` or hotter
+//! than `split_above_accesses_per_sec` at its median key, and merges two neighbours smaller
+//! than `merge_below_bytes` (and cooler than half the load threshold) together, one
 //! operation per check.
 
 use std::sync::Arc;
@@ -237,6 +239,7 @@ impl Controller {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_sync_request: Option<Instant> = None;
         let mut last_check = Instant::now();
+        let mut last_load: Option<(Instant, std::collections::BTreeMap<u64, u64>)> = None;
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
@@ -289,7 +292,18 @@ impl Controller {
                 && last_check.elapsed() >= Duration::from_millis(self.config.check_interval_ms)
             {
                 last_check = Instant::now();
-                if let Err(e) = self.resize(&state, term).await {
+                let load = self.metrics.range_load();
+                let rates = last_load.as_ref().map(|(at, before)| {
+                    let secs = at.elapsed().as_secs_f64().max(1e-3);
+                    load.iter()
+                        .filter_map(|(r, n)| {
+                            let b = before.get(r)?;
+                            Some((*r, n.saturating_sub(*b) as f64 / secs))
+                        })
+                        .collect::<std::collections::BTreeMap<u64, f64>>()
+                });
+                last_load = Some((Instant::now(), load));
+                if let Err(e) = self.resize(&state, term, rates.unwrap_or_default()).await {
                     tracing::warn!("automatic split or merge: {e}");
                 }
             }
@@ -438,8 +452,14 @@ impl Controller {
         })
     }
 
-    /// One automatic split or merge, if the sizes call for it.
-    async fn resize(&self, state: &MetaState, term: u64) -> Result<(), RequestError> {
+    /// One automatic split or merge, if the sizes or the load (key accesses per second, by
+    /// range id) call for it.
+    async fn resize(
+        &self,
+        state: &MetaState,
+        term: u64,
+        rates: std::collections::BTreeMap<u64, f64>,
+    ) -> Result<(), RequestError> {
         let ranges = state.map().ranges().to_vec();
         let store = Arc::clone(&self.store);
         let measured = ranges.clone();
@@ -455,13 +475,31 @@ impl Controller {
             tracing::info!(bytes = sizes[i].1, "automatic: {}", done.detail);
             return Ok(());
         }
+        let hot = self.config.split_above_accesses_per_sec as f64;
+        let rate = |id: RangeId| rates.get(&id.0).copied().unwrap_or(0.0);
+        if hot > 0.0
+            && let Some(r) = ranges.iter().zip(&sizes).find(|(r, (keys, _))| {
+                // A range of one key cannot be split, however hot.
+                rate(r.id) > hot && *keys >= 2
+            })
+        {
+            let done = self.split(state, r.0.id, None).await?;
+            tracing::info!(
+                accesses_per_sec = rate(r.0.id),
+                "automatic: {}",
+                done.detail
+            );
+            return Ok(());
+        }
         for i in 1..ranges.len() {
             let (l, r) = (&ranges[i - 1], &ranges[i]);
             let mut lr = l.replicas.clone();
             let mut rr = r.replicas.clone();
             lr.sort_unstable();
             rr.sort_unstable();
-            if lr == rr && sizes[i - 1].1 + sizes[i].1 < self.config.merge_below_bytes {
+            // Neighbours split for their load stay apart while it lasts.
+            let cool = hot == 0.0 || rate(l.id) + rate(r.id) < hot / 2.0;
+            if lr == rr && cool && sizes[i - 1].1 + sizes[i].1 < self.config.merge_below_bytes {
                 let command = MetaCommand::Merge {
                     term,
                     left: l.id,

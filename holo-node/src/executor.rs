@@ -395,6 +395,7 @@ impl Executor {
 
         // Applied counts per range, with the range's generation in the counting epoch.
         let mut touched: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut load: HashMap<u64, u64> = HashMap::new();
         if meta_applied > 0 {
             touched.insert(META_RANGE.0, (0, meta_applied));
         }
@@ -412,6 +413,23 @@ impl Executor {
                     touched.entry(r.id.0).or_insert((r.generation, 0)).0 = r.generation;
                 }
                 continue;
+            }
+            // By the map of the txn's own epoch, so every replica and every replay counts
+            // it alike (the epoch's descriptors stay in the history until every txn of it
+            // applied everywhere).
+            let ranges = self
+                .meta
+                .ranges_at(epoch)
+                .unwrap_or(self.meta.map().ranges());
+            let mut counted: Vec<&holo_meta::RangeDescriptor> = item
+                .txn
+                .keys
+                .iter()
+                .map(|(k, _)| &ranges[ranges.partition_point(|r| r.start <= *k) - 1])
+                .collect();
+            // The load of each range: key accesses (the controller splits hot ranges).
+            for r in &counted {
+                *load.entry(r.id.0).or_default() += 1;
             }
             let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
             if writes {
@@ -435,19 +453,6 @@ impl Executor {
             };
             let frames = ops::execute_all(&item.txn.op, &mut overlay);
             if writes {
-                // By the map of the txn's own epoch, so every replica and every replay
-                // counts it alike (the epoch's descriptors stay in the history until every
-                // txn of it applied everywhere).
-                let ranges = self
-                    .meta
-                    .ranges_at(epoch)
-                    .unwrap_or(self.meta.map().ranges());
-                let mut counted: Vec<&holo_meta::RangeDescriptor> = item
-                    .txn
-                    .keys
-                    .iter()
-                    .map(|(k, _)| &ranges[ranges.partition_point(|r| r.start <= *k) - 1])
-                    .collect();
                 counted.sort_unstable_by_key(|r| r.id);
                 counted.dedup_by_key(|r| r.id);
                 for r in counted {
@@ -458,6 +463,7 @@ impl Executor {
             }
             replies.extend(item.reply.into_iter().zip(frames));
         }
+        self.metrics.add_range_load(&load);
         for (range, (generation, count)) in touched {
             let index = self.applied.entry(range).or_default();
             *index += count;

@@ -170,6 +170,8 @@ pub struct Metrics {
     pub executor_failed: AtomicBool,
     pub peers: Mutex<Vec<(u16, std::sync::Arc<PeerStats>)>>,
     applied: Mutex<BTreeMap<u64, u64>>,
+    /// Key accesses (reads and writes) per range of the transactions executed here.
+    range_load: Mutex<BTreeMap<u64, u64>>,
     /// The epoch the Accord core adopted last (it follows the applied map's).
     pub accord_epoch: AtomicU64,
     /// Decided transactions waiting in the executor for the meta command of their epoch.
@@ -229,6 +231,7 @@ impl Default for Metrics {
             executor_failed: AtomicBool::new(false),
             peers: Mutex::new(Vec::new()),
             applied: Mutex::new(BTreeMap::new()),
+            range_load: Mutex::new(BTreeMap::new()),
             accord_epoch: AtomicU64::new(0),
             apply_waiting_epoch: AtomicU64::new(0),
             gc_floor_epoch: AtomicU64::new(0),
@@ -298,6 +301,25 @@ impl Metrics {
                 _ => {}
             }
         }
+    }
+
+    /// Counts key accesses per range (`load`: range id to accesses in one batch).
+    pub fn add_range_load(&self, load: &std::collections::HashMap<u64, u64>) {
+        if load.is_empty() {
+            return;
+        }
+        let mut all = self.range_load.lock().unwrap_or_else(|e| e.into_inner());
+        for (range, n) in load {
+            *all.entry(*range).or_default() += n;
+        }
+    }
+
+    /// Key accesses per range since start.
+    pub fn range_load(&self) -> BTreeMap<u64, u64> {
+        self.range_load
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Applied index per range.
@@ -520,6 +542,16 @@ impl Metrics {
         );
         for (range, index) in self.applied() {
             let _ = writeln!(out, "holo_applied_index{{range=\"{range}\"}} {index}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP holo_range_key_accesses_total Keys read or written by the transactions executed on this node, per range (the load automatic splits look at).\n# TYPE holo_range_key_accesses_total counter"
+        );
+        for (range, n) in self.range_load() {
+            let _ = writeln!(
+                out,
+                "holo_range_key_accesses_total{{range=\"{range}\"}} {n}"
+            );
         }
         self.render_meta(&mut out, counter, gauge);
         let peers: Vec<(u16, (u64, u64, bool))> = self

@@ -382,3 +382,44 @@ async fn the_controller_splits_big_ranges_and_merges_small_ones_by_itself() {
     );
     cluster.shutdown().await;
 }
+
+/// With `controller.split_above_accesses_per_sec`, a range under load splits though small.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_splits_a_hot_range() {
+    let cluster = Cluster::start_with(
+        3,
+        "redb",
+        "[controller]\nauto_split = true\nsplit_above_bytes = 1000000000\nmerge_below_bytes = 0\n\
+         split_above_accesses_per_sec = 30\ncheck_interval_ms = 300",
+    )
+    .await;
+    let mut c = cluster.client(0).await;
+    let keys: Vec<String> = (0..10).map(|i| format!("0{i}")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        for key in &keys {
+            assert!(matches!(
+                c.cmd(&["INCR", key]).await.unwrap(),
+                Frame::Integer(_)
+            ));
+        }
+        let s = meta_status(&cluster, 0).await;
+        if s.splits >= 1 {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no split of the hot range within 60 s: {:?}",
+            s.recent
+        );
+    };
+    assert_eq!(status.merges, 0);
+    // Range 1, ["", "4"), holds the keys: it is the one split, at a key between them.
+    let split = status
+        .ranges
+        .iter()
+        .find(|r| r.start.starts_with(b"0"))
+        .expect("a range starting at one of the hot keys");
+    assert!(split.start.as_ref() > b"00".as_slice(), "{split:?}");
+    cluster.shutdown().await;
+}
