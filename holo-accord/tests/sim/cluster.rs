@@ -302,6 +302,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         dropped: sim.dropped,
         crashes: sim.crashes,
         invalidated,
+        topology_changes: sim.epochs.latest() - 1,
         log_hash: sim.log_hash,
     }
 }

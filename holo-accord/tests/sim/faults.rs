@@ -61,6 +61,8 @@ pub struct Outcome {
     pub invalidated: u64,
     /// Records dropped from the simulated disks by GC.
     pub truncated: u64,
+    /// Topology changes (splits and merges), each a new epoch.
+    pub topology_changes: u64,
     pub log_hash: u64,
 }
 
@@ -73,5 +75,6 @@ impl Outcome {
         self.crashes += other.crashes;
         self.invalidated += other.invalidated;
         self.truncated += other.truncated;
+        self.topology_changes += other.topology_changes;
     }
 }

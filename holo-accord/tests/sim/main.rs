@@ -58,7 +58,8 @@ fn run_all(faults: Faults) {
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, {:.1}% executed at their t0, \
-         {} invalidated, {} messages dropped, {} crash-restarts, {} records truncated by GC",
+         {} invalidated, {} messages dropped, {} crash-restarts, {} records truncated by GC, \
+         {} topology changes",
         total.seeds,
         total.seeds as f64 / secs,
         total.txns,
@@ -66,7 +67,8 @@ fn run_all(faults: Faults) {
         total.invalidated,
         total.dropped,
         total.crashes,
-        total.truncated
+        total.truncated,
+        total.topology_changes
     );
 }
 
