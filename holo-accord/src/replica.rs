@@ -734,22 +734,24 @@ impl Replica {
             self.gc_floor
         );
         std::iter::once(summary)
-            .chain(self.waiting.iter().take(20).flat_map(|id| {
+            .chain(self.waiting.iter().take(20).map(|id| {
                 let c = &self.commands[id];
-                c.deps
-                    .iter()
-                    .filter(|d| self.pending(d))
-                    .filter_map(move |d| match self.commands.get(d) {
-                        Some(dc) if dc.status == Status::Stable && dc.execute_at > c.execute_at => {
-                            None
-                        }
-                        other => Some(format!(
-                            "{id} waits on {d}: {:?} promised {:?}",
-                            other.map(|x| x.status),
-                            other.map(|x| x.promised)
-                        )),
-                    })
-                    .take(5)
+                // The dep readiness looks at next (see `is_ready`), whatever kind it is.
+                match self.unresolved.get(id).and_then(|u| u.last()) {
+                    Some(d) => {
+                        let dc = self.commands.get(d);
+                        format!(
+                            "{id} (executeAt {}, {} unresolved) waits on {d}: {:?} at {:?}, promised {:?}, waiting here {}",
+                            c.execute_at,
+                            self.unresolved[id].len(),
+                            dc.map(|x| x.status),
+                            dc.map(|x| x.execute_at),
+                            dc.map(|x| x.promised),
+                            self.waiting.contains(d)
+                        )
+                    }
+                    None => format!("{id} (executeAt {}) has no unresolved dep", c.execute_at),
+                }
             }))
             .collect()
     }
@@ -834,6 +836,7 @@ impl Replica {
             .unresolved
             .get_mut(id)
             .expect("waiting txns are tracked");
+        let dependents = &mut self.dependents;
         while let Some(dep) = unresolved.last() {
             let blocks = match commands.get(dep) {
                 Some(d) if matches!(d.status, Status::Applied | Status::Invalidated) => false,
@@ -845,6 +848,12 @@ impl Replica {
                 _ => !excluded_in(commands, sync_points, gc_floor, dep),
             };
             if blocks {
+                // Told when it changes. `start_waiting` registers only the deps pending then,
+                // and one not known yet that counts as done (a decided sync point above it
+                // leaves it out, as finished txns are compacted away) can still arrive: a
+                // restart restores records in log order, and GC rewrites old live records
+                // at the end, so a dep's Stable record can follow this txn's.
+                dependents.entry(*dep).or_default().insert(*id);
                 return false;
             }
             unresolved.pop();
