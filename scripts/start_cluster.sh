@@ -70,7 +70,8 @@ HoloStore is serving: 3 nodes, redb, data in .holostore/cluster/data
   connect:   redis-cli -p 16379        (or 16380, 16381: any node serves any key)
   try:       redis-cli -p 16379 SET greeting hello && redis-cli -p 16381 GET greeting
   bench:     redis-benchmark -p 16379 -t set,get -n 100000 -P 100 -q
-  admin:     $ctl --target 127.0.0.1:15051 topology    (or state)
+  admin:     $ctl --target 127.0.0.1:15051 topology    (or state, meta-status, controller-status)
+  split:     $ctl --target 127.0.0.1:15051 split 4 k   (merge 4 5; health: TARGET=127.0.0.1:15051 scripts/check_meta_plane_health.sh)
   metrics:   redis-cli -p 16379 HOLOMETRICS
   logs:      .holostore/cluster/logs/node{1,2,3}.log
   stop:      make stop      (scripts/cleanup_cluster.sh --purge also deletes the data)

@@ -69,7 +69,7 @@ pub enum Outcome {
 /// Why a command was a no-op.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Rejection {
-    #[error("lease term {given} is not current (the lease is at term {current})")]
+    #[error("lease term {given} does not fit: the lease is at term {current}")]
     StaleTerm { given: u64, current: u64 },
     #[error("the lease of term {term} expired")]
     LeaseExpired { term: u64 },
@@ -363,6 +363,7 @@ impl MetaState {
     pub fn apply(&mut self, command: &MetaCommand, at: Timestamp) -> Outcome {
         self.applied_at = self.applied_at.max(at);
         let now = at.hlc;
+        let lease_before = self.lease;
         let (outcome, finished) = match self.check_and_apply(command, now) {
             Ok(finished) => (
                 Outcome::Applied {
@@ -372,6 +373,14 @@ impl MetaState {
             ),
             Err(rejection) => (Outcome::Rejected(rejection), None),
         };
+        // A renewal (the same holder keeping its term) is routine: recorded, it would push
+        // the operations out of the few records kept within seconds.
+        let renewal = matches!(outcome, Outcome::Applied { .. })
+            && matches!(command, MetaCommand::Lease { .. })
+            && lease_before.is_some_and(|l| self.lease.is_some_and(|n| n.term == l.term));
+        if renewal {
+            return outcome;
+        }
         if self.recent.len() == LAST_OUTCOMES_MAX {
             self.recent.pop_front();
         }
@@ -435,6 +444,13 @@ impl MetaState {
             Some(l) if term == l.term && holder == l.holder => {}
             // A new term: from the holder itself, or by anyone once the lease expired.
             Some(l) if term == l.term + 1 && (holder == l.holder || now >= l.expires) => {}
+            // Another node took this term first (nodes race for a lease that ran out).
+            Some(l) if term == l.term && now < l.expires => {
+                return Err(Rejection::LeaseHeld {
+                    holder: l.holder,
+                    expires: l.expires,
+                });
+            }
             Some(l) if term == l.term + 1 => {
                 return Err(Rejection::LeaseHeld {
                     holder: l.holder,

@@ -329,8 +329,16 @@ fn the_lease_has_one_holder_and_a_stale_holders_commands_are_no_ops() {
     assert_eq!(state.epoch(), 1);
     assert_eq!(
         state.recent().count(),
-        7,
-        "every command is recorded, its lease too"
+        6,
+        "every command is recorded but the renewal"
+    );
+    // A node racing for a term another took first hears who holds it.
+    assert_eq!(
+        state.apply(&take(1, 2), at(2_000_000)),
+        Outcome::Rejected(Rejection::LeaseHeld {
+            holder: NodeId(2),
+            expires: 2_900_000
+        })
     );
 }
 

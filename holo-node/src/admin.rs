@@ -110,6 +110,30 @@ impl AdminService {
             .ok_or_else(|| tonic::Status::unavailable("the node is stopping"))
     }
 
+    /// Waits (up to 15 s) until no operation in flight involves `ranges`: one finishing its
+    /// history cut would refuse the next, and an operator who splits a range and then its
+    /// new half expects both to happen.
+    async fn wait_idle(&self, ranges: &[RangeId]) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        let mut meta = self.meta.clone();
+        loop {
+            let busy = meta
+                .borrow_and_update()
+                .operations()
+                .iter()
+                .any(|op| op.kind.ranges().iter().any(|r| ranges.contains(r)));
+            // Done, out of time, or the node is stopping (no more changes).
+            if !busy
+                || !matches!(
+                    tokio::time::timeout_at(deadline, meta.changed()).await,
+                    Ok(Ok(()))
+                )
+            {
+                return;
+            }
+        }
+    }
+
     /// Hands a request to this node's controller; if another node holds the lease, passes
     /// it on to that node once (a request passed on is never passed on again).
     async fn run_operation(
@@ -353,6 +377,7 @@ impl pb::admin_server::Admin for AdminService {
         let request = request.into_inner();
         let range = RangeId(request.range);
         let at = request.at.clone();
+        self.wait_idle(&[range]).await;
         let mut forwarded = request.clone();
         forwarded.forwarded = true;
         self.run_operation(
@@ -369,6 +394,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
         let request = request.into_inner();
         let (left, right) = (RangeId(request.left), RangeId(request.right));
+        self.wait_idle(&[left, right]).await;
         let mut forwarded = request;
         let already = forwarded.forwarded;
         forwarded.forwarded = true;

@@ -281,12 +281,21 @@ async fn operations_are_checked_and_refusals_explained() {
         .unwrap()
         .into_inner();
     assert_eq!(first.epoch, 2);
+    // The new half at once: the request waits for the first split's history cut.
+    let second = client
+        .split(pb::SplitRequest {
+            range: 5,
+            at: Some(bytes::Bytes::from_static(b"3")),
+            forwarded: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.epoch, 3);
     let status = settled(&cluster).await;
-    assert_eq!(status.ranges.len(), 5);
-    assert_eq!(
-        (status.ranges[0].generation, status.ranges[1].generation),
-        (2, 1)
-    );
+    assert_eq!(status.ranges.len(), 6);
+    let generations: Vec<u64> = status.ranges.iter().map(|r| r.generation).collect();
+    assert_eq!(generations, [2, 2, 1, 1, 1, 1]);
     let c = admin(&cluster, 2)
         .await
         .controller_status(pb::ControllerStatusRequest {})
