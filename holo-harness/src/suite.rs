@@ -510,11 +510,23 @@ async fn run_on<C: ClusterControl>(
         disconnect_pct: s.disconnect_pct,
         split_roles: s.split_roles,
     };
+    let grpcs = cluster.grpc_addrs();
+    if s.topology {
+        // Splits and merges start once a controller holds the lease (a fresh cluster takes
+        // one within its first controller ticks).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while crate::topology::lease_holder(&grpcs).await.is_none() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "no node took the controller lease within 30 s of the cluster's start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let origin = Instant::now();
     let stop = Arc::new(AtomicBool::new(false));
     let live = Arc::new(Live::default());
     let progress = crate::progress::timed(duration, s.name, Arc::clone(&live));
-    let grpcs = cluster.grpc_addrs();
     let topology_loop = async {
         if s.topology {
             let never = AtomicBool::new(false);

@@ -3,8 +3,8 @@
 //!
 //! Every `every`, the loop asks a node (starting from a random one, skipping those that do
 //! not answer) for the meta-plane's status. While an operation is still cutting its history
-//! it waits; otherwise it splits a random range at its median key (while there are fewer
-//! than eight) or merges a random pair of neighbours (while there are more than two), through
+//! it waits; otherwise it splits a random range of two keys or more at its median key (while
+//! there are fewer than eight) or merges a random pair of neighbours, through
 //! that node, which passes the request on to the lease holder. Refusals are expected under
 //! faults (no lease while a holder's lease runs out, a range with fewer than two keys) and
 //! recorded with their reason; the suite fails a run in which nothing changed.
@@ -37,16 +37,29 @@ async fn connect(grpc: &str, timeout: Duration) -> anyhow::Result<Admin> {
     Ok(Admin::new(endpoint.connect().await?))
 }
 
-/// The meta-plane's status as the node at `grpc` applied it.
+/// The meta-plane's status as the node at `grpc` applied it (with `sizes`, each range's
+/// keys in that node's storage).
+///
+/// # Errors
+/// The node does not answer within `timeout`.
+pub async fn status_with(
+    grpc: &str,
+    timeout: Duration,
+    sizes: bool,
+) -> anyhow::Result<pb::MetaStatusReply> {
+    let mut admin = connect(grpc, timeout).await?;
+    Ok(admin
+        .meta_status(pb::MetaStatusRequest { sizes })
+        .await?
+        .into_inner())
+}
+
+/// [`status_with`] without sizes.
 ///
 /// # Errors
 /// The node does not answer within `timeout`.
 pub async fn status(grpc: &str, timeout: Duration) -> anyhow::Result<pb::MetaStatusReply> {
-    let mut admin = connect(grpc, timeout).await?;
-    Ok(admin
-        .meta_status(pb::MetaStatusRequest { sizes: false })
-        .await?
-        .into_inner())
+    status_with(grpc, timeout, false).await
 }
 
 /// The index (0-based) of the node holding the controller lease, as the first node of
@@ -84,7 +97,7 @@ pub async fn run(
         let mut asked = None;
         for k in 0..grpcs.len() {
             let i = (first + k) % grpcs.len();
-            if let Ok(s) = status(&grpcs[i], Duration::from_millis(500)).await {
+            if let Ok(s) = status_with(&grpcs[i], Duration::from_millis(500), true).await {
                 asked = Some((i, s));
                 break;
             }
@@ -95,13 +108,24 @@ pub async fn run(
         if !s.operations.is_empty() || s.ranges.is_empty() {
             continue;
         }
-        let split = s.ranges.len() < 2 || (s.ranges.len() < 8 && rng.below(2) == 0);
+        // Only ranges of two keys or more have a median to split at.
+        let splittable: Vec<u64> = s
+            .ranges
+            .iter()
+            .filter(|r| r.keys >= 2)
+            .map(|r| r.id)
+            .collect();
+        let split = !splittable.is_empty()
+            && (s.ranges.len() < 2 || (s.ranges.len() < 8 && rng.below(2) == 0));
+        if !split && s.ranges.len() < 2 {
+            continue;
+        }
         let at = origin.elapsed().as_secs_f64();
         let Ok(mut admin) = connect(&grpcs[i], Duration::from_secs(15)).await else {
             continue;
         };
         let (action, reply) = if split {
-            let range = s.ranges[rng.below(s.ranges.len())].id;
+            let range = splittable[rng.below(splittable.len())];
             let reply = admin
                 .split(pb::SplitRequest {
                     range,
