@@ -199,22 +199,27 @@ fn linearizability_suite_node_down() {
     );
 }
 
-#[test]
-fn linearizability_suite_short() {
-    let dir = tempfile::tempdir().unwrap();
+/// The linearizability suite's `scenarios` for 4 s each into `dir`; it must pass. Returns
+/// its results.
+fn short_suite(dir: &Path, scenarios: &str) -> serde_json::Value {
     let (out, text) = run(&mut linearizability_suite(
-        dir.path(),
-        &[
-            "--duration",
-            "4s",
-            // Every scenario but node-down, whose phases take 28 s: it runs on its own above.
-            "--scenario",
-            "baseline,hot-key,mixed-nodes,counters,multi-key,disconnects,slow-replica,kill-restart,pause",
-        ],
+        dir,
+        &["--duration", "4s", "--scenario", scenarios],
     ));
     println!("{text}");
     assert!(out.status.success(), "suite failed:\n{text}");
-    let r = results(&dir.path().join("results.json"));
+    results(&dir.join("results.json"))
+}
+
+#[test]
+fn linearizability_suite_short() {
+    let dir = tempfile::tempdir().unwrap();
+    // Every scenario but node-down, whose phases take 28 s (it runs on its own above), and
+    // the topology ones (below).
+    let r = short_suite(
+        dir.path(),
+        "baseline,hot-key,mixed-nodes,counters,multi-key,disconnects,slow-replica,kill-restart,pause",
+    );
     assert_eq!(r["passed"], true);
     assert_eq!(r["complete"], true);
     let scenarios = r["scenarios"].as_array().unwrap();
@@ -256,18 +261,10 @@ fn linearizability_suite_short() {
 #[test]
 fn linearizability_suite_split_merge() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, text) = run(&mut linearizability_suite(
+    let r = short_suite(
         dir.path(),
-        &[
-            "--duration",
-            "4s",
-            "--scenario",
-            "split-merge,split-merge-multi,split-merge-counters,split-merge-kill-controller,split-merge-kill-replica",
-        ],
-    ));
-    println!("{text}");
-    assert!(out.status.success(), "suite failed:\n{text}");
-    let r = results(&dir.path().join("results.json"));
+        "split-merge,split-merge-multi,split-merge-counters,split-merge-kill-controller,split-merge-kill-replica",
+    );
     let scenarios = r["scenarios"].as_array().unwrap();
     assert_eq!(scenarios.len(), 5, "every scenario ran");
     for s in scenarios {
