@@ -169,7 +169,7 @@ impl AdminService {
                     tonic::transport::Endpoint::from_shared(format!("http://{}", member.grpc_addr))
                         .map_err(|e| tonic::Status::internal(e.to_string()))?
                         .connect_timeout(std::time::Duration::from_secs(3))
-                        .timeout(std::time::Duration::from_secs(30));
+                        .timeout(std::time::Duration::from_secs(45));
                 let channel = endpoint.connect().await.map_err(|e| {
                     tonic::Status::unavailable(format!(
                         "node {} holds the controller lease but cannot be reached at {}: {e}",

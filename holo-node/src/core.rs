@@ -86,6 +86,8 @@ const BATCH_BYTES_MAX: usize = 1 << 20;
 struct Unit {
     proposals: Vec<Proposal>,
     retries: u32,
+    /// The epoch its latest transaction was routed with.
+    epoch: u64,
 }
 
 impl Unit {
@@ -332,6 +334,7 @@ impl Core {
                     self.queued.push(Unit {
                         proposals,
                         retries: 0,
+                        epoch: 0,
                     });
                 }
             }
@@ -429,6 +432,10 @@ impl Core {
                 let op = crate::ops::encode_batch(ops.into_iter());
                 self.node.propose(&reads, &writes, op)
             };
+            let epoch = self.node.epoch();
+            for unit in &mut units {
+                unit.epoch = epoch;
+            }
             self.pending.insert(id, Pending { units });
         }
     }
@@ -491,7 +498,12 @@ impl Core {
                     Action::Invalidated { txn_id } => {
                         if let Some(p) = self.pending.remove(&txn_id) {
                             for mut unit in p.units {
-                                if unit.retries < INVALIDATED_RETRIES {
+                                // Routed with an epoch this node has left since: refused for
+                                // that, not for contention, so it costs no attempt (a node
+                                // catching up several epochs goes through one each time).
+                                if unit.epoch < self.node.epoch() {
+                                    again.push(unit);
+                                } else if unit.retries < INVALIDATED_RETRIES {
                                     unit.retries += 1;
                                     let delay = retry_delay(unit.retries);
                                     if delay.is_zero() {

@@ -199,7 +199,16 @@ impl Executor {
         core: tokio::sync::mpsc::Sender<Event>,
     ) -> anyhow::Result<Executor> {
         let mut applied = HashMap::new();
-        let ids = meta.map().ranges().iter().map(|r| r.id).chain([META_RANGE]);
+        // Ranges of the kept history too: a txn of an earlier epoch replayed after a restart
+        // counts in its own epoch's range, merged away or not.
+        let mut ids: Vec<holo_accord::RangeId> = meta
+            .history()
+            .flat_map(|(_, ranges)| ranges.iter().map(|r| r.id))
+            .chain(meta.map().ranges().iter().map(|r| r.id))
+            .chain([META_RANGE])
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
         for id in ids {
             let marker = store.applied(StoreRangeId(id.0))?.unwrap_or_default();
             applied.insert(id.0, marker.index);

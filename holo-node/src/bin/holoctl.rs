@@ -60,7 +60,9 @@ type Client = AdminClient<tonic::transport::Channel>;
 async fn connect(addr: &str) -> anyhow::Result<Client> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(std::time::Duration::from_secs(3))
-        .timeout(std::time::Duration::from_secs(30));
+        // A split or merge may wait 15 s for an operation on its ranges to finish, at this
+        // node and again at the lease holder, then up to 10 s for its decision.
+        .timeout(std::time::Duration::from_secs(60));
     let channel = endpoint
         .connect()
         .await
