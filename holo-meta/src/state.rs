@@ -346,7 +346,8 @@ impl MetaState {
     }
 
     /// The live range that took over `range`'s keys: itself if live, its successor if it
-    /// was merged away (following merges of merges). `None` if it never existed.
+    /// was merged away (following merges of merges). `None` if it never existed, or was
+    /// merged away in an epoch no longer kept.
     pub fn successor(&self, range: RangeId) -> Option<RangeId> {
         let mut at = range;
         for _ in 0..SUCCESSOR_CHAIN_MAX {
@@ -623,6 +624,11 @@ impl MetaState {
             .min()
             .unwrap_or(self.map.epoch);
         self.history = self.history.split_off(&keep_from);
+        // A retired range's successor is needed while a kept epoch still names it; after
+        // that no record resolves to it, and the state must not grow with every merge.
+        let named: std::collections::BTreeSet<RangeId> =
+            self.history.values().flatten().map(|r| r.id).collect();
+        self.retired.retain(|id, _| named.contains(id));
         Ok((op.kind.name(), now.saturating_sub(op.started_us)))
     }
 
@@ -658,10 +664,14 @@ impl MetaState {
             assert!(*epoch < self.map.epoch, "history is of earlier epochs");
             assert!(!ranges.is_empty());
         }
-        for successor in self.retired.values() {
+        for (gone, successor) in &self.retired {
             assert!(
                 self.successor(*successor).is_some(),
                 "a retired range's successor exists: {successor:?}"
+            );
+            assert!(
+                self.history.values().flatten().any(|r| r.id == *gone),
+                "a retired range is kept only while a kept epoch names it: {gone:?}"
             );
         }
     }
