@@ -4,9 +4,11 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+mod epochs;
 mod gc;
 mod inspect;
 mod progress;
+mod restart;
 
 use crate::coordinator::{Coordination, Decision, Outcome, Phase};
 use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
@@ -208,145 +210,8 @@ impl Node {
         }
     }
 
-    /// A node rebuilt from its durable records, in the order they were persisted, the
-    /// topologies of the epochs it still needs (consecutive, oldest first; see
-    /// [`Node::adopt`] and [`Node::retire_epochs_below`]), the
-    /// highest durable clock reservation (`ReserveClock::upto`, 0 if none) and the last
-    /// durable `Truncate { floor, max }` (defaults if none). Every timestamp it ever let out
-    /// is in a durable record or below a durable reservation, so its clock restarts above
-    /// all of them and never re-issues one. Persist sequence numbers start again at 1.
-    ///
-    /// # Panics
-    /// `topologies` is empty or its epochs are not consecutive.
-    pub fn restart(
-        id: NodeId,
-        topologies: Vec<Topology>,
-        config: Config,
-        records: impl IntoIterator<Item = Command>,
-        clock_reserved: u64,
-        truncated: (TxnId, Timestamp),
-    ) -> Node {
-        let mut topologies = topologies.into_iter();
-        let mut node = Node::new(id, topologies.next().expect("a topology"), config);
-        for topology in topologies {
-            node.adopt(topology).expect("consecutive topologies");
-        }
-        for command in records {
-            node.replica.restore(command);
-        }
-        let (gc_floor, gc_max) = truncated;
-        node.replica.gc(gc_floor, gc_max);
-        node.sync_applied = gc_floor;
-        let floor = node
-            .replica
-            .max_timestamp()
-            .hlc
-            .max(clock_reserved)
-            .max(gc_max.hlc);
-        node.clock = Clock::new(id, node.epoch(), floor);
-        let undecided: Vec<TxnId> = node
-            .replica
-            .commands()
-            .filter(|c| !c.status.is_decided())
-            .map(|c| c.txn.id)
-            .collect();
-        for id in undecided {
-            node.watch(id);
-        }
-        // Which replicas missed this node's decisions was in memory only: tell every peer
-        // again what it decided (a replica that was down when they were decided, with this
-        // node's tracking lost in the crash, would otherwise learn them only through the
-        // deps of later txns). Bounded by what GC left in the log; sent in batches.
-        let own_decided: Vec<TxnId> = node
-            .replica
-            .commands()
-            .filter(|c| c.status.is_decided() && c.txn.id.coordinator() == id)
-            .map(|c| c.txn.id)
-            .take(MISSED_MAX)
-            .collect();
-        if !own_decided.is_empty() {
-            for peer in node.all_replicas.clone() {
-                if peer != id {
-                    node.missed
-                        .insert(peer, own_decided.iter().copied().collect());
-                }
-            }
-        }
-        node.execute_ready();
-        node
-    }
-
     pub fn id(&self) -> NodeId {
         self.id
-    }
-
-    /// The current epoch: new transactions carry it in their ids.
-    pub fn epoch(&self) -> u64 {
-        *self.topologies.keys().next_back().expect("a topology")
-    }
-
-    /// The oldest epoch still kept.
-    pub fn oldest_epoch(&self) -> u64 {
-        *self.topologies.keys().next().expect("a topology")
-    }
-
-    /// The current topology.
-    pub fn topology(&self) -> &Topology {
-        self.topologies.values().next_back().expect("a topology")
-    }
-
-    /// Moves to the next epoch. Transactions proposed from now on carry it; those of
-    /// earlier kept epochs are still coordinated with quorums in their own epoch and every
-    /// later one (see [`Node::coordinate`]).
-    ///
-    /// # Errors
-    /// `topology` is not of the epoch after the current one (epochs are adopted strictly
-    /// in order; nothing changes).
-    pub fn adopt(&mut self, topology: Topology) -> Result<(), EpochError> {
-        let current = self.epoch();
-        if topology.epoch != current + 1 {
-            return Err(EpochError::OutOfOrder {
-                current,
-                got: topology.epoch,
-            });
-        }
-        self.clock.set_epoch(topology.epoch);
-        self.topologies.insert(topology.epoch, topology);
-        self.refresh_replicas();
-        Ok(())
-    }
-
-    /// Forgets the topologies of epochs below `epoch` (the current one always stays): the
-    /// host calls it once nothing of those epochs is in flight any more (the exclusive sync
-    /// point that cut their history applied at every replica).
-    pub fn retire_epochs_below(&mut self, epoch: u64) {
-        let keep = epoch.min(self.epoch());
-        self.topologies = self.topologies.split_off(&keep);
-        self.refresh_replicas();
-    }
-
-    fn refresh_replicas(&mut self) {
-        let ranges: Vec<&RangeInfo> = self.topologies.values().flat_map(|t| &t.ranges).collect();
-        self.all_replicas = Topology::replicas_of(&ranges);
-    }
-
-    /// The ranges a coordination of `txn` needs quorums of: those of its keys in the epoch
-    /// of its id and in every later epoch this node knows. While an epoch is not yet
-    /// retired, a txn of that epoch needs the replicas of both the old and the new
-    /// topology. A txn of an epoch older than every kept one uses the oldest kept; one of
-    /// an epoch not adopted yet here, the current one.
-    fn ranges_for(&self, txn: &Txn) -> Vec<RangeInfo> {
-        let from = txn.id.0.epoch.clamp(self.oldest_epoch(), self.epoch());
-        let mut ranges: Vec<RangeInfo> = Vec::new();
-        for topology in self.topologies.range(from..).map(|(_, t)| t) {
-            let keys = txn.keys.iter().map(|(k, _)| k);
-            for range in topology.ranges_for(keys, txn.id.is_sync_point()) {
-                if !ranges.contains(range) {
-                    ranges.push(range.clone());
-                }
-            }
-        }
-        ranges
     }
 
     pub fn replica(&self) -> &Replica {

@@ -340,9 +340,20 @@ impl MetaState {
     /// finished, so its range was split (the key's part is the current range holding it)
     /// or merged (the successor holds it).
     pub fn range_at(&self, epoch: u64, key: &[u8]) -> RangeId {
-        let ranges = self.ranges_at(epoch).unwrap_or(&self.map.ranges);
+        self.descriptor_at(epoch, key).id
+    }
+
+    /// The descriptor [`MetaState::range_at`] names.
+    pub fn descriptor_at(&self, epoch: u64, key: &[u8]) -> &RangeDescriptor {
+        let ranges = self.ranges_resolving(epoch);
         let i = ranges.partition_point(|r| r.start.as_ref() <= key);
-        ranges[i - 1].id
+        &ranges[i - 1]
+    }
+
+    /// The descriptors a record of `epoch` resolves by: that epoch's when kept, else the
+    /// current ones (see [`MetaState::range_at`]).
+    pub fn ranges_resolving(&self, epoch: u64) -> &[RangeDescriptor] {
+        self.ranges_at(epoch).unwrap_or(&self.map.ranges)
     }
 
     /// The live range that took over `range`'s keys: itself if live, its successor if it

@@ -14,7 +14,7 @@ use holo_storage::Store;
 use holo_wal::Wal;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::controller::{self, Request, RequestError};
+use crate::controller::{self, Operation, Request, RequestError};
 use crate::metrics::Metrics;
 
 pub struct AdminService {
@@ -134,19 +134,24 @@ impl AdminService {
         }
     }
 
-    /// Hands a request to this node's controller; if another node holds the lease, passes
+    /// Waits until no operation in flight involves the ranges of `operation`, then hands it
+    /// to this node's controller; if another node holds the lease, passes
     /// it on to that node once (a request passed on is never passed on again).
     async fn run_operation(
         &self,
-        make: impl FnOnce(oneshot::Sender<Result<controller::Done, RequestError>>) -> Request,
+        operation: Operation,
         forwarded: bool,
         forward: impl AsyncFnOnce(
             pb::admin_client::AdminClient<tonic::transport::Channel>,
         ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status>,
     ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
+        self.wait_idle(&operation.ranges()).await;
         let (tx, rx) = oneshot::channel();
         self.controller
-            .send(make(tx))
+            .send(Request {
+                operation,
+                reply: tx,
+            })
             .await
             .map_err(|_| tonic::Status::unavailable("the node is stopping"))?;
         let outcome = rx
@@ -375,16 +380,17 @@ impl pb::admin_server::Admin for AdminService {
         request: tonic::Request<pb::SplitRequest>,
     ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
         let request = request.into_inner();
-        let range = RangeId(request.range);
-        let at = request.at.clone();
-        self.wait_idle(&[range]).await;
-        let mut forwarded = request.clone();
-        forwarded.forwarded = true;
-        self.run_operation(
-            |reply| Request::Split { range, at, reply },
-            request.forwarded,
-            async move |mut client| client.split(forwarded).await,
-        )
+        let operation = Operation::Split {
+            range: RangeId(request.range),
+            at: request.at.clone(),
+        };
+        let passed_on = pb::SplitRequest {
+            forwarded: true,
+            ..request.clone()
+        };
+        self.run_operation(operation, request.forwarded, async move |mut client| {
+            client.split(passed_on).await
+        })
         .await
     }
 
@@ -393,16 +399,17 @@ impl pb::admin_server::Admin for AdminService {
         request: tonic::Request<pb::MergeRequest>,
     ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
         let request = request.into_inner();
-        let (left, right) = (RangeId(request.left), RangeId(request.right));
-        self.wait_idle(&[left, right]).await;
-        let mut forwarded = request;
-        let already = forwarded.forwarded;
-        forwarded.forwarded = true;
-        self.run_operation(
-            |reply| Request::Merge { left, right, reply },
-            already,
-            async move |mut client| client.merge(forwarded).await,
-        )
+        let operation = Operation::Merge {
+            left: RangeId(request.left),
+            right: RangeId(request.right),
+        };
+        let passed_on = pb::MergeRequest {
+            forwarded: true,
+            ..request
+        };
+        self.run_operation(operation, request.forwarded, async move |mut client| {
+            client.merge(passed_on).await
+        })
         .await
     }
 

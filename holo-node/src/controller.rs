@@ -33,12 +33,12 @@ use bytes::Bytes;
 use holo_accord::{NodeId, RangeId};
 use holo_meta::{META_KEY, MetaCommand, MetaState, RangeDescriptor};
 use holo_resp::Frame;
-use holo_storage::{StateStore, Store};
+use holo_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::ControllerConfig;
 use crate::core::{Event, Proposal};
-use crate::executor::{USER_PREFIX, decode_value};
+use crate::executor::{decode_value, scan_user_keys};
 use crate::metrics::Metrics;
 
 /// How long a meta command may take to be decided and applied here before the caller
@@ -72,18 +72,26 @@ pub struct Done {
     pub detail: String,
 }
 
-/// A request from the admin service.
-pub enum Request {
-    Split {
-        range: RangeId,
-        at: Option<Bytes>,
-        reply: oneshot::Sender<Result<Done, RequestError>>,
-    },
-    Merge {
-        left: RangeId,
-        right: RangeId,
-        reply: oneshot::Sender<Result<Done, RequestError>>,
-    },
+/// An operation an operator asks for.
+pub enum Operation {
+    Split { range: RangeId, at: Option<Bytes> },
+    Merge { left: RangeId, right: RangeId },
+}
+
+impl Operation {
+    /// The ranges it changes.
+    pub fn ranges(&self) -> Vec<RangeId> {
+        match self {
+            Operation::Split { range, .. } => vec![*range],
+            Operation::Merge { left, right } => vec![*left, *right],
+        }
+    }
+}
+
+/// A request from the admin service, and where its outcome goes.
+pub struct Request {
+    pub operation: Operation,
+    pub reply: oneshot::Sender<Result<Done, RequestError>>,
 }
 
 fn now_us() -> u64 {
@@ -140,26 +148,14 @@ pub async fn propose(
 /// Storage cannot be read.
 pub fn range_sizes(store: &Store, ranges: &[RangeDescriptor]) -> anyhow::Result<Vec<(u64, u64)>> {
     let mut sizes = vec![(0u64, 0u64); ranges.len()];
-    let mut start = vec![USER_PREFIX];
-    let end = [USER_PREFIX + 1];
-    loop {
-        let page = store.scan(&start, Some(&end), 4096)?;
-        for (k, v) in &page {
-            if let Some((_, Some(value))) = decode_value(v) {
-                let key = &k[1..];
-                let i = ranges.partition_point(|r| r.start.as_ref() <= key) - 1;
-                sizes[i].0 += 1;
-                sizes[i].1 += (key.len() + value.len()) as u64;
-            }
+    scan_user_keys(store, &[], None, |key, v| {
+        if let Some((_, Some(value))) = decode_value(v) {
+            let i = ranges.partition_point(|r| r.start.as_ref() <= key) - 1;
+            sizes[i].0 += 1;
+            sizes[i].1 += (key.len() + value.len()) as u64;
         }
-        match page.last() {
-            Some((k, _)) if page.len() == 4096 => {
-                start = k.clone();
-                start.push(0);
-            }
-            _ => return Ok(sizes),
-        }
-    }
+    })?;
+    Ok(sizes)
 }
 
 /// The median live key of `range` in this node's storage: the range splits there into
@@ -168,42 +164,26 @@ pub fn range_sizes(store: &Store, ranges: &[RangeDescriptor]) -> anyhow::Result<
 /// # Errors
 /// Storage cannot be read.
 pub fn median_key(store: &Store, range: &RangeDescriptor) -> anyhow::Result<Option<Bytes>> {
-    let storage = |k: &[u8]| [&[USER_PREFIX][..], k].concat();
-    let begin = storage(&range.start);
-    let end = range
-        .end
-        .as_ref()
-        .map_or_else(|| vec![USER_PREFIX + 1], |e| storage(e));
+    let live = |v: &[u8]| matches!(decode_value(v), Some((_, Some(_))));
     // Two passes over one range: count, then walk to the middle. Live keys only.
-    let mut nth: Option<u64> = None;
-    loop {
-        let mut seen = 0u64;
-        let mut start = begin.clone();
-        loop {
-            let page = store.scan(&start, Some(&end), 4096)?;
-            for (k, v) in &page {
-                if matches!(decode_value(v), Some((_, Some(_)))) {
-                    if nth == Some(seen) {
-                        return Ok(Some(Bytes::copy_from_slice(&k[1..])));
-                    }
-                    seen += 1;
-                }
-            }
-            match page.last() {
-                Some((k, _)) if page.len() == 4096 => {
-                    start = k.clone();
-                    start.push(0);
-                }
-                _ => break,
-            }
-        }
-        match nth {
-            None if seen >= 2 => nth = Some(seen / 2),
-            // Fewer than two keys, or the keys changed between the passes so much that the
-            // middle is gone: nothing to split at.
-            _ => return Ok(None),
-        }
+    let mut keys = 0u64;
+    scan_user_keys(store, &range.start, range.end.as_deref(), |_, v| {
+        keys += u64::from(live(v));
+    })?;
+    if keys < 2 {
+        return Ok(None);
     }
+    let (mut seen, mut median) = (0u64, None);
+    scan_user_keys(store, &range.start, range.end.as_deref(), |k, v| {
+        if live(v) {
+            if seen == keys / 2 && median.is_none() {
+                median = Some(Bytes::copy_from_slice(k));
+            }
+            seen += 1;
+        }
+    })?;
+    // None if the keys changed between the passes so much that the middle is gone.
+    Ok(median)
 }
 
 /// The controller task of one node.
@@ -348,25 +328,15 @@ impl Controller {
 
     async fn serve(&self, request: Request) {
         let state = self.state();
-        let not_controller = || RequestError::NotController(state.lease().map(|l| l.holder));
-        match request {
-            Request::Split { range, at, reply } => {
-                let result = if driving(&state, self.me, self.tick()) {
-                    self.split(&state, range, at).await
-                } else {
-                    Err(not_controller())
-                };
-                let _ = reply.send(result);
+        let result = if !driving(&state, self.me, self.tick()) {
+            Err(RequestError::NotController(state.lease().map(|l| l.holder)))
+        } else {
+            match request.operation {
+                Operation::Split { range, at } => self.split(&state, range, at).await,
+                Operation::Merge { left, right } => self.merge(&state, left, right).await,
             }
-            Request::Merge { left, right, reply } => {
-                let result = if driving(&state, self.me, self.tick()) {
-                    self.merge(&state, left, right).await
-                } else {
-                    Err(not_controller())
-                };
-                let _ = reply.send(result);
-            }
-        }
+        };
+        let _ = request.reply.send(result);
     }
 
     async fn split(

@@ -96,11 +96,13 @@ impl Unit {
     }
 
     /// A meta command: always a transaction of its own (the executor recognises it by its
-    /// one key).
+    /// one key). The controller sends each alone, and clients cannot use reserved keys, so
+    /// the first key tells.
     fn is_meta(&self) -> bool {
         self.proposals
-            .iter()
-            .any(|p| p.writes.iter().any(|k| holo_meta::is_reserved(k)))
+            .first()
+            .and_then(|p| p.writes.first())
+            .is_some_and(|k| holo_meta::is_reserved(k))
     }
 }
 

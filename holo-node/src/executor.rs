@@ -414,11 +414,7 @@ impl Executor {
                 self.synced = self.synced.max(Some(item.txn.id));
                 // Nothing below it executes after it: from here on the markers carry the
                 // generations of its epoch (or a later one).
-                for r in self
-                    .meta
-                    .ranges_at(epoch)
-                    .unwrap_or(self.meta.map().ranges())
-                {
+                for r in self.meta.ranges_resolving(epoch) {
                     touched.entry(r.id.0).or_insert((r.generation, 0)).0 = r.generation;
                 }
                 continue;
@@ -426,15 +422,11 @@ impl Executor {
             // By the map of the txn's own epoch, so every replica and every replay counts
             // it alike (the epoch's descriptors stay in the history until every txn of it
             // applied everywhere).
-            let ranges = self
-                .meta
-                .ranges_at(epoch)
-                .unwrap_or(self.meta.map().ranges());
             let mut counted: Vec<&holo_meta::RangeDescriptor> = item
                 .txn
                 .keys
                 .iter()
-                .map(|(k, _)| &ranges[ranges.partition_point(|r| r.start <= *k) - 1])
+                .map(|(k, _)| self.meta.descriptor_at(epoch, k))
                 .collect();
             // The load of each range: key accesses (the controller splits hot ranges).
             for r in &counted {
@@ -520,6 +512,35 @@ impl Executor {
     }
 }
 
+/// Calls `each` with every stored user key (without its prefix) in `[start, end)` (`end`
+/// `None`: to the last user key) and its stored value, in key order, a page at a time.
+///
+/// # Errors
+/// Storage cannot be read.
+pub fn scan_user_keys(
+    store: &Store,
+    start: &[u8],
+    end: Option<&[u8]>,
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> anyhow::Result<()> {
+    const PAGE: usize = 4096;
+    let mut from = storage_key(start);
+    let to = end.map_or_else(|| vec![USER_PREFIX + 1], storage_key);
+    loop {
+        let page = store.scan(&from, Some(&to), PAGE)?;
+        for (k, v) in &page {
+            each(&k[1..], v);
+        }
+        match page.last() {
+            Some((k, _)) if page.len() == PAGE => {
+                from = k.clone();
+                from.push(0);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
 /// Counts live user keys in storage (DBSIZE, INFO keyspace): a full scan of this node's
 /// copy, not a linearizable read.
 ///
@@ -527,23 +548,12 @@ impl Executor {
 /// Storage cannot be read.
 pub fn count_keys(store: &Store) -> anyhow::Result<u64> {
     let mut count = 0u64;
-    let mut start = vec![USER_PREFIX];
-    let end = [USER_PREFIX + 1];
-    loop {
-        let page = store.scan(&start, Some(&end), 4096)?;
-        for (_, v) in &page {
-            if decode_value(v).is_some_and(|(_, value)| value.is_some()) {
-                count += 1;
-            }
+    scan_user_keys(store, &[], None, |_, v| {
+        if decode_value(v).is_some_and(|(_, value)| value.is_some()) {
+            count += 1;
         }
-        match page.last() {
-            Some((k, _)) if page.len() == 4096 => {
-                start = k.clone();
-                start.push(0);
-            }
-            _ => return Ok(count),
-        }
-    }
+    })?;
+    Ok(count)
 }
 
 /// FNV-1a over every stored user key and its stored value (version and bytes, tombstones
@@ -562,23 +572,12 @@ pub fn data_hash(store: &Store) -> anyhow::Result<(u64, u64)> {
         }
     };
     let mut keys = 0u64;
-    let mut start = vec![USER_PREFIX];
-    let end = [USER_PREFIX + 1];
-    loop {
-        let page = store.scan(&start, Some(&end), 4096)?;
-        for (k, v) in &page {
-            mix(k);
-            mix(v);
-            keys += 1;
-        }
-        match page.last() {
-            Some((k, _)) if page.len() == 4096 => {
-                start = k.clone();
-                start.push(0);
-            }
-            _ => return Ok((hash, keys)),
-        }
-    }
+    scan_user_keys(store, &[], None, |k, v| {
+        mix(&storage_key(k));
+        mix(v);
+        keys += 1;
+    })?;
+    Ok((hash, keys))
 }
 
 #[cfg(test)]

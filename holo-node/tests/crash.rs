@@ -285,17 +285,6 @@ async fn kill_nine_rocksdb() {
     kill_nine_loses_no_acknowledged_write("rocksdb").await;
 }
 
-/// Waits until node 1 sees a controller lease holder.
-async fn wait_lease(cluster: &ProcessCluster) {
-    common::eventually("a controller lease", Duration::from_secs(30), || async {
-        common::meta_status(&cluster.addrs[0].1)
-            .await
-            .lease
-            .map(|_| ())
-    })
-    .await;
-}
-
 /// Sets `k{from}..k{to}` and bumps four counters through the running nodes in turn.
 async fn write_keys(cluster: &ProcessCluster, from: usize, to: usize) {
     let live: Vec<&str> = (0..3)
@@ -325,7 +314,7 @@ async fn wal_replay_across_a_split_and_a_merge_matches_the_other_replicas() {
         cluster.wait_serving(i).await;
     }
     let grpcs: Vec<String> = cluster.addrs.iter().map(|a| a.1.clone()).collect();
-    wait_lease(&cluster).await;
+    common::wait_lease(&grpcs[0]).await;
     let admin = common::admin(&grpcs[1]).await;
     // Keys "k…" live in range 4, ["c", +inf).
     write_keys(&cluster, 0, 100).await;

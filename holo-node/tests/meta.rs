@@ -78,6 +78,15 @@ async fn settled(cluster: &Cluster) -> pb::MetaStatusReply {
     common::settled(&grpcs(cluster)).await
 }
 
+/// A split of `range` at `at` (its median without one), as an operator asks for it.
+fn split_at(range: u64, at: Option<&'static str>) -> pb::SplitRequest {
+    pb::SplitRequest {
+        range,
+        at: at.map(|k| bytes::Bytes::from_static(k.as_bytes())),
+        forwarded: false,
+    }
+}
+
 fn range_of<'a>(status: &'a pb::MetaStatusReply, key: &[u8]) -> &'a pb::RangeStatus {
     status
         .ranges
@@ -135,10 +144,7 @@ async fn splits_and_merges_under_load_lose_and_repeat_nothing() {
     let cluster = Cluster::start_with(3, "redb", "sync_interval_ms = 200").await;
     let initial = settled(&cluster).await;
     assert_eq!(initial.ranges.len(), 4);
-    eventually("a controller lease", Duration::from_secs(30), || async {
-        meta_status(&cluster, 0).await.lease.map(|_| ())
-    })
-    .await;
+    common::wait_lease(&cluster.addrs[0].1).await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut tasks = Vec::new();
@@ -216,42 +222,18 @@ async fn splits_and_merges_under_load_lose_and_repeat_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operations_are_checked_and_refusals_explained() {
     let cluster = Cluster::start(3, "redb").await;
-    eventually("a controller lease", Duration::from_secs(30), || async {
-        meta_status(&cluster, 0).await.lease.map(|_| ())
-    })
-    .await;
+    common::wait_lease(&cluster.addrs[0].1).await;
     let mut client = admin(&cluster, 0).await;
-    let err = client
-        .split(pb::SplitRequest {
-            range: 99,
-            at: None,
-            forwarded: false,
-        })
-        .await
-        .unwrap_err();
+    let err = client.split(split_at(99, None)).await.unwrap_err();
     assert!(err.message().contains("no range 99"), "{}", err.message());
     // Range 2 is ["4", "8"): "9" is outside it, and an empty range has no median.
-    let err = client
-        .split(pb::SplitRequest {
-            range: 2,
-            at: Some(bytes::Bytes::from_static(b"9")),
-            forwarded: false,
-        })
-        .await
-        .unwrap_err();
+    let err = client.split(split_at(2, Some("9"))).await.unwrap_err();
     assert!(
         err.message().contains("not strictly inside"),
         "{}",
         err.message()
     );
-    let err = client
-        .split(pb::SplitRequest {
-            range: 2,
-            at: None,
-            forwarded: false,
-        })
-        .await
-        .unwrap_err();
+    let err = client.split(split_at(2, None)).await.unwrap_err();
     assert!(
         err.message().contains("fewer than two keys"),
         "{}",
@@ -272,22 +254,14 @@ async fn operations_are_checked_and_refusals_explained() {
     );
     // A split bumps the left half's generation; the right half starts at 1.
     let first = client
-        .split(pb::SplitRequest {
-            range: 1,
-            at: Some(bytes::Bytes::from_static(b"2")),
-            forwarded: false,
-        })
+        .split(split_at(1, Some("2")))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(first.epoch, 2);
     // The new half at once: the request waits for the first split's history cut.
     let second = client
-        .split(pb::SplitRequest {
-            range: 5,
-            at: Some(bytes::Bytes::from_static(b"3")),
-            forwarded: false,
-        })
+        .split(split_at(5, Some("3")))
         .await
         .unwrap()
         .into_inner();
@@ -327,10 +301,7 @@ fn health(cluster: &Cluster) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_health_check_passes_a_healthy_cluster_and_names_an_unreachable_node() {
     let mut cluster = Cluster::start(3, "redb").await;
-    eventually("a controller lease", Duration::from_secs(30), || async {
-        meta_status(&cluster, 0).await.lease.map(|_| ())
-    })
-    .await;
+    common::wait_lease(&cluster.addrs[0].1).await;
     let (code, text) = tokio::task::block_in_place(|| health(&cluster));
     assert_eq!(code, 0, "{text}");
     assert!(

@@ -241,6 +241,14 @@ pub async fn meta_status(grpc: &str) -> holo_proto::v1::MetaStatusReply {
         .into_inner()
 }
 
+/// Waits until the node at `grpc` sees a controller lease holder.
+pub async fn wait_lease(grpc: &str) {
+    eventually("a controller lease", Duration::from_secs(30), || async {
+        meta_status(grpc).await.lease.map(|_| ())
+    })
+    .await;
+}
+
 /// Waits until every node at `grpcs` applied the same map with no operation in flight
 /// and every earlier epoch retired, and returns it.
 pub async fn settled(grpcs: &[String]) -> holo_proto::v1::MetaStatusReply {
