@@ -72,6 +72,9 @@ pub enum Message {
     /// below the lowest such point of all replicas). `query`: the sender asks for the
     /// receiver's own point in return.
     SyncApplied { txn_id: TxnId, query: bool },
+    /// Replica -> coordinator of the exclusive sync point `txn_id`: applied durably here.
+    /// `query` (coordinator -> replica): have you?
+    CutApplied { txn_id: TxnId, query: bool },
 }
 
 impl Message {
@@ -95,7 +98,8 @@ impl Message {
             | Message::AcceptInvalidateOk { txn_id, .. }
             | Message::Inquire { txn_id }
             | Message::Refused { txn_id, .. }
-            | Message::SyncApplied { txn_id, .. } => *txn_id,
+            | Message::SyncApplied { txn_id, .. }
+            | Message::CutApplied { txn_id, .. } => *txn_id,
         }
     }
 }

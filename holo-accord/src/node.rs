@@ -10,12 +10,14 @@ mod inspect;
 mod progress;
 mod restart;
 
+pub use gc::CutStatus;
+
 use crate::coordinator::{Coordination, Decision, Outcome, Phase};
 use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
 use crate::replica::{Command, Handled, PreAcceptReply, Refusal, Replica, Status};
 use crate::topology::{RangeInfo, Topology};
-use crate::txn::{Key, Txn};
+use crate::txn::{Key, KeySpan, Txn};
 
 /// Timing knobs, in microseconds of host time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,6 +167,10 @@ pub struct Node {
     sync_wanted: bool,
     /// Every replica of every range in every epoch kept, this node included.
     all_replicas: Vec<NodeId>,
+    /// The exclusive sync points this node proposed, and who applied them.
+    cuts: BTreeMap<TxnId, gc::Cut>,
+    /// The exclusive sync points this node applied durably (down to the GC floor).
+    cuts_durable: BTreeSet<TxnId>,
 }
 
 /// Why a topology was not adopted.
@@ -207,6 +213,8 @@ impl Node {
             last_sync_query: 0,
             sync_wanted: false,
             all_replicas,
+            cuts: BTreeMap::new(),
+            cuts_durable: BTreeSet::new(),
         }
     }
 
@@ -470,13 +478,13 @@ impl Node {
             // an invalidation acknowledged that way and an execution were both decided).
             // Once the sync points above the txn are decided it takes part, or proves the
             // txn can never execute (`Replica::refusal`).
-            Message::PreAccept { txn } if self.replica.refuses_pre_accept(&txn.id) => {
-                self.refuse(from, txn.id);
+            Message::PreAccept { txn } if self.replica.refuses_pre_accept(&txn) => {
+                self.refuse(from, &txn);
             }
             Message::Accept { txn, .. } | Message::AcceptInvalidate { txn, .. }
-                if self.replica.refusal(&txn.id).is_some() =>
+                if self.replica.refusal(&txn).is_some() =>
             {
-                self.refuse(from, txn.id);
+                self.refuse(from, &txn);
             }
             Message::PreAccept { txn }
             | Message::Accept { txn, .. }
@@ -494,11 +502,11 @@ impl Node {
                 self.reply(from, Message::Inform { command });
             }
             Message::BeginRecovery { txn, .. }
-                if self.replica.refusal(&txn.id) == Some(Refusal::Excluded) =>
+                if self.replica.refusal(&txn) == Some(Refusal::Excluded) =>
             {
-                self.refuse(from, txn.id);
+                self.refuse(from, &txn);
             }
-            Message::BeginRecovery { txn, ballot } if self.replica.refusal(&txn.id).is_some() => {
+            Message::BeginRecovery { txn, ballot } if self.replica.refusal(&txn).is_some() => {
                 let info = self.replica.refusal_info(&txn);
                 self.reply(
                     from,
@@ -532,6 +540,13 @@ impl Node {
                     );
                 }
                 self.collect_garbage();
+            }
+            Message::CutApplied { txn_id, query } => {
+                if query {
+                    self.cut_query(from, txn_id);
+                } else {
+                    self.cut_applied(from, txn_id);
+                }
             }
             Message::PreAccept { txn } => {
                 let handled = self.replica.pre_accept(&txn, &mut self.clock);
@@ -648,9 +663,15 @@ impl Node {
 
     /// Answers a round of a txn the local replica refuses, saying whether it can never
     /// execute (`Replica::refusal`).
-    fn refuse(&mut self, to: NodeId, txn_id: TxnId) {
-        let excluded = self.replica.refusal(&txn_id) == Some(Refusal::Excluded);
-        self.reply(to, Message::Refused { txn_id, excluded });
+    fn refuse(&mut self, to: NodeId, txn: &Txn) {
+        let excluded = self.replica.refusal(txn) == Some(Refusal::Excluded);
+        self.reply(
+            to,
+            Message::Refused {
+                txn_id: txn.id,
+                excluded,
+            },
+        );
     }
 
     /// Persists what a ballot-checked handler changed and answers: `ok` builds the reply,
@@ -758,7 +779,7 @@ impl Node {
     /// before any GC floor passed it, and that Apply answered the client.
     fn never_held_yet_excluded(&self, c: &Coordination) -> bool {
         let id = c.txn.id;
-        self.replica.command(&id).is_none() && (c.excluded || self.replica.excluded(&id))
+        self.replica.command(&id).is_none() && (c.excluded || self.replica.excluded_txn(&c.txn))
     }
 
     /// Hands a txn over to the coordinator with the higher ballot.

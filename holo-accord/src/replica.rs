@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::ids::{Ballot, Clock, Timestamp, TxnId};
-use crate::txn::{Access, Deps, Key, Txn};
+use crate::txn::{Access, Deps, Key, KeySpan, Txn};
 
 mod inspect;
 
@@ -98,11 +98,14 @@ pub struct Replica {
     /// first dep that still blocks, so each dep is popped once and a check costs one look:
     /// a sync point lists thousands of deps and is checked each time one changes.
     unresolved: HashMap<TxnId, Vec<TxnId>>,
-    /// The highest sync point witnessed (or the GC floor): an unknown txn started below it
-    /// may be refused (see [`Replica::refusal`]).
+    /// The highest sync point over every range witnessed (or the GC floor): an unknown txn
+    /// started below it may be refused (see [`Replica::refusal`]).
     sync_floor: TxnId,
-    /// The sync points held here.
+    /// The sync points over every range held here.
     sync_points: BTreeSet<TxnId>,
+    /// The exclusive sync points (scoped to a span of keys) held here: an unknown txn
+    /// started below one and touching its span may be refused.
+    exclusive: BTreeSet<TxnId>,
     /// Every replica durably applied the sync point with this id: the records of finished
     /// txns below it are dropped, and an unknown txn below it is finished (see
     /// [`Replica::gc`]).
@@ -112,29 +115,62 @@ pub struct Replica {
     gc_max: Timestamp,
 }
 
+/// The sync points of a replica: what [`excluded_in`] looks at.
+#[derive(Debug, Clone, Copy)]
+struct SyncPoints<'a> {
+    global: &'a BTreeSet<TxnId>,
+    exclusive: &'a BTreeSet<TxnId>,
+    gc_floor: TxnId,
+}
+
+/// The ids in `set` above `txn_id`.
+fn above(set: &BTreeSet<TxnId>, txn_id: TxnId) -> impl Iterator<Item = &TxnId> {
+    set.range((
+        std::ops::Bound::Excluded(txn_id),
+        std::ops::Bound::Unbounded,
+    ))
+}
+
 /// [`Replica::excluded`] over the parts of a replica (so it can be asked while another part
-/// is borrowed mutably).
+/// is borrowed mutably). `txn`: the txn's definition when the caller has it; otherwise the
+/// record held here, if any. Exclusive sync points settle only txns whose keys are known
+/// to touch their span: an unknown dep, of which only the id is known, is excluded by a
+/// sync point over every range only (a later one of those settles it too).
 fn excluded_in(
     commands: &BTreeMap<TxnId, Command>,
-    sync_points: &BTreeSet<TxnId>,
-    gc_floor: TxnId,
+    points: SyncPoints<'_>,
     txn_id: &TxnId,
+    txn: Option<&Txn>,
 ) -> bool {
-    if commands.get(txn_id).is_some_and(|c| c.status.is_decided()) {
+    let known = commands.get(txn_id);
+    if known.is_some_and(|c| c.status.is_decided()) {
         return false;
     }
-    if *txn_id < gc_floor {
+    if *txn_id < points.gc_floor {
         return true;
     }
-    sync_points
-        .range((
-            std::ops::Bound::Excluded(*txn_id),
-            std::ops::Bound::Unbounded,
-        ))
-        .any(|s| {
-            let sync = &commands[s];
-            matches!(sync.status, Status::Stable | Status::Applied) && !sync.deps.contains(txn_id)
-        })
+    let decided_without = |s: &TxnId| {
+        let sync = &commands[s];
+        matches!(sync.status, Status::Stable | Status::Applied) && !sync.deps.contains(txn_id)
+    };
+    if above(points.global, *txn_id).any(decided_without) {
+        return true;
+    }
+    let Some(txn) = txn.or(known.map(|c| &c.txn)) else {
+        return false;
+    };
+    !txn.id.is_sync_point()
+        && above(points.exclusive, *txn_id)
+            .any(|s| txn.touches(scope_of(&commands[s])) && decided_without(s))
+}
+
+/// The span of an exclusive sync point's record.
+fn scope_of(command: &Command) -> &KeySpan {
+    command
+        .txn
+        .scope
+        .as_ref()
+        .expect("exclusive sync points have a scope")
 }
 
 /// Why a replica refuses a txn it never witnessed (see [`Replica::refusal`]).
@@ -212,34 +248,52 @@ impl Replica {
     ///
     /// A PreAccept below a sync point is refused whatever the sync point's state
     /// ([`Replica::refuses_pre_accept`]): its answer would count as a fast-path vote.
-    pub fn refusal(&self, txn_id: &TxnId) -> Option<Refusal> {
-        if *txn_id >= self.sync_floor || self.commands.contains_key(txn_id) {
+    ///
+    /// An exclusive sync point makes the same pledge for the txns that touch its span only
+    /// (the argument is the same, restricted to them: its deps are the txns below it that
+    /// touch the span), so txns elsewhere go on undisturbed while a split or merge cuts the
+    /// history of its ranges.
+    pub fn refusal(&self, txn: &Txn) -> Option<Refusal> {
+        if self.commands.contains_key(&txn.id) {
             return None;
         }
-        if self.excluded(txn_id) {
+        if self.excluded_txn(txn) {
             return Some(Refusal::Excluded);
         }
-        let undecided = self
-            .sync_points
-            .range((
-                std::ops::Bound::Excluded(*txn_id),
-                std::ops::Bound::Unbounded,
-            ))
-            .any(|s| !self.commands[s].status.is_decided());
-        undecided.then_some(Refusal::Pending)
+        let undecided = |s: &TxnId| !self.commands[s].status.is_decided();
+        let global = txn.id < self.sync_floor && above(&self.sync_points, txn.id).any(undecided);
+        let exclusive = self
+            .exclusive_above(txn)
+            .any(|s| undecided(s) && txn.touches(scope_of(&self.commands[s])));
+        (global || exclusive).then_some(Refusal::Pending)
     }
 
-    /// A PreAccept of `txn_id` is refused: the txn is unknown here and below a sync point
-    /// witnessed here. Witnessed now, an answer at t0 would count as a fast-path vote that
-    /// a recovery, having heard this replica refuse, may already have counted as missing;
-    /// the refusal sends the coordinator to the slow path, where [`Replica::refusal`] decides.
-    pub fn refuses_pre_accept(&self, txn_id: &TxnId) -> bool {
-        *txn_id < self.sync_floor && !self.commands.contains_key(txn_id)
+    /// The exclusive sync points above `txn` that may refuse it (none for a sync point).
+    fn exclusive_above<'a>(&'a self, txn: &Txn) -> impl Iterator<Item = &'a TxnId> {
+        let ordinary = !txn.id.is_sync_point();
+        above(&self.exclusive, txn.id).filter(move |_| ordinary)
     }
 
-    /// No sync point known here can settle `txn_id` (unknown here): every one above it is
-    /// decided with it in its deps, or invalidated (or there is none). An undecided one may still leave it
-    /// out, and one decided without it already proved it can never execute.
+    /// A PreAccept of `txn` is refused: the txn is unknown here and below a sync point
+    /// witnessed here (over every range, or exclusive with a span it touches). Witnessed
+    /// now, an answer at t0 would count as a fast-path vote that a recovery, having heard
+    /// this replica refuse, may already have counted as missing; the refusal sends the
+    /// coordinator to the slow path, where [`Replica::refusal`] decides.
+    pub fn refuses_pre_accept(&self, txn: &Txn) -> bool {
+        if self.commands.contains_key(&txn.id) {
+            return false;
+        }
+        txn.id < self.sync_floor
+            || self
+                .exclusive_above(txn)
+                .any(|s| txn.touches(scope_of(&self.commands[s])))
+    }
+
+    /// No sync point over every range known here can settle `txn_id` (unknown here): every
+    /// one above it is decided with it in its deps, or invalidated (or there is none). An
+    /// undecided one may still leave it out, and one decided without it already proved it
+    /// can never execute. Exclusive sync points do not count: without the txn's keys this
+    /// replica cannot tell whether one covers it.
     pub fn no_sync_point_settles(&self, txn_id: &TxnId) -> bool {
         self.sync_points
             .range((
@@ -259,9 +313,24 @@ impl Replica {
     /// `txn_id` can never execute: it is below the GC floor without a record here (every
     /// replica applied a sync point above it, which either waited for it or was decided
     /// without it), or a sync point above it was decided (Stable or Applied) without it in
-    /// its deps. Said only of a txn that is not decided here.
+    /// its deps: one over every range, or an exclusive one whose span the txn touches (known
+    /// only if the txn is held here). Said only of a txn that is not decided here.
     pub fn excluded(&self, txn_id: &TxnId) -> bool {
-        excluded_in(&self.commands, &self.sync_points, self.gc_floor, txn_id)
+        excluded_in(&self.commands, self.points(), txn_id, None)
+    }
+
+    /// [`Replica::excluded`] of a txn whose definition the caller has (its coordinator),
+    /// held here or not.
+    pub fn excluded_txn(&self, txn: &Txn) -> bool {
+        excluded_in(&self.commands, self.points(), &txn.id, Some(txn))
+    }
+
+    fn points(&self) -> SyncPoints<'_> {
+        SyncPoints {
+            global: &self.sync_points,
+            exclusive: &self.exclusive,
+            gc_floor: self.gc_floor,
+        }
     }
 
     /// What a replica that refuses `txn` reports to its recovery: no vote and no acceptance.
@@ -335,6 +404,7 @@ impl Replica {
         for id in &dropped {
             let command = self.commands.remove(id).expect("listed above");
             self.sync_points.remove(id);
+            self.exclusive.remove(id);
             self.gc_max = self
                 .gc_max
                 .max(command.execute_at)
@@ -560,7 +630,7 @@ impl Replica {
             }
             Status::Invalidated => self.invalidate(&command.txn, clock),
             _ if !self.commands.contains_key(&command.txn.id)
-                && self.refusal(&command.txn.id).is_none() =>
+                && self.refusal(&command.txn).is_none() =>
             {
                 Some(self.witness(&command.txn, clock, false))
             }
@@ -650,16 +720,15 @@ impl Replica {
     }
 
     /// The sync point `sync` was decided: undecided or unknown txns below it that it left
-    /// out can never execute, so whoever waits on them needs another look.
+    /// out (and covers: an exclusive one, those known to touch its span) can never execute,
+    /// so whoever waits on them needs another look.
     fn excluded_by(&mut self, sync: TxnId) {
         let deps = &self.commands[&sync].deps;
         let excluded: Vec<TxnId> = self
             .dependents
             .range(..sync)
             .map(|(id, _)| *id)
-            .filter(|id| {
-                !deps.contains(id) && self.commands.get(id).is_none_or(|c| !c.status.is_decided())
-            })
+            .filter(|id| !deps.contains(id) && self.excluded(id))
             .collect();
         for id in excluded {
             let waiting = self.dependents.remove(&id).unwrap_or_default();
@@ -795,8 +864,11 @@ impl Replica {
         let execute_at = self.commands[id].execute_at;
         let sync_point = id.is_sync_point();
         let commands = &self.commands;
-        let sync_points = &self.sync_points;
-        let gc_floor = self.gc_floor;
+        let points = SyncPoints {
+            global: &self.sync_points,
+            exclusive: &self.exclusive,
+            gc_floor: self.gc_floor,
+        };
         let unresolved = self
             .unresolved
             .get_mut(id)
@@ -810,7 +882,7 @@ impl Replica {
                 // Undecided or never seen here: done if it can never execute (below the GC
                 // floor, or left out of a decided sync point above it), such as a txn only a
                 // lost node witnessed; its invalidation may never reach this replica.
-                _ => !excluded_in(commands, sync_points, gc_floor, dep),
+                _ => !excluded_in(commands, points, dep, None),
             };
             if blocks {
                 // Told when it changes. `start_waiting` registers only the deps pending then,
@@ -866,9 +938,12 @@ impl Replica {
 
     fn insert(&mut self, command: Command) {
         let id = command.txn.id;
-        if id.is_sync_point() {
+        if command.txn.is_exclusive_sync_point() {
             // However this replica learns of a sync point (PreAccept, Accept, a decision,
-            // recovery), it may refuse unknown txns below it from then on.
+            // recovery), it may refuse unknown txns below it from then on: an exclusive
+            // one, those that touch its span.
+            self.exclusive.insert(id);
+        } else if id.is_sync_point() {
             self.sync_floor = self.sync_floor.max(id);
             self.sync_points.insert(id);
         }
@@ -903,16 +978,22 @@ impl Replica {
     }
 
     /// Conflicting transactions with a TxnId below `bound`, other than `txn` itself. A sync
-    /// point conflicts with every txn, earlier sync points included (so applying one means
-    /// every earlier one is done too); ordinary txns never list one.
+    /// point over every range conflicts with every txn, earlier sync points included (so
+    /// applying one means every earlier one is done too); an exclusive sync point with the
+    /// txns that touch its span, and no sync point; ordinary txns never list one.
     fn conflicts_below(&self, txn: &Txn, bound: Timestamp) -> Deps {
         if txn.id.is_sync_point() {
-            return self
+            let below = self
                 .commands
                 .range(..TxnId(bound))
-                .map(|(id, _)| *id)
-                .filter(|id| *id != txn.id)
-                .collect();
+                .filter(|(id, _)| **id != txn.id);
+            return match &txn.scope {
+                None => below.map(|(id, _)| *id).collect(),
+                Some(scope) => below
+                    .filter(|(id, c)| !id.is_sync_point() && c.txn.touches(scope))
+                    .map(|(id, _)| *id)
+                    .collect(),
+            };
         }
         let mut deps = Deps::new();
         for (key, access) in &txn.keys {

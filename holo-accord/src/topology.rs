@@ -1,7 +1,7 @@
 //! Which nodes replicate which keys, and the quorum sizes that follow.
 
 use crate::ids::{NodeId, RangeId};
-use crate::txn::Key;
+use crate::txn::{Key, Txn};
 
 /// One range: keys in `start..end` (`end: None`: to the end of the key space).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,17 +40,19 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// The ranges a transaction over `keys` involves: those holding its keys, or every
-    /// range for a sync point (`keys` empty and `all`).
-    pub fn ranges_for<'a>(
-        &'a self,
-        keys: impl IntoIterator<Item = &'a Key>,
-        all: bool,
-    ) -> Vec<&'a RangeInfo> {
-        if all {
-            self.ranges.iter().collect()
-        } else {
-            self.ranges_of(keys)
+    /// The ranges `txn` involves: those holding its keys; for a sync point, every range, or
+    /// those its scope overlaps.
+    pub fn ranges_for<'a>(&'a self, txn: &'a Txn) -> Vec<&'a RangeInfo> {
+        if !txn.id.is_sync_point() {
+            return self.ranges_of(txn.keys.iter().map(|(k, _)| k));
+        }
+        match &txn.scope {
+            None => self.ranges.iter().collect(),
+            Some(scope) => self
+                .ranges
+                .iter()
+                .filter(|r| scope.overlaps(&r.start, r.end.as_deref()))
+                .collect(),
         }
     }
 

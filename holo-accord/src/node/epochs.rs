@@ -63,8 +63,7 @@ impl Node {
         let from = txn.id.0.epoch.clamp(self.oldest_epoch(), self.epoch());
         let mut ranges: Vec<RangeInfo> = Vec::new();
         for topology in self.topologies.range(from..).map(|(_, t)| t) {
-            let keys = txn.keys.iter().map(|(k, _)| k);
-            for range in topology.ranges_for(keys, txn.id.is_sync_point()) {
+            for range in topology.ranges_for(txn) {
                 if !ranges.contains(range) {
                     ranges.push(range.clone());
                 }

@@ -1,7 +1,35 @@
 //! GC through sync points: proposing them (one at a time, see the crate docs), telling
 //! peers which one this node applied durably, and dropping what every replica applied.
+//! Also the history cuts of splits and merges: exclusive sync points, and learning when
+//! every replica applied one.
 
 use super::*;
+
+/// Most exclusive sync points a node keeps track of (the host proposes one per split or
+/// merge and asks again if it lost track).
+const CUTS_MAX: usize = 64;
+
+/// An exclusive sync point this node proposed: its replicas, and those that said they
+/// applied it durably.
+#[derive(Debug, Clone)]
+pub(super) struct Cut {
+    replicas: Vec<NodeId>,
+    applied: BTreeSet<NodeId>,
+}
+
+/// How an exclusive sync point a node proposed stands (see [`Node::cut_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutStatus {
+    /// Not yet applied durably at every replica of its ranges.
+    Waiting,
+    /// Applied durably at every replica: no txn below it that touches its span executes
+    /// anywhere any more.
+    Done,
+    /// It never executes: propose another.
+    Invalidated,
+    /// Not proposed here, or forgotten (a restart, or many proposed since): propose another.
+    Unknown,
+}
 
 impl Node {
     /// Starts a sync point over every range (see [`Config::sync_interval_us`]).
@@ -12,9 +40,141 @@ impl Node {
             id,
             keys: Vec::new(),
             op: Bytes::new(),
+            scope: None,
         };
         self.coordinate(txn, Ballot::ZERO, false);
         id
+    }
+
+    /// Starts an exclusive sync point over `scope` in the current epoch: the history cut
+    /// of a split or merge. Once applied it means every txn below it that touches `scope`
+    /// and ever executes was applied there; replicas refuse the others (see
+    /// `Replica::refusal`). Txns elsewhere are not disturbed. [`Node::cut_status`] says when
+    /// every replica applied it.
+    pub fn propose_exclusive_sync_point(&mut self, scope: KeySpan) -> TxnId {
+        let id = TxnId(self.clock.unique_now(TxnKind::SyncPoint, Timestamp::ZERO));
+        let txn = Txn {
+            id,
+            keys: Vec::new(),
+            op: Bytes::new(),
+            scope: Some(scope),
+        };
+        let ranges = self.ranges_for(&txn);
+        let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
+        if self.cuts.len() >= CUTS_MAX {
+            self.cuts.pop_first();
+        }
+        self.cuts.insert(
+            id,
+            Cut {
+                replicas,
+                applied: BTreeSet::new(),
+            },
+        );
+        self.coordinate(txn, Ballot::ZERO, false);
+        id
+    }
+
+    /// How the exclusive sync point `id`, proposed here, stands.
+    pub fn cut_status(&self, id: TxnId) -> CutStatus {
+        let held = self.replica.command(&id);
+        if held.is_some_and(|c| c.status == Status::Invalidated) {
+            return CutStatus::Invalidated;
+        }
+        let Some(cut) = self.cuts.get(&id) else {
+            return CutStatus::Unknown;
+        };
+        if cut.applied.contains(&self.id) {
+            if cut.replicas.iter().all(|n| cut.applied.contains(n)) {
+                CutStatus::Done
+            } else {
+                CutStatus::Waiting
+            }
+        } else if held.is_none() && self.replica.excluded(&id) {
+            // Refused everywhere (below a sync point over every range decided without it).
+            CutStatus::Invalidated
+        } else {
+            CutStatus::Waiting
+        }
+    }
+
+    /// The host made durable everything applied up to and including the exclusive sync
+    /// point `txn_id` (its Apply action): tell its coordinator.
+    pub fn cut_durable(&mut self, txn_id: TxnId) {
+        if txn_id < self.replica.gc_floor() {
+            return;
+        }
+        self.cuts_durable.insert(txn_id);
+        self.cut_applied(self.id, txn_id);
+        let coordinator = txn_id.coordinator();
+        if coordinator != self.id {
+            self.send(
+                coordinator,
+                Message::CutApplied {
+                    txn_id,
+                    query: false,
+                },
+            );
+        }
+    }
+
+    /// `from` applied the exclusive sync point `txn_id` durably.
+    pub(super) fn cut_applied(&mut self, from: NodeId, txn_id: TxnId) {
+        if let Some(cut) = self.cuts.get_mut(&txn_id) {
+            cut.applied.insert(from);
+        }
+    }
+
+    /// A coordinator asks whether this replica applied the exclusive sync point `txn_id`
+    /// durably. Yes if it said so to the host, or if the txn is below the GC floor and no
+    /// longer held: every replica durably applied a sync point over every range above it,
+    /// which waited for it unless it never executes (and its coordinator, having applied
+    /// it, knows it does).
+    pub(super) fn cut_query(&mut self, from: NodeId, txn_id: TxnId) {
+        let held = self.replica.command(&txn_id).is_some();
+        if self.cuts_durable.contains(&txn_id) || (!held && txn_id < self.replica.gc_floor()) {
+            self.send(
+                from,
+                Message::CutApplied {
+                    txn_id,
+                    query: false,
+                },
+            );
+        } else if !held {
+            // Its messages were lost: ask for it.
+            self.progress.entry(txn_id).or_insert((self.now, 0));
+        }
+    }
+
+    /// Asks the replicas that have not said so whether they applied this node's cuts.
+    fn query_cuts(&mut self) {
+        let mut queries = Vec::new();
+        for (id, cut) in &self.cuts {
+            if !cut.applied.contains(&self.id) {
+                continue;
+            }
+            for n in &cut.replicas {
+                if *n != self.id && !cut.applied.contains(n) {
+                    queries.push((*n, *id));
+                }
+            }
+        }
+        for (to, txn_id) in queries {
+            self.send(
+                to,
+                Message::CutApplied {
+                    txn_id,
+                    query: true,
+                },
+            );
+        }
+    }
+
+    /// This node coordinates a sync point over every range.
+    fn proposing_sync_point(&self) -> bool {
+        self.coordinating
+            .values()
+            .any(|c| c.txn.id.is_sync_point() && c.txn.scope.is_none())
     }
 
     /// Asks for a sync point at the next tick, whatever the interval (one at a time, as
@@ -63,6 +223,8 @@ impl Node {
             return;
         }
         self.replica.gc(floor, Timestamp::ZERO);
+        // Below the floor a query is answered from the floor itself.
+        self.cuts_durable = self.cuts_durable.split_off(&floor);
         self.actions.push(Action::Truncate {
             floor,
             max: self.replica.gc_max(),
@@ -78,7 +240,7 @@ impl Node {
 
     /// Proposes a sync point when one is due and asks peers that lag for news.
     pub(super) fn sync_tick(&mut self) {
-        let proposing = self.coordinating.keys().any(|id| id.is_sync_point());
+        let proposing = self.proposing_sync_point();
         if self.sync_wanted && !proposing {
             // Asked for by progress (an unknown dep nobody answers for), whatever the
             // interval: one at a time, as the inquiries' backoff paces the requests.
@@ -88,7 +250,7 @@ impl Node {
         let interval = self.config.sync_interval_us;
         if interval > 0
             && self.now.saturating_sub(self.last_sync) >= interval
-            && !self.coordinating.keys().any(|id| id.is_sync_point())
+            && !self.proposing_sync_point()
             && self.replica.holds_ordinary()
         {
             // Not while an earlier sync point waits, here for its deps or for a lagging peer
@@ -108,6 +270,7 @@ impl Node {
             return;
         }
         self.last_sync_query = self.now;
+        self.query_cuts();
         let own = self.sync_applied;
         for peer in self.all_replicas.clone() {
             if peer != self.id && self.sync_known.get(&peer).copied().unwrap_or_default() < own {

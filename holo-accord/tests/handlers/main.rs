@@ -131,6 +131,7 @@ fn sync_point(hlc: u64, coordinator: u16) -> holo_accord::Txn {
         }),
         keys: Vec::new(),
         op: Bytes::new(),
+        scope: None,
     }
 }
 

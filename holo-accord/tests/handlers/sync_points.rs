@@ -534,3 +534,160 @@ fn an_inquiry_is_answered_with_the_state_held_and_the_answer_unblocks_a_waiting_
     assert_eq!(applied, vec![y.id, x.id]);
     n2.validate();
 }
+
+fn exclusive_sync_point(hlc: u64, coordinator: u16, start: &str, end: &str) -> holo_accord::Txn {
+    holo_accord::Txn {
+        scope: Some(holo_accord::KeySpan {
+            start: key(start),
+            end: Some(key(end)),
+        }),
+        ..sync_point(hlc, coordinator)
+    }
+}
+
+#[test]
+fn an_exclusive_sync_point_refuses_only_txns_that_touch_its_span() {
+    let mut n1 = node(1);
+    let inside = txn(10, 0, &["k4"]);
+    let outside = txn(11, 0, &["a"]);
+    exchange(
+        &mut n1,
+        0,
+        vec![
+            Message::PreAccept {
+                txn: inside.clone(),
+            },
+            Message::PreAccept {
+                txn: outside.clone(),
+            },
+        ],
+    );
+    // Its deps are the txns below it that touch its span only.
+    let x = exclusive_sync_point(20, 2, "k3", "k6");
+    let replies = exchange(&mut n1, 2, vec![Message::PreAccept { txn: x.clone() }]);
+    assert_eq!(
+        replies,
+        vec![Message::PreAcceptOk {
+            txn_id: x.id,
+            witnessed: x.id.timestamp(),
+            deps: BTreeSet::from([inside.id]),
+        }]
+    );
+    // Unknown txns below it: refused if they touch the span (one key is enough), served
+    // as before elsewhere.
+    let late_inside = txn(15, 0, &["k5"]);
+    let late_across = txn(16, 0, &["a", "k3"]);
+    let late_outside = txn(17, 0, &["k6"]);
+    let replies = exchange(
+        &mut n1,
+        0,
+        [&late_inside, &late_across, &late_outside]
+            .into_iter()
+            .map(|t| Message::PreAccept { txn: t.clone() })
+            .collect(),
+    );
+    assert_eq!(
+        replies[..2],
+        [
+            Message::Refused {
+                txn_id: late_inside.id,
+                excluded: false
+            },
+            Message::Refused {
+                txn_id: late_across.id,
+                excluded: false
+            },
+        ]
+    );
+    assert!(
+        matches!(&replies[2], Message::PreAcceptOk { txn_id, .. } if *txn_id == late_outside.id)
+    );
+    // Decided without them: they can never execute, and a recovery hears so.
+    exchange(
+        &mut n1,
+        2,
+        vec![Message::Stable {
+            txn: x.clone(),
+            execute_at: x.id.timestamp(),
+            deps: BTreeSet::from([inside.id]),
+        }],
+    );
+    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
+        epoch: 1,
+        hlc: 30,
+        flags: 1,
+        node: 0,
+    });
+    let replies = exchange(
+        &mut n1,
+        0,
+        vec![Message::BeginRecovery {
+            txn: late_inside.clone(),
+            ballot,
+        }],
+    );
+    assert_eq!(
+        replies,
+        vec![Message::Refused {
+            txn_id: late_inside.id,
+            excluded: true
+        }]
+    );
+    assert!(n1.replica().excluded_txn(&late_across));
+    assert!(!n1.replica().excluded_txn(&late_outside));
+    n1.validate();
+}
+
+#[test]
+fn a_cut_is_done_once_every_replica_applied_its_exclusive_sync_point() {
+    use holo_accord::CutStatus;
+    let mut nodes: Vec<Node> = (0..3).map(node).collect();
+    let a = nodes[0].propose(&[], &[key("k4")], Bytes::new());
+    let b = nodes[0].propose(&[], &[key("z")], Bytes::new());
+    settle(&mut nodes);
+    let span = holo_accord::KeySpan {
+        start: key("k3"),
+        end: Some(key("k6")),
+    };
+    let x = nodes[1].propose_exclusive_sync_point(span);
+    let log = settle(&mut nodes);
+    for (i, n) in nodes.iter().enumerate() {
+        let applied: Vec<_> = log
+            .iter()
+            .filter_map(|(n, action)| match action {
+                Action::Apply { command, .. } if *n == i => Some(command.txn.id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(applied, vec![x], "node {i}");
+        assert_eq!(
+            n.replica().command(&x).unwrap().deps,
+            BTreeSet::from([a]),
+            "only the txn in its span is a dep, not {b}"
+        );
+    }
+    assert_eq!(nodes[1].cut_status(x), CutStatus::Waiting);
+    assert_eq!(
+        nodes[0].cut_status(x),
+        CutStatus::Unknown,
+        "not proposed there"
+    );
+    nodes[1].cut_durable(x);
+    nodes[0].cut_durable(x);
+    settle(&mut nodes);
+    assert_eq!(nodes[1].cut_status(x), CutStatus::Waiting);
+    // The last replica's word is lost: the coordinator asks again after a retry period.
+    nodes[2].cut_durable(x);
+    nodes[2].take_actions();
+    assert_eq!(nodes[1].cut_status(x), CutStatus::Waiting);
+    let later = Config::default().retry_us + 1;
+    nodes[1].tick(later);
+    let log = settle(&mut nodes);
+    assert_eq!(nodes[1].cut_status(x), CutStatus::Done);
+    // A cut never collects garbage: that takes a sync point over every range.
+    assert!(
+        !log.iter()
+            .any(|(_, a)| matches!(a, Action::Truncate { .. }))
+    );
+    assert!(nodes[0].replica().command(&a).is_some());
+}

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use holo_accord::{Access, Command, Deps, Key, NodeId, Status, Timestamp, TxnId};
+use holo_accord::{Access, Command, Deps, Key, KeySpan, NodeId, Status, Timestamp, Txn, TxnId};
 
 use crate::rng::Rng;
 
@@ -117,14 +117,18 @@ pub struct Checker {
     /// (node, txn) pairs applied: a restarted node applies again, idempotently.
     applied: HashSet<(NodeId, TxnId)>,
     failed: HashSet<TxnId>,
-    /// Per node, the highest sync point it applied.
+    /// Per node, the highest sync point over every range it applied.
     synced: HashMap<NodeId, TxnId>,
+    /// Per node, the exclusive sync points it applied, with their spans.
+    cuts_applied: HashMap<NodeId, Vec<(TxnId, KeySpan)>>,
+    /// The history cuts done: (the epoch the change made, the span it changed).
+    cuts_done: Vec<(u64, KeySpan)>,
     /// How many nodes the cluster has.
     nodes: usize,
     /// Events seen (decisions and applies), a logical clock.
     events: u64,
-    /// Sync points decided to execute, with their (one) deps set.
-    sync_decisions: BTreeMap<TxnId, Deps>,
+    /// Sync points decided to execute, with their (one) deps set and their scope.
+    sync_decisions: BTreeMap<TxnId, (Deps, Option<KeySpan>)>,
     /// Per txn, how many nodes applied it, and when the last of them did.
     applied_by: HashMap<TxnId, (usize, Option<u64>)>,
 }
@@ -206,7 +210,7 @@ impl Checker {
                 self.decided.contains_key(dep)
                     || self.invalidated.contains(dep)
                     || *dep < settled
-                    || self.excluded(dep),
+                    || self.excluded_dep(dep),
                 "{id} answered while its dep {dep} was undecided: a txn started after the \
                  answer could be ordered below the dep, and the dep below {id}"
             );
@@ -214,10 +218,31 @@ impl Checker {
     }
 
     /// A sync point above `id` was decided without it: it can never execute.
-    fn excluded(&self, id: &TxnId) -> bool {
+    /// A sync point above the txn `id` that covers it was decided without it (its keys from
+    /// the client history; a txn not there is a sync point, which only sync points over
+    /// every range cover).
+    fn excluded_dep(&self, id: &TxnId) -> bool {
+        let txn = match self.history.get(id) {
+            Some(entry) => {
+                let (reads, writes) = entry.op.keys();
+                Txn::new(*id, &reads, &writes, bytes::Bytes::new())
+            }
+            None => Txn::new(*id, &[], &[], bytes::Bytes::new()),
+        };
+        self.excluded_by(&txn).is_some()
+    }
+
+    /// A sync point above `txn` that covers it was decided without it.
+    fn excluded_by(&self, txn: &Txn) -> Option<TxnId> {
         self.sync_decisions
-            .range((std::ops::Bound::Excluded(*id), std::ops::Bound::Unbounded))
-            .any(|(_, deps)| !deps.contains(id))
+            .range((
+                std::ops::Bound::Excluded(txn.id),
+                std::ops::Bound::Unbounded,
+            ))
+            .find(|(_, (deps, scope))| {
+                !deps.contains(&txn.id) && scope.as_ref().is_none_or(|s| txn.touches(s))
+            })
+            .map(|(s, _)| *s)
     }
 
     /// Invariants 1 and 2: every replica decides the same executeAt; executeAts are
@@ -255,14 +280,12 @@ impl Checker {
         );
         // Only a first decision: once decided, a txn applied everywhere may be dropped by GC
         // and left out of later sync points, and a replica may still record it again.
-        if !id.is_sync_point() && !self.decided.contains_key(&id) && self.excluded(&id) {
-            let sync = self
-                .sync_decisions
-                .range((std::ops::Bound::Excluded(id), std::ops::Bound::Unbounded))
-                .find(|(_, deps)| !deps.contains(&id))
-                .map(|(s, _)| *s);
+        if !id.is_sync_point()
+            && !self.decided.contains_key(&id)
+            && let Some(sync) = self.excluded_by(&command.txn)
+        {
             panic!(
-                "{id} decided to execute at {node:?}, yet the sync point {sync:?} was decided without it"
+                "{id} decided to execute at {node:?}, yet the sync point {sync} was decided without it"
             );
         }
         if let Some(d) = self.decided.get(&id) {
@@ -288,7 +311,8 @@ impl Checker {
             panic!("{id} and {other} share executeAt {}", command.execute_at);
         }
         if id.is_sync_point() {
-            self.sync_decisions.insert(id, command.deps.clone());
+            self.sync_decisions
+                .insert(id, (command.deps.clone(), command.txn.scope.clone()));
         }
         let decision = Decision {
             execute_at: command.execute_at,
@@ -326,6 +350,22 @@ impl Checker {
                 id > *sync,
                 "{node:?} applied {id} after the sync point {sync} above it: a sync point \
                  must find every txn below it applied or never executing"
+            );
+        }
+        for (epoch, span) in &self.cuts_done {
+            assert!(
+                id.timestamp().epoch >= *epoch || !command.txn.touches(span),
+                "{node:?} applied {id} of epoch {} over {span:?} after the history cut of \
+                 epoch {epoch} was done there: the earlier epoch may already be retired",
+                id.timestamp().epoch
+            );
+        }
+        for (cut, scope) in self.cuts_applied.get(&node).into_iter().flatten() {
+            assert!(
+                id > *cut || !command.txn.touches(scope),
+                "{node:?} applied {id} after the exclusive sync point {cut} above it over \
+                 {scope:?}: nothing below an applied exclusive sync point that touches its \
+                 span executes after it"
             );
         }
         let t = command.execute_at;
@@ -380,8 +420,21 @@ impl Checker {
             self.decided.contains_key(&id),
             "sync point {id} applied before it was decided"
         );
+        if let Some(scope) = &command.txn.scope {
+            self.cuts_applied
+                .entry(node)
+                .or_default()
+                .push((id, scope.clone()));
+            return;
+        }
         let sync = self.synced.entry(node).or_default();
         *sync = (*sync).max(id);
+    }
+
+    /// The history cut of the change that made `epoch` is done: every replica applied an
+    /// exclusive sync point of that epoch or later over `span`.
+    pub fn cut_done(&mut self, epoch: u64, span: KeySpan) {
+        self.cuts_done.push((epoch, span));
     }
 
     /// GC's premise: once every node applied sync points at or above S, every txn below S

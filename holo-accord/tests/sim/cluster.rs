@@ -59,6 +59,10 @@ enum Event {
     Adopt {
         node: usize,
     },
+    /// The history cut of the change that made `epoch` takes its next step.
+    Cut {
+        epoch: u64,
+    },
 }
 
 /// A node and its disk. `node` is `None` while it is down.
@@ -303,6 +307,8 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         crashes: sim.crashes,
         invalidated,
         topology_changes: sim.epochs.latest() - 1,
+        cuts_done: sim.epochs.cuts_done(),
+        cuts_proposed: sim.epochs.cuts_proposed,
         log_hash: sim.log_hash,
     }
 }
@@ -435,6 +441,8 @@ impl Sim {
                     || (h.node.as_ref().is_some_and(Node::quiescent) && h.applies.is_empty())
             })
             && (self.lost.is_empty() || self.live_peers_caught_up())
+            // Cuts need every replica: with one lost for good they wait for ever.
+            && (!self.lost.is_empty() || self.epochs.all_cut())
             && (self.in_flight == 0 || !self.lost.is_empty() && self.live_in_flight() == 0)
     }
 
@@ -571,6 +579,10 @@ impl Sim {
                     return;
                 }
                 node
+            }
+            Event::Cut { epoch } => {
+                self.drive_cut(epoch);
+                return;
             }
             Event::Pause { node } => {
                 let until = self.now + self.rng.between(20_000, 300_000);
@@ -966,7 +978,12 @@ impl Sim {
         if id.is_sync_point() {
             // The simulated storage is durable at once.
             self.checker.sync_applied(NodeId(node as u16), command);
-            self.hosts[node].node.as_mut().expect("up").sync_durable(id);
+            let n = self.hosts[node].node.as_mut().expect("up");
+            if command.txn.scope.is_some() {
+                n.cut_durable(id);
+            } else {
+                n.sync_durable(id);
+            }
             return;
         }
         let (owner, op) = self

@@ -3,10 +3,22 @@
 //! meta range's part (an oracle here): every node adopts the epochs strictly in order, each
 //! at its own pace (so nodes in different epochs coordinate and witness each other's
 //! txns), a node that is down catches up after its restart, and a restarted node is given
-//! the epochs it kept. Checks: every txn a node proposes carries the epoch that node is in,
-//! and no node ever adopts out of order or is handed an epoch it cannot take.
+//! the epochs it kept.
+//!
+//! Each change's history is cut as the controller does it: a node (the driver) proposes an
+//! exclusive sync point over the changed span once it has adopted the new epoch, and polls
+//! its core until every replica applied it ([`holo_accord::CutStatus`]); it proposes another
+//! if its own was invalidated or forgotten (a restart). When the driver is down another
+//! node takes over, so the crash of the node driving a change is covered. Only then may
+//! the epoch before the change be retired.
+//!
+//! Checks: every txn a node proposes carries the epoch that node is in; no node ever
+//! adopts out of order or is handed an epoch it cannot take; no txn of an epoch before a
+//! change that touches its span is applied anywhere once its cut is done (the checker);
+//! and, without nodes lost for good, every cut finishes (a stalled cut fails the run at
+//! its deadline).
 
-use holo_accord::{Key, Node, RangeId, RangeInfo, Topology, TxnId};
+use holo_accord::{CutStatus, Key, KeySpan, Node, RangeId, RangeInfo, Topology, TxnId};
 
 use super::{Event, Sim};
 use crate::rng::Rng;
@@ -15,13 +27,28 @@ use crate::rng::Rng;
 const SPLIT_KEYS: u64 = 10;
 /// Most delay between a change and a node adopting it.
 const ADOPT_DELAY_US_MAX: u64 = 150_000;
+/// How often the driver of a cut looks at it.
+const CUT_POLL_US: u64 = 20_000;
+
+/// The history cut of one change.
+struct Cut {
+    /// The keys whose ranges changed.
+    span: KeySpan,
+    done: bool,
+    /// The node driving it and the exclusive sync point it proposed.
+    driver: Option<(usize, TxnId)>,
+}
 
 /// Every epoch's topology and how far each node has adopted them.
 pub struct Epochs {
     /// Index `e - 1` holds epoch `e`.
     topologies: Vec<Topology>,
+    /// Index `e - 2` holds the cut of the change that made epoch `e`.
+    cuts: Vec<Cut>,
     adopted: Vec<u64>,
     next_range: u64,
+    /// Exclusive sync points proposed for the cuts.
+    pub cuts_proposed: u64,
 }
 
 impl Epochs {
@@ -30,7 +57,9 @@ impl Epochs {
         let next_range = initial.ranges.iter().map(|r| r.id.0).max().unwrap_or(0) + 1;
         Epochs {
             topologies: vec![initial],
+            cuts: Vec::new(),
             adopted: vec![1; nodes],
+            cuts_proposed: 0,
             next_range,
         }
     }
@@ -51,9 +80,22 @@ impl Epochs {
         self.adopted[node]
     }
 
-    /// The oldest epoch some node may still hold txns of: below it, every node moved on.
+    /// The oldest epoch still needed: below it, every node moved on and every change's
+    /// history is cut (a change that made epoch `e` needs `e - 1` until its cut is done).
     fn floor(&self) -> u64 {
-        *self.adopted.iter().min().expect("nodes")
+        let adopted = *self.adopted.iter().min().expect("nodes");
+        let uncut = self.cuts.iter().position(|c| !c.done);
+        uncut.map_or(adopted, |i| adopted.min(i as u64 + 1))
+    }
+
+    /// How many changes' histories are cut.
+    pub fn cuts_done(&self) -> u64 {
+        self.cuts.iter().filter(|c| c.done).count() as u64
+    }
+
+    /// Every change's history is cut.
+    pub fn all_cut(&self) -> bool {
+        self.cuts.iter().all(|c| c.done)
     }
 
     /// The topologies a node restarts with: from the floor to the epoch it had adopted.
@@ -74,11 +116,19 @@ impl Epochs {
             .filter(|k| *k > ranges[i].start && ranges[i].end.as_ref().is_none_or(|e| k < e))
             .collect();
         let merge = ranges.len() > 1 && (inside.is_empty() || rng.percent(50));
-        if merge {
+        let span = if merge {
             let left = i.min(ranges.len() - 2);
             let right = ranges.remove(left + 1);
             ranges[left].end = right.end;
+            KeySpan {
+                start: ranges[left].start.clone(),
+                end: ranges[left].end.clone(),
+            }
         } else {
+            let span = KeySpan {
+                start: ranges[i].start.clone(),
+                end: ranges[i].end.clone(),
+            };
             let at = inside[rng.between(0, inside.len() as u64 - 1) as usize].clone();
             let new = RangeInfo {
                 id: RangeId(self.next_range),
@@ -88,9 +138,15 @@ impl Epochs {
             };
             self.next_range += 1;
             ranges.insert(i + 1, new);
-        }
+            span
+        };
         let epoch = self.latest() + 1;
         self.topologies.push(Topology { epoch, ranges });
+        self.cuts.push(Cut {
+            span,
+            done: false,
+            driver: None,
+        });
     }
 
     /// Checks that a txn just proposed at `node` carries the node's epoch.
@@ -113,6 +169,68 @@ impl Sim {
             let delay = self.rng.between(0, ADOPT_DELAY_US_MAX);
             self.schedule(delay, Event::Adopt { node });
         }
+        let epoch = self.epochs.latest();
+        self.schedule(ADOPT_DELAY_US_MAX, Event::Cut { epoch });
+    }
+
+    /// Drives the history cut of the change that made `epoch` one step (see the module
+    /// docs), and looks again later until it is done.
+    pub(super) fn drive_cut(&mut self, epoch: u64) {
+        let i = (epoch - 2) as usize;
+        if self.epochs.cuts[i].done {
+            return;
+        }
+        let up = |sim: &Sim, n: usize| {
+            sim.hosts[n].node.is_some() && !sim.lost.contains(&n) && sim.paused_until[n] <= sim.now
+        };
+        let (driver, proposed) = match self.epochs.cuts[i].driver {
+            Some((n, x)) if up(self, n) => (n, Some(x)),
+            _ => {
+                let candidates: Vec<usize> =
+                    (0..self.hosts.len()).filter(|n| up(self, *n)).collect();
+                if candidates.is_empty() {
+                    self.schedule(CUT_POLL_US, Event::Cut { epoch });
+                    return;
+                }
+                let pick = self.rng.between(0, candidates.len() as u64 - 1) as usize;
+                (candidates[pick], None)
+            }
+        };
+        if self.epochs.adopted(driver) < epoch {
+            // The cut is routed in the new epoch: wait until the driver is there.
+            self.schedule(CUT_POLL_US, Event::Cut { epoch });
+            return;
+        }
+        let node = self.hosts[driver].node.as_mut().expect("up");
+        match proposed.map(|x| node.cut_status(x)) {
+            Some(CutStatus::Done) => {
+                let cut = &mut self.epochs.cuts[i];
+                cut.done = true;
+                self.checker.cut_done(epoch, cut.span.clone());
+                self.hash(&[self.now, 15, epoch]);
+                self.retire_epochs();
+                return;
+            }
+            Some(CutStatus::Waiting) => {}
+            Some(CutStatus::Invalidated | CutStatus::Unknown) | None => {
+                let x = node.propose_exclusive_sync_point(self.epochs.cuts[i].span.clone());
+                self.epochs.cuts[i].driver = Some((driver, x));
+                self.epochs.cuts_proposed += 1;
+                self.hash(&[self.now, 14, driver as u64, x.timestamp().hlc]);
+                self.after_step(driver);
+            }
+        }
+        self.schedule(CUT_POLL_US, Event::Cut { epoch });
+    }
+
+    /// Every node that is up forgets the epochs below the floor.
+    fn retire_epochs(&mut self) {
+        let floor = self.epochs.floor();
+        for host in &mut self.hosts {
+            if let Some(n) = host.node.as_mut() {
+                n.retire_epochs_below(floor);
+            }
+        }
     }
 
     /// `node` adopts the next epoch it has not (if it is up), and is scheduled again while
@@ -128,12 +246,7 @@ impl Sim {
         let topology = self.epochs.get(next).clone();
         n.adopt(topology).expect("epochs are handed out in order");
         self.epochs.adopted[node] = next;
-        let floor = self.epochs.floor();
-        for host in &mut self.hosts {
-            if let Some(n) = host.node.as_mut() {
-                n.retire_epochs_below(floor);
-            }
-        }
+        self.retire_epochs();
         self.hash(&[self.now, 13, node as u64, next]);
         if next < self.epochs.latest() {
             self.schedule(1_000, Event::Adopt { node });

@@ -63,6 +63,10 @@ pub struct Outcome {
     pub truncated: u64,
     /// Topology changes (splits and merges), each a new epoch.
     pub topology_changes: u64,
+    /// Their history cuts done (every replica applied an exclusive sync point over the
+    /// changed span), and the exclusive sync points proposed for them.
+    pub cuts_done: u64,
+    pub cuts_proposed: u64,
     pub log_hash: u64,
 }
 
@@ -76,5 +80,7 @@ impl Outcome {
         self.invalidated += other.invalidated;
         self.truncated += other.truncated;
         self.topology_changes += other.topology_changes;
+        self.cuts_done += other.cuts_done;
+        self.cuts_proposed += other.cuts_proposed;
     }
 }

@@ -59,7 +59,7 @@ fn run_all(faults: Faults) {
     println!(
         "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, {:.1}% executed at their t0, \
          {} invalidated, {} messages dropped, {} crash-restarts, {} records truncated by GC, \
-         {} topology changes",
+         {} topology changes ({} history cuts done, {} exclusive sync points proposed)",
         total.seeds,
         total.seeds as f64 / secs,
         total.txns,
@@ -68,7 +68,9 @@ fn run_all(faults: Faults) {
         total.dropped,
         total.crashes,
         total.truncated,
-        total.topology_changes
+        total.topology_changes,
+        total.cuts_done,
+        total.cuts_proposed
     );
 }
 
