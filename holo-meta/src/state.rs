@@ -286,6 +286,32 @@ impl MetaState {
         &self.operations
     }
 
+    /// The keys whose ranges `op` changed: its ranges' span in the epoch before it (kept in
+    /// the history while it is in flight), ending at the reserved key space where the last
+    /// user range ends (the meta range is never part of an operation). Its history cut is
+    /// an exclusive sync point over them.
+    ///
+    /// # Panics
+    /// If `op` is not in flight here (its epoch's predecessor is no longer kept).
+    pub fn operation_span(&self, op: &Operation) -> holo_accord::KeySpan {
+        let before = self
+            .ranges_at(op.epoch - 1)
+            .expect("an operation in flight keeps the epoch before it");
+        let ids = match &op.kind {
+            OpKind::Split { left, .. } => vec![*left],
+            OpKind::Merge { into, retired } => vec![*into, *retired],
+        };
+        let changed: Vec<&RangeDescriptor> =
+            before.iter().filter(|r| ids.contains(&r.id)).collect();
+        let first = changed.first().expect("its ranges existed before it");
+        let last = changed.last().expect("its ranges existed before it");
+        let reserved = || Bytes::from_static(&crate::RESERVED_PREFIX);
+        holo_accord::KeySpan {
+            start: first.start.clone(),
+            end: Some(last.end.clone().unwrap_or_else(reserved)),
+        }
+    }
+
     /// Recent commands and their outcomes, oldest first.
     pub fn recent(&self) -> impl Iterator<Item = &Record> {
         self.recent.iter()
@@ -335,10 +361,14 @@ impl MetaState {
     }
 
     /// The range that holds `key` in `epoch`, by that epoch's map when it is kept;
-    /// otherwise (a record older than every kept epoch) by the current map, which is where
-    /// such a record's effects live now: every operation that changed its range has
-    /// finished, so its range was split (the key's part is the current range holding it)
-    /// or merged (the successor holds it).
+    /// otherwise (a record older than every kept epoch) by the oldest kept map. Every
+    /// operation between the record's epoch and that one has finished: its history cut
+    /// applied everywhere, so a txn of the record's epoch that touches a range it changed
+    /// has applied everywhere (a replayed one is skipped by version), and one still in
+    /// flight touches only ranges that no finished operation changed, which the oldest
+    /// kept map holds as they were in its own epoch. Not the current map: an operation
+    /// still in flight may have changed them since, and replicas that apply the txn before
+    /// and after the older epoch is dropped must count it in the same range.
     pub fn range_at(&self, epoch: u64, key: &[u8]) -> RangeId {
         self.descriptor_at(epoch, key).id
     }
@@ -351,9 +381,14 @@ impl MetaState {
     }
 
     /// The descriptors a record of `epoch` resolves by: that epoch's when kept, else the
-    /// current ones (see [`MetaState::range_at`]).
+    /// oldest kept ones (see [`MetaState::range_at`]).
     pub fn ranges_resolving(&self, epoch: u64) -> &[RangeDescriptor] {
-        self.ranges_at(epoch).unwrap_or(&self.map.ranges)
+        if epoch >= self.map.epoch {
+            return &self.map.ranges;
+        }
+        self.ranges_at(epoch)
+            .or_else(|| self.history.values().next().map(Vec::as_slice))
+            .unwrap_or(&self.map.ranges)
     }
 
     /// The live range that took over `range`'s keys: itself if live, its successor if it

@@ -533,3 +533,29 @@ fn random_commands_keep_every_invariant() {
         assert!(applied.get(name).is_some_and(|&n| n >= 50), "{applied:?}");
     }
 }
+
+#[test]
+fn an_operations_span_is_what_its_ranges_covered_before_it() {
+    // Ranges 1 [-inf, f), 2 [f, m), 3 [m, +inf).
+    let mut state = leased(&["f", "m"]);
+    let span = |state: &MetaState| {
+        let s = state.operation_span(&state.operations()[0]);
+        (s.start, s.end)
+    };
+    assert_eq!(
+        state.apply(&split(2, 1, "h"), at(10)),
+        Outcome::Applied { epoch: 2 }
+    );
+    assert_eq!(span(&state), (key("f"), Some(key("m"))));
+    assert_eq!(
+        state.apply(&finish(1), at(11)),
+        Outcome::Applied { epoch: 2 }
+    );
+    // Range 4 is [h, m): merged with 3, the span ends where the user key space does.
+    assert_eq!(
+        state.apply(&merge(4, 3, (1, 1)), at(20)),
+        Outcome::Applied { epoch: 3 }
+    );
+    let reserved = Bytes::from_static(&RESERVED_PREFIX);
+    assert_eq!(span(&state), (key("h"), Some(reserved)));
+}

@@ -10,14 +10,15 @@
 //!
 //! An operation has two steps. The split or merge itself is one command: the map moves to
 //! a new epoch, the operation is recorded in phase `cutting`, and every node adopts the
-//! epoch when it applies the command. Then the history is cut by a sync point (over every
-//! range, see holo-accord): under load a periodic one, otherwise one the holder asks its core
-//! for after a while; once the GC floor (a sync point every replica applied durably) is of the operation's
-//! epoch, nothing of the earlier epoch is in flight anywhere, and the holder commits
-//! `Finish`, which drops the earlier epoch's descriptors; every node then retires that
-//! epoch in its core. Operations are in the map, so a new holder (after a kill -9 of the
-//! old one mid-operation) finishes them. A member that is down holds the cut back (as it
-//! holds back GC) until it returns; clients are not held back meanwhile.
+//! epoch when it applies the command. Then the holder cuts the history of the changed span
+//! with an exclusive sync point over it, proposed in the new epoch (see holo-accord): once
+//! every replica applied it, no txn routed with an earlier epoch that touches the span is
+//! in flight anywhere, and the holder commits `Finish`, which drops the earlier epoch's
+//! descriptors; every node then retires that epoch in its core. Txns on other ranges are
+//! neither refused nor waited for. Operations are in the map, so a new holder (after a
+//! kill -9 of the old one mid-operation) cuts and finishes them with a sync point of its
+//! own. A member that is down holds the cut back until it returns (every replica must apply
+//! the sync point); clients are not held back meanwhile.
 //!
 //! With `controller.auto_split`, the holder measures each range's live bytes in its own
 //! storage and its load (key reads and writes per second of the transactions it executed)
@@ -40,16 +41,11 @@ use crate::config::ControllerConfig;
 use crate::core::{Event, Proposal};
 use crate::executor::{decode_value, scan_user_keys};
 use crate::metrics::Metrics;
+use holo_accord::{CutStatus, TxnId};
 
 /// How long a meta command may take to be decided and applied here before the caller
 /// hears that the outcome is unknown (a compare-and-swap: trying again is safe).
 const DECISION_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long an operation waits for its history cut before the controller asks for a sync
-/// point, and how often it asks again. Under load the periodic sync points
-/// (`accord.sync_interval_ms`) cut the history first; each extra sync point makes replicas
-/// refuse the transactions still in flight below it (they are proposed again), so the
-/// controller asks only when none came: an idle cluster proposes no periodic ones.
-const SYNC_REQUEST_AFTER: Duration = Duration::from_secs(2);
 
 /// Why an operator's request was not carried out.
 #[derive(Debug, thiserror::Error)]
@@ -217,7 +213,8 @@ impl Controller {
     pub async fn run(mut self) -> anyhow::Result<()> {
         let mut ticker = tokio::time::interval(self.tick());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_sync_request: Option<Instant> = None;
+        // The exclusive sync point cutting each operation's history, by operation id.
+        let mut cuts: std::collections::HashMap<u64, TxnId> = std::collections::HashMap::new();
         let mut last_check = Instant::now();
         let mut last_load: Option<(Instant, std::collections::BTreeMap<u64, u64>)> = None;
         loop {
@@ -243,29 +240,18 @@ impl Controller {
                 continue;
             }
             let term = state.lease().map_or(0, |l| l.term);
-            let floor = self
-                .metrics
-                .gc_floor_epoch
-                .load(std::sync::atomic::Ordering::Relaxed);
-            let mut waiting = false;
+            cuts.retain(|op, _| state.operations().iter().any(|o| o.id == *op));
             for op in state.operations() {
-                if floor >= op.epoch {
-                    let command = MetaCommand::Finish {
-                        term,
-                        operation: op.id,
-                    };
-                    if let Err(e) = propose(&self.core, &command).await {
-                        tracing::warn!(operation = op.id, "finishing the operation: {e}");
-                    }
-                } else if now_us().saturating_sub(op.started_us)
-                    >= SYNC_REQUEST_AFTER.as_micros() as u64
-                {
-                    waiting = true;
+                if self.cut(&state, op, &mut cuts).await != Some(CutStatus::Done) {
+                    continue;
                 }
-            }
-            if waiting && last_sync_request.is_none_or(|t| t.elapsed() >= SYNC_REQUEST_AFTER) {
-                last_sync_request = Some(Instant::now());
-                let _ = self.core.send(Event::SyncNow).await;
+                let command = MetaCommand::Finish {
+                    term,
+                    operation: op.id,
+                };
+                if let Err(e) = propose(&self.core, &command).await {
+                    tracing::warn!(operation = op.id, "finishing the operation: {e}");
+                }
             }
             if self.config.auto_split
                 && state.operations().is_empty()
@@ -288,6 +274,39 @@ impl Controller {
                 }
             }
         }
+    }
+
+    /// Drives the history cut of `op` one step: proposes an exclusive sync point over its
+    /// span if none of this node's is under way (or the last one was invalidated or
+    /// forgotten), and says how the one under way stands. `None`: the core is gone, or has
+    /// not adopted the operation's epoch yet.
+    async fn cut(
+        &self,
+        state: &MetaState,
+        op: &holo_meta::Operation,
+        cuts: &mut std::collections::HashMap<u64, TxnId>,
+    ) -> Option<CutStatus> {
+        if let Some(id) = cuts.get(&op.id).copied() {
+            let (reply, answer) = oneshot::channel();
+            self.core.send(Event::CutStatus { id, reply }).await.ok()?;
+            match answer.await.ok()? {
+                CutStatus::Invalidated | CutStatus::Unknown => {
+                    tracing::info!(operation = op.id, "the history cut {id} was lost: another");
+                }
+                status => return Some(status),
+            }
+        }
+        let (reply, answer) = oneshot::channel();
+        let cut = Event::Cut {
+            span: state.operation_span(op),
+            epoch: op.epoch,
+            reply,
+        };
+        self.core.send(cut).await.ok()?;
+        let id = answer.await.ok()??;
+        tracing::debug!(operation = op.id, "cutting the history with {id}");
+        cuts.insert(op.id, id);
+        Some(CutStatus::Waiting)
     }
 
     /// Takes the lease when none is valid, renews it when held and a third has passed.

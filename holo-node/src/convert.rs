@@ -81,6 +81,10 @@ fn txn(t: &Txn) -> pb::Txn {
             })
             .collect(),
         op: t.op.clone(),
+        scope: t.scope.as_ref().map(|s| pb::KeySpan {
+            start: s.start.clone(),
+            end: s.end.clone(),
+        }),
     }
 }
 
@@ -99,7 +103,23 @@ fn from_txn(t: Option<pb::Txn>) -> R<Txn> {
     if keys.is_empty() != id.is_sync_point() || keys.windows(2).any(|w| w[0].0 >= w[1].0) {
         return Err(Malformed("txn keys"));
     }
-    Ok(Txn { id, keys, op: t.op })
+    // Only a sync point has a scope, and a scope is never empty.
+    let scope = t.scope.map(|s| holo_accord::KeySpan {
+        start: s.start,
+        end: s.end,
+    });
+    if scope
+        .as_ref()
+        .is_some_and(|s| !id.is_sync_point() || s.end.as_ref().is_some_and(|end| *end <= s.start))
+    {
+        return Err(Malformed("txn scope"));
+    }
+    Ok(Txn {
+        id,
+        keys,
+        op: t.op,
+        scope,
+    })
 }
 
 pub fn command(c: &Command) -> pb::Command {
@@ -323,6 +343,11 @@ pub fn message(m: &Message) -> pb::AccordMessage {
             out.query = *query;
             K::SyncApplied
         }
+        Message::CutApplied { txn_id, query } => {
+            out.txn_id = Some(ts(txn_id.0));
+            out.query = *query;
+            K::CutApplied
+        }
     };
     out.kind = kind as i32;
     out
@@ -405,6 +430,10 @@ pub fn from_message(m: pb::AccordMessage) -> R<Message> {
             excluded: m.excluded,
         },
         K::SyncApplied => Message::SyncApplied {
+            txn_id: txn_id(m.txn_id)?,
+            query: m.query,
+        },
+        K::CutApplied => Message::CutApplied {
             txn_id: txn_id(m.txn_id)?,
             query: m.query,
         },
@@ -550,11 +579,30 @@ mod tests {
                     }),
                     keys: Vec::new(),
                     op: Bytes::new(),
+                    scope: None,
+                },
+            },
+            Message::PreAccept {
+                txn: Txn {
+                    id: TxnId(Timestamp {
+                        flags: 2,
+                        ..t(8, 1)
+                    }),
+                    keys: Vec::new(),
+                    op: Bytes::new(),
+                    scope: Some(holo_accord::KeySpan {
+                        start: Bytes::from_static(b"k"),
+                        end: None,
+                    }),
                 },
             },
             Message::SyncApplied {
                 txn_id: id,
                 query: true,
+            },
+            Message::CutApplied {
+                txn_id: id,
+                query: false,
             },
         ];
         let envelope = Envelope {

@@ -64,6 +64,8 @@ pub enum Event {
     PeerUp(NodeId),
     /// Storage holds everything applied up to this sync point durably.
     SyncDurable(TxnId),
+    /// Storage holds everything applied up to this exclusive sync point durably.
+    CutDurable(TxnId),
     /// The executor applied meta commands: adopt the topologies of the epochs they
     /// created (in order), and retire the epochs below `retire_below` (their history is
     /// cut everywhere).
@@ -71,8 +73,19 @@ pub enum Event {
         topologies: Vec<holo_accord::Topology>,
         retire_below: Option<u64>,
     },
-    /// Propose a sync point now (the controller cutting a split's or merge's history).
-    SyncNow,
+    /// Propose an exclusive sync point over the span (the controller cutting a split's or
+    /// merge's history) in `epoch` or later; its id goes to `reply`, or `None` if the core
+    /// has not adopted `epoch` yet.
+    Cut {
+        span: holo_accord::KeySpan,
+        epoch: u64,
+        reply: oneshot::Sender<Option<TxnId>>,
+    },
+    /// How an exclusive sync point this node proposed stands.
+    CutStatus {
+        id: TxnId,
+        reply: oneshot::Sender<holo_accord::CutStatus>,
+    },
 }
 
 /// Most client commands proposed as one transaction.
@@ -343,7 +356,18 @@ impl Core {
             Event::Peer(envelope) => self.node.receive(envelope),
             Event::PeerUp(peer) => self.node.peer_up(peer),
             Event::SyncDurable(id) => self.node.sync_durable(id),
-            Event::SyncNow => self.node.request_sync_point(),
+            Event::CutDurable(id) => self.node.cut_durable(id),
+            Event::Cut { span, epoch, reply } => {
+                let id = (self.node.epoch() >= epoch).then(|| {
+                    let now = self.now_micros();
+                    self.node.observe_time(now);
+                    self.node.propose_exclusive_sync_point(span)
+                });
+                let _ = reply.send(id);
+            }
+            Event::CutStatus { id, reply } => {
+                let _ = reply.send(self.node.cut_status(id));
+            }
             Event::Meta {
                 topologies,
                 retire_below,

@@ -176,8 +176,10 @@ pub struct Executor {
     applied: HashMap<u64, u64>,
     last_flush: Instant,
     dirty: bool,
-    /// The highest sync point applied and not yet reported durable.
+    /// The highest sync point over every range applied and not yet reported durable.
     synced: Option<TxnId>,
+    /// Exclusive sync points (history cuts) applied and not yet reported durable.
+    cuts: Vec<TxnId>,
     /// Storage flushes that failed in a row.
     flush_failures: u32,
     /// How often applied state is made durable ([`FLUSH_EVERY`]; tests make it zero).
@@ -225,6 +227,7 @@ impl Executor {
             last_flush: Instant::now(),
             dirty: false,
             synced: None,
+            cuts: Vec::new(),
             flush_failures: 0,
             flush_every: FLUSH_EVERY,
             core,
@@ -288,8 +291,11 @@ impl Executor {
         if self.dirty {
             return;
         }
+        // The core never waits for the executor, so these waits are short.
+        for id in std::mem::take(&mut self.cuts) {
+            let _ = self.core.blocking_send(Event::CutDurable(id));
+        }
         if let Some(id) = self.synced.take() {
-            // The core never waits for the executor, so this wait is short.
             let _ = self.core.blocking_send(Event::SyncDurable(id));
         }
     }
@@ -411,11 +417,17 @@ impl Executor {
         for item in items {
             let epoch = item.txn.id.0.epoch;
             if item.txn.id.is_sync_point() {
-                self.synced = self.synced.max(Some(item.txn.id));
-                // Nothing below it executes after it: from here on the markers carry the
-                // generations of its epoch (or a later one).
+                let scope = item.txn.scope.as_ref();
+                match scope {
+                    None => self.synced = self.synced.max(Some(item.txn.id)),
+                    Some(_) => self.cuts.push(item.txn.id),
+                }
+                // Nothing below it (in its span) executes after it: from here on the
+                // markers of its ranges carry the generations of its epoch (or a later one).
                 for r in self.meta.ranges_resolving(epoch) {
-                    touched.entry(r.id.0).or_insert((r.generation, 0)).0 = r.generation;
+                    if scope.is_none_or(|s| s.overlaps(&r.start, r.end.as_deref())) {
+                        touched.entry(r.id.0).or_insert((r.generation, 0)).0 = r.generation;
+                    }
                 }
                 continue;
             }

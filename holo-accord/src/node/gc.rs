@@ -177,13 +177,6 @@ impl Node {
             .any(|c| c.txn.id.is_sync_point() && c.txn.scope.is_none())
     }
 
-    /// Asks for a sync point at the next tick, whatever the interval (one at a time, as
-    /// for every sync point): a host that must see the history below this moment cut (a
-    /// split's or merge's new epoch) calls it rather than waiting for the interval.
-    pub fn request_sync_point(&mut self) {
-        self.sync_wanted = true;
-    }
-
     /// The host made durable everything applied up to and including the sync point
     /// `txn_id` (its Apply action): tell every peer, and collect garbage if all are there.
     pub fn sync_durable(&mut self, txn_id: TxnId) {
