@@ -217,6 +217,23 @@ impl Coordination {
             };
         }
         // 3. Only PreAccepted.
+        if self.txn.id.is_sync_point() {
+            // A sync point never votes, so no fast path to honour, and invalidating it here
+            // would let recoveries racing its coordinator (eager timers, a slow first round)
+            // invalidate every sync point proposed, for as long as they race. Its value is
+            // the union of the answers of a majority that witnessed it: those replies are
+            // one (each replier refuses unknown txns below it from its witness on), and
+            // the ballot makes it the only value decided.
+            let deps = replies
+                .values()
+                .filter(|i| !i.refused)
+                .flat_map(|i| i.deps.iter().copied())
+                .collect();
+            return Decision::Accept {
+                execute_at: self.txn.id.timestamp(),
+                deps,
+            };
+        }
         if replies.values().any(|i| i.rejects_fast_path) || self.fast_path_provably_failed(replies)
         {
             return Decision::Invalidate;
@@ -513,6 +530,47 @@ mod tests {
             c.phase = Phase::Recovering { replies };
             assert_eq!(c.decide_recovery(), expected, "n = {n}, votes {votes:?}");
         }
+    }
+
+    /// A sync point found only PreAccepted is accepted with the union of the deps of the
+    /// replicas that witnessed it (refusers are not among them), never invalidated: it has
+    /// no fast path to honour.
+    #[test]
+    fn a_recovered_sync_point_keeps_the_union_of_its_witnesses_deps() {
+        use crate::replica::{RecoverInfo, Replica, Status};
+        let mut c = coordination(3, &[]);
+        c.txn = Txn {
+            id: TxnId(Timestamp {
+                flags: 2,
+                ..ts(10, 0)
+            }),
+            keys: Vec::new(),
+            op: Bytes::new(),
+            scope: None,
+        };
+        let witnessed = |deps: &[u64]| RecoverInfo {
+            status: Status::PreAccepted,
+            accepted: Ballot::ZERO,
+            execute_at: c.txn.id.timestamp(),
+            deps: deps.iter().map(|h| TxnId(ts(*h, 1))).collect(),
+            fast_vote: false,
+            rejects_fast_path: false,
+            undecided_blocker: false,
+            refused: false,
+        };
+        let replies = BTreeMap::from([
+            (NodeId(0), witnessed(&[3])),
+            (NodeId(1), Replica::default().refusal_info(&c.txn)),
+            (NodeId(2), witnessed(&[4, 5])),
+        ]);
+        c.phase = Phase::Recovering { replies };
+        assert_eq!(
+            c.decide_recovery(),
+            Decision::Accept {
+                execute_at: c.txn.id.timestamp(),
+                deps: [3, 4, 5].iter().map(|h| TxnId(ts(*h, 1))).collect(),
+            }
+        );
     }
 
     /// Invalidation needs a majority of acknowledgements; refusals, however many, decide

@@ -44,7 +44,10 @@
 //! Every `Config::sync_interval_us` a node proposes a *sync point*: a txn of kind
 //! `TxnKind::SyncPoint` with no keys over every range. Its deps are every txn with a lower
 //! id the replicas know (sync points included); it always takes the slow path (so its Accept
-//! fixes the deps at a majority and its recovery needs no fast-path evidence) and executes
+//! fixes the deps at a majority and its recovery needs no fast-path evidence: a recovery
+//! that finds it only PreAccepted accepts the union of its witnesses' deps, as its
+//! coordinator would, rather than invalidating it, so recoveries racing a slow coordinator
+//! cannot invalidate every sync point proposed) and executes
 //! only once every dep is applied or invalidated, whatever their executeAt. Ordinary txns
 //! never depend on it. A replica that has seen a sync point *refuses* an unknown txn with a
 //! lower id while a sync point above it is undecided there (`Replica::refusal`): no vote, no
