@@ -27,9 +27,9 @@
 //!
 //! # Operations
 //! A split or merge commits its new descriptors in one command and records an
-//! [`Operation`] in phase [`Phase::Cutting`]: the controller then waits until a sync point
-//! of the new epoch (today one over every range, not only those involved) is applied on
-//! every replica, and commits
+//! [`Operation`] in phase [`Phase::Cutting`]: the controller then proposes an exclusive sync
+//! point of the new epoch over the operation's span ([`MetaState::operation_span`]), waits
+//! until it is applied on every replica, and commits
 //! [`MetaCommand::Finish`], which drops the operation and the history entries no operation
 //! needs any more. A controller that dies in between leaves the operation in the map, and
 //! the next lease holder resumes it. No other operation may start on a range with one in

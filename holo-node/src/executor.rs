@@ -17,7 +17,9 @@
 //! A sync point has no keys and nothing to apply. Once the storage flush after it is done,
 //! everything applied before it is durable in storage, and the executor tells the core
 //! ([`Event::SyncDurable`]); when every member has said so, the Accord core drops the
-//! records below it and the core releases WAL segments.
+//! records below it and the core releases WAL segments. An exclusive sync point (a split's
+//! or merge's history cut) is reported the same way ([`Event::CutDurable`]); it drives no
+//! GC, and moves the generation markers of the ranges in its span only.
 //!
 //! Storage layout: user key `k` is stored as `u` + `k`; the value is `[tag][epoch u64]
 //! [hlc u64][flags u16][node u16][bytes]` (big-endian), tag 0 a live value, 1 a tombstone.

@@ -210,12 +210,7 @@ fn accept_recomputes_deps_up_to_execute_at() {
 fn begin_recovery_promises_and_witnesses_an_unknown_txn_without_a_vote() {
     let mut n1 = node(1);
     let t = txn(10, 0, &["x"]);
-    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
-        epoch: 1,
-        hlc: 50,
-        flags: 1,
-        node: 2,
-    });
+    let ballot = ballot(50, 2);
     let replies = exchange(
         &mut n1,
         2,

@@ -88,6 +88,16 @@ fn txn(hlc: u64, coordinator: u16, writes: &[&str]) -> holo_accord::Txn {
     holo_accord::Txn::new(id, &[], &writes, Bytes::new())
 }
 
+/// A recovery ballot of epoch 1.
+fn ballot(hlc: u64, node: u16) -> holo_accord::Ballot {
+    holo_accord::Ballot(holo_accord::Timestamp {
+        epoch: 1,
+        hlc,
+        flags: 1,
+        node,
+    })
+}
+
 /// Delivers `messages` from `from` to `node`, confirms every persist, returns the replies.
 fn exchange(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Message> {
     deliver(node, from, messages)

@@ -38,12 +38,7 @@ fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
             // recovery hear that nothing was accepted.
             Message::AcceptInvalidate {
                 txn: late.clone(),
-                ballot: holo_accord::Ballot(holo_accord::Timestamp {
-                    epoch: 1,
-                    hlc: 29,
-                    flags: 1,
-                    node: 0,
-                }),
+                ballot: ballot(29, 0),
             },
         ],
     );
@@ -64,12 +59,7 @@ fn a_replica_that_saw_a_sync_point_refuses_unknown_txns_below_it() {
             },
         ]
     );
-    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
-        epoch: 1,
-        hlc: 30,
-        flags: 1,
-        node: 0,
-    });
+    let ballot = ballot(30, 0);
     let replies = exchange(
         &mut n1,
         0,
@@ -274,12 +264,7 @@ fn a_refusing_replica_still_reports_conflicts_decided_or_accepted_after_t0() {
     // knows: the write decided after t0 without them rules out their fast path (else a
     // recovery could commit a read of x at t0 below `w`, which never waited for it), and
     // the accepted one makes a recovery of a txn on y wait for its decision.
-    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
-        epoch: 1,
-        hlc: 50,
-        flags: 1,
-        node: 0,
-    });
+    let ballot = ballot(50, 0);
     for (t, rejects, blocker) in [
         (txn(10, 0, &["x"]), true, false),
         (txn(11, 0, &["y"]), false, true),
@@ -411,12 +396,7 @@ fn a_refusal_lasts_until_the_sync_point_above_is_decided() {
         execute_at: s.id.timestamp(),
         deps: deps.into_iter().collect(),
     };
-    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
-        epoch: 1,
-        hlc: 30,
-        flags: 1,
-        node: 0,
-    });
+    let ballot = ballot(30, 0);
     // Decided with the txn in its deps (another replica knew it): the refusal is void, but
     // a PreAccept is still refused (an answer at t0 would count as a fast-path vote), so the
     // coordinator takes the slow path, and its Accept is taken.
@@ -612,22 +592,12 @@ fn an_exclusive_sync_point_refuses_only_txns_that_touch_its_span() {
             deps: BTreeSet::from([inside.id]),
         }],
     );
-    let ballot = holo_accord::Ballot(holo_accord::Timestamp {
-        epoch: 1,
-        hlc: 30,
-        flags: 1,
-        node: 0,
-    });
-    let replies = exchange(
-        &mut n1,
-        0,
-        vec![Message::BeginRecovery {
-            txn: late_inside.clone(),
-            ballot,
-        }],
-    );
+    let recovery = Message::BeginRecovery {
+        txn: late_inside.clone(),
+        ballot: ballot(30, 0),
+    };
     assert_eq!(
-        replies,
+        exchange(&mut n1, 0, vec![recovery]),
         vec![Message::Refused {
             txn_id: late_inside.id,
             excluded: true
