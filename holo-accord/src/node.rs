@@ -149,6 +149,8 @@ pub struct Node {
     catching_up: BTreeSet<NodeId>,
     /// When missed decisions last went to every replica that has some.
     last_missed_probe: u64,
+    /// The last batch of missed decisions sent to each replica, and when.
+    missed_batches: BTreeMap<NodeId, (u64, Vec<TxnId>)>,
     /// Peers the host reported unreachable (see [`Node::peer_down`]).
     unreachable: BTreeSet<NodeId>,
     /// Timestamps with an hlc below this may leave before their record is durable.
@@ -204,6 +206,7 @@ impl Node {
             missed: BTreeMap::new(),
             catching_up: BTreeSet::new(),
             last_missed_probe: 0,
+            missed_batches: BTreeMap::new(),
             unreachable: BTreeSet::new(),
             clock_reserved: 0,
             reserving: None,
@@ -695,6 +698,9 @@ impl Node {
     /// A reply to a round this node coordinates.
     fn coordinator_reply(&mut self, from: NodeId, message: Message) {
         let id = message.txn_id();
+        if matches!(message, Message::StableOk { .. }) {
+            self.missed_acknowledged(from, id);
+        }
         let Some(c) = self.coordinating.get_mut(&id) else {
             return;
         };

@@ -41,8 +41,11 @@ impl Node {
     }
 
     /// Forgets the topologies of epochs below `epoch` (the current one always stays): the
-    /// host calls it once nothing of those epochs is in flight any more (the exclusive sync
-    /// point that cut their history applied at every replica).
+    /// host calls it once nothing of those epochs is in flight on the ranges that changed
+    /// since (the exclusive sync points that cut their history applied at every replica).
+    /// Txns of those epochs on other ranges may still be in flight: they are routed by the
+    /// oldest topology kept, which holds their ranges unchanged. With the same replicas in
+    /// every epoch that is all they need; replica moves will need their own cut.
     pub fn retire_epochs_below(&mut self, epoch: u64) {
         let keep = epoch.min(self.epoch());
         self.topologies = self.topologies.split_off(&keep);

@@ -101,9 +101,8 @@ impl Node {
     /// The host made durable everything applied up to and including the exclusive sync
     /// point `txn_id` (its Apply action): tell its coordinator.
     pub fn cut_durable(&mut self, txn_id: TxnId) {
-        if txn_id < self.replica.gc_floor() {
-            return;
-        }
+        // Recorded even below the GC floor (a restart re-applies what its log holds, and
+        // the record it restored answers queries until the next GC drops both).
         self.cuts_durable.insert(txn_id);
         self.cut_applied(self.id, txn_id);
         let coordinator = txn_id.coordinator();

@@ -122,7 +122,11 @@ impl Node {
 
     /// Sends a batch of the decisions each returning replica missed; and, once a second,
     /// to every replica that missed some, heard from or not: the last message it sent may
-    /// predate what it missed, and a quiet replica would otherwise never learn it.
+    /// predate what it missed, and a quiet replica would otherwise never learn it. A
+    /// decision stays missed until the replica acknowledges it (`StableOk`, see
+    /// [`Node::missed_acknowledged`]): one sent while the replica was cut off is lost, and
+    /// nothing else may ever bring it (a read no later txn depends on). The next batch goes
+    /// once the last is acknowledged, or again after a retry period.
     pub(super) fn send_missed(&mut self) {
         if self.now.saturating_sub(self.last_missed_probe) >= MISSED_PROBE_US {
             self.last_missed_probe = self.now;
@@ -132,19 +136,26 @@ impl Node {
             let Some(missed) = self.missed.get_mut(&replica) else {
                 continue;
             };
-            let batch: Vec<TxnId> = missed.iter().take(MISSED_PER_TICK).copied().collect();
-            for id in &batch {
-                missed.remove(id);
+            let waiting = self
+                .missed_batches
+                .get(&replica)
+                .is_some_and(|(at, batch)| {
+                    self.now.saturating_sub(*at) < self.config.retry_us
+                        && batch.iter().any(|id| missed.contains(id))
+                });
+            if waiting {
+                continue;
             }
+            // Collected by GC meanwhile: every replica applied it.
+            missed.retain(|id| self.replica.command(id).is_some());
+            let batch: Vec<TxnId> = missed.iter().take(MISSED_PER_TICK).copied().collect();
             if missed.is_empty() {
                 self.missed.remove(&replica);
-            } else {
-                self.catching_up.insert(replica);
+                self.missed_batches.remove(&replica);
+                continue;
             }
-            for id in batch {
-                let Some(command) = self.replica.command(&id) else {
-                    continue;
-                };
+            for id in &batch {
+                let command = self.replica.command(id).expect("kept above");
                 let message = match command.status {
                     Status::Stable | Status::Applied => Message::Stable {
                         txn: command.txn.clone(),
@@ -158,6 +169,22 @@ impl Node {
                 };
                 self.send(replica, message);
             }
+            self.missed_batches.insert(replica, (self.now, batch));
+        }
+    }
+
+    /// `from` acknowledged the decision of `id`: no longer missed there.
+    pub(super) fn missed_acknowledged(&mut self, from: NodeId, id: TxnId) {
+        let Some(missed) = self.missed.get_mut(&from) else {
+            return;
+        };
+        missed.remove(&id);
+        if missed.is_empty() {
+            self.missed.remove(&from);
+            self.missed_batches.remove(&from);
+        } else {
+            // The next batch may be due: looked at on the next tick.
+            self.catching_up.insert(from);
         }
     }
 

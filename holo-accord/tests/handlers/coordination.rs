@@ -388,3 +388,28 @@ fn a_stale_round_of_a_decided_txn_gets_the_decision_not_a_vote() {
     );
     n1.validate();
 }
+
+#[test]
+fn a_decision_a_cut_off_replica_missed_is_sent_until_it_acknowledges_it() {
+    let mut nodes: Vec<Node> = (0..3).map(node).collect();
+    let cut = Some(2);
+    nodes[0].peer_down(NodeId(2));
+    let a = nodes[0].propose(&[key("x")], &[], Bytes::new());
+    settle_cut_off(&mut nodes, cut);
+    assert!(nodes[0].replica().command(&a).unwrap().status.is_decided());
+    // Its coordination stops resending after a while and remembers what node 2 missed.
+    let retry = Config::default().retry_us;
+    nodes[0].tick(10 * retry);
+    settle_cut_off(&mut nodes, cut);
+    assert_eq!(nodes[0].coordinating(), 0);
+    assert_eq!(nodes[0].missed_by(NodeId(2)), 1);
+    // The periodic probe sends it while node 2 is still cut off: lost, so still missed.
+    nodes[0].tick(10 * retry + 1_000_000);
+    settle_cut_off(&mut nodes, cut);
+    assert_eq!(nodes[0].missed_by(NodeId(2)), 1);
+    // Once node 2 is reachable the next probe gets through, and its acknowledgement ends it.
+    nodes[0].tick(10 * retry + 2_000_000);
+    settle(&mut nodes);
+    assert_eq!(nodes[0].missed_by(NodeId(2)), 0);
+    assert!(nodes[2].replica().command(&a).unwrap().status.is_decided());
+}

@@ -51,6 +51,11 @@ fn sends(actions: &[Action]) -> Vec<&Envelope> {
 
 /// Delivers every message among the nodes, confirming every persist at once, until quiet.
 fn settle(nodes: &mut [Node]) -> Vec<(usize, Action)> {
+    settle_cut_off(nodes, None)
+}
+
+/// [`settle`], with every message to or from node `cut` lost.
+fn settle_cut_off(nodes: &mut [Node], cut: Option<usize>) -> Vec<(usize, Action)> {
     let mut log = Vec::new();
     loop {
         let mut progress = false;
@@ -60,7 +65,9 @@ fn settle(nodes: &mut [Node]) -> Vec<(usize, Action)> {
                 match &action {
                     Action::Send(e) => {
                         let to = e.to.0 as usize;
-                        nodes[to].receive(e.clone());
+                        if cut != Some(to) && cut != Some(i) {
+                            nodes[to].receive(e.clone());
+                        }
                     }
                     Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => {
                         nodes[i].durable(*seq)
