@@ -310,7 +310,10 @@ impl Executor {
     /// # Errors
     /// [`Fatal::Flush`]: the flush failed `FLUSH_FAILURES_MAX` times in a row.
     fn flush_if_due(&mut self) -> Result<(), Fatal> {
-        if !self.dirty || self.last_flush.elapsed() < self.flush_every {
+        // A history cut applied here is flushed at once: a split or merge waits for it,
+        // and they are rare.
+        let due = self.last_flush.elapsed() >= self.flush_every || !self.cuts.is_empty();
+        if !self.dirty || !due {
             return Ok(());
         }
         self.last_flush = Instant::now();
