@@ -62,6 +62,34 @@ fn a_txn_of_an_old_epoch_witnessed_above_a_later_one_executes_in_the_later() {
     assert_eq!(witnessed.epoch, 2);
 }
 
+/// Ticks every node until node 0 coordinates nothing; returns everything they did.
+fn run_until_node_0_is_done(nodes: &mut [Node]) -> Vec<(usize, Action)> {
+    let mut log = settle(nodes);
+    let mut now = 0;
+    while nodes[0].coordinating() > 0 && now < 10_000_000 {
+        now += 50_000;
+        for n in nodes.iter_mut() {
+            n.tick(now);
+        }
+        log.extend(settle(nodes));
+    }
+    assert_eq!(nodes[0].coordinating(), 0, "the round ends");
+    log
+}
+
+/// What node 0 told its clients: (invalidated, applied) txn ids.
+fn node_0_outcomes(log: &[(usize, Action)]) -> (Vec<TxnId>, Vec<TxnId>) {
+    let mut outcomes = (Vec::new(), Vec::new());
+    for (_, action) in log.iter().filter(|(i, _)| *i == 0) {
+        match action {
+            Action::Invalidated { txn_id } => outcomes.0.push(*txn_id),
+            Action::Apply { command, .. } => outcomes.1.push(command.txn.id),
+            _ => {}
+        }
+    }
+    outcomes
+}
+
 #[test]
 fn a_lagging_coordinators_txn_below_a_later_sync_point_is_invalidated_not_recovered_for_ever() {
     let mut nodes: Vec<Node> = (0..3).map(node).collect();
@@ -74,26 +102,36 @@ fn a_lagging_coordinators_txn_below_a_later_sync_point_is_invalidated_not_recove
     // epoch 2, which was decided without it, so every replica (its own included) refuses it.
     let id = nodes[0].propose(&[], &[key("a")], Bytes::new());
     assert_eq!(id.timestamp().epoch, 1);
-    let mut log = settle(&mut nodes);
-    let mut now = 0;
-    while nodes[0].coordinating() > 0 && now < 10_000_000 {
-        now += 50_000;
-        for n in &mut nodes {
-            n.tick(now);
-        }
-        log.extend(settle(&mut nodes));
-    }
-    assert_eq!(nodes[0].coordinating(), 0, "the round ends");
-    let invalidated: Vec<TxnId> = log
-        .iter()
-        .filter_map(|(i, a)| match a {
-            Action::Invalidated { txn_id } if *i == 0 => Some(*txn_id),
-            _ => None,
-        })
-        .collect();
+    let log = run_until_node_0_is_done(&mut nodes);
+    let (invalidated, applied) = node_0_outcomes(&log);
     assert_eq!(invalidated, vec![id], "its client hears it never executed");
-    assert!(
-        !log.iter()
-            .any(|(_, a)| matches!(a, Action::Apply { command, .. } if command.txn.id == id))
+    assert!(!applied.contains(&id));
+}
+
+#[test]
+fn a_stale_maps_txn_is_refused_only_on_the_span_a_cut_covers() {
+    let mut nodes: Vec<Node> = (0..3).map(node).collect();
+    for n in &mut nodes[1..] {
+        n.adopt(split_at_m(2)).unwrap();
+    }
+    // A history cut of epoch 2: an exclusive sync point over the keys from "m" on.
+    let cut = nodes[1].propose_exclusive_sync_point(holo_accord::KeySpan {
+        start: key("m"),
+        end: None,
+    });
+    settle(&mut nodes);
+    assert_eq!(cut.timestamp().epoch, 2);
+    // Node 0 still routes with epoch 1: its txn on the cut span is refused by every replica
+    // and its client told it never executed (the host proposes it again in the new epoch);
+    // its txn elsewhere executes as usual.
+    let inside = nodes[0].propose(&[], &[key("x")], Bytes::new());
+    let outside = nodes[0].propose(&[], &[key("a")], Bytes::new());
+    assert_eq!(
+        (inside.timestamp().epoch, outside.timestamp().epoch),
+        (1, 1)
     );
+    let log = run_until_node_0_is_done(&mut nodes);
+    let (invalidated, applied) = node_0_outcomes(&log);
+    assert_eq!(invalidated, vec![inside]);
+    assert_eq!(applied, vec![outside]);
 }
