@@ -116,10 +116,12 @@
 //! knows the txn's keys: an unknown dep (only its id is known) is settled by sync points
 //! over every range only, which keep being proposed for GC and on demand, so a dep that
 //! only an exclusive one excluded still stops blocking its waiters. An exclusive sync point
-//! never drives GC. The simulator drives every topology change's cut this way, from a node
-//! that may crash (another takes over), and checks that nothing below an applied exclusive
-//! sync point that touches its span executes after it, and that nothing of an epoch before
-//! a change touching its span is applied anywhere once its cut is done. Planted bugs it
+//! never drives GC. In the simulator every topology change is a transaction of a random node
+//! on a meta key (a compare-and-swap on the epoch it was planned against), and its cut is
+//! driven this way from a node that may crash (another takes over); it checks that nothing
+//! below an applied exclusive sync point that touches its span executes after it, and that
+//! nothing of an epoch before a change touching its span is applied anywhere once its cut
+//! is done. Planted bugs it
 //! catches within the first ten seeds: a change whose epoch is retired without a cut, and
 //! replicas that do not refuse txns in an exclusive sync point's span.
 //!

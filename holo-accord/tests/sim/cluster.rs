@@ -105,6 +105,8 @@ struct Sim {
     hosts: Vec<Host>,
     clients: Vec<Client>,
     ops: HashMap<TxnId, (usize, ClientOp)>,
+    /// Topology changes proposed and not yet applied anywhere (see `epochs.rs`).
+    meta_changes: HashMap<TxnId, epochs::Plan>,
     /// Operations outstanding, by when they were invoked.
     invoked_at: BTreeMap<TxnId, u64>,
     last_invoked: u64,
@@ -229,6 +231,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         hosts,
         clients,
         ops: HashMap::new(),
+        meta_changes: HashMap::new(),
         invoked_at: BTreeMap::new(),
         last_invoked: 0,
         checker: Checker::new(node_count as usize),
@@ -307,6 +310,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         crashes: sim.crashes,
         invalidated,
         topology_changes: sim.epochs.latest() - 1,
+        changes_proposed: sim.epochs.changes_proposed,
         cuts_done: sim.epochs.cuts_done(),
         cuts_proposed: sim.epochs.cuts_proposed,
         log_hash: sim.log_hash,
@@ -823,7 +827,7 @@ impl Sim {
                 Action::Persist { seq, command } => self.persist(node, seq, Ok(command)),
                 Action::ReserveClock { seq, upto } => self.persist(node, seq, Err(upto)),
                 Action::Apply { command, client } => {
-                    if client {
+                    if client && !Self::is_meta(&command.txn.id, &self.ops) {
                         self.answer_blind_write(&command);
                     }
                     let host = &mut self.hosts[node];
@@ -833,6 +837,10 @@ impl Sim {
                         host.applies
                             .push_back((host.persisted_seq, command, client));
                     }
+                }
+                Action::Invalidated { txn_id } if Self::is_meta(&txn_id, &self.ops) => {
+                    // A change never decided: nothing happens.
+                    self.meta_changes.remove(&txn_id);
                 }
                 Action::Invalidated { txn_id } => self.client_failed(txn_id),
                 Action::Truncate { floor, max } => self.truncate(node, floor, max),
@@ -970,6 +978,11 @@ impl Sim {
         }
     }
 
+    /// A txn that no client proposed: a topology change (sync points aside).
+    fn is_meta(id: &TxnId, ops: &HashMap<TxnId, (usize, ClientOp)>) -> bool {
+        !id.is_sync_point() && !ops.contains_key(id)
+    }
+
     fn apply(&mut self, node: usize, command: &holo_accord::Command, client: bool) {
         let id = command.txn.id;
         if std::env::var("HOLO_SIM_WATCH").is_ok() {
@@ -984,6 +997,17 @@ impl Sim {
             } else {
                 n.sync_durable(id);
             }
+            return;
+        }
+        if Self::is_meta(&id, &self.ops) {
+            // A topology change: the checker sees a write of the meta key (no client reads
+            // it), and the first apply anywhere decides the change.
+            let op = ClientOp::Write(vec![(
+                Bytes::from_static(epochs::META_KEY),
+                id.timestamp().hlc,
+            )]);
+            self.checker.applied(NodeId(node as u16), command, &op);
+            self.change_applied(id);
             return;
         }
         let (owner, op) = self

@@ -1,9 +1,13 @@
 //! Topology changes: the ranges split and merge (replicas unchanged) at random moments
-//! under every other fault, each change a new epoch. The sequence of topologies plays the
-//! meta range's part (an oracle here): every node adopts the epochs strictly in order, each
-//! at its own pace (so nodes in different epochs coordinate and witness each other's
-//! txns), a node that is down catches up after its restart, and a restarted node is given
-//! the epochs it kept.
+//! under every other fault, each change a new epoch. A change is a transaction of a random
+//! node on the meta key, as the controller's are: planned against the latest epoch when it
+//! is proposed, and a compare-and-swap on that epoch when it first applies (in executeAt
+//! order, the same on every node), so a change whose node crashes before it is decided is
+//! recovered or invalidated by the others, and of two racing changes the later is a no-op.
+//! The sequence of topologies it creates stands for the meta range's state: every node
+//! adopts the epochs strictly in order, each at its own pace (so nodes in different epochs
+//! coordinate and witness each other's txns), a node that is down catches up after its
+//! restart, and a restarted node is given the epochs it kept.
 //!
 //! Each change's history is cut as the controller does it: a node (the driver) proposes an
 //! exclusive sync point over the changed span once it has adopted the new epoch, and polls
@@ -18,6 +22,7 @@
 //! and, without nodes lost for good, every cut finishes (a stalled cut fails the run at
 //! its deadline).
 
+use bytes::Bytes;
 use holo_accord::{CutStatus, Key, KeySpan, Node, RangeId, RangeInfo, Topology, TxnId};
 
 use super::{Event, Sim};
@@ -29,6 +34,18 @@ const SPLIT_KEYS: u64 = 10;
 const ADOPT_DELAY_US_MAX: u64 = 150_000;
 /// How often the driver of a cut looks at it.
 const CUT_POLL_US: u64 = 20_000;
+
+/// The key the topology changes write (the meta range's key).
+pub const META_KEY: &[u8] = b"~meta";
+
+/// A change a node proposed: the epoch it expects to follow, and what it makes of it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    expect: u64,
+    ranges: Vec<RangeInfo>,
+    span: KeySpan,
+    next_range: u64,
+}
 
 /// The history cut of one change.
 struct Cut {
@@ -49,6 +66,8 @@ pub struct Epochs {
     next_range: u64,
     /// Exclusive sync points proposed for the cuts.
     pub cuts_proposed: u64,
+    /// Changes proposed (some are no-ops: another came first, or they were invalidated).
+    pub changes_proposed: u64,
 }
 
 impl Epochs {
@@ -60,6 +79,7 @@ impl Epochs {
             cuts: Vec::new(),
             adopted: vec![1; nodes],
             cuts_proposed: 0,
+            changes_proposed: 0,
             next_range,
         }
     }
@@ -105,10 +125,11 @@ impl Epochs {
             .collect()
     }
 
-    /// A new epoch: a split of a random range at a key inside it, or a merge of two
-    /// neighbours.
-    fn change(&mut self, rng: &mut Rng, key: fn(u64) -> Key) {
+    /// A change of the latest epoch: a split of a random range at a key inside it, or a
+    /// merge of two neighbours.
+    fn plan(&self, rng: &mut Rng, key: fn(u64) -> Key) -> Plan {
         let current = self.get(self.latest());
+        let mut next_range = self.next_range;
         let mut ranges = current.ranges.clone();
         let i = rng.between(0, ranges.len() as u64 - 1) as usize;
         let inside: Vec<Key> = (0..SPLIT_KEYS)
@@ -131,22 +152,41 @@ impl Epochs {
             };
             let at = inside[rng.between(0, inside.len() as u64 - 1) as usize].clone();
             let new = RangeInfo {
-                id: RangeId(self.next_range),
+                id: RangeId(next_range),
                 start: at.clone(),
                 end: ranges[i].end.replace(at),
                 replicas: ranges[i].replicas.clone(),
             };
-            self.next_range += 1;
+            next_range += 1;
             ranges.insert(i + 1, new);
             span
         };
-        let epoch = self.latest() + 1;
-        self.topologies.push(Topology { epoch, ranges });
-        self.cuts.push(Cut {
+        Plan {
+            expect: self.latest(),
+            ranges,
             span,
+            next_range,
+        }
+    }
+
+    /// Applies a planned change: a new epoch if the latest is still the one it expects,
+    /// else nothing (another change came first). Returns the new epoch.
+    fn commit(&mut self, plan: Plan) -> Option<u64> {
+        if plan.expect != self.latest() {
+            return None;
+        }
+        let epoch = self.latest() + 1;
+        self.topologies.push(Topology {
+            epoch,
+            ranges: plan.ranges,
+        });
+        self.next_range = plan.next_range;
+        self.cuts.push(Cut {
+            span: plan.span,
             done: false,
             driver: None,
         });
+        Some(epoch)
     }
 
     /// Checks that a txn just proposed at `node` carries the node's epoch.
@@ -161,15 +201,47 @@ impl Epochs {
 }
 
 impl Sim {
+    /// A random node that is up proposes a change of the latest epoch (none is up: no
+    /// change).
     pub(super) fn topology_change(&mut self) {
-        let key = super::key;
-        self.epochs.change(&mut self.rng, key);
-        self.hash(&[self.now, 12, self.epochs.latest()]);
+        let up: Vec<usize> = (0..self.hosts.len())
+            .filter(|n| {
+                self.hosts[*n].node.is_some()
+                    && !self.lost.contains(n)
+                    && self.paused_until[*n] <= self.now
+            })
+            .collect();
+        if up.is_empty() {
+            return;
+        }
+        let driver = up[self.rng.between(0, up.len() as u64 - 1) as usize];
+        let plan = self.epochs.plan(&mut self.rng, super::key);
+        let node = self.hosts[driver].node.as_mut().expect("up");
+        let id = node.propose(&[], &[Bytes::from_static(META_KEY)], Bytes::new());
+        self.epochs.check_proposed(driver, id);
+        self.hash(&[self.now, 12, driver as u64, id.timestamp().hlc]);
+        self.meta_changes.insert(id, plan);
+        self.epochs.changes_proposed += 1;
+        self.votes.proposed(id);
+        self.after_step(driver);
+    }
+
+    /// The change `id` applied at a node: the first apply anywhere decides it (every node
+    /// applies the meta key's transactions in the same order), a new epoch that every node
+    /// adopts, and whose history is cut.
+    pub(super) fn change_applied(&mut self, id: TxnId) {
+        let Some(plan) = self.meta_changes.remove(&id) else {
+            return; // applied elsewhere first
+        };
+        let Some(epoch) = self.epochs.commit(plan) else {
+            self.hash(&[self.now, 16]);
+            return;
+        };
+        self.hash(&[self.now, 17, epoch]);
         for node in 0..self.hosts.len() {
             let delay = self.rng.between(0, ADOPT_DELAY_US_MAX);
             self.schedule(delay, Event::Adopt { node });
         }
-        let epoch = self.epochs.latest();
         self.schedule(ADOPT_DELAY_US_MAX, Event::Cut { epoch });
     }
 

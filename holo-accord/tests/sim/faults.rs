@@ -61,8 +61,10 @@ pub struct Outcome {
     pub invalidated: u64,
     /// Records dropped from the simulated disks by GC.
     pub truncated: u64,
-    /// Topology changes (splits and merges), each a new epoch.
+    /// Topology changes (splits and merges), each a new epoch, and those proposed (the
+    /// others were no-ops or never decided).
     pub topology_changes: u64,
+    pub changes_proposed: u64,
     /// Their history cuts done (every replica applied an exclusive sync point over the
     /// changed span), and the exclusive sync points proposed for them.
     pub cuts_done: u64,
@@ -80,6 +82,7 @@ impl Outcome {
         self.invalidated += other.invalidated;
         self.truncated += other.truncated;
         self.topology_changes += other.topology_changes;
+        self.changes_proposed += other.changes_proposed;
         self.cuts_done += other.cuts_done;
         self.cuts_proposed += other.cuts_proposed;
     }

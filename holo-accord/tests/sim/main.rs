@@ -59,7 +59,8 @@ fn run_all(faults: Faults) {
     println!(
         "{} seeds in {secs:.1}s ({:.0} seeds/s), {} transactions checked, {:.1}% executed at their t0, \
          {} invalidated, {} messages dropped, {} crash-restarts, {} records truncated by GC, \
-         {} topology changes ({} history cuts done, {} exclusive sync points proposed)",
+         {} topology changes of {} proposed ({} history cuts done, {} exclusive sync points \
+         proposed)",
         total.seeds,
         total.seeds as f64 / secs,
         total.txns,
@@ -69,6 +70,7 @@ fn run_all(faults: Faults) {
         total.crashes,
         total.truncated,
         total.topology_changes,
+        total.changes_proposed,
         total.cuts_done,
         total.cuts_proposed
     );
