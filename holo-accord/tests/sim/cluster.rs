@@ -63,6 +63,8 @@ enum Event {
     Cut {
         epoch: u64,
     },
+    /// A node writes the meta key without changing the topology, as a lease renewal does.
+    MetaTouch,
 }
 
 /// A node and its disk. `node` is `None` while it is down.
@@ -278,6 +280,11 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         let at = sim.rng.between(0, FAULTS_END_US / 2);
         sim.schedule(at, Event::TopologyChange);
     }
+    // The meta key is never idle for long in a real cluster (the lease is renewed every
+    // second): a change decided while a replica was down, whose only node remembering the
+    // miss crashed, reaches it as a dep of the next write of the key. One more write after
+    // the faults plays that part here.
+    sim.schedule(FAULTS_END_US, Event::MetaTouch);
     if faults.lose_for_good {
         // A minority: one of 3, one or two of 5.
         let max_lost = (node_count as u64 - 1) / 2;
@@ -586,6 +593,10 @@ impl Sim {
             }
             Event::Cut { epoch } => {
                 self.drive_cut(epoch);
+                return;
+            }
+            Event::MetaTouch => {
+                self.meta_touch();
                 return;
             }
             Event::Pause { node } => {

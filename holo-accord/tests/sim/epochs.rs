@@ -226,6 +226,29 @@ impl Sim {
         self.after_step(driver);
     }
 
+    /// A node that is up writes the meta key without a change (tried again later while
+    /// none is up).
+    pub(super) fn meta_touch(&mut self) {
+        let up: Vec<usize> = (0..self.hosts.len())
+            .filter(|n| {
+                self.hosts[*n].node.is_some()
+                    && !self.lost.contains(n)
+                    && self.paused_until[*n] <= self.now
+            })
+            .collect();
+        if up.is_empty() {
+            self.schedule(CUT_POLL_US, Event::MetaTouch);
+            return;
+        }
+        let node = up[self.rng.between(0, up.len() as u64 - 1) as usize];
+        let n = self.hosts[node].node.as_mut().expect("up");
+        let id = n.propose(&[], &[Bytes::from_static(META_KEY)], Bytes::new());
+        self.epochs.check_proposed(node, id);
+        self.hash(&[self.now, 18, node as u64, id.timestamp().hlc]);
+        self.votes.proposed(id);
+        self.after_step(node);
+    }
+
     /// The change `id` applied at a node: the first apply anywhere decides it (every node
     /// applies the meta key's transactions in the same order), a new epoch that every node
     /// adopts, and whose history is cut.
