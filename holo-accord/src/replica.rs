@@ -4,9 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::ids::{Ballot, Clock, Timestamp, TxnId};
-use crate::txn::{Access, Deps, Key, KeySpan, Txn};
+use crate::txn::{Access, Deps, Key, Txn};
 
+mod exclusion;
 mod inspect;
+
+use exclusion::{SyncPoints, above, excluded_in, scope_of};
 
 /// How far a transaction has progressed at this replica. Ordered: a status never goes down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,64 +116,6 @@ pub struct Replica {
     /// The highest t0 or executeAt of any dropped txn: conflicts are computed as if every
     /// key had been written there.
     gc_max: Timestamp,
-}
-
-/// The sync points of a replica: what [`excluded_in`] looks at.
-#[derive(Debug, Clone, Copy)]
-struct SyncPoints<'a> {
-    global: &'a BTreeSet<TxnId>,
-    exclusive: &'a BTreeSet<TxnId>,
-    gc_floor: TxnId,
-}
-
-/// The ids in `set` above `txn_id`.
-fn above(set: &BTreeSet<TxnId>, txn_id: TxnId) -> impl Iterator<Item = &TxnId> {
-    set.range((
-        std::ops::Bound::Excluded(txn_id),
-        std::ops::Bound::Unbounded,
-    ))
-}
-
-/// [`Replica::excluded`] over the parts of a replica (so it can be asked while another part
-/// is borrowed mutably). `txn`: the txn's definition when the caller has it; otherwise the
-/// record held here, if any. Exclusive sync points settle only txns whose keys are known
-/// to touch their span: an unknown dep, of which only the id is known, is excluded by a
-/// sync point over every range only (a later one of those settles it too).
-fn excluded_in(
-    commands: &BTreeMap<TxnId, Command>,
-    points: SyncPoints<'_>,
-    txn_id: &TxnId,
-    txn: Option<&Txn>,
-) -> bool {
-    let known = commands.get(txn_id);
-    if known.is_some_and(|c| c.status.is_decided()) {
-        return false;
-    }
-    if *txn_id < points.gc_floor {
-        return true;
-    }
-    let decided_without = |s: &TxnId| {
-        let sync = &commands[s];
-        matches!(sync.status, Status::Stable | Status::Applied) && !sync.deps.contains(txn_id)
-    };
-    if above(points.global, *txn_id).any(decided_without) {
-        return true;
-    }
-    let Some(txn) = txn.or(known.map(|c| &c.txn)) else {
-        return false;
-    };
-    !txn.id.is_sync_point()
-        && above(points.exclusive, *txn_id)
-            .any(|s| txn.touches(scope_of(&commands[s])) && decided_without(s))
-}
-
-/// The span of an exclusive sync point's record.
-fn scope_of(command: &Command) -> &KeySpan {
-    command
-        .txn
-        .scope
-        .as_ref()
-        .expect("exclusive sync points have a scope")
 }
 
 /// Why a replica refuses a txn it never witnessed (see [`Replica::refusal`]).

@@ -204,49 +204,49 @@ impl Sim {
     /// A random node that is up proposes a change of the latest epoch (none is up: no
     /// change).
     pub(super) fn topology_change(&mut self) {
-        let up: Vec<usize> = (0..self.hosts.len())
-            .filter(|n| {
-                self.hosts[*n].node.is_some()
-                    && !self.lost.contains(n)
-                    && self.paused_until[*n] <= self.now
-            })
-            .collect();
-        if up.is_empty() {
+        let Some(driver) = self.pick_up_node() else {
             return;
-        }
-        let driver = up[self.rng.between(0, up.len() as u64 - 1) as usize];
+        };
         let plan = self.epochs.plan(&mut self.rng, super::key);
-        let node = self.hosts[driver].node.as_mut().expect("up");
-        let id = node.propose(&[], &[Bytes::from_static(META_KEY)], Bytes::new());
-        self.epochs.check_proposed(driver, id);
-        self.hash(&[self.now, 12, driver as u64, id.timestamp().hlc]);
+        let id = self.write_meta_key(driver, 12);
         self.meta_changes.insert(id, plan);
         self.epochs.changes_proposed += 1;
-        self.votes.proposed(id);
-        self.after_step(driver);
     }
 
     /// A node that is up writes the meta key without a change (tried again later while
     /// none is up).
     pub(super) fn meta_touch(&mut self) {
-        let up: Vec<usize> = (0..self.hosts.len())
-            .filter(|n| {
-                self.hosts[*n].node.is_some()
-                    && !self.lost.contains(n)
-                    && self.paused_until[*n] <= self.now
-            })
-            .collect();
-        if up.is_empty() {
-            self.schedule(CUT_POLL_US, Event::MetaTouch);
-            return;
+        match self.pick_up_node() {
+            Some(node) => {
+                self.write_meta_key(node, 18);
+            }
+            None => self.schedule(CUT_POLL_US, Event::MetaTouch),
         }
-        let node = up[self.rng.between(0, up.len() as u64 - 1) as usize];
+    }
+
+    /// Whether `n` is up, not lost and not paused: it can take a step now.
+    fn is_up(&self, n: usize) -> bool {
+        self.hosts[n].node.is_some() && !self.lost.contains(&n) && self.paused_until[n] <= self.now
+    }
+
+    /// A random node that [`Sim::is_up`], if any.
+    fn pick_up_node(&mut self) -> Option<usize> {
+        let up: Vec<usize> = (0..self.hosts.len()).filter(|n| self.is_up(*n)).collect();
+        if up.is_empty() {
+            return None;
+        }
+        Some(up[self.rng.between(0, up.len() as u64 - 1) as usize])
+    }
+
+    /// `node` proposes a write of the meta key; `tag` marks it in the event-log hash.
+    fn write_meta_key(&mut self, node: usize, tag: u64) -> TxnId {
         let n = self.hosts[node].node.as_mut().expect("up");
         let id = n.propose(&[], &[Bytes::from_static(META_KEY)], Bytes::new());
         self.epochs.check_proposed(node, id);
-        self.hash(&[self.now, 18, node as u64, id.timestamp().hlc]);
+        self.hash(&[self.now, tag, node as u64, id.timestamp().hlc]);
         self.votes.proposed(id);
         self.after_step(node);
+        id
     }
 
     /// The change `id` applied at a node: the first apply anywhere decides it (every node
@@ -275,21 +275,15 @@ impl Sim {
         if self.epochs.cuts[i].done {
             return;
         }
-        let up = |sim: &Sim, n: usize| {
-            sim.hosts[n].node.is_some() && !sim.lost.contains(&n) && sim.paused_until[n] <= sim.now
-        };
         let (driver, proposed) = match self.epochs.cuts[i].driver {
-            Some((n, x)) if up(self, n) => (n, Some(x)),
-            _ => {
-                let candidates: Vec<usize> =
-                    (0..self.hosts.len()).filter(|n| up(self, *n)).collect();
-                if candidates.is_empty() {
+            Some((n, x)) if self.is_up(n) => (n, Some(x)),
+            _ => match self.pick_up_node() {
+                Some(n) => (n, None),
+                None => {
                     self.schedule(CUT_POLL_US, Event::Cut { epoch });
                     return;
                 }
-                let pick = self.rng.between(0, candidates.len() as u64 - 1) as usize;
-                (candidates[pick], None)
-            }
+            },
         };
         if self.epochs.adopted(driver) < epoch {
             // The cut is routed in the new epoch: wait until the driver is there.
