@@ -37,6 +37,8 @@ pub struct NodeConfig {
     pub controller: ControllerConfig,
     #[serde(default)]
     pub faults: FaultsConfig,
+    #[serde(default)]
+    pub auth: crate::auth::AuthConfig,
 }
 
 /// `[controller]`: the controller lease, and the automatic splits and merges its holder
@@ -271,6 +273,9 @@ impl NodeConfig {
     pub fn validate(&self) -> anyhow::Result<()> {
         use anyhow::bail;
         self.me()?;
+        if let Ok(addr) = self.me()?.resp_addr.parse::<SocketAddr>() {
+            self.auth.validate(&addr)?;
+        }
         if self.members.len() != 1 && self.members.len() != 3 && self.members.len() != 5 {
             bail!(
                 "members: {} nodes listed; a cluster has 1, 3 or 5",

@@ -148,7 +148,7 @@ pub fn range_sizes(store: &Store, ranges: &[RangeDescriptor]) -> anyhow::Result<
         if let Some((_, Some(value))) = decode_value(v) {
             let i = ranges.partition_point(|r| r.start.as_ref() <= key) - 1;
             sizes[i].0 += 1;
-            sizes[i].1 += (key.len() + value.len()) as u64;
+            sizes[i].1 += (key.len() + value.encoded_len()) as u64;
         }
     })?;
     Ok(sizes)

@@ -455,7 +455,7 @@ impl Core {
                 let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
                 let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
                 let ops: Vec<&[u8]> = proposals().map(|p| &p.op[..]).collect();
-                let op = crate::ops::encode_batch(ops.into_iter());
+                let op = crate::cmd::encode_batch(ops.into_iter());
                 self.node.propose(&reads, &writes, op)
             };
             let epoch = self.node.epoch();

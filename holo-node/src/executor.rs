@@ -22,7 +22,8 @@
 //! GC, and moves the generation markers of the ranges in its span only.
 //!
 //! Storage layout: user key `k` is stored as `u` + `k`; the value is `[tag][epoch u64]
-//! [hlc u64][flags u16][node u16][bytes]` (big-endian), tag 0 a live value, 1 a tombstone.
+//! [hlc u64][flags u16][node u16][body]` (big-endian): the version, then the value as
+//! [`crate::cmd::value`] encodes it (tag 1 a tombstone).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,10 +38,11 @@ use holo_resp::Frame;
 use holo_storage::{AppliedMarker, RangeId as StoreRangeId, StateStore, Store, WriteBatch};
 use tokio::sync::oneshot;
 
+use crate::cmd::value::{TAG_TOMBSTONE, Value};
+use crate::cmd::{self, KvView};
 use crate::core::Event;
 use crate::error::{Fatal, Transient};
 use crate::metrics::Metrics;
-use crate::ops::{self, KvView};
 
 /// Prefix of user keys in storage.
 pub const USER_PREFIX: u8 = b'u';
@@ -67,19 +69,20 @@ pub fn storage_key(key: &[u8]) -> Vec<u8> {
     k
 }
 
-fn encode_value(version: Timestamp, value: Option<&[u8]>) -> Vec<u8> {
-    let body = value.unwrap_or_default();
-    let mut v = Vec::with_capacity(HEADER + body.len());
-    v.push(u8::from(value.is_none()));
+fn encode_value(version: Timestamp, value: Option<&Value>) -> Vec<u8> {
+    let mut v = Vec::with_capacity(HEADER + value.map_or(0, Value::encoded_len));
+    v.push(TAG_TOMBSTONE);
     v.extend_from_slice(&version.epoch.to_be_bytes());
     v.extend_from_slice(&version.hlc.to_be_bytes());
     v.extend_from_slice(&version.flags.to_be_bytes());
     v.extend_from_slice(&version.node.to_be_bytes());
-    v.extend_from_slice(body);
+    if let Some(value) = value {
+        v[0] = value.encode_into(&mut v);
+    }
     v
 }
 
-/// This replica's applied value of `key`, read without consensus (only for the
+/// This replica's applied string value of `key`, read without consensus (only for the
 /// `faults.stale_local_reads` planted bug).
 ///
 /// # Errors
@@ -92,11 +95,15 @@ pub fn read_local(store: &Store, key: &[u8]) -> anyhow::Result<Option<Bytes>> {
         .flatten()
         .as_deref()
         .and_then(decode_value)
-        .and_then(|(_, value)| value))
+        .and_then(|(_, value)| match value?.data {
+            cmd::value::Data::Str(b) => Some(b),
+            cmd::value::Data::Hash(_) => None,
+        }))
 }
 
-/// A stored value: its version, and its bytes unless it is a tombstone.
-pub fn decode_value(v: &[u8]) -> Option<(Timestamp, Option<Bytes>)> {
+/// A stored value: its version, and its value unless it is a tombstone. `None` if it does
+/// not decode.
+pub fn decode_value(v: &[u8]) -> Option<(Timestamp, Option<Value>)> {
     if v.len() < HEADER {
         return None;
     }
@@ -108,14 +115,16 @@ pub fn decode_value(v: &[u8]) -> Option<(Timestamp, Option<Bytes>)> {
         flags: u16_at(17),
         node: u16_at(19),
     };
-    let value = (v[0] == 0).then(|| Bytes::copy_from_slice(&v[HEADER..]));
-    Some((version, value))
+    if v[0] == TAG_TOMBSTONE {
+        return Some((version, None));
+    }
+    Some((version, Some(Value::decode(v[0], &v[HEADER..])?)))
 }
 
 #[derive(Clone)]
 struct Slot {
     version: Timestamp,
-    value: Option<Bytes>,
+    value: Option<Value>,
 }
 
 /// The batch's view of storage: values loaded once, writes kept in memory until the batch
@@ -127,18 +136,16 @@ struct Overlay<'a> {
 }
 
 impl KvView for Overlay<'_> {
-    fn get(&mut self, key: &[u8]) -> Option<Bytes> {
+    fn get(&mut self, key: &[u8]) -> Option<Value> {
         self.slots
             .get(key)
             .and_then(|s| s.as_ref())
             .and_then(|s| s.value.clone())
     }
 
-    fn put(&mut self, key: &[u8], value: Option<Bytes>) {
-        self.batch.put(
-            storage_key(key),
-            encode_value(self.version, value.as_deref()),
-        );
+    fn put(&mut self, key: &[u8], value: Option<Value>) {
+        self.batch
+            .put(storage_key(key), encode_value(self.version, value.as_ref()));
         self.slots.insert(
             Bytes::copy_from_slice(key),
             Some(Slot {
@@ -146,6 +153,13 @@ impl KvView for Overlay<'_> {
                 value,
             }),
         );
+    }
+
+    fn version(&mut self, key: &[u8]) -> Timestamp {
+        self.slots
+            .get(key)
+            .and_then(|s| s.as_ref())
+            .map_or(Timestamp::ZERO, |s| s.version)
     }
 }
 
@@ -469,7 +483,7 @@ impl Executor {
                 batch: &mut batch,
                 version: item.execute_at,
             };
-            let frames = ops::execute_all(&item.txn.op, &mut overlay);
+            let frames = cmd::execute_all(&item.txn.op, &mut overlay, item.execute_at.hlc / 1000);
             if writes {
                 counted.sort_unstable_by_key(|r| r.id);
                 counted.dedup_by_key(|r| r.id);
@@ -558,21 +572,6 @@ pub fn scan_user_keys(
     }
 }
 
-/// Counts live user keys in storage (DBSIZE, INFO keyspace): a full scan of this node's
-/// copy, not a linearizable read.
-///
-/// # Errors
-/// Storage cannot be read.
-pub fn count_keys(store: &Store) -> anyhow::Result<u64> {
-    let mut count = 0u64;
-    scan_user_keys(store, &[], None, |_, v| {
-        if decode_value(v).is_some_and(|(_, value)| value.is_some()) {
-            count += 1;
-        }
-    })?;
-    Ok(count)
-}
-
 /// FNV-1a over every stored user key and its stored value (version and bytes, tombstones
 /// included), in key order, and how many there are: two replicas that applied the same
 /// history hold the same. A full scan of this node's copy.
@@ -618,7 +617,7 @@ mod tests {
             .iter()
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect();
-        let ops::Parsed::Txn(kv) = ops::parse(&args) else {
+        let Some(cmd::Parsed::Txn(kv)) = cmd::parse(&args) else {
             panic!("SET parses to a txn");
         };
         let txn_id = id(hlc, 1);
@@ -730,9 +729,10 @@ mod tests {
             flags: 1,
             node: 3,
         };
+        let abc = Value::string(Bytes::from_static(b"abc"));
         assert_eq!(
-            decode_value(&encode_value(v, Some(b"abc"))),
-            Some((v, Some(Bytes::from_static(b"abc"))))
+            decode_value(&encode_value(v, Some(&abc))),
+            Some((v, Some(abc)))
         );
         assert_eq!(decode_value(&encode_value(v, None)), Some((v, None)));
         assert_eq!(decode_value(b"short"), None);

@@ -63,16 +63,20 @@
 //!   (`wal.pending_bytes_max`) blocks the core task until the writer catches up.
 
 pub mod admin;
+pub mod auth;
 pub mod checkpoint;
+pub mod clients;
+pub mod cmd;
 pub mod config;
 pub mod controller;
 pub mod convert;
 pub mod core;
 pub mod error;
 pub mod executor;
+pub mod expiry;
+pub mod keys;
 pub mod meta;
 pub mod metrics;
-pub mod ops;
 pub mod server;
 pub mod transport;
 
@@ -336,6 +340,19 @@ pub async fn run(
         requests: controller_rx,
     };
     tasks.spawn(controller.run());
+    tasks.spawn({
+        let expiry = expiry::run(
+            me,
+            core_tx.clone(),
+            meta_rx.clone(),
+            Arc::clone(&store),
+            std::time::Duration::from_millis(config.controller.tick_ms),
+        );
+        async move {
+            expiry.await;
+            Ok(())
+        }
+    });
     let admin_service = pb::admin_server::AdminServer::new(admin::AdminService {
         node_id: me.0,
         meta: meta_rx,
@@ -371,6 +388,8 @@ pub async fn run(
         resp_port: resp_addr.port(),
         next_client_id: AtomicU64::new(0),
         scans: tokio::sync::Semaphore::new(max_concurrent_scans),
+        clients: clients::Clients::default(),
+        cursors: keys::Cursors::default(),
     });
     tasks.spawn(async move {
         server::accept_loop(listeners.resp, shared).await;

@@ -9,39 +9,17 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Commands with their own series; everything else is counted as `other`.
-pub const COMMANDS: &[&str] = &[
-    "get",
-    "set",
-    "setnx",
-    "getset",
-    "getdel",
-    "del",
-    "exists",
-    "mget",
-    "mset",
-    "msetnx",
-    "incr",
-    "decr",
-    "incrby",
-    "decrby",
-    "append",
-    "strlen",
-    "getrange",
-    "setrange",
-    "ping",
-    "echo",
-    "hello",
-    "client",
-    "command",
-    "config",
-    "info",
-    "dbsize",
-    "select",
-    "quit",
-    "holometrics",
-    "other",
-];
+/// The label of command `index` (a `crate::cmd::TABLE` index; past the end: `other`).
+fn command_name(index: usize) -> &'static str {
+    crate::cmd::TABLE
+        .get(index)
+        .map_or(crate::cmd::OTHER, |s| s.name)
+}
+
+/// Series per command: one per table entry and `other`.
+fn command_series() -> usize {
+    crate::cmd::TABLE.len() + 1
+}
 
 /// Upper bounds of the latency buckets, microseconds.
 const LATENCY_BOUNDS_US: &[u64] = &[
@@ -151,6 +129,8 @@ pub struct Metrics {
     pub input_buffered: std::sync::atomic::AtomicUsize,
     /// Connections refused because the input budget was used up.
     pub input_refused: AtomicU64,
+    /// AUTH and HELLO AUTH attempts with a wrong user or password.
+    pub auth_failures: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub fast_path: AtomicU64,
     pub slow_path: AtomicU64,
@@ -199,8 +179,7 @@ struct MetaFigures {
 impl Default for Metrics {
     fn default() -> Self {
         Metrics {
-            commands: COMMANDS
-                .iter()
+            commands: (0..command_series())
                 .map(|_| CommandMetrics {
                     calls: AtomicU64::new(0),
                     errors: AtomicU64::new(0),
@@ -212,6 +191,7 @@ impl Default for Metrics {
             connections_rejected: AtomicU64::new(0),
             input_buffered: std::sync::atomic::AtomicUsize::new(0),
             input_refused: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             fast_path: AtomicU64::new(0),
             slow_path: AtomicU64::new(0),
@@ -240,14 +220,6 @@ impl Default for Metrics {
             merge_duration: Histogram::new(OPERATION_BOUNDS_US),
         }
     }
-}
-
-/// The index of a command's series (`name` in any case).
-pub fn command_index(name: &[u8]) -> usize {
-    COMMANDS
-        .iter()
-        .position(|c| c.as_bytes().eq_ignore_ascii_case(name))
-        .unwrap_or(COMMANDS.len() - 1)
 }
 
 impl Metrics {
@@ -357,7 +329,7 @@ impl Metrics {
             out,
             "# HELP holo_commands_total Commands served, by command.\n# TYPE holo_commands_total counter"
         );
-        for (name, c) in COMMANDS.iter().zip(&self.commands) {
+        for (name, c) in (0..).map(command_name).zip(&self.commands) {
             let _ = writeln!(
                 out,
                 "holo_commands_total{{cmd=\"{name}\"}} {}",
@@ -368,7 +340,7 @@ impl Metrics {
             out,
             "# HELP holo_command_errors_total Commands answered with an error, by command.\n# TYPE holo_command_errors_total counter"
         );
-        for (name, c) in COMMANDS.iter().zip(&self.commands) {
+        for (name, c) in (0..).map(command_name).zip(&self.commands) {
             let _ = writeln!(
                 out,
                 "holo_command_errors_total{{cmd=\"{name}\"}} {}",
@@ -380,7 +352,7 @@ impl Metrics {
             "holo_command_duration_seconds",
             "Time from reading a command to its reply being ready.",
         );
-        for (name, c) in COMMANDS.iter().zip(&self.commands) {
+        for (name, c) in (0..).map(command_name).zip(&self.commands) {
             if c.calls.load(Ordering::Relaxed) > 0 {
                 c.latency.render(
                     &mut out,
@@ -419,6 +391,12 @@ impl Metrics {
             "holo_input_refused_total",
             "Connections closed because the node-wide input budget was used up.",
             self.input_refused.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_auth_failures_total",
+            "AUTH and HELLO AUTH attempts with a wrong user or password.",
+            self.auth_failures.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

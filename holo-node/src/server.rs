@@ -19,11 +19,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::clients::Clients;
+use crate::cmd::{self, Kind, Parsed, Spec, TABLE};
 use crate::config::NodeConfig;
 use crate::core::{Event, Proposal};
 use crate::error::ClientError;
-use crate::metrics::{Metrics, command_index};
-use crate::ops::{self, Parsed};
+use crate::metrics::Metrics;
 
 /// The version HoloStore reports where clients expect a Redis version (`HELLO`, `INFO`):
 /// the Redis command set it follows.
@@ -42,6 +43,9 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     /// Storage scans allowed to run at once (`limits.max_concurrent_scans`).
     pub scans: Semaphore,
+    pub clients: Clients,
+    /// SCAN cursors handed out: where each goes on.
+    pub cursors: crate::keys::Cursors,
 }
 
 /// Bytes of an incomplete command a connection holds without drawing on the node-wide
@@ -121,9 +125,13 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 .metrics
                 .connections_total
                 .fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = serve(stream, &shared).await {
+            let id = shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1;
+            let local = stream.local_addr().unwrap_or(peer);
+            let registration = shared.clients.register(id, peer, local);
+            if let Err(e) = serve(stream, id, &registration, &shared).await {
                 tracing::debug!("client {peer}: {e}");
             }
+            shared.clients.remove(id);
             shared.metrics.connections.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
@@ -132,12 +140,43 @@ pub async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
 
 /// One client's state.
 #[derive(Default)]
-struct Client {
-    id: u64,
-    version: Version,
-    name: Option<Bytes>,
-    lib_name: Option<Bytes>,
-    lib_ver: Option<Bytes>,
+pub struct Client {
+    pub id: u64,
+    pub version: Version,
+    pub name: Option<Bytes>,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    /// The user signed in as; `None` until AUTH when the node requires a password.
+    pub user: Option<String>,
+    /// Commands queued since MULTI.
+    pub multi: Option<Queue>,
+    /// WATCHed keys and their tokens (see `cmd::multi`).
+    pub watched: Vec<(Bytes, Bytes)>,
+}
+
+/// What MULTI queued.
+#[derive(Default)]
+pub struct Queue {
+    parts: Vec<Part>,
+    /// A command was refused while queueing: EXEC answers EXECABORT.
+    aborted: bool,
+}
+
+/// One queued command.
+enum Part {
+    /// Runs in EXEC's transaction.
+    Txn(cmd::KvTxn),
+    /// Its reply is known (an argument error, shown in EXEC's reply as Redis does).
+    Ready(Frame),
+    /// Answered by the node when EXEC runs (PING, ECHO ...).
+    Local(usize, Vec<Bytes>),
+}
+
+/// What a command run by this node sees.
+pub struct Session<'a> {
+    pub client: &'a mut Client,
+    pub shared: &'a Shared,
+    pub quit: &'a mut bool,
 }
 
 enum Reply {
@@ -145,13 +184,25 @@ enum Reply {
     Pending(oneshot::Receiver<Frame>),
     /// A command that scans this node's storage (DBSIZE, INFO): run when its turn comes,
     /// off the async workers, at most `limits.max_concurrent_scans` at once.
-    Scan(Vec<Bytes>),
+    Scan(usize, Vec<Bytes>),
+    /// KEYS, SCAN, RANDOMKEY, FLUSHALL, HOLODEBUG: run when their turn comes.
+    Node(usize, Vec<Bytes>),
+    /// WATCH: runs before any later command of the connection is proposed.
+    Watch(Vec<Bytes>),
+    /// EXEC: the transaction's replies, merged with the parts answered at once.
+    Exec(oneshot::Receiver<Frame>, Vec<Option<Frame>>),
 }
 
-async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
+async fn serve(
+    stream: TcpStream,
+    id: u64,
+    registration: &crate::clients::Registration,
+    shared: &Arc<Shared>,
+) -> std::io::Result<()> {
     let (mut rd, mut wr) = stream.into_split();
     let mut client = Client {
-        id: shared.next_client_id.fetch_add(1, Ordering::Relaxed) + 1,
+        id,
+        user: shared.config.auth.default_user(),
         ..Client::default()
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -185,7 +236,11 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
         // What is left is at most the start of one command.
         budget.hold(rbuf.len());
         if commands.is_empty() && protocol_error.is_none() {
-            if rd.read_buf(&mut rbuf).await? == 0 {
+            let read = tokio::select! {
+                read = rd.read_buf(&mut rbuf) => read?,
+                () = registration.kill.notified() => return Ok(()),
+            };
+            if read == 0 {
                 return Ok(());
             }
             if !budget.hold(rbuf.len()) {
@@ -204,26 +259,43 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
             }
             continue;
         }
+        registration.active_ms.store(
+            registration.connected.elapsed().as_millis() as u64,
+            Ordering::Relaxed,
+        );
         let started = Instant::now();
         let mut replies = Vec::with_capacity(commands.len());
         let mut proposals = Vec::new();
         let mut quit = false;
         for frame in commands {
             let (index, reply) = dispatch(frame, &mut client, shared, &mut proposals, &mut quit);
+            let reply = match reply {
+                Reply::Watch(keys) => {
+                    // Later commands are proposed only once the tokens are read, so none of
+                    // them is ordered before the WATCH.
+                    propose(shared, &mut proposals).await?;
+                    Reply::Ready(watch(keys, &mut client, shared).await)
+                }
+                other => other,
+            };
             // HELLO switches the protocol for the replies after its own, not before.
             replies.push((index, reply, client.version));
             if quit {
                 break;
             }
         }
-        if !proposals.is_empty() && shared.core.send(Event::Propose(proposals)).await.is_err() {
-            return Err(std::io::Error::other("node is stopping"));
-        }
+        propose(shared, &mut proposals).await?;
         for (index, reply, version) in replies {
             let frame = match reply {
                 Reply::Ready(frame) => frame,
                 Reply::Pending(rx) => rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
-                Reply::Scan(args) => scan(args, shared).await,
+                Reply::Scan(index, args) => scan(index, args, shared).await,
+                Reply::Node(index, args) => crate::keys::run(&TABLE[index], args, shared).await,
+                Reply::Exec(rx, parts) => exec_reply(
+                    rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
+                    parts,
+                ),
+                Reply::Watch(_) => unreachable!("WATCH is answered when dispatched"),
             };
             shared
                 .metrics
@@ -254,16 +326,96 @@ async fn serve(stream: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     }
 }
 
+/// Hands the proposals collected so far to the core.
+async fn propose(shared: &Shared, proposals: &mut Vec<Proposal>) -> std::io::Result<()> {
+    if proposals.is_empty() {
+        return Ok(());
+    }
+    let batch = std::mem::take(proposals);
+    shared
+        .core
+        .send(Event::Propose(batch))
+        .await
+        .map_err(|_| std::io::Error::other("node is stopping"))
+}
+
+/// Proposes `txn` on its own and waits for its reply.
+pub async fn run_txn(shared: &Shared, txn: cmd::KvTxn) -> Frame {
+    let (tx, rx) = oneshot::channel();
+    let proposal = Proposal {
+        blind: txn.is_blind(),
+        reads: txn.reads,
+        writes: txn.writes,
+        op: txn.op,
+        reply: tx,
+    };
+    if shared
+        .core
+        .send(Event::Propose(vec![proposal]))
+        .await
+        .is_err()
+    {
+        return ClientError::Stopping.frame();
+    }
+    rx.await.unwrap_or_else(|_| ClientError::Stopping.frame())
+}
+
+/// Reads the WATCH tokens of `keys` and remembers them.
+async fn watch(keys: Vec<Bytes>, client: &mut Client, shared: &Shared) -> Frame {
+    if let Some(e) = refused_keys(&keys, shared) {
+        return e;
+    }
+    let txn = cmd::KvTxn::reading(keys.clone(), cmd::multi::watch_op(&keys));
+    match run_txn(shared, txn).await {
+        Frame::Array(tokens) if tokens.len() == keys.len() => {
+            for (key, token) in keys.into_iter().zip(tokens) {
+                if let Frame::Bulk(token) = token
+                    && !client.watched.iter().any(|(k, _)| *k == key)
+                {
+                    client.watched.push((key, token));
+                }
+            }
+            Frame::ok()
+        }
+        other if other.is_error() => other,
+        _ => Frame::error("ERR internal: unexpected WATCH reply"),
+    }
+}
+
+/// EXEC's reply: the transaction's replies in the places of the queued commands.
+fn exec_reply(result: Frame, parts: Vec<Option<Frame>>) -> Frame {
+    let Frame::Array(results) = result else {
+        // Null: a watched key changed. An error: the transaction's.
+        return result;
+    };
+    let mut results = results.into_iter();
+    Frame::Array(
+        parts
+            .into_iter()
+            .map(|p| {
+                p.unwrap_or_else(|| {
+                    results
+                        .next()
+                        .unwrap_or_else(|| Frame::error("ERR internal: missing reply"))
+                })
+            })
+            .collect(),
+    )
+}
+
 /// Runs a storage-scanning command once a scan slot is free. Each connection waits for its
 /// own, in order, so however many a client pipelines, at most one task per connection waits.
-async fn scan(args: Vec<Bytes>, shared: &Arc<Shared>) -> Frame {
+async fn scan(index: usize, args: Vec<Bytes>, shared: &Arc<Shared>) -> Frame {
     let Ok(_slot) = shared.scans.acquire().await else {
         return ClientError::Stopping.frame();
     };
     let shared = Arc::clone(shared);
     tokio::task::spawn_blocking(move || {
-        let mut quit = false;
-        local_command(&args, &mut Client::default(), &shared, &mut quit)
+        let spec = &TABLE[index];
+        match spec.kind {
+            Kind::Scan(run) => run(spec, &shared, &args[1..]),
+            _ => Frame::error("ERR internal: not a scan"),
+        }
     })
     .await
     .unwrap_or_else(|_| Frame::error("ERR the storage scan failed"))
@@ -283,6 +435,39 @@ fn args_of(frame: Frame) -> Option<Vec<Bytes>> {
         .collect()
 }
 
+/// The error for keys clients may not use, if any is among `keys`.
+fn refused_keys(keys: &[Bytes], _shared: &Shared) -> Option<Frame> {
+    keys.iter()
+        .any(|k| holo_meta::is_reserved(k))
+        .then(|| ClientError::ReservedKey.frame())
+}
+
+/// Checks a parsed transaction against the node's limits.
+fn admit(txn: &cmd::KvTxn, shared: &Shared) -> Option<Frame> {
+    if txn.op.len() > shared.config.max_op_bytes() {
+        return Some(
+            ClientError::TooLarge {
+                len: txn.op.len(),
+                max: shared.config.max_op_bytes(),
+            }
+            .frame(),
+        );
+    }
+    let keys: Vec<Bytes> = txn.reads.iter().chain(&txn.writes).cloned().collect();
+    refused_keys(&keys, shared)
+}
+
+fn unknown_command(args: &[Bytes]) -> Frame {
+    let mut message = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        String::from_utf8_lossy(&args[0])
+    );
+    for a in args[1..].iter().take(8) {
+        message.push_str(&format!("'{}' ", String::from_utf8_lossy(a)));
+    }
+    Frame::error(message)
+}
+
 fn dispatch(
     frame: Frame,
     client: &mut Client,
@@ -290,498 +475,212 @@ fn dispatch(
     proposals: &mut Vec<Proposal>,
     quit: &mut bool,
 ) -> (usize, Reply) {
+    let other = TABLE.len();
     let Some(args) = args_of(frame) else {
         return (
-            command_index(b"other"),
+            other,
             Reply::Ready(Frame::error(
                 "ERR Protocol error: expected an array of bulk strings",
             )),
         );
     };
     if args.is_empty() {
+        return (other, Reply::Ready(Frame::error("ERR empty command")));
+    }
+    let Some(index) = cmd::lookup(&args[0]) else {
+        if let Some(queue) = &mut client.multi {
+            queue.aborted = true;
+        }
+        return (other, Reply::Ready(unknown_command(&args)));
+    };
+    let spec = &TABLE[index];
+    if client.user.is_none() && !spec.no_auth() {
         return (
-            command_index(b"other"),
-            Reply::Ready(Frame::error("ERR empty command")),
+            index,
+            Reply::Ready(Frame::error("NOAUTH Authentication required.")),
         );
     }
-    let index = command_index(&args[0]);
-    if args[0].eq_ignore_ascii_case(b"DBSIZE") || args[0].eq_ignore_ascii_case(b"INFO") {
-        return (index, Reply::Scan(args));
+    if !spec.arity_ok(args.len()) {
+        if let Some(queue) = &mut client.multi {
+            queue.aborted = true;
+        }
+        return (index, Reply::Ready(cmd::wrong_args_frame(spec.name)));
     }
-    if args[0].eq_ignore_ascii_case(b"HOLODEBUG") {
-        // Diagnostics of the Accord core: what is in flight and what blocks it.
-        let (tx, rx) = oneshot::channel();
-        let core = shared.core.clone();
-        let (reply_tx, reply_rx) = oneshot::channel();
-        tokio::spawn(async move {
-            if core.send(Event::Describe(tx)).await.is_ok()
-                && let Ok(lines) = rx.await
-            {
-                let text = lines.join("\n");
-                let _ = reply_tx.send(Frame::Bulk(Bytes::from(text)));
+    if client.multi.is_some() && !matches!(spec.kind, Kind::Multi) && spec.name != "quit" {
+        return (
+            index,
+            Reply::Ready(queue(spec, index, args, client, shared)),
+        );
+    }
+    let reply = match spec.kind {
+        Kind::Txn(parse) => {
+            if shared.config.faults.stale_local_reads && spec.name == "get" {
+                // The planted bug (`faults.stale_local_reads`): no consensus, whatever this
+                // replica has applied so far.
+                return (index, Reply::Ready(stale_get(&args[1], shared)));
+            }
+            match parse(spec, &args[1..]) {
+                Parsed::Txn(txn) => match admit(&txn, shared) {
+                    Some(e) => Reply::Ready(e),
+                    None => {
+                        let (tx, rx) = oneshot::channel();
+                        proposals.push(Proposal {
+                            blind: txn.is_blind(),
+                            reads: txn.reads,
+                            writes: txn.writes,
+                            op: txn.op,
+                            reply: tx,
+                        });
+                        Reply::Pending(rx)
+                    }
+                },
+                Parsed::Reply(frame) => Reply::Ready(frame),
+            }
+        }
+        Kind::Local(run) => {
+            let mut session = Session {
+                client,
+                shared,
+                quit,
+            };
+            Reply::Ready(run(spec, &mut session, &args[1..]))
+        }
+        Kind::Scan(_) => Reply::Scan(index, args),
+        Kind::Node => Reply::Node(index, args),
+        Kind::Multi => multi(spec, args, client, shared, proposals),
+    };
+    (index, reply)
+}
+
+fn stale_get(key: &[u8], shared: &Shared) -> Frame {
+    match crate::executor::read_local(&shared.store, key) {
+        Ok(Some(value)) => Frame::Bulk(value),
+        Ok(None) => Frame::Null,
+        Err(e) => Frame::error(format!("ERR storage: {e}")),
+    }
+}
+
+/// Queues a command after MULTI.
+fn queue(
+    spec: &Spec,
+    index: usize,
+    args: Vec<Bytes>,
+    client: &mut Client,
+    shared: &Shared,
+) -> Frame {
+    let queue = client.multi.as_mut().expect("in MULTI");
+    let part = match spec.kind {
+        Kind::Txn(parse) => match parse(spec, &args[1..]) {
+            Parsed::Txn(txn) => match admit(&txn, shared) {
+                Some(e) => {
+                    queue.aborted = true;
+                    return e;
+                }
+                None => Part::Txn(txn),
+            },
+            Parsed::Reply(frame) => Part::Ready(frame),
+        },
+        Kind::Local(_) => Part::Local(index, args),
+        Kind::Scan(_) | Kind::Node | Kind::Multi => {
+            queue.aborted = true;
+            return Frame::error(format!(
+                "ERR '{}' is not supported inside MULTI by HoloStore",
+                spec.name
+            ));
+        }
+    };
+    queue.parts.push(part);
+    Frame::simple("QUEUED")
+}
+
+/// MULTI, EXEC, DISCARD, WATCH, UNWATCH.
+fn multi(
+    spec: &Spec,
+    args: Vec<Bytes>,
+    client: &mut Client,
+    shared: &Arc<Shared>,
+    proposals: &mut Vec<Proposal>,
+) -> Reply {
+    let in_multi = client.multi.is_some();
+    let frame = match (spec.name, in_multi) {
+        ("multi", true) => Frame::error("ERR MULTI calls can not be nested"),
+        ("multi", false) => {
+            client.multi = Some(Queue::default());
+            Frame::ok()
+        }
+        ("watch", true) => Frame::error("ERR WATCH inside MULTI is not allowed"),
+        ("watch", false) => return Reply::Watch(args[1..].to_vec()),
+        ("unwatch", _) => {
+            client.watched.clear();
+            Frame::ok()
+        }
+        ("discard", false) => Frame::error("ERR DISCARD without MULTI"),
+        ("discard", true) => {
+            client.multi = None;
+            client.watched.clear();
+            Frame::ok()
+        }
+        ("exec", false) => Frame::error("ERR EXEC without MULTI"),
+        _ => return exec(client, shared, proposals),
+    };
+    Reply::Ready(frame)
+}
+
+fn exec(client: &mut Client, shared: &Arc<Shared>, proposals: &mut Vec<Proposal>) -> Reply {
+    let queue = client.multi.take().expect("in MULTI");
+    let watched = std::mem::take(&mut client.watched);
+    if queue.aborted {
+        return Reply::Ready(Frame::error(
+            "EXECABORT Transaction discarded because of previous errors.",
+        ));
+    }
+    let mut reads: Vec<Bytes> = watched.iter().map(|(k, _)| k.clone()).collect();
+    let mut writes = Vec::new();
+    let mut ops = Vec::new();
+    let mut parts = Vec::new();
+    let mut quit = false;
+    for part in queue.parts {
+        parts.push(match part {
+            Part::Txn(txn) => {
+                reads.extend(txn.reads);
+                writes.extend(txn.writes);
+                ops.push(txn.op);
+                None
+            }
+            Part::Ready(frame) => Some(frame),
+            Part::Local(index, args) => {
+                let spec = &TABLE[index];
+                let Kind::Local(run) = spec.kind else {
+                    unreachable!("queued as local")
+                };
+                let mut session = Session {
+                    client,
+                    shared,
+                    quit: &mut quit,
+                };
+                Some(run(spec, &mut session, &args[1..]))
             }
         });
-        return (index, Reply::Pending(reply_rx));
     }
-    if shared.config.faults.stale_local_reads
-        && args.len() == 2
-        && args[0].eq_ignore_ascii_case(b"GET")
-    {
-        // The planted bug (`faults.stale_local_reads`): no consensus, whatever this replica
-        // has applied so far.
-        let frame = match crate::executor::read_local(&shared.store, &args[1]) {
-            Ok(Some(value)) => Frame::Bulk(value),
-            Ok(None) => Frame::Null,
-            Err(e) => Frame::error(format!("ERR storage: {e}")),
-        };
-        return (index, Reply::Ready(frame));
+    if ops.is_empty() && watched.is_empty() {
+        return Reply::Ready(Frame::Array(parts.into_iter().flatten().collect()));
     }
-    match ops::parse(&args) {
-        Parsed::Txn(txn) if txn.op.len() > shared.config.max_op_bytes() => (
-            index,
-            Reply::Ready(
-                ClientError::TooLarge {
-                    len: txn.op.len(),
-                    max: shared.config.max_op_bytes(),
-                }
-                .frame(),
-            ),
-        ),
-        Parsed::Txn(txn)
-            if txn
-                .reads
-                .iter()
-                .chain(&txn.writes)
-                .any(|k| holo_meta::is_reserved(k)) =>
-        {
-            (index, Reply::Ready(ClientError::ReservedKey.frame()))
-        }
-        Parsed::Txn(txn) => {
-            let (tx, rx) = oneshot::channel();
-            proposals.push(Proposal {
-                blind: txn.is_blind(),
-                reads: txn.reads,
-                writes: txn.writes,
-                op: txn.op,
-                reply: tx,
-            });
-            (index, Reply::Pending(rx))
-        }
-        Parsed::Reply(frame) => (index, Reply::Ready(frame)),
-        Parsed::NotKv => (
-            index,
-            Reply::Ready(local_command(&args, client, shared, quit)),
-        ),
+    writes.sort();
+    writes.dedup();
+    reads.sort();
+    reads.dedup();
+    reads.retain(|k| writes.binary_search(k).is_err());
+    let txn = cmd::KvTxn::new(reads, writes, cmd::multi::exec_op(&watched, &ops));
+    if let Some(e) = admit(&txn, shared) {
+        return Reply::Ready(e);
     }
-}
-
-fn wrong_args(name: &[u8]) -> Frame {
-    Frame::error(format!(
-        "ERR wrong number of arguments for '{}' command",
-        String::from_utf8_lossy(name).to_ascii_lowercase()
-    ))
-}
-
-fn upper(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_ascii_uppercase()
-}
-
-/// Commands answered by this node without consensus.
-fn local_command(args: &[Bytes], client: &mut Client, shared: &Shared, quit: &mut bool) -> Frame {
-    let name = upper(&args[0]);
-    let rest = &args[1..];
-    match name.as_str() {
-        "PING" => match rest {
-            [] => Frame::simple("PONG"),
-            [msg] => Frame::Bulk(msg.clone()),
-            _ => wrong_args(&args[0]),
-        },
-        "ECHO" => match rest {
-            [msg] => Frame::Bulk(msg.clone()),
-            _ => wrong_args(&args[0]),
-        },
-        "QUIT" => {
-            *quit = true;
-            Frame::ok()
-        }
-        "SELECT" => match rest {
-            [db] if &db[..] == b"0" => Frame::ok(),
-            [db] if ops::parse_i64(db).is_some() => Frame::error("ERR DB index is out of range"),
-            [_] => Frame::error("ERR value is not an integer or out of range"),
-            _ => wrong_args(&args[0]),
-        },
-        "HELLO" => hello(rest, client),
-        "CLIENT" => client_command(rest, client),
-        "COMMAND" => command_command(rest),
-        "CONFIG" => config_command(rest, shared),
-        "INFO" => Frame::Bulk(Bytes::from(info(rest, shared))),
-        "DBSIZE" => match crate::executor::count_keys(&shared.store) {
-            Ok(n) => Frame::Integer(n as i64),
-            Err(e) => Frame::error(format!("ERR storage: {e}")),
-        },
-        "HOLOMETRICS" => Frame::Bulk(Bytes::from(
-            shared.metrics.render(Some(&shared.wal.stats())),
-        )),
-        _ => {
-            let mut message = format!(
-                "ERR unknown command '{}', with args beginning with: ",
-                String::from_utf8_lossy(&args[0])
-            );
-            for a in rest.iter().take(8) {
-                message.push_str(&format!("'{}' ", String::from_utf8_lossy(a)));
-            }
-            Frame::error(message)
-        }
-    }
-}
-
-fn hello(rest: &[Bytes], client: &mut Client) -> Frame {
-    let mut i = 0;
-    if let Some(v) = rest.first() {
-        match ops::parse_i64(v) {
-            Some(2) => client.version = Version::Resp2,
-            Some(3) => client.version = Version::Resp3,
-            Some(_) => return Frame::error("NOPROTO unsupported protocol version"),
-            None => {
-                return Frame::error("ERR Protocol version is not an integer or out of range");
-            }
-        }
-        i = 1;
-    }
-    while i < rest.len() {
-        match upper(&rest[i]).as_str() {
-            "AUTH" if i + 2 < rest.len() => i += 3,
-            "SETNAME" if i + 1 < rest.len() => {
-                client.name = Some(rest[i + 1].clone());
-                i += 2;
-            }
-            _ => return Frame::error("ERR syntax error in HELLO option"),
-        }
-    }
-    let s = |t: &'static str| Frame::Bulk(Bytes::from_static(t.as_bytes()));
-    Frame::Map(vec![
-        (s("server"), s("redis")),
-        (s("version"), s(REDIS_COMPAT_VERSION)),
-        (
-            s("proto"),
-            Frame::Integer(if client.version == Version::Resp3 {
-                3
-            } else {
-                2
-            }),
-        ),
-        (s("id"), Frame::Integer(client.id as i64)),
-        (s("mode"), s("standalone")),
-        (s("role"), s("master")),
-        (s("modules"), Frame::Array(vec![])),
-    ])
-}
-
-fn client_command(rest: &[Bytes], client: &mut Client) -> Frame {
-    let Some(sub) = rest.first() else {
-        return wrong_args(b"client");
-    };
-    match (upper(sub).as_str(), &rest[1..]) {
-        ("SETNAME", [name]) => {
-            if name.iter().any(|b| *b <= b' ' || *b > b'~') {
-                return Frame::error(
-                    "ERR Client names cannot contain spaces, newlines or special characters.",
-                );
-            }
-            client.name = (!name.is_empty()).then(|| name.clone());
-            Frame::ok()
-        }
-        ("GETNAME", []) => client.name.clone().map_or(Frame::Null, Frame::Bulk),
-        ("ID", []) => Frame::Integer(client.id as i64),
-        ("SETINFO", [attr, value]) => match upper(attr).as_str() {
-            "LIB-NAME" => {
-                client.lib_name = Some(value.clone());
-                Frame::ok()
-            }
-            "LIB-VER" => {
-                client.lib_ver = Some(value.clone());
-                Frame::ok()
-            }
-            _ => Frame::error(format!(
-                "ERR Unrecognized option '{}'",
-                String::from_utf8_lossy(attr)
-            )),
-        },
-        ("INFO", []) => {
-            let lossy = |b: &Option<Bytes>| {
-                b.as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default()
-            };
-            Frame::Bulk(Bytes::from(format!(
-                "id={} name={} db=0 resp={} lib-name={} lib-ver={}\n",
-                client.id,
-                lossy(&client.name),
-                if client.version == Version::Resp3 {
-                    3
-                } else {
-                    2
-                },
-                lossy(&client.lib_name),
-                lossy(&client.lib_ver),
-            )))
-        }
-        (s, _) => Frame::error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
-            s.to_ascii_lowercase()
-        )),
-    }
-}
-
-/// (name, arity, flags, first key, last key, step) as Redis's COMMAND reports them.
-const COMMAND_TABLE: &[CommandEntry] = &[
-    ("get", 2, &["readonly", "fast"], 1, 1, 1),
-    ("set", -3, &["write", "denyoom"], 1, 1, 1),
-    ("setnx", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("getset", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("getdel", 2, &["write", "fast"], 1, 1, 1),
-    ("del", -2, &["write"], 1, -1, 1),
-    ("unlink", -2, &["write", "fast"], 1, -1, 1),
-    ("exists", -2, &["readonly", "fast"], 1, -1, 1),
-    ("mget", -2, &["readonly", "fast"], 1, -1, 1),
-    ("mset", -3, &["write", "denyoom"], 1, -1, 2),
-    ("msetnx", -3, &["write", "denyoom"], 1, -1, 2),
-    ("incr", 2, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("decr", 2, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("incrby", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("decrby", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("append", 3, &["write", "denyoom", "fast"], 1, 1, 1),
-    ("strlen", 2, &["readonly", "fast"], 1, 1, 1),
-    ("getrange", 4, &["readonly"], 1, 1, 1),
-    ("substr", 4, &["readonly"], 1, 1, 1),
-    ("setrange", 4, &["write", "denyoom"], 1, 1, 1),
-    ("ping", -1, &["fast"], 0, 0, 0),
-    ("echo", 2, &["fast"], 0, 0, 0),
-    ("quit", -1, &["fast"], 0, 0, 0),
-    ("hello", -1, &["fast"], 0, 0, 0),
-    ("select", 2, &["fast"], 0, 0, 0),
-    ("client", -2, &[], 0, 0, 0),
-    ("command", -1, &[], 0, 0, 0),
-    ("config", -2, &[], 0, 0, 0),
-    ("info", -1, &[], 0, 0, 0),
-    ("dbsize", 1, &["readonly", "fast"], 0, 0, 0),
-    ("holometrics", 1, &[], 0, 0, 0),
-];
-
-type CommandEntry = (&'static str, i64, &'static [&'static str], i64, i64, i64);
-
-fn command_info(entry: &CommandEntry) -> Frame {
-    let (name, arity, flags, first, last, step) = *entry;
-    Frame::Array(vec![
-        Frame::Bulk(Bytes::from_static(name.as_bytes())),
-        Frame::Integer(arity),
-        Frame::Set(
-            flags
-                .iter()
-                .map(|f| Frame::Simple(Bytes::from_static(f.as_bytes())))
-                .collect(),
-        ),
-        Frame::Integer(first),
-        Frame::Integer(last),
-        Frame::Integer(step),
-        Frame::Set(vec![]),
-        Frame::Set(vec![]),
-        Frame::Set(vec![]),
-        Frame::Array(vec![]),
-    ])
-}
-
-fn command_command(rest: &[Bytes]) -> Frame {
-    let Some(sub) = rest.first() else {
-        return Frame::Array(COMMAND_TABLE.iter().map(command_info).collect());
-    };
-    match upper(sub).as_str() {
-        "COUNT" => Frame::Integer(COMMAND_TABLE.len() as i64),
-        "INFO" => Frame::Array(
-            rest[1..]
-                .iter()
-                .map(|name| {
-                    COMMAND_TABLE
-                        .iter()
-                        .find(|e| e.0.as_bytes().eq_ignore_ascii_case(name))
-                        .map_or(Frame::Null, command_info)
-                })
-                .collect(),
-        ),
-        // Documentation is optional for clients (redis-cli asks for hints); none is served.
-        "DOCS" => Frame::Map(vec![]),
-        "LIST" => Frame::Array(
-            COMMAND_TABLE
-                .iter()
-                .map(|e| Frame::Bulk(Bytes::from_static(e.0.as_bytes())))
-                .collect(),
-        ),
-        other => Frame::error(format!(
-            "ERR unknown subcommand '{}'. Try COMMAND HELP.",
-            other.to_ascii_lowercase()
-        )),
-    }
-}
-
-/// Glob match with `*` and `?` (case-insensitive), enough for CONFIG GET patterns. Iterative
-/// with one backtrack point, so time is at most pattern length times text length; patterns
-/// longer than 256 bytes match nothing.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
-    if pattern.len() > 256 {
-        return false;
-    }
-    let (mut p, mut t) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        match pattern.get(p) {
-            Some(b'*') => {
-                star = Some((p, t));
-                p += 1;
-            }
-            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&text[t]) => {
-                p += 1;
-                t += 1;
-            }
-            _ => match star {
-                Some((sp, st)) => {
-                    p = sp + 1;
-                    t = st + 1;
-                    star = Some((sp, st + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
-}
-
-fn config_command(rest: &[Bytes], shared: &Shared) -> Frame {
-    let Some(sub) = rest.first() else {
-        return wrong_args(b"config");
-    };
-    match upper(sub).as_str() {
-        "GET" if rest.len() >= 2 => {
-            let limits = &shared.config.limits;
-            let values: Vec<(&str, String)> = vec![
-                ("save", String::new()),
-                ("appendonly", "no".into()),
-                ("appendfsync", "always".into()),
-                ("databases", "1".into()),
-                ("maxmemory", "0".into()),
-                ("maxmemory-policy", "noeviction".into()),
-                ("maxclients", limits.max_connections.to_string()),
-                ("timeout", "0".into()),
-                ("proto-max-bulk-len", limits.max_bulk_bytes.to_string()),
-                ("port", shared.resp_port.to_string()),
-                ("cluster-enabled", "no".into()),
-            ];
-            let mut pairs = Vec::new();
-            for (key, value) in values {
-                if rest[1..].iter().any(|p| glob(p, key.as_bytes())) {
-                    pairs.push((
-                        Frame::Bulk(Bytes::from_static(key.as_bytes())),
-                        Frame::Bulk(Bytes::from(value)),
-                    ));
-                }
-            }
-            Frame::Map(pairs)
-        }
-        "RESETSTAT" => Frame::ok(),
-        "SET" => {
-            Frame::error("ERR CONFIG SET is not supported: settings come from the node's TOML file")
-        }
-        _ => Frame::error(format!(
-            "ERR unknown subcommand or wrong number of arguments for '{}'. Try CONFIG HELP.",
-            String::from_utf8_lossy(sub).to_ascii_lowercase()
-        )),
-    }
-}
-
-fn info(rest: &[Bytes], shared: &Shared) -> String {
-    let wanted = |section: &str| {
-        rest.is_empty()
-            || rest.iter().any(|r| {
-                let r = upper(r);
-                r == "ALL" || r == "EVERYTHING" || r == "DEFAULT" || r == section.to_uppercase()
-            })
-    };
-    let m = &shared.metrics;
-    let mut out = String::new();
-    if wanted("server") {
-        out.push_str(&format!(
-            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nholostore_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nholo_node_id:{}\r\nholo_allocator:{}\r\n\r\n",
-            env!("CARGO_PKG_VERSION"),
-            std::env::consts::OS,
-            std::process::id(),
-            shared.resp_port,
-            shared.started.elapsed().as_secs(),
-            shared.config.node_id,
-            crate::allocator_name(),
-        ));
-    }
-    if wanted("clients") {
-        out.push_str(&format!(
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
-            m.connections.load(Ordering::Relaxed),
-            shared.config.limits.max_connections
-        ));
-    }
-    if wanted("persistence") {
-        let wal = shared.wal.stats();
-        out.push_str(&format!(
-            "# Persistence\r\nloading:0\r\naof_enabled:0\r\nrdb_changes_since_last_save:0\r\nholo_storage_backend:{}\r\nholo_wal_persist:{:?}\r\nholo_wal_group_writes:{}\r\nholo_wal_records:{}\r\nholo_wal_segments:{}\r\n\r\n",
-            shared.store.backend_name(),
-            shared.config.wal.persist,
-            wal.group_writes,
-            wal.records_written,
-            wal.segments
-        ));
-    }
-    if wanted("stats") {
-        out.push_str(&format!(
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nholo_accord_fast_path:{}\r\nholo_accord_slow_path:{}\r\nholo_accord_recoveries:{}\r\n\r\n",
-            m.connections_total.load(Ordering::Relaxed),
-            m.total_commands(),
-            m.connections_rejected.load(Ordering::Relaxed),
-            m.fast_path.load(Ordering::Relaxed),
-            m.slow_path.load(Ordering::Relaxed),
-            m.recoveries.load(Ordering::Relaxed),
-        ));
-    }
-    if wanted("replication") {
-        out.push_str("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n");
-    }
-    if wanted("keyspace") {
-        out.push_str("# Keyspace\r\n");
-        if let Ok(n) = crate::executor::count_keys(&shared.store)
-            && n > 0
-        {
-            out.push_str(&format!("db0:keys={n},expires=0,avg_ttl=0\r\n"));
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn config_patterns() {
-        assert!(glob(b"*", b"save"));
-        assert!(glob(b"SAVE", b"save"));
-        assert!(glob(b"max*", b"maxmemory"));
-        assert!(glob(b"s?ve", b"save"));
-        assert!(!glob(b"max", b"maxmemory"));
-        assert!(glob(b"*a*b", b"xxaxxb"));
-        assert!(!glob(b"*a*b", b"xxaxxbc"));
-        let stars = [b'*'; 40];
-        let mut hostile = stars.to_vec();
-        hostile.push(b'z');
-        assert!(!glob(&hostile, b"maxmemory-policy-and-more"));
-        assert!(
-            !glob(&vec![b'*'; 100_000], b"save"),
-            "long patterns match nothing"
-        );
-    }
+    let (tx, rx) = oneshot::channel();
+    proposals.push(Proposal {
+        blind: false,
+        reads: txn.reads,
+        writes: txn.writes,
+        op: txn.op,
+        reply: tx,
+    });
+    Reply::Exec(rx, parts)
 }

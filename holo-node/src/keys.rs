@@ -1,0 +1,237 @@
+//! Commands over the whole keyspace: KEYS, SCAN, RANDOMKEY, FLUSHALL and FLUSHDB, and
+//! HOLODEBUG.
+//!
+//! KEYS, SCAN and RANDOMKEY read this node's applied copy of the data (see the README's
+//! "Keyspace commands" for what that guarantees). A SCAN cursor is a number this node
+//! hands out for the key the scan goes on from, so a scan survives splits and merges of
+//! ranges between calls; it is good on the node that issued it, for the latest
+//! `CURSORS_MAX` cursors.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use holo_resp::Frame;
+use tokio::sync::oneshot;
+
+use crate::cmd::node::{Filter, scan_keys, wall_ms};
+use crate::cmd::{self, KvTxn, Spec, not_integer, parse_i64, syntax_error};
+use crate::core::Event;
+use crate::error::ClientError;
+use crate::server::{Shared, run_txn};
+
+/// SCAN cursors a node remembers; older ones are answered with an error.
+const CURSORS_MAX: usize = 65_536;
+/// Keys one FLUSHALL transaction deletes.
+const FLUSH_BATCH: usize = 512;
+
+/// The SCAN cursors this node handed out.
+#[derive(Default)]
+pub struct Cursors {
+    inner: Mutex<CursorTable>,
+}
+
+#[derive(Default)]
+struct CursorTable {
+    next: u64,
+    by_id: BTreeMap<u64, Bytes>,
+    order: VecDeque<u64>,
+}
+
+impl Cursors {
+    fn issue(&self, node: u16, from: Bytes) -> u64 {
+        let mut t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        t.next += 1;
+        // The node id in the high bits keeps cursors of different nodes apart.
+        let id = (u64::from(node) << 48) | (t.next & ((1 << 48) - 1));
+        t.by_id.insert(id, from);
+        t.order.push_back(id);
+        while t.order.len() > CURSORS_MAX {
+            if let Some(old) = t.order.pop_front() {
+                t.by_id.remove(&old);
+            }
+        }
+        id
+    }
+
+    fn resolve(&self, id: u64) -> Option<Bytes> {
+        let t = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        t.by_id.get(&id).cloned()
+    }
+}
+
+/// Runs a keyspace command.
+pub async fn run(spec: &'static Spec, args: Vec<Bytes>, shared: &Arc<Shared>) -> Frame {
+    match spec.name {
+        "holodebug" => holodebug(shared).await,
+        "flushall" | "flushdb" => flush(&args[1..], shared).await,
+        _ => {
+            let Ok(_slot) = shared.scans.acquire().await else {
+                return ClientError::Stopping.frame();
+            };
+            let shared = Arc::clone(shared);
+            tokio::task::spawn_blocking(move || match spec.name {
+                "keys" => keys(&args[1], &shared),
+                "scan" => scan(&args[1..], &shared),
+                _ => randomkey(&shared),
+            })
+            .await
+            .unwrap_or_else(|_| Frame::error("ERR the storage scan failed"))
+        }
+    }
+}
+
+fn storage_error(e: &anyhow::Error) -> Frame {
+    Frame::error(format!("ERR storage: {e}"))
+}
+
+fn keys(pattern: &Bytes, shared: &Shared) -> Frame {
+    let filter = Filter {
+        pattern: pattern.clone(),
+        type_name: None,
+    };
+    let now = wall_ms();
+    let mut out = Vec::new();
+    let mut from = Bytes::new();
+    loop {
+        match scan_keys(shared, &from, &filter, 4096, now) {
+            Ok((found, next)) => {
+                out.extend(found.into_iter().map(Frame::Bulk));
+                match next {
+                    Some(n) => from = n,
+                    None => return Frame::Array(out),
+                }
+            }
+            Err(e) => return storage_error(&e),
+        }
+    }
+}
+
+fn scan(rest: &[Bytes], shared: &Shared) -> Frame {
+    let Some(cursor) = std::str::from_utf8(&rest[0])
+        .ok()
+        .and_then(|c| c.parse::<u64>().ok())
+    else {
+        return Frame::error("ERR invalid cursor");
+    };
+    let mut filter = Filter {
+        pattern: Bytes::from_static(b"*"),
+        type_name: None,
+    };
+    let mut count = 10usize;
+    let mut i = 1;
+    while i < rest.len() {
+        let Some(value) = rest.get(i + 1) else {
+            return syntax_error();
+        };
+        match rest[i].to_ascii_uppercase().as_slice() {
+            b"MATCH" => filter.pattern = value.clone(),
+            b"COUNT" => match parse_i64(value) {
+                Some(c) if c >= 1 => count = c as usize,
+                Some(_) => return syntax_error(),
+                None => return not_integer(),
+            },
+            b"TYPE" => filter.type_name = Some(String::from_utf8_lossy(value).into_owned()),
+            _ => return syntax_error(),
+        }
+        i += 2;
+    }
+    let from = if cursor == 0 {
+        Bytes::new()
+    } else {
+        match shared.cursors.resolve(cursor) {
+            Some(from) => from,
+            None => {
+                return Frame::error(
+                    "ERR unknown SCAN cursor: it was issued by another node or has been forgotten; start again from 0",
+                );
+            }
+        }
+    };
+    match scan_keys(shared, &from, &filter, count, wall_ms()) {
+        Ok((found, next)) => {
+            let cursor = next.map_or(0, |n| shared.cursors.issue(shared.config.node_id, n));
+            Frame::Array(vec![
+                Frame::Bulk(Bytes::from(cursor.to_string())),
+                Frame::Array(found.into_iter().map(Frame::Bulk).collect()),
+            ])
+        }
+        Err(e) => storage_error(&e),
+    }
+}
+
+fn randomkey(shared: &Shared) -> Frame {
+    let filter = Filter {
+        pattern: Bytes::from_static(b"*"),
+        type_name: None,
+    };
+    let now = wall_ms();
+    let random =
+        std::hash::BuildHasher::hash_one(&std::collections::hash_map::RandomState::new(), now);
+    let start = Bytes::copy_from_slice(&random.to_be_bytes()[..4]);
+    for from in [start, Bytes::new()] {
+        match scan_keys(shared, &from, &filter, 64, now) {
+            Ok((found, _)) if !found.is_empty() => return Frame::Bulk(found[0].clone()),
+            Ok(_) => {}
+            Err(e) => return storage_error(&e),
+        }
+    }
+    Frame::Null
+}
+
+/// FLUSHALL [ASYNC | SYNC]: deletes every key this node's copy holds, in transactions of
+/// `FLUSH_BATCH` keys, until a scan finds none.
+async fn flush(rest: &[Bytes], shared: &Arc<Shared>) -> Frame {
+    match rest.first().map(|a| a.to_ascii_uppercase()).as_deref() {
+        None | Some(b"SYNC" | b"ASYNC") if rest.len() <= 1 => {}
+        _ => return syntax_error(),
+    }
+    let filter = Filter {
+        pattern: Bytes::from_static(b"*"),
+        type_name: None,
+    };
+    loop {
+        let found = {
+            let shared = Arc::clone(shared);
+            let filter = Filter {
+                pattern: filter.pattern.clone(),
+                type_name: None,
+            };
+            tokio::task::spawn_blocking(move || {
+                scan_keys(&shared, &[], &filter, FLUSH_BATCH, u64::MAX)
+            })
+            .await
+        };
+        let keys = match found {
+            Ok(Ok((keys, _))) => keys,
+            Ok(Err(e)) => return storage_error(&e),
+            Err(_) => return Frame::error("ERR the storage scan failed"),
+        };
+        if keys.is_empty() {
+            return Frame::ok();
+        }
+        let Some(cmd::Parsed::Txn(txn)) = cmd::parse(
+            &std::iter::once(Bytes::from_static(b"DEL"))
+                .chain(keys)
+                .collect::<Vec<_>>(),
+        ) else {
+            return Frame::error("ERR internal: DEL does not parse");
+        };
+        let reply = run_txn(shared, KvTxn::new(Vec::new(), txn.writes, txn.op)).await;
+        if reply.is_error() {
+            return reply;
+        }
+    }
+}
+
+/// Diagnostics of the Accord core: what is in flight and what blocks it.
+async fn holodebug(shared: &Shared) -> Frame {
+    let (tx, rx) = oneshot::channel();
+    if shared.core.send(Event::Describe(tx)).await.is_err() {
+        return ClientError::Stopping.frame();
+    }
+    match rx.await {
+        Ok(lines) => Frame::Bulk(Bytes::from(lines.join("\n"))),
+        Err(_) => ClientError::Stopping.frame(),
+    }
+}
