@@ -9,6 +9,7 @@
 //! nothing, never remove a live key.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +23,7 @@ use crate::cmd::expire::purge_op;
 use crate::cmd::node::wall_ms;
 use crate::core::{Event, Proposal};
 use crate::executor::{USER_PREFIX, decode_value, storage_key};
+use crate::metrics::Metrics;
 
 /// How often the lease holder looks for expired keys.
 const ROUND_EVERY: Duration = Duration::from_millis(500);
@@ -36,6 +38,7 @@ pub async fn run(
     core: mpsc::Sender<Event>,
     meta: watch::Receiver<Arc<MetaState>>,
     store: Arc<Store>,
+    metrics: Arc<Metrics>,
     lease_tick: Duration,
 ) {
     let mut ticker = tokio::time::interval(ROUND_EVERY);
@@ -71,8 +74,16 @@ pub async fn run(
             if core.send(Event::Propose(vec![proposal])).await.is_err() {
                 return;
             }
-            if let Ok(Frame::Error(e)) = answer.await {
-                tracing::debug!("purging expired keys: {}", String::from_utf8_lossy(&e));
+            match answer.await {
+                Ok(Frame::Integer(n)) => {
+                    metrics
+                        .expired_purged
+                        .fetch_add(n.max(0) as u64, Ordering::Relaxed);
+                }
+                Ok(Frame::Error(e)) => {
+                    tracing::debug!("purging expired keys: {}", String::from_utf8_lossy(&e));
+                }
+                _ => {}
             }
         }
     }

@@ -346,6 +346,7 @@ pub async fn run(
             core_tx.clone(),
             meta_rx.clone(),
             Arc::clone(&store),
+            Arc::clone(&metrics),
             std::time::Duration::from_millis(config.controller.tick_ms),
         );
         async move {

@@ -131,6 +131,8 @@ pub struct Metrics {
     pub input_refused: AtomicU64,
     /// AUTH and HELLO AUTH attempts with a wrong user or password.
     pub auth_failures: AtomicU64,
+    /// Expired keys deleted by purge transactions this node proposed.
+    pub expired_purged: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub fast_path: AtomicU64,
     pub slow_path: AtomicU64,
@@ -192,6 +194,7 @@ impl Default for Metrics {
             input_buffered: std::sync::atomic::AtomicUsize::new(0),
             input_refused: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
+            expired_purged: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             fast_path: AtomicU64::new(0),
             slow_path: AtomicU64::new(0),
@@ -391,6 +394,12 @@ impl Metrics {
             "holo_input_refused_total",
             "Connections closed because the node-wide input budget was used up.",
             self.input_refused.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_expired_keys_purged_total",
+            "Expired keys deleted from storage by the purge transactions this node proposed (it held the controller lease).",
+            self.expired_purged.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

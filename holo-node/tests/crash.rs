@@ -373,3 +373,120 @@ async fn wal_replay_across_a_split_and_a_merge_matches_the_other_replicas() {
         "400 keys and 400 INCRs across a split and a merge replay alike on 3 nodes (data hash {hash:016x})"
     );
 }
+
+/// The accounts of the transfer test: one in each of three ranges.
+const ACCOUNTS: [&str; 3] = ["1acct", "5acct", "9acct"];
+
+/// Reads the three balances in one transaction and returns their total.
+async fn total(c: &mut Client) -> std::io::Result<i64> {
+    let mut args = vec!["MGET"];
+    args.extend(ACCOUNTS);
+    match c.cmd(&args).await? {
+        Frame::Array(balances) => Ok(balances
+            .iter()
+            .map(|b| match b {
+                Frame::Bulk(b) => String::from_utf8_lossy(b).parse::<i64>().unwrap(),
+                other => panic!("balance {other:?}"),
+            })
+            .sum()),
+        other if other.is_error() => Err(std::io::Error::other(format!("{other:?}"))),
+        other => panic!("MGET answered {other:?}"),
+    }
+}
+
+/// MULTI/EXEC transfers between accounts in three ranges, through every node in turn,
+/// while nodes are killed with -9 one at a time and then all at once: each EXEC applies
+/// whole or not at all, so the total never changes, in any read and on any node after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_exec_transfers_across_ranges_survive_kill_nine_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = ProcessCluster::start(dir.path(), "redb");
+    for i in 0..3 {
+        cluster.wait_serving(i).await;
+    }
+    let addrs: Vec<String> = cluster.addrs.iter().map(|a| a.0.clone()).collect();
+    let mut c = Client::connect(&addrs[0]).await.unwrap();
+    let mut mset = vec!["MSET"];
+    for a in ACCOUNTS {
+        mset.extend([a, "1000"]);
+    }
+    assert_eq!(c.cmd(&mset).await.unwrap(), Frame::ok());
+    let stop = Arc::new(AtomicBool::new(false));
+    let transferers: Vec<_> = (0..4usize)
+        .map(|id| {
+            let addrs = addrs.clone();
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut done = 0u64;
+                let mut node = id;
+                let mut client: Option<Client> = None;
+                let mut n = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    if client.is_none() {
+                        node = (node + 1) % addrs.len();
+                        match tokio::time::timeout(
+                            Duration::from_secs(1),
+                            Client::connect(&addrs[node]),
+                        )
+                        .await
+                        {
+                            Ok(Ok(c)) => client = Some(c),
+                            _ => {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                continue;
+                            }
+                        }
+                    }
+                    n += 1;
+                    let c = client.as_mut().expect("connected");
+                    let (from, to) = (ACCOUNTS[(id + n) % 3], ACCOUNTS[(id + n + 1) % 3]);
+                    let amount = (n % 7 + 1).to_string();
+                    let commands = [
+                        vec!["MULTI"],
+                        vec!["DECRBY", from, &amount],
+                        vec!["INCRBY", to, &amount],
+                        vec!["EXEC"],
+                    ];
+                    match tokio::time::timeout(Duration::from_secs(5), c.pipeline(&commands)).await
+                    {
+                        Ok(Ok(replies)) if matches!(&replies[3], Frame::Array(r) if r.len() == 2) =>
+                        {
+                            done += 1;
+                        }
+                        // An error or a lost connection: applied whole or not at all.
+                        _ => {
+                            client = None;
+                            continue;
+                        }
+                    }
+                    match tokio::time::timeout(Duration::from_secs(5), total(c)).await {
+                        Ok(Ok(sum)) => assert_eq!(sum, 3000, "a read saw a partial transfer"),
+                        _ => client = None,
+                    }
+                }
+                done
+            })
+        })
+        .collect();
+    for victim in [0, 1, 2] {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        cluster.kill(victim);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cluster.restart(victim);
+        cluster.wait_serving(victim).await;
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.kill_all_and_restart().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut done = 0;
+    for t in transferers {
+        done += t.await.unwrap();
+    }
+    assert!(done > 50, "only {done} transfers were acknowledged");
+    for (i, addr) in addrs.iter().enumerate() {
+        let mut c = Client::connect(addr).await.unwrap();
+        assert_eq!(total(&mut c).await.unwrap(), 3000, "node {}", i + 1);
+    }
+    eprintln!("{done} acknowledged transfers across three ranges, total intact on 3 nodes");
+}

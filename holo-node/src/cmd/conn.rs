@@ -37,6 +37,7 @@ pub fn reset(_: &Spec, s: &mut Session<'_>, _: &[Bytes]) -> Frame {
     s.client.multi = None;
     s.client.watched.clear();
     s.client.user = s.shared.config.auth.default_user();
+    s.shared.clients.update(s.client);
     Frame::simple("RESET")
 }
 
@@ -57,6 +58,7 @@ fn sign_in(s: &mut Session<'_>, user: &[u8], password: &[u8]) -> Result<(), Fram
     match s.shared.config.auth.check(user, password) {
         Some(name) => {
             s.client.user = Some(name);
+            s.shared.clients.update(s.client);
             Ok(())
         }
         None => {
@@ -157,6 +159,7 @@ pub fn hello(_: &Spec, s: &mut Session<'_>, rest: &[Bytes]) -> Frame {
     if name.is_some() {
         s.client.name = name;
     }
+    s.shared.clients.update(s.client);
     let t = |t: &'static str| Frame::Bulk(Bytes::from_static(t.as_bytes()));
     Frame::Map(vec![
         (t("server"), t("redis")),

@@ -80,14 +80,19 @@ where
     }
 }
 
-/// Waits until the node at `addr` answers PING.
+/// Waits until the node at `addr` answers PING (with PONG, or NOAUTH when it requires a
+/// password).
 pub async fn wait_pong(addr: &str) {
     let addr = addr.to_owned();
     eventually("the node to answer PING", Duration::from_secs(60), || {
         let addr = addr.clone();
         async move {
             let mut c = Client::connect(&addr).await.ok()?;
-            (c.cmd(&["PING"]).await.ok()? == Frame::simple("PONG")).then_some(())
+            match c.cmd(&["PING"]).await.ok()? {
+                Frame::Simple(s) if &s[..] == b"PONG" => Some(()),
+                Frame::Error(e) if e.starts_with(b"NOAUTH") => Some(()),
+                _ => None,
+            }
         }
     })
     .await;
