@@ -32,15 +32,14 @@ lint: deps ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: deps lint ## every test: unit, property, conformance, crash, harness suites, Docker clusters when an engine answers
+test: deps lint ## every test: unit, property, conformance, crash, harness suites, client libraries, Docker clusters when an engine answers
 	@if docker info >/dev/null 2>&1; then echo "make test: a Docker engine answers: the container tests (holo-harness/tests/docker.rs) run"; \
 	else echo "make test: NO Docker engine answers: the container tests are SKIPPED (they pass without running)"; fi
 	$(CARGO) test --workspace --doc --locked
-ifeq ($(NEXTEST),yes)
-	$(CARGO) nextest run --workspace --locked --profile ci
-else
-	$(CARGO) test --workspace --locked
-endif
+	@# redis-py for holo-node/tests/clients.rs, in a virtualenv of its own.
+	export HOLO_PYTHON="$$(scripts/python_env.sh)"; \
+	if [ "$(NEXTEST)" = yes ]; then $(CARGO) nextest run --workspace --locked --profile ci; \
+	else $(CARGO) test --workspace --locked; fi
 
 HARNESS = $(CARGO_TARGET_DIR)/release/holo-harness
 

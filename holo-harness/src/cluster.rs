@@ -114,6 +114,17 @@ impl ClusterSpec {
                 text.push('\n');
             }
         }
+        let beyond_loopback = members.iter().any(|m| {
+            m.id == id
+                && m.resp_addr
+                    .parse::<std::net::SocketAddr>()
+                    .is_ok_and(|a| !a.ip().is_loopback())
+        });
+        if beyond_loopback {
+            // Containers listen on the address of a Docker network the harness created for
+            // this cluster alone, which only the harness and the other nodes reach.
+            text.push_str("\n[auth]\nprotected_mode = false\n");
+        }
         for m in members {
             text.push_str(&format!(
                 "\n[[members]]\nid = {}\nresp_addr = {:?}\ngrpc_addr = {:?}\n",

@@ -37,6 +37,21 @@ pub enum Op {
     Mset { pairs: Vec<(String, String)> },
     /// `MGET k1 k2 ...`: reads every key atomically.
     Mget { keys: Vec<String> },
+    /// `MULTI; DECRBY from amount; INCRBY to amount; EXEC`: moves `amount` between two
+    /// integer registers (absent counts as 0) in one transaction; returns both new values.
+    Transfer {
+        from: String,
+        to: String,
+        amount: i64,
+    },
+    /// `MULTI; SET key token NX PX ttl_ms; PEXPIRETIME key; EXEC`: takes the lock `key` if
+    /// it is free (absent or expired), for `ttl_ms`; returns when it expires if taken.
+    /// Checked for mutual exclusion, not by the register model (see `check::locks`).
+    Acquire {
+        key: String,
+        token: String,
+        ttl_ms: i64,
+    },
 }
 
 impl Op {
@@ -46,13 +61,22 @@ impl Op {
             Op::Get { key } | Op::Set { key, .. } | Op::Incr { key } => vec![key.as_str()],
             Op::Mset { pairs } => pairs.iter().map(|(k, _)| k.as_str()).collect(),
             Op::Mget { keys } => keys.iter().map(String::as_str).collect(),
+            Op::Transfer { from, to, .. } => vec![from.as_str(), to.as_str()],
+            Op::Acquire { key, .. } => vec![key.as_str()],
         }
     }
 
     /// True when the operation changes state (an unknown read can be dropped; an unknown
     /// write cannot).
     pub fn is_write(&self) -> bool {
-        matches!(self, Op::Set { .. } | Op::Incr { .. } | Op::Mset { .. })
+        matches!(
+            self,
+            Op::Set { .. }
+                | Op::Incr { .. }
+                | Op::Mset { .. }
+                | Op::Transfer { .. }
+                | Op::Acquire { .. }
+        )
     }
 }
 
@@ -68,6 +92,11 @@ pub enum OpResult {
     Int { v: i64 },
     /// MGET: one value per key, in the order of the keys.
     Values { v: Vec<Option<String>> },
+    /// Transfer: the new values of `from` and `to`.
+    Ints { v: Vec<i64> },
+    /// Acquire: when the lock taken expires (Unix milliseconds, at the transaction's
+    /// executeAt plus the TTL), or `None` if it was held by someone else.
+    Lease { expires_ms: Option<i64> },
 }
 
 /// How an operation ended.

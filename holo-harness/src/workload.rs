@@ -33,7 +33,17 @@ pub enum Mode {
     /// MSET and MGET over groups of three keys (in different ranges), checked for strict
     /// serializability, mixed with single-key GET and SET.
     Multi,
+    /// MULTI/EXEC transfers between the counters of a group of three keys (in different
+    /// ranges) and MGET of the group: checked for strict serializability, so the total of a
+    /// group never changes in any read.
+    Transfer,
+    /// Locks taken with `SET key token NX PX ttl` (with PEXPIRETIME, in one MULTI/EXEC) and
+    /// left to expire: checked for mutual exclusion (see `check::locks`).
+    Lock,
 }
+
+/// The time-to-live of the lock workload's locks.
+pub const LOCK_TTL_MS: i64 = 150;
 
 /// What to run.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -128,8 +138,11 @@ pub async fn run(
     ensure!(spec.clients > 0, "--clients must be at least 1");
     ensure!(spec.keys > 0, "--keys must be at least 1");
     ensure!(spec.set_pct <= 100, "--set-pct must be between 0 and 100");
-    if spec.mode == Mode::Multi {
-        ensure!(spec.keys >= 3, "--mode multi needs --keys of at least 3");
+    if matches!(spec.mode, Mode::Multi | Mode::Transfer) {
+        ensure!(
+            spec.keys >= 3,
+            "--mode multi and transfer need --keys of at least 3"
+        );
     }
     let started = Instant::now();
     let deadline = started + spec.duration;
@@ -205,7 +218,9 @@ async fn client(
         if op.is_write() && rng.below(100) < usize::from(spec.disconnect_pct) {
             // Send the command and hang up without reading the reply: the write may or may
             // not happen, and the history says so.
-            let _ = c.send(&command_args(&op)).await;
+            for command in commands(&op) {
+                let _ = c.send(&command).await;
+            }
             conn = None;
             live.unknown.fetch_add(1, Ordering::Relaxed);
             out.push(Entry {
@@ -221,7 +236,11 @@ async fn client(
             });
             continue;
         }
-        let reply = c.call(&command_args(&op), spec.op_timeout).await;
+        let commands = commands(&op);
+        let reply = c
+            .pipeline(&commands, spec.op_timeout)
+            .await
+            .map(transaction_reply);
         let complete_ns = nanos(origin);
         let (outcome, result, error) = match reply {
             Ok(frame) => classify(&op, frame),
@@ -253,25 +272,66 @@ async fn client(
     out
 }
 
-/// The command that performs `op`.
-fn command_args(op: &Op) -> Vec<String> {
-    let mut args = Vec::new();
+/// The commands that perform `op`: one, or a MULTI/EXEC block.
+fn commands(op: &Op) -> Vec<Vec<String>> {
+    let s = |t: &str| t.to_owned();
+    let one = |args: Vec<String>| vec![args];
+    let transaction = |inner: Vec<Vec<String>>| {
+        let mut all = vec![vec![s("MULTI")]];
+        all.extend(inner);
+        all.push(vec![s("EXEC")]);
+        all
+    };
     match op {
-        Op::Get { key } => args.extend(["GET".into(), key.clone()]),
-        Op::Set { key, value } => args.extend(["SET".into(), key.clone(), value.clone()]),
-        Op::Incr { key } => args.extend(["INCR".into(), key.clone()]),
+        Op::Get { key } => one(vec![s("GET"), key.clone()]),
+        Op::Set { key, value } => one(vec![s("SET"), key.clone(), value.clone()]),
+        Op::Incr { key } => one(vec![s("INCR"), key.clone()]),
         Op::Mset { pairs } => {
-            args.push("MSET".into());
+            let mut args = vec![s("MSET")];
             for (k, v) in pairs {
                 args.extend([k.clone(), v.clone()]);
             }
+            one(args)
         }
         Op::Mget { keys } => {
-            args.push("MGET".into());
+            let mut args = vec![s("MGET")];
             args.extend(keys.iter().cloned());
+            one(args)
+        }
+        Op::Transfer { from, to, amount } => transaction(vec![
+            vec![s("DECRBY"), from.clone(), amount.to_string()],
+            vec![s("INCRBY"), to.clone(), amount.to_string()],
+        ]),
+        Op::Acquire { key, token, ttl_ms } => transaction(vec![
+            vec![
+                s("SET"),
+                key.clone(),
+                token.clone(),
+                s("NX"),
+                s("PX"),
+                ttl_ms.to_string(),
+            ],
+            vec![s("PEXPIRETIME"), key.clone()],
+        ]),
+    }
+}
+
+/// The reply that says what a command block did: the only reply of one command, or EXEC's.
+/// A MULTI or a queued command answered other than `+OK`/`+QUEUED` is returned instead: an
+/// error there means EXEC did nothing.
+fn transaction_reply(mut replies: Vec<Frame>) -> Frame {
+    if replies.len() == 1 {
+        return replies.remove(0);
+    }
+    let exec = replies.pop().unwrap_or(Frame::Null);
+    for (i, r) in replies.into_iter().enumerate() {
+        let expected = if i == 0 { &b"OK"[..] } else { &b"QUEUED"[..] };
+        match r {
+            Frame::Simple(s) if s.as_ref() == expected => {}
+            other => return other,
         }
     }
-    args
+    exec
 }
 
 fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng: &mut Rng) -> Op {
@@ -325,6 +385,28 @@ fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng
                 (false, _) => Op::Mget { keys: group },
             }
         }
+        Mode::Transfer => {
+            let g = rng.below(spec.keys / 3);
+            let group: Vec<String> = (0..3)
+                .map(|j| key_name(&spec.key_prefix, g * 3 + j))
+                .collect();
+            if write {
+                let from = rng.below(3);
+                let to = (from + 1 + rng.below(2)) % 3;
+                Op::Transfer {
+                    from: group[from].clone(),
+                    to: group[to].clone(),
+                    amount: 1 + rng.below(9) as i64,
+                }
+            } else {
+                Op::Mget { keys: group }
+            }
+        }
+        Mode::Lock => Op::Acquire {
+            key: key_name(&spec.key_prefix, rng.below(spec.keys)),
+            token: value(),
+            ttl_ms: LOCK_TTL_MS,
+        },
     }
 }
 
@@ -366,6 +448,21 @@ fn classify(op: &Op, frame: Frame) -> (Outcome, Option<OpResult>, Option<String>
         (Op::Get { .. }, Frame::Null) => OpResult::Value { v: None },
         (Op::Get { .. }, Frame::Bulk(b)) => OpResult::Value { v: Some(text(b)) },
         (Op::Incr { .. }, Frame::Integer(n)) => OpResult::Int { v: *n },
+        (Op::Transfer { .. }, Frame::Array(items)) if items.len() == 2 => {
+            match (&items[0], &items[1]) {
+                (Frame::Integer(a), Frame::Integer(b)) => OpResult::Ints { v: vec![*a, *b] },
+                _ => return unexpected(&frame),
+            }
+        }
+        (Op::Acquire { .. }, Frame::Array(items)) if items.len() == 2 => {
+            match (&items[0], &items[1]) {
+                (Frame::Simple(s), Frame::Integer(at)) if s.as_ref() == b"OK" => OpResult::Lease {
+                    expires_ms: Some(*at),
+                },
+                (Frame::Null, Frame::Integer(_)) => OpResult::Lease { expires_ms: None },
+                _ => return unexpected(&frame),
+            }
+        }
         (Op::Mget { keys }, Frame::Array(items)) if items.len() == keys.len() => {
             let mut values = Vec::with_capacity(items.len());
             for item in items {

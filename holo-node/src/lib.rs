@@ -53,10 +53,16 @@
 //! own epoch's map ([`executor::Executor::apply`]). The [`controller`] holds the lease and
 //! drives splits and merges; [`admin`] serves `holoctl`.
 //!
+//! # Commands
+//! [`cmd`] holds the command table and each family's parsing and execution; [`server`] runs
+//! connections (MULTI queues, WATCH, authentication), [`keys`] the whole-keyspace commands,
+//! [`expiry`] the background purge of expired keys.
+//!
 //! # Not yet
 //! - Reads run as Accord read transactions at every replica (no ephemeral reads).
-//! - Key expiry (EX/PX), data types other than strings, membership changes and replica
-//!   moves (every range lives on every member).
+//! - Lists, sets, sorted sets, scripting, pub/sub; an atomic FLUSHALL; keyspace scans that
+//!   are more than this node's copy (see `docs/redis-commands.md`).
+//! - Membership changes and replica moves (every range lives on every member).
 //! - Peer authentication: the gRPC port trusts its peers (a protocol-violating peer can stop
 //!   a node; malformed messages and ops are refused). Keep it on a private network.
 //! - Backpressure from the executor: its queue is unbounded, and a full WAL buffer

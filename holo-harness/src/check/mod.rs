@@ -77,6 +77,7 @@
 //! 10 clients in under a second, and a violation at the very end of it (which needs the
 //! search to exhaust every configuration before) with shrinking to 3 operations in about 5 s.
 
+pub mod locks;
 mod model;
 mod render;
 mod search;
@@ -89,7 +90,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{Entry, Outcome};
+use crate::history::{Entry, Op, Outcome};
 pub use model::label;
 pub use render::{render_html, render_text, write_failure};
 
@@ -195,6 +196,14 @@ pub struct Report {
     /// Iterations of the search over every partition (shrinking excluded): its effort.
     pub search_steps: u64,
     pub failing: Vec<PartitionFailure>,
+    /// Locks taken (lock workload), checked for mutual exclusion instead of by the search.
+    #[serde(default)]
+    pub locks_taken: usize,
+    #[serde(default)]
+    pub locks_refused: usize,
+    /// Overlapping holds of one lock, one sentence each.
+    #[serde(default)]
+    pub lock_violations: Vec<String>,
 }
 
 struct Partition {
@@ -306,7 +315,11 @@ pub fn check_with(entries: &[Entry], opts: &Options, tuning: &Tuning) -> Report 
     let deadline = start + opts.deadline;
     let (mut dropped_failed, mut dropped_unknown_reads, mut unknown_writes) = (0, 0, 0);
     let mut checked = Vec::with_capacity(entries.len());
+    let locks = locks::check(entries);
     for (i, e) in entries.iter().enumerate() {
+        if matches!(e.op, Op::Acquire { .. }) {
+            continue;
+        }
         match e.outcome {
             Outcome::Fail => dropped_failed += 1,
             Outcome::Unknown if !e.op.is_write() => dropped_unknown_reads += 1,
@@ -391,7 +404,7 @@ pub fn check_with(entries: &[Entry], opts: &Options, tuning: &Tuning) -> Report 
         }
     }
 
-    let verdict = if partitions_failed > 0 {
+    let verdict = if partitions_failed > 0 || !locks.violations.is_empty() {
         Verdict::NotLinearizable
     } else if partitions_unfinished > 0 {
         Verdict::Unknown
@@ -413,6 +426,9 @@ pub fn check_with(entries: &[Entry], opts: &Options, tuning: &Tuning) -> Report 
         elapsed_ms: start.elapsed().as_millis() as u64,
         search_steps: steps.iter().sum(),
         failing,
+        locks_taken: locks.taken,
+        locks_refused: locks.refused,
+        lock_violations: locks.violations,
     }
 }
 

@@ -101,6 +101,14 @@ pub(crate) enum Step {
     Write { pairs: Box<[(u32, u32)]> },
     /// INCR: the key holds an integer (or nil); `out` is the returned value when known.
     Incr { key: u32, out: Option<i64> },
+    /// A transfer: `amount` moves from `from` to `to` (both integers or nil); `out` is
+    /// their new values when known.
+    Transfer {
+        from: u32,
+        to: u32,
+        amount: i64,
+        out: Option<(i64, i64)>,
+    },
     /// An `ok` entry whose result does not fit its operation: it can never take effect.
     Impossible,
 }
@@ -128,6 +136,14 @@ impl POp {
             },
             Step::Incr { key, .. } => Step::Incr {
                 key: *key,
+                out: None,
+            },
+            Step::Transfer {
+                from, to, amount, ..
+            } => Step::Transfer {
+                from: *from,
+                to: *to,
+                amount: *amount,
                 out: None,
             },
         };
@@ -206,6 +222,20 @@ fn compile_step(
             key: key_of(key),
             out: Some(*v),
         },
+        (Op::Transfer { from, to, amount }, None) if unknown => Step::Transfer {
+            from: key_of(from),
+            to: key_of(to),
+            amount: *amount,
+            out: None,
+        },
+        (Op::Transfer { from, to, amount }, Some(OpResult::Ints { v })) if v.len() == 2 => {
+            Step::Transfer {
+                from: key_of(from),
+                to: key_of(to),
+                amount: *amount,
+                out: Some((v[0], v[1])),
+            }
+        }
         _ => Step::Impossible,
     }
 }
@@ -273,6 +303,52 @@ pub(crate) fn apply(
             state[*key as usize] = interner.int(next);
             Ok(())
         }
+        Step::Transfer {
+            from,
+            to,
+            amount,
+            out,
+        } => {
+            let int = |key: u32, held: u32, interner: &Interner| match interner.value(held) {
+                Value::Nil => Ok(0),
+                Value::Int(n) => Ok(*n),
+                Value::Str(_) => Err(Refusal::NotInteger { key, held }),
+            };
+            let (held_from, held_to) = (state[*from as usize], state[*to as usize]);
+            let next_from = int(*from, held_from, interner)?
+                .checked_sub(*amount)
+                .ok_or(Refusal::Overflow { key: *from })?;
+            // The same key on both sides nets to nothing.
+            let base_to = if from == to {
+                next_from
+            } else {
+                int(*to, held_to, interner)?
+            };
+            let next_to = base_to
+                .checked_add(*amount)
+                .ok_or(Refusal::Overflow { key: *to })?;
+            if let Some((out_from, out_to)) = *out {
+                if out_from != next_from {
+                    return Err(Refusal::Incr {
+                        key: *from,
+                        out: out_from,
+                        expected: next_from,
+                    });
+                }
+                if out_to != next_to {
+                    return Err(Refusal::Incr {
+                        key: *to,
+                        out: out_to,
+                        expected: next_to,
+                    });
+                }
+            }
+            undo.push((*from, held_from));
+            state[*from as usize] = interner.int(next_from);
+            undo.push((*to, state[*to as usize]));
+            state[*to as usize] = interner.int(next_to);
+            Ok(())
+        }
         Step::Impossible => Err(Refusal::Impossible),
     }
 }
@@ -324,6 +400,18 @@ pub fn label(e: &Entry) -> String {
             format!("mget {} -> {}", keys.join(" "), vals.join(" "))
         }
         (Op::Mget { keys }, _) => format!("mget {}", keys.join(" ")),
+        (Op::Transfer { from, to, amount }, Some(OpResult::Ints { v }))
+            if e.outcome == Outcome::Ok =>
+        {
+            format!("transfer {amount} {from}->{to} -> {v:?}")
+        }
+        (Op::Transfer { from, to, amount }, _) => format!("transfer {amount} {from}->{to}"),
+        (Op::Acquire { key, token, ttl_ms }, Some(OpResult::Lease { expires_ms }))
+            if e.outcome == Outcome::Ok =>
+        {
+            format!("acquire {key}={token} px {ttl_ms} -> {expires_ms:?}")
+        }
+        (Op::Acquire { key, token, ttl_ms }, _) => format!("acquire {key}={token} px {ttl_ms}"),
     };
     match e.outcome {
         Outcome::Ok => {}

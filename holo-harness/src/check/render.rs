@@ -40,6 +40,18 @@ pub fn render_text(report: &Report) -> String {
         report.elapsed_ms as f64 / 1000.0,
         report.search_steps
     );
+    if report.locks_taken + report.locks_refused > 0 {
+        let _ = writeln!(
+            s,
+            "locks: {} taken, {} refused, {} mutual-exclusion violations",
+            report.locks_taken,
+            report.locks_refused,
+            report.lock_violations.len()
+        );
+        for v in &report.lock_violations {
+            let _ = writeln!(s, "  {v}");
+        }
+    }
     for (n, f) in report.failing.iter().enumerate() {
         let _ = writeln!(
             s,

@@ -419,6 +419,10 @@ fn needed(ops: &[POp], interner: &Interner) -> Vec<bool> {
             Step::Incr { key, .. } => {
                 counted.insert(*key);
             }
+            Step::Transfer { from, to, .. } => {
+                counted.insert(*from);
+                counted.insert(*to);
+            }
             Step::Write { .. } | Step::Impossible => {}
         }
     }

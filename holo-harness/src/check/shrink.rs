@@ -86,7 +86,7 @@ impl Shrinker<'_> {
         }
         let mut ghost = self.ghost.clone();
         for &r in remove {
-            if !kept[r] && matches!(self.ops[r].step, Step::Incr { .. }) {
+            if !kept[r] && matches!(self.ops[r].step, Step::Incr { .. } | Step::Transfer { .. }) {
                 ghost[r] = true;
             }
         }
@@ -143,7 +143,7 @@ pub(crate) fn shrink(
                 }
             }
             Step::Incr { key, .. } => incrs.entry(*key).or_default().push(i),
-            Step::Write { .. } | Step::Impossible => {}
+            Step::Write { .. } | Step::Transfer { .. } | Step::Impossible => {}
         }
     }
     let mut s = Shrinker {

@@ -138,6 +138,17 @@ fn generate(s: &Shape) -> Vec<Entry> {
             Op::Mget { keys } => OpResult::Values {
                 v: keys.iter().map(|k| state.get(k).cloned()).collect(),
             },
+            Op::Transfer { from, to, amount } => {
+                let mut add = |k: &String, d: i64| {
+                    let n = state.get(k).map_or(0, |v| v.parse::<i64>().unwrap()) + d;
+                    state.insert(k.clone(), n.to_string());
+                    n
+                };
+                let a = add(from, -amount);
+                let b = add(to, *amount);
+                OpResult::Ints { v: vec![a, b] }
+            }
+            Op::Acquire { .. } => unreachable!("the generator makes no locks"),
         };
         if e.outcome == Outcome::Ok {
             e.result = Some(result);
@@ -565,4 +576,73 @@ fn the_search_agrees_with_brute_force_on_small_histories() {
         legal > 300 && illegal > 300,
         "{legal} legal, {illegal} illegal"
     );
+}
+
+fn entry(id: u64, op: Op, result: Option<OpResult>, invoke_ns: u64, complete_ns: u64) -> Entry {
+    Entry {
+        id,
+        client: id as u32,
+        node: None,
+        outcome: if result.is_some() {
+            Outcome::Ok
+        } else {
+            Outcome::Unknown
+        },
+        op,
+        result,
+        error: None,
+        invoke_ns,
+        complete_ns,
+    }
+}
+
+#[test]
+fn transfers_are_checked_as_one_step_over_both_counters() {
+    let transfer = |amount| Op::Transfer {
+        from: "a".into(),
+        to: "b".into(),
+        amount,
+    };
+    let mget = || Op::Mget {
+        keys: vec!["a".into(), "b".into()],
+    };
+    let values = |a: &str, b: &str| {
+        Some(OpResult::Values {
+            v: vec![Some(a.into()), Some(b.into())],
+        })
+    };
+    let fine = vec![
+        entry(
+            0,
+            transfer(5),
+            Some(OpResult::Ints { v: vec![-5, 5] }),
+            0,
+            10,
+        ),
+        entry(1, mget(), values("-5", "5"), 20, 30),
+        entry(2, transfer(2), None, 40, 50),
+        entry(3, mget(), values("-7", "7"), 60, 70),
+    ];
+    assert_eq!(check(&fine, &opts()).verdict, Verdict::Linearizable);
+    // A read that saw only half of a transfer.
+    let torn = vec![
+        entry(
+            0,
+            transfer(5),
+            Some(OpResult::Ints { v: vec![-5, 5] }),
+            0,
+            10,
+        ),
+        entry(1, mget(), values("-5", "0"), 20, 30),
+    ];
+    assert_eq!(check(&torn, &opts()).verdict, Verdict::NotLinearizable);
+    // New values that do not follow from the old ones.
+    let wrong = vec![entry(
+        0,
+        transfer(5),
+        Some(OpResult::Ints { v: vec![-5, 6] }),
+        0,
+        10,
+    )];
+    assert_eq!(check(&wrong, &opts()).verdict, Verdict::NotLinearizable);
 }
