@@ -14,7 +14,9 @@ use crate::{
     RangeDescriptor, Rejection,
 };
 
-const STATE_VERSION: u8 = 1;
+const STATE_VERSION: u8 = 2;
+/// The state before FLUSHALL existed: no flush epochs.
+const STATE_VERSION_1: u8 = 1;
 const COMMAND_VERSION: u8 = 1;
 /// Most elements of any list decoded (members, ranges, operations, history entries): far
 /// above any real map, low enough that a corrupt length cannot make decoding allocate
@@ -280,6 +282,7 @@ fn write_command(w: &mut Writer, c: &MetaCommand) {
             w.u64(*term);
             w.u64(*operation);
         }
+        MetaCommand::Flush => w.u8(5),
     }
 }
 
@@ -306,6 +309,7 @@ fn read_command(r: &mut Reader<'_>) -> Result<MetaCommand, DecodeError> {
             term: r.u64()?,
             operation: r.u64()?,
         },
+        5 => MetaCommand::Flush,
         t => return r.fail(format!("command tag {t}")),
     })
 }
@@ -323,6 +327,13 @@ fn write_kind(w: &mut Writer, k: &OpKind) {
             w.u64(into.0);
             w.u64(retired.0);
         }
+        OpKind::Flush { ranges } => {
+            w.u8(3);
+            w.len(ranges.len());
+            for r in ranges {
+                w.u64(r.0);
+            }
+        }
     }
 }
 
@@ -337,6 +348,14 @@ fn read_kind(r: &mut Reader<'_>) -> Result<OpKind, DecodeError> {
             into: RangeId(r.u64()?),
             retired: RangeId(r.u64()?),
         },
+        3 => {
+            let n = r.len()?;
+            OpKind::Flush {
+                ranges: (0..n)
+                    .map(|_| r.u64().map(RangeId))
+                    .collect::<Result<_, _>>()?,
+            }
+        }
         t => return r.fail(format!("operation tag {t}")),
     })
 }
@@ -431,6 +450,7 @@ fn op_name(r: &Reader<'_>, tag: u8) -> Result<&'static str, DecodeError> {
     match tag {
         1 => Ok("split"),
         2 => Ok("merge"),
+        3 => Ok("flush"),
         t => r.fail(format!("finished tag {t}")),
     }
 }
@@ -522,7 +542,11 @@ impl MetaState {
             match record.finished {
                 None => w.u8(0),
                 Some((name, us)) => {
-                    w.u8(if name == "split" { 1 } else { 2 });
+                    w.u8(match name {
+                        "split" => 1,
+                        "merge" => 2,
+                        _ => 3,
+                    });
                     w.u64(us);
                 }
             }
@@ -533,6 +557,10 @@ impl MetaState {
         w.len(self.initial_split_points.len());
         for p in &self.initial_split_points {
             w.bytes(p);
+        }
+        w.len(self.flushes.len());
+        for f in &self.flushes {
+            w.u64(*f);
         }
         w.0
     }
@@ -550,9 +578,9 @@ impl MetaState {
             what: "state",
         };
         let version = r.u8()?;
-        if version != STATE_VERSION {
+        if version != STATE_VERSION && version != STATE_VERSION_1 {
             return r.fail(format!(
-                "version {version}, this build reads {STATE_VERSION}"
+                "version {version}, this build reads {STATE_VERSION_1} and {STATE_VERSION}"
             ));
         }
         let map = read_map(&mut r)?;
@@ -619,6 +647,12 @@ impl MetaState {
         let applied_at = r.timestamp()?;
         let n = r.len()?;
         let initial_split_points = (0..n).map(|_| r.bytes()).collect::<Result<_, _>>()?;
+        let flushes = if version == STATE_VERSION_1 {
+            Vec::new()
+        } else {
+            let n = r.len()?;
+            (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?
+        };
         r.end()?;
         Ok(MetaState {
             map,
@@ -633,6 +667,7 @@ impl MetaState {
             merges,
             applied_at,
             initial_split_points,
+            flushes,
         })
     }
 }

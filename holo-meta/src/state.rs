@@ -43,6 +43,11 @@ pub enum MetaCommand {
     /// The history of operation `operation` is cut (its exclusive sync point applied): drop
     /// it, and the history entries nothing needs any more.
     Finish { term: u64, operation: u64 },
+    /// FLUSHALL: a new epoch in which every key written in an earlier one is gone (see
+    /// [`MetaState::flush_floor`]). Any node may propose it (no lease term): it is an
+    /// operation like a split over every range, cut and finished by the lease holder, and
+    /// refused while another operation is in flight.
+    Flush,
 }
 
 impl MetaCommand {
@@ -53,6 +58,7 @@ impl MetaCommand {
             | MetaCommand::Split { term, .. }
             | MetaCommand::Merge { term, .. }
             | MetaCommand::Finish { term, .. } => *term,
+            MetaCommand::Flush => 0,
         }
     }
 }
@@ -116,6 +122,10 @@ pub enum OpKind {
         into: RangeId,
         retired: RangeId,
     },
+    /// Every range of the epoch it left.
+    Flush {
+        ranges: Vec<RangeId>,
+    },
 }
 
 impl OpKind {
@@ -124,6 +134,7 @@ impl OpKind {
         match self {
             OpKind::Split { left, right, .. } => vec![*left, *right],
             OpKind::Merge { into, .. } => vec![*into],
+            OpKind::Flush { ranges } => ranges.clone(),
         }
     }
 
@@ -131,6 +142,7 @@ impl OpKind {
         match self {
             OpKind::Split { .. } => "split",
             OpKind::Merge { .. } => "merge",
+            OpKind::Flush { .. } => "flush",
         }
     }
 }
@@ -195,6 +207,8 @@ pub struct MetaState {
     pub(crate) applied_at: Timestamp,
     /// The split points the cluster was created with (checked against node files).
     pub(crate) initial_split_points: Vec<Bytes>,
+    /// Epochs created by FLUSHALL, ascending, as far back as a kept epoch needs.
+    pub(crate) flushes: Vec<u64>,
 }
 
 /// How a node's configuration disagrees with the map the cluster persisted.
@@ -234,6 +248,7 @@ impl MetaState {
             merges: 0,
             applied_at: Timestamp::ZERO,
             initial_split_points,
+            flushes: Vec::new(),
         }
     }
 
@@ -300,6 +315,7 @@ impl MetaState {
         let ids = match &op.kind {
             OpKind::Split { left, .. } => vec![*left],
             OpKind::Merge { into, retired } => vec![*into, *retired],
+            OpKind::Flush { ranges } => ranges.clone(),
         };
         let changed: Vec<&RangeDescriptor> =
             before.iter().filter(|r| ids.contains(&r.id)).collect();
@@ -473,6 +489,7 @@ impl MetaState {
                 self.check_lease(*term, now)?;
                 return self.finish(*operation, now).map(Some);
             }
+            MetaCommand::Flush => self.flush(now),
         }
         .map(|()| None)
     }
@@ -654,6 +671,34 @@ impl MetaState {
         Ok(())
     }
 
+    fn flush(&mut self, now: u64) -> Result<(), Rejection> {
+        if let Some(op) = self.operations.first() {
+            let range = op.kind.ranges().first().copied().unwrap_or(RangeId(0));
+            return Err(Rejection::Busy {
+                range,
+                operation: op.id,
+            });
+        }
+        let ranges = self.map.ranges.iter().map(|r| r.id).collect();
+        self.next_epoch();
+        self.flushes.push(self.map.epoch);
+        self.record_operation(OpKind::Flush { ranges }, now);
+        Ok(())
+    }
+
+    /// The epoch of the last FLUSHALL at or before `epoch` (0 if none): a transaction of
+    /// `epoch` sees no value written in an epoch below it. Transactions of earlier epochs
+    /// are ordered before the flush and still see those values; the flush's history cut
+    /// (like a split's) ends them before its operation finishes.
+    pub fn flush_floor(&self, epoch: u64) -> u64 {
+        self.flushes
+            .iter()
+            .rev()
+            .find(|f| **f <= epoch)
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn finish(&mut self, operation: u64, now: u64) -> Result<(&'static str, u64), Rejection> {
         let i = self
             .operations
@@ -675,6 +720,10 @@ impl MetaState {
         let named: std::collections::BTreeSet<RangeId> =
             self.history.values().flatten().map(|r| r.id).collect();
         self.retired.retain(|id, _| named.contains(id));
+        // A flush below the oldest kept epoch matters only as the floor of that epoch.
+        let oldest = self.oldest_epoch();
+        let floor = self.flush_floor(oldest);
+        self.flushes.retain(|f| *f > oldest || *f == floor);
         Ok((op.kind.name(), now.saturating_sub(op.started_us)))
     }
 
@@ -706,6 +755,12 @@ impl MetaState {
                 "the epoch {op:?} left is kept"
             );
         }
+        assert!(
+            self.flushes.windows(2).all(|w| w[0] < w[1])
+                && self.flushes.iter().all(|f| *f <= self.map.epoch),
+            "flush epochs ascend and are not ahead: {:?}",
+            self.flushes
+        );
         for (epoch, ranges) in &self.history {
             assert!(*epoch < self.map.epoch, "history is of earlier epochs");
             assert!(!ranges.is_empty());

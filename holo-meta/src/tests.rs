@@ -438,6 +438,7 @@ fn random_command(rng: &mut Rng, state: &MetaState) -> MetaCommand {
                 expect: (l.generation, r.generation + skew),
             }
         }
+        8 if rng.below(3) == 0 => MetaCommand::Flush,
         _ => MetaCommand::Finish {
             term,
             operation: state
@@ -478,7 +479,7 @@ fn random_commands_keep_every_invariant() {
             assert_eq!(MetaState::decode(&a.encode()).as_ref(), Ok(&a), "{ctx}");
             let changes_map = matches!(
                 command,
-                MetaCommand::Split { .. } | MetaCommand::Merge { .. }
+                MetaCommand::Split { .. } | MetaCommand::Merge { .. } | MetaCommand::Flush
             );
             if matches!(outcome, Outcome::Applied { .. }) {
                 let name = match command {
@@ -486,6 +487,7 @@ fn random_commands_keep_every_invariant() {
                     MetaCommand::Split { .. } => "split",
                     MetaCommand::Merge { .. } => "merge",
                     MetaCommand::Finish { .. } => "finish",
+                    MetaCommand::Flush => "flush",
                 };
                 *applied.entry(name).or_default() += 1;
             }
@@ -493,6 +495,10 @@ fn random_commands_keep_every_invariant() {
                 Outcome::Applied { epoch } => {
                     let expected = before.epoch() + u64::from(changes_map);
                     assert_eq!(*epoch, expected, "{ctx}");
+                    if matches!(command, MetaCommand::Flush) {
+                        assert_eq!(a.flush_floor(*epoch), *epoch, "{ctx}");
+                        assert_eq!(a.map().ranges(), before.map().ranges(), "{ctx}");
+                    }
                 }
                 Outcome::Rejected(_) => {
                     let mut unchanged = a.clone();
@@ -529,9 +535,57 @@ fn random_commands_keep_every_invariant() {
         }
     }
     // The sequences exercise every command, not only its rejections.
-    for name in ["lease", "split", "merge", "finish"] {
+    for name in ["lease", "split", "merge", "finish", "flush"] {
         assert!(applied.get(name).is_some_and(|&n| n >= 50), "{applied:?}");
     }
+}
+
+#[test]
+fn a_flush_is_an_operation_over_every_range_with_a_floor_per_epoch() {
+    let mut state = leased(&["m"]);
+    assert_eq!(state.flush_floor(1), 0);
+    assert_eq!(
+        state.apply(&MetaCommand::Flush, at(10)),
+        Outcome::Applied { epoch: 2 }
+    );
+    assert_eq!((state.flush_floor(1), state.flush_floor(2)), (0, 2));
+    let op = state.operations()[0].clone();
+    assert_eq!(op.kind.ranges(), vec![RangeId(1), RangeId(2)]);
+    let span = state.operation_span(&op);
+    assert_eq!(span.start, Bytes::new(), "from the first user key");
+    assert_eq!(span.end, Some(Bytes::from_static(&crate::RESERVED_PREFIX)));
+    // Nothing else while it is in flight, not even another flush.
+    assert!(matches!(
+        state.apply(&split(1, 1, "f"), at(11)),
+        Outcome::Rejected(Rejection::Busy { .. })
+    ));
+    assert!(matches!(
+        state.apply(&MetaCommand::Flush, at(12)),
+        Outcome::Rejected(Rejection::Busy { .. })
+    ));
+    assert_eq!(
+        state.apply(&finish(op.id), at(13)),
+        Outcome::Applied { epoch: 2 }
+    );
+    state.apply(&split(1, 1, "f"), at(14));
+    assert_eq!(state.flush_floor(3), 2, "a later epoch keeps the floor");
+    let back = MetaState::decode(&state.encode()).unwrap();
+    assert_eq!(back, state);
+    assert_eq!(
+        MetaCommand::decode(&MetaCommand::Flush.encode()).unwrap(),
+        MetaCommand::Flush
+    );
+}
+
+#[test]
+fn a_state_persisted_before_flushes_existed_still_loads() {
+    let mut state = leased(&["m"]);
+    state.apply(&split(1, 1, "f"), at(10));
+    // Version 1 is version 2 without the flush epochs at the end.
+    let mut v1 = state.encode();
+    v1.truncate(v1.len() - 8);
+    v1[0] = 1;
+    assert_eq!(MetaState::decode(&v1).unwrap(), state);
 }
 
 #[test]

@@ -79,6 +79,7 @@ pub fn describe_record(r: &Record) -> String {
             right.0, left.0, expect.1, expect.0
         ),
         MetaCommand::Finish { operation, .. } => format!("finish operation {operation}"),
+        MetaCommand::Flush => "flush every key (FLUSHALL)".to_string(),
     };
     let outcome = match (&r.outcome, r.finished) {
         (Outcome::Applied { .. }, Some((kind, us))) => {
@@ -324,6 +325,9 @@ impl pb::admin_server::Admin for AdminService {
                     ),
                     OpKind::Merge { into, retired } => {
                         format!("range {} merged into {}", retired.0, into.0)
+                    }
+                    OpKind::Flush { ranges } => {
+                        format!("every key flushed, over {} ranges", ranges.len())
                     }
                 },
             })

@@ -133,6 +133,9 @@ struct Overlay<'a> {
     slots: &'a mut HashMap<Bytes, Option<Slot>>,
     batch: &'a mut WriteBatch,
     version: Timestamp,
+    /// Values written in an epoch below this one were flushed (FLUSHALL) before the
+    /// transaction's executeAt: it does not see them.
+    floor: u64,
 }
 
 impl KvView for Overlay<'_> {
@@ -140,6 +143,7 @@ impl KvView for Overlay<'_> {
         self.slots
             .get(key)
             .and_then(|s| s.as_ref())
+            .filter(|s| s.version.epoch >= self.floor)
             .and_then(|s| s.value.clone())
     }
 
@@ -201,6 +205,10 @@ pub struct Executor {
     /// How often applied state is made durable ([`FLUSH_EVERY`]; tests make it zero).
     flush_every: Duration,
     core: tokio::sync::mpsc::Sender<Event>,
+    /// The FLUSHALL floor whose leftovers are deleted from storage, and where the deletion
+    /// goes on (see [`Executor::purge_flushed`]).
+    purged_floor: u64,
+    purge_from: Option<Vec<u8>>,
 }
 
 impl Executor {
@@ -247,6 +255,8 @@ impl Executor {
             flush_failures: 0,
             flush_every: FLUSH_EVERY,
             core,
+            purged_floor: 0,
+            purge_from: None,
         })
     }
 
@@ -272,9 +282,15 @@ impl Executor {
 
     fn apply_until_closed(&mut self, rx: &mpsc::Receiver<Vec<ApplyItem>>) -> Result<(), Fatal> {
         loop {
-            let first = match rx.recv_timeout(self.flush_every.max(Duration::from_millis(1))) {
+            let wait = if self.purge_due() {
+                Duration::from_millis(1)
+            } else {
+                self.flush_every.max(Duration::from_millis(1))
+            };
+            let first = match rx.recv_timeout(wait) {
                 Ok(items) => items,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.purge_flushed()?;
                     self.flush_if_due()?;
                     self.report_synced();
                     continue;
@@ -292,12 +308,66 @@ impl Executor {
                 .apply_queue
                 .fetch_sub(items.len() as i64, Ordering::Relaxed);
             self.apply(items)?;
+            self.purge_flushed()?;
             self.flush_if_due()?;
             self.report_synced();
         }
         // Shutting down: nothing is reported after this, and the WAL covers what is lost.
         if let Err(e) = self.store.flush() {
             tracing::warn!("final storage flush failed: {e}");
+        }
+        Ok(())
+    }
+
+    /// Whether storage may hold values a finished FLUSHALL left behind.
+    fn purge_due(&self) -> bool {
+        self.meta.flush_floor(self.meta.epoch()) > self.purged_floor
+            && !self
+                .meta
+                .operations()
+                .iter()
+                .any(|op| matches!(op.kind, holo_meta::OpKind::Flush { .. }))
+    }
+
+    /// Deletes a page of what a finished FLUSHALL left in storage: values written in an
+    /// epoch below the current floor, which no transaction sees. Only once the flush is
+    /// finished: until its history cut is done, transactions of the epoch before it may
+    /// still read them. Each replica deletes the same keys on its own (they are invisible
+    /// everywhere); a record replayed after a restart may write one again below the floor,
+    /// and the purge after the restart deletes it again.
+    ///
+    /// # Errors
+    /// [`Fatal::Apply`]: storage could not be read or written.
+    fn purge_flushed(&mut self) -> Result<(), Fatal> {
+        const PAGE: usize = 4096;
+        if !self.purge_due() {
+            return Ok(());
+        }
+        let floor = self.meta.flush_floor(self.meta.epoch());
+        let from = self.purge_from.take().unwrap_or_else(|| storage_key(b""));
+        let page = self
+            .store
+            .scan(&from, Some(&[USER_PREFIX + 1]), PAGE + 1)
+            .map_err(Fatal::Apply)?;
+        let mut batch = WriteBatch::new();
+        for (i, (k, v)) in page.iter().enumerate() {
+            if i == PAGE {
+                self.purge_from = Some(k.clone());
+                break;
+            }
+            if decode_value(v).is_some_and(|(version, _)| version.epoch < floor) {
+                batch.delete(k.clone());
+            }
+        }
+        if page.len() <= PAGE {
+            self.purged_floor = floor;
+        }
+        if !batch.is_empty() {
+            self.metrics
+                .flushed_purged
+                .fetch_add(batch.ops.len() as u64, Ordering::Relaxed);
+            self.store.write(&batch).map_err(Fatal::Apply)?;
+            self.dirty = true;
         }
         Ok(())
     }
@@ -399,7 +469,7 @@ impl Executor {
         let ready_len = self
             .waiting
             .iter()
-            .position(|item| item.txn.id.0.epoch > self.meta.epoch())
+            .position(|item| item.txn.id.0.epoch.max(item.execute_at.epoch) > self.meta.epoch())
             .unwrap_or(self.waiting.len());
         let items: Vec<ApplyItem> = self.waiting.drain(..ready_len).collect();
         self.metrics
@@ -482,6 +552,7 @@ impl Executor {
                 slots: &mut slots,
                 batch: &mut batch,
                 version: item.execute_at,
+                floor: self.meta.flush_floor(item.execute_at.epoch),
             };
             let frames = cmd::execute_all(&item.txn.op, &mut overlay, item.execute_at.hlc / 1000);
             if writes {
@@ -752,6 +823,45 @@ mod tests {
         item.txn.id.0.epoch = epoch;
         item.execute_at.epoch = epoch;
         item
+    }
+
+    /// A GET of `key` at `hlc` (epoch 1) whose reply comes back on the receiver.
+    fn get(hlc: u64, key: &str) -> (ApplyItem, tokio::sync::oneshot::Receiver<Frame>) {
+        let args: Vec<Bytes> = ["GET", key]
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let Some(cmd::Parsed::Txn(kv)) = cmd::parse(&args) else {
+            panic!("GET parses to a txn");
+        };
+        let txn_id = id(hlc, 0);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let item = ApplyItem {
+            txn: Txn::new(txn_id, &kv.reads, &kv.writes, kv.op),
+            execute_at: txn_id.0,
+            reply: vec![tx],
+        };
+        (item, rx)
+    }
+
+    #[test]
+    fn a_flush_hides_older_values_from_transactions_ordered_after_it_only() {
+        let (mut executor, _store, _rx) = executor();
+        step(&mut executor, vec![set(10, "a")]).unwrap();
+        step(&mut executor, vec![meta(20, &MetaCommand::Flush)]).unwrap();
+        assert_eq!(executor.meta.epoch(), 2);
+        // Ordered before the flush (executeAt in epoch 1, wherever this replica applies
+        // it): sees "a". Ordered after it (executeAt in epoch 2, though its id is of
+        // epoch 1, as when a conflict raised it): does not.
+        let (before, mut seen_before) = get(30, "a");
+        let (mut after, mut seen_after) = get(31, "a");
+        after.execute_at.epoch = 2;
+        step(&mut executor, vec![before, after]).unwrap();
+        assert_eq!(
+            seen_before.try_recv().unwrap(),
+            Frame::Bulk(Bytes::from("v"))
+        );
+        assert_eq!(seen_after.try_recv().unwrap(), Frame::Null);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Commands over the whole keyspace: KEYS, SCAN, RANDOMKEY, FLUSHALL and FLUSHDB, and
 //! HOLODEBUG.
 //!
-//! KEYS, SCAN and RANDOMKEY read this node's applied copy of the data (see the README's
+//! FLUSHALL is a meta-plane operation, atomic over every range (see [`flush`]). KEYS, SCAN
+//! and RANDOMKEY read this node's applied copy of the data (see the README's
 //! "Keyspace commands" for what that guarantees). A SCAN cursor is a number this node
 //! hands out for the key the scan goes on from, so a scan survives splits and merges of
 //! ranges between calls; it is good on the node that issued it, for the latest
@@ -9,21 +10,24 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use holo_resp::Frame;
 use tokio::sync::oneshot;
 
 use crate::cmd::node::{Filter, scan_keys, wall_ms};
-use crate::cmd::{self, KvTxn, Spec, not_integer, parse_i64, syntax_error};
+use crate::cmd::{Spec, not_integer, parse_i64, syntax_error};
+use crate::controller::{self, RequestError};
 use crate::core::Event;
 use crate::error::ClientError;
-use crate::server::{Shared, run_txn};
+use crate::server::Shared;
+use holo_meta::MetaCommand;
 
 /// SCAN cursors a node remembers; older ones are answered with an error.
 const CURSORS_MAX: usize = 65_536;
-/// Keys one FLUSHALL transaction deletes.
-const FLUSH_BATCH: usize = 512;
+/// How long FLUSHALL waits for an operation in flight, and then for its own history cut.
+const FLUSH_WAIT: Duration = Duration::from_secs(30);
 
 /// The SCAN cursors this node handed out.
 #[derive(Default)]
@@ -179,47 +183,56 @@ fn randomkey(shared: &Shared) -> Frame {
     Frame::Null
 }
 
-/// FLUSHALL [ASYNC | SYNC]: deletes every key this node's copy holds, in transactions of
-/// `FLUSH_BATCH` keys, until a scan finds none.
+/// FLUSHALL [ASYNC | SYNC] (and FLUSHDB): a meta-plane operation ([`MetaCommand::Flush`]).
+/// Committing it starts an epoch in which no key written before exists, at one point of the
+/// history over every range; its history cut then ends every transaction of the epoch
+/// before it, as a split's does, and only then is the reply sent: every command sent after
+/// the reply, through any node, sees the empty keyspace. A split or merge in flight is
+/// waited out first. SYNC and ASYNC are the same: the old values are deleted from storage in
+/// the background either way, and are invisible at once.
 async fn flush(rest: &[Bytes], shared: &Arc<Shared>) -> Frame {
     match rest.first().map(|a| a.to_ascii_uppercase()).as_deref() {
         None | Some(b"SYNC" | b"ASYNC") if rest.len() <= 1 => {}
         _ => return syntax_error(),
     }
-    let filter = Filter {
-        pattern: Bytes::from_static(b"*"),
-        type_name: None,
+    let deadline = tokio::time::Instant::now() + FLUSH_WAIT;
+    let epoch = loop {
+        match controller::propose(&shared.core, &MetaCommand::Flush).await {
+            Ok(epoch) => break epoch,
+            // Another operation is in flight: nothing happened; wait for it to finish.
+            Err(RequestError::Rejected(why)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!("FLUSHALL waits: {why}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(RequestError::Rejected(why)) => {
+                return Frame::error(format!(
+                    "TRYAGAIN FLUSHALL was not committed within {FLUSH_WAIT:?}: {why}"
+                ));
+            }
+            Err(e) => return Frame::error(format!("UNKNOWN FLUSHALL: {e}")),
+        }
     };
+    let mut meta = shared.meta.clone();
     loop {
-        let found = {
-            let shared = Arc::clone(shared);
-            let filter = Filter {
-                pattern: filter.pattern.clone(),
-                type_name: None,
-            };
-            tokio::task::spawn_blocking(move || {
-                scan_keys(&shared, &[], &filter, FLUSH_BATCH, u64::MAX)
-            })
-            .await
-        };
-        let keys = match found {
-            Ok(Ok((keys, _))) => keys,
-            Ok(Err(e)) => return storage_error(&e),
-            Err(_) => return Frame::error("ERR the storage scan failed"),
-        };
-        if keys.is_empty() {
+        let finished = !meta
+            .borrow_and_update()
+            .operations()
+            .iter()
+            .any(|op| op.epoch == epoch);
+        if finished {
             return Frame::ok();
         }
-        let Some(cmd::Parsed::Txn(txn)) = cmd::parse(
-            &std::iter::once(Bytes::from_static(b"DEL"))
-                .chain(keys)
-                .collect::<Vec<_>>(),
-        ) else {
-            return Frame::error("ERR internal: DEL does not parse");
-        };
-        let reply = run_txn(shared, KvTxn::new(Vec::new(), txn.writes, txn.op)).await;
-        if reply.is_error() {
-            return reply;
+        tokio::select! {
+            changed = meta.changed() => {
+                if changed.is_err() {
+                    return ClientError::Stopping.frame();
+                }
+            }
+            () = tokio::time::sleep_until(deadline) => {
+                return Frame::error(format!(
+                    "UNKNOWN FLUSHALL is committed (epoch {epoch}: no key written before it exists for transactions of that epoch on), but its history cut did not finish within {FLUSH_WAIT:?} (a node is down or slow: `holoctl meta-status` shows it); a node that has not applied it yet may still serve keys from before it"
+                ));
+            }
         }
     }
 }

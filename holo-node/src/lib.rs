@@ -60,8 +60,8 @@
 //!
 //! # Not yet
 //! - Reads run as Accord read transactions at every replica (no ephemeral reads).
-//! - Lists, sets, sorted sets, scripting, pub/sub; an atomic FLUSHALL; keyspace scans that
-//!   are more than this node's copy (see `docs/redis-commands.md`).
+//! - Lists, sets, sorted sets, scripting, pub/sub; keyspace scans that are more than this
+//!   node's copy (see `docs/redis-commands.md`).
 //! - Membership changes and replica moves (every range lives on every member).
 //! - Peer authentication: the gRPC port trusts its peers (a protocol-violating peer can stop
 //!   a node; malformed messages and ops are refused). Keep it on a private network.
@@ -362,7 +362,7 @@ pub async fn run(
     });
     let admin_service = pb::admin_server::AdminServer::new(admin::AdminService {
         node_id: me.0,
-        meta: meta_rx,
+        meta: meta_rx.clone(),
         metrics: Arc::clone(&metrics),
         wal: Arc::downgrade(&wal),
         store: Arc::downgrade(&store),
@@ -397,6 +397,7 @@ pub async fn run(
         scans: tokio::sync::Semaphore::new(max_concurrent_scans),
         clients: clients::Clients::default(),
         cursors: keys::Cursors::default(),
+        meta: meta_rx.clone(),
     });
     tasks.spawn(async move {
         server::accept_loop(listeners.resp, shared).await;

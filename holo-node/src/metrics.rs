@@ -133,6 +133,8 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     /// Expired keys deleted by purge transactions this node proposed.
     pub expired_purged: AtomicU64,
+    /// Stored values a finished FLUSHALL left behind, deleted by this node's executor.
+    pub flushed_purged: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub fast_path: AtomicU64,
     pub slow_path: AtomicU64,
@@ -195,6 +197,7 @@ impl Default for Metrics {
             input_refused: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             expired_purged: AtomicU64::new(0),
+            flushed_purged: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             fast_path: AtomicU64::new(0),
             slow_path: AtomicU64::new(0),
@@ -400,6 +403,12 @@ impl Metrics {
             "holo_expired_keys_purged_total",
             "Expired keys deleted from storage by the purge transactions this node proposed (it held the controller lease).",
             self.expired_purged.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_flushed_values_purged_total",
+            "Stored values a finished FLUSHALL left behind, deleted from this node's storage.",
+            self.flushed_purged.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

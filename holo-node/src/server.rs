@@ -46,6 +46,17 @@ pub struct Shared {
     pub clients: Clients,
     /// SCAN cursors handed out: where each goes on.
     pub cursors: crate::keys::Cursors,
+    /// The meta state as applied on this node.
+    pub meta: tokio::sync::watch::Receiver<Arc<holo_meta::MetaState>>,
+}
+
+impl Shared {
+    /// Values written in an epoch below this one were flushed (FLUSHALL): this node's
+    /// scans do not show them.
+    pub fn flush_floor(&self) -> u64 {
+        let meta = self.meta.borrow();
+        meta.flush_floor(meta.epoch())
+    }
 }
 
 /// Bytes of an incomplete command a connection holds without drawing on the node-wide

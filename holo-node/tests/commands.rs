@@ -489,3 +489,107 @@ async fn keyspace_commands_cover_every_range() {
     wait_dbsize(&cluster, 0, "every key deleted").await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_empties_every_range_at_one_point_of_the_history() {
+    let cluster = Cluster::start(3, "redb").await;
+    // Writers set four keys in four ranges to one value per MSET; readers read them in one
+    // MGET. Whatever FLUSHALL does in between, a read sees all four equal (or all absent):
+    // a flush that emptied some ranges before others would show a mix.
+    let keys = ["1f", "5f", "9f", "df"];
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..3usize {
+        let addr = cluster.resp(w).to_owned();
+        let stop = std::sync::Arc::clone(&stop);
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(&addr).await.unwrap();
+            let mut reads = 0;
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let value = format!("{w}-{n}");
+                let mut mset = vec!["MSET"];
+                for k in keys {
+                    mset.extend([k, value.as_str()]);
+                }
+                assert_eq!(c.cmd(&mset).await.unwrap(), Frame::ok());
+                let mut mget = vec!["MGET"];
+                mget.extend(keys);
+                let Frame::Array(values) = c.cmd(&mget).await.unwrap() else {
+                    panic!("MGET")
+                };
+                assert!(
+                    values.iter().all(|v| *v == values[0]),
+                    "a read saw a partial flush: {values:?}"
+                );
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let mut admin = cluster.client(1).await;
+    for _ in 0..3 {
+        assert_eq!(admin.cmd(&["FLUSHALL"]).await.unwrap(), Frame::ok());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in tasks {
+        assert!(t.await.unwrap() > 0);
+    }
+
+    // Once FLUSHALL answered, no node shows anything written before it.
+    let mut c = cluster.client(0).await;
+    assert_eq!(
+        c.cmd(&["MSET", "1g", "a", "9g", "b"]).await.unwrap(),
+        Frame::ok()
+    );
+    assert_eq!(
+        c.cmd(&["HSET", "5g", "f", "v"]).await.unwrap(),
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        c.cmd(&["SET", "dg", "v", "PX", "60000"]).await.unwrap(),
+        Frame::ok()
+    );
+    assert_eq!(c.cmd(&["FLUSHALL", "ASYNC"]).await.unwrap(), Frame::ok());
+    for i in 0..3 {
+        let mut n = cluster.client(i).await;
+        for key in ["1g", "9g", "5g", "dg", "1f", "df"] {
+            assert_eq!(
+                n.cmd(&["EXISTS", key]).await.unwrap(),
+                Frame::Integer(0),
+                "{key}"
+            );
+        }
+        assert_eq!(n.cmd(&["DBSIZE"]).await.unwrap(), Frame::Integer(0));
+        assert_eq!(n.cmd(&["KEYS", "*"]).await.unwrap(), Frame::Array(vec![]));
+    }
+    // Keys written after it live on.
+    assert_eq!(c.cmd(&["SET", "1g", "after"]).await.unwrap(), Frame::ok());
+    assert_eq!(
+        cluster.client(2).await.cmd(&["GET", "1g"]).await.unwrap(),
+        bulk("after")
+    );
+    assert!(c.cmd(&["FLUSHALL", "NOW"]).await.unwrap().is_error());
+
+    // The old values leave storage in the background, the same on every replica.
+    let grpcs: Vec<String> = cluster.addrs.iter().map(|(_, g)| g.clone()).collect();
+    common::data_agrees(&grpcs).await;
+    eventually("flushed values purged", Duration::from_secs(30), || async {
+        let mut purged = 0;
+        for i in 0..3 {
+            let Frame::Bulk(text) = cluster.client(i).await.cmd(&["HOLOMETRICS"]).await.ok()?
+            else {
+                return None;
+            };
+            purged += String::from_utf8_lossy(&text)
+                .lines()
+                .find_map(|l| l.strip_prefix("holo_flushed_values_purged_total "))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        (purged > 0).then_some(())
+    })
+    .await;
+    cluster.shutdown().await;
+}

@@ -162,9 +162,11 @@ pub fn holometrics(_: &Spec, s: &mut Session<'_>, _: &[Bytes]) -> Frame {
 /// Live keys and keys with an expiry in this node's copy, at this node's wall clock.
 fn count(shared: &Shared) -> anyhow::Result<(u64, u64)> {
     let now = wall_ms();
+    let floor = shared.flush_floor();
     let (mut keys, mut expires) = (0, 0);
     scan_user_keys(&shared.store, &[], None, |_, v| {
-        if let Some((_, Some(value))) = decode_value(v)
+        if let Some((version, Some(value))) = decode_value(v)
+            && version.epoch >= floor
             && !value.expired(now)
         {
             keys += 1;
@@ -285,13 +287,15 @@ pub fn scan_keys(
     let from = crate::executor::storage_key(start);
     let to = [crate::executor::USER_PREFIX + 1];
     let want = limit.clamp(1, 4096);
+    let floor = shared.flush_floor();
     let page = shared.store.scan(&from, Some(&to), want + 1)?;
     for (i, (k, v)) in page.iter().enumerate() {
         let key = &k[1..];
         if i == want {
             return Ok((found, Some(Bytes::copy_from_slice(key))));
         }
-        if let Some((_, Some(value))) = decode_value(v)
+        if let Some((version, Some(value))) = decode_value(v)
+            && version.epoch >= floor
             && !value.expired(now_ms)
             && filter.matches(key, &value)
         {
