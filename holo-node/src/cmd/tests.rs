@@ -573,3 +573,67 @@ fn glob_patterns() {
         "long patterns match nothing"
     );
 }
+
+#[test]
+fn edge_cases() {
+    let mut m = Map::default();
+    check(
+        &mut m,
+        &[
+            // The empty key and the empty value are ordinary.
+            ("SET  x", Frame::ok()),
+            ("GET ", bulk("x")),
+            ("EXISTS ", Frame::Integer(1)),
+            ("STRLEN ", Frame::Integer(1)),
+            ("GETRANGE a 0 9223372036854775807", bulk("")),
+            ("SET a hello", Frame::ok()),
+            (
+                "GETRANGE a -9223372036854775808 9223372036854775807",
+                bulk("hello"),
+            ),
+            ("GETRANGE a 9223372036854775807 0", bulk("")),
+            (
+                "EXPIRE a -9223372036854775808",
+                err("ERR invalid expire time in 'expire' command"),
+            ),
+            (
+                "PEXPIRE a 9223372036854775807",
+                err("ERR invalid expire time in 'pexpire' command"),
+            ),
+            ("PEXPIREAT a 9223372036854775807", Frame::Integer(1)),
+            ("PEXPIRETIME a", Frame::Integer(i64::MAX)),
+            ("GET a", bulk("hello")),
+            (
+                "SETEX a 9223372036854775807 v",
+                err("ERR invalid expire time in 'setex' command"),
+            ),
+            (
+                "GETEX a EX 0",
+                err("ERR invalid expire time in 'getex' command"),
+            ),
+            ("GETEX a FOO", err("ERR syntax error")),
+            ("GETEX nope PERSIST", Frame::Null),
+            ("PERSIST nope", Frame::Integer(0)),
+            ("TTL nope", Frame::Integer(-2)),
+            ("HSET h f v", Frame::Integer(1)),
+            (
+                "HSCAN h 0 COUNT 9223372036854775807",
+                Frame::Array(vec![bulk("0"), Frame::Array(vec![bulk("f"), bulk("v")])]),
+            ),
+            ("HSCAN h 0 COUNT 0", err("ERR syntax error")),
+            ("HSCAN h x", err("ERR invalid cursor")),
+            ("EXPIRE h 100", Frame::Integer(1)),
+            ("TTL h", Frame::Integer(100)),
+            ("HSET h g w", Frame::Integer(1)),
+            ("TTL h", Frame::Integer(100)),
+            (
+                "SETRANGE big 536870912 x",
+                err("ERR string exceeds maximum allowed size (proto-max-bulk-len)"),
+            ),
+            (
+                "SETBIT big 4294967296 1",
+                err("ERR bit offset is not an integer or out of range"),
+            ),
+        ],
+    );
+}
