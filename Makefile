@@ -64,9 +64,9 @@ check-linearizability: build-release ## workload + linearizability check (NODES,
 image: build-release ## the holo-node Docker image (FROM scratch: our binary and the libraries ldd lists)
 	$(HARNESS) image build --bin $(CARGO_TARGET_DIR)/release/holo-node
 
-check-docker: image ## short Docker suite: baseline, isolate, one-way, bridge, kill-restart, pause, split-merge-kill-controller (DURATION)
+check-docker: image ## short Docker suite: baseline, isolate, one-way, bridge, kill-restart, pause, split-merge-kill-controller, transfers-isolate (DURATION)
 	$(HARNESS) suite linearizability --runtime docker --duration $${DURATION:-8s} \
-		--scenario baseline,isolate,one-way,bridge,kill-restart,pause,split-merge-kill-controller --dir .holostore/docker
+		--scenario baseline,isolate,one-way,bridge,kill-restart,pause,split-merge-kill-controller,transfers-isolate --dir .holostore/docker
 	$(HARNESS) report .holostore/docker --out .holostore/report
 
 check-crash-recovery: build-release ## crash-recovery suite: kill -9 cycles, every acknowledged write read back (CYCLES, BACKEND)

@@ -234,6 +234,15 @@ pub fn scenarios() -> Vec<Scenario> {
             "a random node cut off from the others (minority/majority), healed 1.5 s later",
             Partition::Isolate,
         ),
+        Scenario {
+            mode: Mode::Transfer,
+            ..partition(
+                "transfers-isolate",
+                "MULTI/EXEC transfers across ranges while a random node is cut off, healed \
+                 1.5 s later",
+                Partition::Isolate,
+            )
+        },
         partition(
             "one-way",
             "a random node hears nobody but is heard, healed 1.5 s later",
