@@ -131,6 +131,10 @@ pub struct AccordConfig {
     /// How often this node proposes a sync point (0: never). Once every member applied one,
     /// all drop the records of the transactions below it and release WAL segments.
     pub sync_interval_ms: u64,
+    /// The most two members' clocks may differ. A reply that found a key expired waits
+    /// until this node's clock is this far past the expiry, so no node can still order a
+    /// later command before it (docs/redis-commands.md, "Expiry and the clock").
+    pub max_clock_offset_ms: u64,
 }
 
 impl Default for AccordConfig {
@@ -141,6 +145,7 @@ impl Default for AccordConfig {
             recover_after_ms: 1_000,
             tick_ms: 2,
             sync_interval_ms: 1_000,
+            max_clock_offset_ms: 50,
         }
     }
 }

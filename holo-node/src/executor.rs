@@ -44,6 +44,13 @@ use crate::core::Event;
 use crate::error::{Fatal, Transient};
 use crate::metrics::Metrics;
 
+/// This node's wall clock in Unix milliseconds.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Prefix of user keys in storage.
 pub const USER_PREFIX: u8 = b'u';
 const HEADER: usize = 1 + 8 + 8 + 2 + 2;
@@ -118,7 +125,15 @@ pub fn decode_value(v: &[u8]) -> Option<(Timestamp, Option<Value>)> {
     if v[0] == TAG_TOMBSTONE {
         return Some((version, None));
     }
-    Some((version, Some(Value::decode(v[0], &v[HEADER..])?)))
+    match Value::decode(v[0], &v[HEADER..]) {
+        Some(value) => Some((version, Some(value))),
+        None => {
+            // Keep the version (idempotent replay and WATCH depend on it); the value is
+            // unreadable, which storage's own checksums should have caught.
+            tracing::warn!("a stored value of tag {} does not decode", v[0]);
+            Some((version, None))
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -160,9 +175,12 @@ impl KvView for Overlay<'_> {
     }
 
     fn version(&mut self, key: &[u8]) -> Timestamp {
+        // A flushed value counts as never written, whether or not this replica has purged
+        // it yet (replicas purge on their own schedule, and must agree on WATCH tokens).
         self.slots
             .get(key)
             .and_then(|s| s.as_ref())
+            .filter(|s| s.version.epoch >= self.floor)
             .map_or(Timestamp::ZERO, |s| s.version)
     }
 }
@@ -208,7 +226,13 @@ pub struct Executor {
     /// The FLUSHALL floor whose leftovers are deleted from storage, and where the deletion
     /// goes on (see [`Executor::purge_flushed`]).
     purged_floor: u64,
-    purge_from: Option<Vec<u8>>,
+    /// Where the purge of the floor goes on, and that floor.
+    purge_from: Option<(u64, Vec<u8>)>,
+    /// Replies that found a key expired, held until this node's clock is
+    /// `max_clock_offset_ms` past the expiry (see [`Executor::send_reply`]), by due time.
+    held: std::collections::BTreeMap<(u64, u64), (oneshot::Sender<Frame>, Frame)>,
+    held_seq: u64,
+    max_clock_offset_ms: u64,
 }
 
 impl Executor {
@@ -257,7 +281,48 @@ impl Executor {
             core,
             purged_floor: 0,
             purge_from: None,
+            held: std::collections::BTreeMap::new(),
+            held_seq: 0,
+            max_clock_offset_ms: 0,
         })
+    }
+
+    /// Holds replies that found a key expired until this node's clock is `ms` past the
+    /// expiry (`accord.max_clock_offset_ms`; 0 by default here, for tests).
+    pub fn with_max_clock_offset(mut self, ms: u64) -> Executor {
+        self.max_clock_offset_ms = ms;
+        self
+    }
+
+    /// Sends a reply, or holds it if it found a key expired less than
+    /// `max_clock_offset_ms` ago by this node's clock. Expiry is decided at executeAt; a
+    /// command a client sends after this reply may be coordinated by a node whose clock is
+    /// behind, with an executeAt before the expiry, and see the key alive again. Once this
+    /// node's clock is the largest offset past the expiry, every node's is past it.
+    fn send_reply(&mut self, reply: oneshot::Sender<Frame>, executed: cmd::op::Executed) {
+        let due = executed
+            .expired_seen
+            .saturating_add(self.max_clock_offset_ms);
+        if executed.expired_seen == 0 || wall_ms() >= due {
+            let _ = reply.send(executed.frame);
+            return;
+        }
+        self.held_seq += 1;
+        self.held
+            .insert((due, self.held_seq), (reply, executed.frame));
+    }
+
+    /// Sends the held replies that are due; returns how long until the next one is.
+    fn release_held(&mut self) -> Option<Duration> {
+        let now = wall_ms();
+        while let Some(entry) = self.held.first_entry() {
+            if entry.key().0 > now {
+                return Some(Duration::from_millis(entry.key().0 - now));
+            }
+            let (reply, frame) = entry.remove();
+            let _ = reply.send(frame);
+        }
+        None
     }
 
     /// Flushes applied state this often instead of every [`FLUSH_EVERY`].
@@ -282,10 +347,13 @@ impl Executor {
 
     fn apply_until_closed(&mut self, rx: &mpsc::Receiver<Vec<ApplyItem>>) -> Result<(), Fatal> {
         loop {
+            let held = self.release_held();
             let wait = if self.purge_due() {
                 Duration::from_millis(1)
             } else {
-                self.flush_every.max(Duration::from_millis(1))
+                self.flush_every
+                    .min(held.unwrap_or(Duration::MAX))
+                    .max(Duration::from_millis(1))
             };
             let first = match rx.recv_timeout(wait) {
                 Ok(items) => items,
@@ -344,7 +412,12 @@ impl Executor {
             return Ok(());
         }
         let floor = self.meta.flush_floor(self.meta.epoch());
-        let from = self.purge_from.take().unwrap_or_else(|| storage_key(b""));
+        // A newer flush while one purge is under way starts over: keys before the position
+        // may hold values of the epochs between the two.
+        let from = match self.purge_from.take() {
+            Some((f, from)) if f == floor => from,
+            _ => storage_key(b""),
+        };
         let page = self
             .store
             .scan(&from, Some(&[USER_PREFIX + 1]), PAGE + 1)
@@ -352,7 +425,7 @@ impl Executor {
         let mut batch = WriteBatch::new();
         for (i, (k, v)) in page.iter().enumerate() {
             if i == PAGE {
-                self.purge_from = Some(k.clone());
+                self.purge_from = Some((floor, k.clone()));
                 break;
             }
             if decode_value(v).is_some_and(|(version, _)| version.epoch < floor) {
@@ -464,7 +537,10 @@ impl Executor {
                 Err(e) => Frame::Error(format!("ERR malformed meta command: {e}").into()),
             };
             meta_applied += 1;
-            replies.extend(item.reply.into_iter().zip([frame]));
+            replies.extend(item.reply.into_iter().zip([cmd::op::Executed {
+                frame,
+                expired_seen: 0,
+            }]));
         }
         let ready_len = self
             .waiting
@@ -607,8 +683,8 @@ impl Executor {
             skipped,
             started.elapsed(),
         );
-        for (reply, frame) in replies {
-            let _ = reply.send(frame);
+        for (reply, executed) in replies {
+            self.send_reply(reply, executed);
         }
         Ok(())
     }
@@ -842,6 +918,73 @@ mod tests {
             reply: vec![tx],
         };
         (item, rx)
+    }
+
+    #[test]
+    fn a_reply_that_found_a_key_expired_waits_out_the_clock_offset() {
+        let (executor, _store, _rx) = executor();
+        let mut executor = executor.with_max_clock_offset(300);
+        let now_us = wall_ms() * 1000;
+        // "k" expires 100 ms ago; the read runs now.
+        let args: Vec<Bytes> = ["SET", "k", "v", "PX", "900"]
+            .iter()
+            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+            .collect();
+        let Some(cmd::Parsed::Txn(kv)) = cmd::parse(&args) else {
+            panic!("SET parses to a txn");
+        };
+        let txn_id = id(now_us - 1_000_000, 1);
+        let set = ApplyItem {
+            txn: Txn::new(txn_id, &kv.reads, &kv.writes, kv.op),
+            execute_at: txn_id.0,
+            reply: Vec::new(),
+        };
+        let (read, mut seen) = get(now_us, "k");
+        step(&mut executor, vec![set, read]).unwrap();
+        assert!(
+            seen.try_recv().is_err(),
+            "held: the expiry is within the offset"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let frame = loop {
+            executor.release_held();
+            if let Ok(frame) = seen.try_recv() {
+                break frame;
+            }
+            assert!(Instant::now() < deadline, "the held reply was never sent");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        assert_eq!(frame, Frame::Null);
+        assert!(
+            wall_ms() * 1000 >= now_us + 200_000,
+            "sent only once the offset passed"
+        );
+    }
+
+    #[test]
+    fn a_flushed_value_and_a_purged_one_give_the_same_watch_token() {
+        let watch = |write_first: bool| {
+            let (mut executor, _store, _rx) = executor();
+            if write_first {
+                step(&mut executor, vec![set(10, "a")]).unwrap();
+            }
+            step(&mut executor, vec![meta(20, &MetaCommand::Flush)]).unwrap();
+            let txn_id = TxnId(Timestamp {
+                epoch: 2,
+                ..id(30, 0).0
+            });
+            let (tx, mut rx) = tokio::sync::oneshot::channel();
+            let keys = [Bytes::from_static(b"a")];
+            let item = ApplyItem {
+                txn: Txn::new(txn_id, &keys, &[], cmd::multi::watch_op(&keys)),
+                execute_at: txn_id.0,
+                reply: vec![tx],
+            };
+            step(&mut executor, vec![item]).unwrap();
+            rx.try_recv().unwrap()
+        };
+        // Not purged yet on one replica, never written (or purged) on the other.
+        assert_eq!(watch(true), watch(false));
     }
 
     #[test]

@@ -270,7 +270,8 @@ pub async fn run(
         meta_tx,
         Arc::clone(&metrics),
         core_tx.clone(),
-    )?;
+    )?
+    .with_max_clock_offset(config.accord.max_clock_offset_ms);
     let (exec_tx, exec_rx) = std::sync::mpsc::channel();
     let (exec_done_tx, exec_done_rx) = tokio::sync::oneshot::channel();
     let executor_thread = std::thread::Builder::new()

@@ -216,6 +216,7 @@ async fn serve(
         user: shared.config.auth.default_user(),
         ..Client::default()
     };
+    shared.clients.update(&client);
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut wbuf = BytesMut::with_capacity(16 * 1024);
     let max_pipeline = shared.config.limits.max_pipeline;
@@ -517,7 +518,9 @@ fn dispatch(
         }
         return (index, Reply::Ready(cmd::wrong_args_frame(spec.name)));
     }
-    if client.multi.is_some() && !matches!(spec.kind, Kind::Multi) && spec.name != "quit" {
+    let immediate = matches!(spec.kind, Kind::Multi) && spec.name != "unwatch"
+        || matches!(spec.name, "quit" | "reset");
+    if client.multi.is_some() && !immediate {
         return (
             index,
             Reply::Ready(queue(spec, index, args, client, shared)),
@@ -592,6 +595,8 @@ fn queue(
             Parsed::Reply(frame) => Part::Ready(frame),
         },
         Kind::Local(_) => Part::Local(index, args),
+        // UNWATCH queued: EXEC still checks the watched keys, then forgets them anyway.
+        Kind::Multi if spec.name == "unwatch" => Part::Ready(Frame::ok()),
         Kind::Scan(_) | Kind::Node | Kind::Multi => {
             queue.aborted = true;
             return Frame::error(format!(

@@ -115,6 +115,7 @@ pub fn exec(code: Code, flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Result
                 } else {
                     at.saturating_sub(ctx.now_ms)
                 };
+                let shown = shown.min(i64::MAX as u64);
                 Frame::Integer(if flags & IN_MS != 0 {
                     shown as i64
                 } else if flags & AS_TIME != 0 {
@@ -152,7 +153,8 @@ pub fn exec(code: Code, flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Result
             if at <= i128::from(ctx.now_ms) {
                 ctx.kv.put(key, None);
             } else {
-                value.expires_at = Some(u64::try_from(at).unwrap_or(u64::MAX));
+                // Beyond i64 milliseconds nothing expires anyway; keep TTL replies in range.
+                value.expires_at = Some(at.min(i128::from(i64::MAX)) as u64);
                 ctx.kv.put(key, Some(value));
             }
             Frame::Integer(1)

@@ -50,6 +50,9 @@ pub fn exec(code: Code, _flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Resul
             args.0.iter().map(|k| Frame::Bulk(token(ctx, k))).collect(),
         ));
     }
+    if ctx.in_exec {
+        return Err(super::op::undecodable());
+    }
     let watched = usize::try_from(args.int(0)?).map_err(|_| super::op::undecodable())?;
     let ops_at = watched
         .checked_mul(2)
@@ -61,10 +64,12 @@ pub fn exec(code: Code, _flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Resul
             return Ok(Frame::Null);
         }
     }
-    Ok(Frame::Array(
-        args.from(ops_at)
-            .iter()
-            .map(|op| execute(op, ctx))
-            .collect(),
-    ))
+    ctx.in_exec = true;
+    let replies = args
+        .from(ops_at)
+        .iter()
+        .map(|op| execute(op, ctx))
+        .collect();
+    ctx.in_exec = false;
+    Ok(Frame::Array(replies))
 }

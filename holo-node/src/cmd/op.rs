@@ -198,6 +198,11 @@ pub trait KvView {
 pub struct Ctx<'a> {
     pub kv: &'a mut dyn KvView,
     pub now_ms: u64,
+    /// The latest expiry of a value the operation found expired (0: none): its reply
+    /// depends on time having passed it (see [`Executed::expired_seen`]).
+    pub expired_seen: u64,
+    /// Inside an EXEC: another EXEC is refused (ops from peers are not trusted to nest).
+    pub in_exec: bool,
 }
 
 /// The error of a command run on a key holding another type.
@@ -208,7 +213,16 @@ pub fn wrong_type() -> Frame {
 impl Ctx<'_> {
     /// The value of `key` unless it has expired.
     pub fn live(&mut self, key: &[u8]) -> Option<Value> {
-        self.kv.get(key).filter(|v| !v.expired(self.now_ms))
+        let value = self.kv.get(key)?;
+        if value.expired(self.now_ms) {
+            self.saw_expired(&value);
+            return None;
+        }
+        Some(value)
+    }
+
+    fn saw_expired(&mut self, value: &Value) {
+        self.expired_seen = self.expired_seen.max(value.expires_at.unwrap_or(0));
     }
 
     /// The string at `key`, with its expiry; WRONGTYPE for another type.
@@ -249,7 +263,11 @@ impl Ctx<'_> {
         match self.kv.get(key) {
             Some(v) => {
                 self.kv.put(key, None);
-                !v.expired(self.now_ms)
+                if v.expired(self.now_ms) {
+                    self.saw_expired(&v);
+                    return false;
+                }
+                true
             }
             None => false,
         }
@@ -293,26 +311,49 @@ pub fn split_ops(mut rest: &[u8], count: u32) -> Vec<Option<&[u8]>> {
     out
 }
 
+/// The reply to one client command, and what it observed of time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed {
+    pub frame: Frame,
+    /// The latest expiry (Unix ms) of a value the command found expired, 0 if none. Such a
+    /// reply says time passed that point; it is sent only once no node's clock can still be
+    /// before it (see `docs/redis-commands.md`, "Expiry and the clock").
+    pub expired_seen: u64,
+}
+
 /// Runs a single or batched op at time `now_ms` (the executeAt's); one reply per client
 /// command, in order.
-pub fn execute_all(op: &[u8], kv: &mut dyn KvView, now_ms: u64) -> Vec<Frame> {
-    let mut ctx = Ctx { kv, now_ms };
+pub fn execute_all(op: &[u8], kv: &mut dyn KvView, now_ms: u64) -> Vec<Executed> {
+    let mut ctx = Ctx {
+        kv,
+        now_ms,
+        expired_seen: 0,
+        in_exec: false,
+    };
+    let run = |sub: Option<&[u8]>, ctx: &mut Ctx<'_>| {
+        ctx.expired_seen = 0;
+        let frame = match sub {
+            Some(sub) => execute(sub, ctx),
+            None => Frame::error("ERR internal: undecodable batch"),
+        };
+        Executed {
+            frame,
+            expired_seen: ctx.expired_seen,
+        }
+    };
     if op.first() != Some(&BATCH) {
-        return vec![execute(op, &mut ctx)];
+        return vec![run(Some(op), &mut ctx)];
     }
     let Some(count) = op
         .get(1..5)
         .and_then(|c| c.try_into().ok())
         .map(u32::from_le_bytes)
     else {
-        return vec![Frame::error("ERR internal: undecodable batch")];
+        return vec![run(None, &mut ctx)];
     };
     split_ops(&op[5..], count)
         .into_iter()
-        .map(|sub| match sub {
-            Some(sub) => execute(sub, &mut ctx),
-            None => Frame::error("ERR internal: undecodable batch"),
-        })
+        .map(|sub| run(sub, &mut ctx))
         .collect()
 }
 

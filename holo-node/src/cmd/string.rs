@@ -25,9 +25,9 @@ fn too_big() -> Frame {
 
 /// The expiry an op's flags and argument give at `now_ms`.
 pub fn expiry_at(flags: u8, arg: Option<i64>, now_ms: u64) -> Option<u64> {
-    let ms = arg? as u64;
+    let ms = arg?.max(0) as u64;
     if flags & TTL_RELATIVE != 0 {
-        Some(now_ms.saturating_add(ms))
+        Some(now_ms.saturating_add(ms).min(i64::MAX as u64))
     } else if flags & TTL_ABSOLUTE != 0 {
         Some(ms)
     } else {

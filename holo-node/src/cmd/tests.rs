@@ -7,7 +7,7 @@ use bytes::Bytes;
 use holo_accord::Timestamp;
 use holo_resp::Frame;
 
-use super::op::{Code, KvView, encode, execute_all};
+use super::op::{Code, KvView, encode};
 use super::value::Value;
 use super::{Parsed, parse};
 
@@ -34,6 +34,14 @@ impl KvView for Map {
     }
 }
 
+/// The replies of `op` at `now`.
+fn run_op(op: &[u8], kv: &mut Map, now: u64) -> Vec<Frame> {
+    super::execute_all(op, kv, now)
+        .into_iter()
+        .map(|e| e.frame)
+        .collect()
+}
+
 fn args(command: &str) -> Vec<Bytes> {
     command
         .split(' ')
@@ -53,7 +61,7 @@ fn op(command: &str) -> Result<Bytes, Frame> {
 fn at(map: &mut Map, now: u64, command: &str) -> Frame {
     map.now = now;
     match op(command) {
-        Ok(op) => execute_all(&op, map, now).remove(0),
+        Ok(op) => run_op(&op, map, now).remove(0),
         Err(frame) => frame,
     }
 }
@@ -285,7 +293,7 @@ fn purge_removes_only_what_expired_at_its_time() {
         Bytes::from_static(b"plain"),
     ]);
     m.now = 2_000;
-    assert_eq!(execute_all(&purge, &mut m, 2_000), vec![Frame::Integer(1)]);
+    assert_eq!(run_op(&purge, &mut m, 2_000), vec![Frame::Integer(1)]);
     assert!(m.values[b"gone".as_slice()].1.is_none());
     assert!(m.values[b"stays".as_slice()].1.is_some());
 }
@@ -416,7 +424,7 @@ fn exec_runs_all_or_nothing_by_its_watch_tokens() {
     at(&mut m, 1_000, "SET a 1");
     let watch = super::multi::watch_op(&[Bytes::from_static(b"a")]);
     m.now = 1_001;
-    let Frame::Array(tokens) = execute_all(&watch, &mut m, 1_001).remove(0) else {
+    let Frame::Array(tokens) = run_op(&watch, &mut m, 1_001).remove(0) else {
         panic!("tokens");
     };
     let Frame::Bulk(token) = tokens[0].clone() else {
@@ -426,29 +434,26 @@ fn exec_runs_all_or_nothing_by_its_watch_tokens() {
     let exec = super::multi::exec_op(&[(Bytes::from_static(b"a"), token.clone())], &ops);
     m.now = 1_002;
     assert_eq!(
-        execute_all(&exec, &mut m, 1_002),
+        run_op(&exec, &mut m, 1_002),
         vec![Frame::Array(vec![Frame::Integer(2), bulk("2")])]
     );
     // `a` changed since the token was read: nothing runs.
     m.now = 1_003;
-    assert_eq!(execute_all(&exec, &mut m, 1_003), vec![Frame::Null]);
+    assert_eq!(run_op(&exec, &mut m, 1_003), vec![Frame::Null]);
     assert_eq!(at(&mut m, 1_004, "GET a"), bulk("2"));
     // A watched key that expires changes its token too.
     at(&mut m, 2_000, "SET t v PX 10");
     m.now = 2_001;
     let watch = super::multi::watch_op(&[Bytes::from_static(b"t")]);
-    let Frame::Array(tokens) = execute_all(&watch, &mut m, 2_001).remove(0) else {
+    let Frame::Array(tokens) = run_op(&watch, &mut m, 2_001).remove(0) else {
         panic!("tokens");
     };
     let Frame::Bulk(token) = tokens[0].clone() else {
         panic!("a token")
     };
     let exec = super::multi::exec_op(&[(Bytes::from_static(b"t"), token)], &[]);
-    assert_eq!(
-        execute_all(&exec, &mut m, 2_005),
-        vec![Frame::Array(vec![])]
-    );
-    assert_eq!(execute_all(&exec, &mut m, 2_010), vec![Frame::Null]);
+    assert_eq!(run_op(&exec, &mut m, 2_005), vec![Frame::Array(vec![])]);
+    assert_eq!(run_op(&exec, &mut m, 2_010), vec![Frame::Null]);
 }
 
 #[test]
@@ -461,10 +466,10 @@ fn a_batch_runs_its_commands_in_order() {
     let batch = super::encode_batch(ops.iter().map(|o| &o[..]));
     let mut m = Map::default();
     assert_eq!(
-        execute_all(&batch, &mut m, 5),
+        run_op(&batch, &mut m, 5),
         vec![Frame::ok(), Frame::Integer(2), bulk("2")]
     );
-    assert_eq!(execute_all(&ops[2], &mut m, 5), vec![bulk("2")]);
+    assert_eq!(run_op(&ops[2], &mut m, 5), vec![bulk("2")]);
 }
 
 #[test]
@@ -484,10 +489,17 @@ fn malformed_ops_are_errors_not_panics() {
         Bytes::from_static(&[0, 5, 0, 0, 0, 200]),
     ];
     for op in bad {
-        for frame in execute_all(&op, &mut m, 1) {
+        for frame in run_op(&op, &mut m, 1) {
             assert!(frame.is_error(), "{op:?} gave {frame:?}");
         }
     }
+    // An EXEC inside an EXEC (no client can send one) is refused, not recursed into.
+    let inner = super::multi::exec_op(&[], &[op("SET a 1").unwrap()]);
+    let nested = super::multi::exec_op(&[], &[inner]);
+    assert_eq!(
+        run_op(&nested, &mut m, 1),
+        vec![Frame::Array(vec![super::op::undecodable()])]
+    );
     assert!(m.values.is_empty());
 }
 
@@ -636,4 +648,25 @@ fn edge_cases() {
             ),
         ],
     );
+}
+
+#[test]
+fn a_reply_says_which_expiry_it_found_passed() {
+    let mut m = Map::default();
+    at(&mut m, 1_000, "SET k v PX 100");
+    at(&mut m, 1_000, "SET other v");
+    let seen = |m: &mut Map, now: u64, command: &str| {
+        m.now = now;
+        super::execute_all(&op(command).unwrap(), m, now)[0].expired_seen
+    };
+    assert_eq!(seen(&mut m, 1_050, "GET k"), 0, "not expired yet");
+    assert_eq!(seen(&mut m, 1_200, "GET k"), 1_100);
+    assert_eq!(seen(&mut m, 1_200, "EXISTS other k"), 1_100);
+    assert_eq!(seen(&mut m, 1_200, "GET other"), 0);
+    assert_eq!(
+        seen(&mut m, 1_200, "SET k w NX"),
+        1_100,
+        "the lock was free because it expired"
+    );
+    assert_eq!(seen(&mut m, 1_300, "GET k"), 0, "k is a new value now");
 }
