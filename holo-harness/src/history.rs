@@ -52,6 +52,10 @@ pub enum Op {
         token: String,
         ttl_ms: i64,
     },
+    /// `WATCH key; GET key`, and if it holds `token`: `MULTI; PEXPIRE key 1; PEXPIRETIME
+    /// key; DEL key; EXEC`: releases the lock only if it is still the caller's; returns when
+    /// the hold ended (PEXPIRETIME's answer) if it did.
+    Release { key: String, token: String },
 }
 
 impl Op {
@@ -62,7 +66,7 @@ impl Op {
             Op::Mset { pairs } => pairs.iter().map(|(k, _)| k.as_str()).collect(),
             Op::Mget { keys } => keys.iter().map(String::as_str).collect(),
             Op::Transfer { from, to, .. } => vec![from.as_str(), to.as_str()],
-            Op::Acquire { key, .. } => vec![key.as_str()],
+            Op::Acquire { key, .. } | Op::Release { key, .. } => vec![key.as_str()],
         }
     }
 
@@ -76,6 +80,7 @@ impl Op {
                 | Op::Mset { .. }
                 | Op::Transfer { .. }
                 | Op::Acquire { .. }
+                | Op::Release { .. }
         )
     }
 }
@@ -97,6 +102,9 @@ pub enum OpResult {
     /// Acquire: when the lock taken expires (Unix milliseconds, at the transaction's
     /// executeAt plus the TTL), or `None` if it was held by someone else.
     Lease { expires_ms: Option<i64> },
+    /// Release: when the hold ended (Unix ms), or `None` if the lock was no longer the
+    /// caller's (it had expired, or the EXEC was aborted).
+    Released { ended_ms: Option<i64> },
 }
 
 /// How an operation ended.

@@ -156,8 +156,9 @@ pub fn scenarios() -> Vec<Scenario> {
             fault: Some(Fault::Kill),
             ..base(
                 "locks",
-                "SET NX PX locks left to expire, checked for mutual exclusion; kill -9 of a \
-                 random node, restarted 1.5 s later",
+                "SET NX PX locks, half released by token (WATCH/GET/MULTI DEL), half left to \
+                 expire, checked for mutual exclusion; kill -9 of a random node, restarted \
+                 1.5 s later",
             )
         },
         Scenario {

@@ -37,8 +37,9 @@ pub enum Mode {
     /// ranges) and MGET of the group: checked for strict serializability, so the total of a
     /// group never changes in any read.
     Transfer,
-    /// Locks taken with `SET key token NX PX ttl` (with PEXPIRETIME, in one MULTI/EXEC) and
-    /// left to expire: checked for mutual exclusion (see `check::locks`).
+    /// Locks taken with `SET key token NX PX ttl` (with PEXPIRETIME, in one MULTI/EXEC);
+    /// half released by their holder with a token check (WATCH, GET, MULTI/DEL/EXEC), the
+    /// others left to expire: checked for mutual exclusion (see `check::locks`).
     Lock,
 }
 
@@ -197,6 +198,8 @@ async fn client(
     let mut conn: Option<Client> = None;
     let mut seq = 0u64;
     let mut out = Vec::new();
+    // The lock this client took last (lock mode), which it may release.
+    let mut held: Option<(String, String)> = None;
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
         if conn.is_none() {
             match Client::connect(&spec.nodes[node], spec.op_timeout).await {
@@ -213,7 +216,11 @@ async fn client(
         }
         let c = conn.as_mut().expect("connected");
         seq += 1;
-        let op = next_op(spec, role(id), id, seq, &mut rng);
+        let op = match held.take() {
+            // Half the locks taken are released by their holder, the others expire.
+            Some((key, token)) if rng.below(2) == 0 => Op::Release { key, token },
+            _ => next_op(spec, role(id), id, seq, &mut rng),
+        };
         let invoke_ns = nanos(origin);
         if op.is_write() && rng.below(100) < usize::from(spec.disconnect_pct) {
             // Send the command and hang up without reading the reply: the write may or may
@@ -236,16 +243,27 @@ async fn client(
             });
             continue;
         }
-        let commands = commands(&op);
-        let reply = c
-            .pipeline(&commands, spec.op_timeout)
-            .await
-            .map(transaction_reply);
+        let reply = match &op {
+            Op::Release { key, token } => release(c, key, token, spec.op_timeout).await,
+            _ => c
+                .pipeline(&commands(&op), spec.op_timeout)
+                .await
+                .map(transaction_reply),
+        };
         let complete_ns = nanos(origin);
         let (outcome, result, error) = match reply {
             Ok(frame) => classify(&op, frame),
             Err(e) => (Outcome::Unknown, None, Some(e.to_string())),
         };
+        if let (
+            Op::Acquire { key, token, .. },
+            Some(OpResult::Lease {
+                expires_ms: Some(_),
+            }),
+        ) = (&op, &result)
+        {
+            held = Some((key.clone(), token.clone()));
+        }
         match outcome {
             Outcome::Ok => live.ok.fetch_add(1, Ordering::Relaxed),
             Outcome::Fail => live.fail.fetch_add(1, Ordering::Relaxed),
@@ -313,7 +331,43 @@ fn commands(op: &Op) -> Vec<Vec<String>> {
             ],
             vec![s("PEXPIRETIME"), key.clone()],
         ]),
+        // Two round trips (see `release`); sent with `--disconnect-pct`, the first only.
+        Op::Release { key, .. } => vec![vec![s("WATCH"), key.clone()], vec![s("GET"), key.clone()]],
     }
+}
+
+/// Releases `key` if it still holds `token`: WATCH and GET, then either UNWATCH (not ours:
+/// answered as a nil EXEC) or `MULTI; PEXPIRE key 1; PEXPIRETIME key; DEL key; EXEC`.
+async fn release(
+    c: &mut Client,
+    key: &str,
+    token: &str,
+    timeout: Duration,
+) -> Result<Frame, crate::resp::CallError> {
+    let check = c.pipeline(&[["WATCH", key], ["GET", key]], timeout).await?;
+    match &check[..] {
+        [Frame::Simple(ok), Frame::Bulk(v)]
+            if ok.as_ref() == b"OK" && v.as_ref() == token.as_bytes() => {}
+        [Frame::Simple(ok), _] if ok.as_ref() == b"OK" => {
+            c.call(&["UNWATCH"], timeout).await?;
+            return Ok(Frame::Null);
+        }
+        [other, ..] => return Ok(other.clone()),
+        [] => return Ok(Frame::Null),
+    }
+    let replies = c
+        .pipeline(
+            &[
+                vec!["MULTI"],
+                vec!["PEXPIRE", key, "1"],
+                vec!["PEXPIRETIME", key],
+                vec!["DEL", key],
+                vec!["EXEC"],
+            ],
+            timeout,
+        )
+        .await?;
+    Ok(transaction_reply(replies))
 }
 
 /// The reply that says what a command block did: the only reply of one command, or EXEC's.
@@ -451,6 +505,15 @@ fn classify(op: &Op, frame: Frame) -> (Outcome, Option<OpResult>, Option<String>
         (Op::Transfer { .. }, Frame::Array(items)) if items.len() == 2 => {
             match (&items[0], &items[1]) {
                 (Frame::Integer(a), Frame::Integer(b)) => OpResult::Ints { v: vec![*a, *b] },
+                _ => return unexpected(&frame),
+            }
+        }
+        (Op::Release { .. }, Frame::Null) => OpResult::Released { ended_ms: None },
+        (Op::Release { .. }, Frame::Array(items)) if items.len() == 3 => {
+            match (&items[0], &items[1], &items[2]) {
+                (Frame::Integer(1), Frame::Integer(at), Frame::Integer(1)) => OpResult::Released {
+                    ended_ms: Some(*at),
+                },
                 _ => return unexpected(&frame),
             }
         }

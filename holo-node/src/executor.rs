@@ -759,20 +759,25 @@ mod tests {
         })
     }
 
-    fn set(hlc: u64, key: &str) -> ApplyItem {
-        let args: Vec<Bytes> = ["SET", key, "v"]
+    /// The transaction of a client command at `hlc` (epoch 1), without a waiting client.
+    fn command(hlc: u64, flags: u16, args: &[&str]) -> ApplyItem {
+        let args: Vec<Bytes> = args
             .iter()
             .map(|a| Bytes::copy_from_slice(a.as_bytes()))
             .collect();
         let Some(cmd::Parsed::Txn(kv)) = cmd::parse(&args) else {
-            panic!("SET parses to a txn");
+            panic!("{args:?} parses to a txn");
         };
-        let txn_id = id(hlc, 1);
+        let txn_id = id(hlc, flags);
         ApplyItem {
             txn: Txn::new(txn_id, &kv.reads, &kv.writes, kv.op),
             execute_at: txn_id.0,
             reply: Vec::new(),
         }
+    }
+
+    fn set(hlc: u64, key: &str) -> ApplyItem {
+        command(hlc, 1, &["SET", key, "v"])
     }
 
     fn sync_point(hlc: u64) -> ApplyItem {
@@ -903,20 +908,9 @@ mod tests {
 
     /// A GET of `key` at `hlc` (epoch 1) whose reply comes back on the receiver.
     fn get(hlc: u64, key: &str) -> (ApplyItem, tokio::sync::oneshot::Receiver<Frame>) {
-        let args: Vec<Bytes> = ["GET", key]
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
-        let Some(cmd::Parsed::Txn(kv)) = cmd::parse(&args) else {
-            panic!("GET parses to a txn");
-        };
-        let txn_id = id(hlc, 0);
+        let mut item = command(hlc, 0, &["GET", key]);
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let item = ApplyItem {
-            txn: Txn::new(txn_id, &kv.reads, &kv.writes, kv.op),
-            execute_at: txn_id.0,
-            reply: vec![tx],
-        };
+        item.reply.push(tx);
         (item, rx)
     }
 
@@ -926,19 +920,7 @@ mod tests {
         let mut executor = executor.with_max_clock_offset(300);
         let now_us = wall_ms() * 1000;
         // "k" expires 100 ms ago; the read runs now.
-        let args: Vec<Bytes> = ["SET", "k", "v", "PX", "900"]
-            .iter()
-            .map(|a| Bytes::copy_from_slice(a.as_bytes()))
-            .collect();
-        let Some(cmd::Parsed::Txn(kv)) = cmd::parse(&args) else {
-            panic!("SET parses to a txn");
-        };
-        let txn_id = id(now_us - 1_000_000, 1);
-        let set = ApplyItem {
-            txn: Txn::new(txn_id, &kv.reads, &kv.writes, kv.op),
-            execute_at: txn_id.0,
-            reply: Vec::new(),
-        };
+        let set = command(now_us - 1_000_000, 1, &["SET", "k", "v", "PX", "900"]);
         let (read, mut seen) = get(now_us, "k");
         step(&mut executor, vec![set, read]).unwrap();
         assert!(

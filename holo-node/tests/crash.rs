@@ -109,6 +109,23 @@ impl ProcessCluster {
         self.spawn(i, resp, grpc);
     }
 
+    /// The nemesis of the load tests: each of `victims` in turn killed with -9 after
+    /// `every_ms` of load, restarted 300 ms later and waited for; then every node at once,
+    /// with `settle_ms` of load before and after. The pauses pace the faults; nothing waits
+    /// on them for a result.
+    async fn kill_each_then_all(&mut self, victims: &[usize], every_ms: u64, settle_ms: u64) {
+        for &victim in victims {
+            tokio::time::sleep(Duration::from_millis(every_ms)).await;
+            self.kill(victim);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.restart(victim);
+            self.wait_serving(victim).await;
+        }
+        tokio::time::sleep(Duration::from_millis(settle_ms)).await;
+        self.kill_all_and_restart().await;
+        tokio::time::sleep(Duration::from_millis(settle_ms)).await;
+    }
+
     /// kill -9 of every node at once, then all restarted and serving.
     async fn kill_all_and_restart(&mut self) {
         for i in 0..3 {
@@ -223,16 +240,7 @@ async fn kill_nine_loses_no_acknowledged_write(backend: &str) {
         .map(|id| tokio::spawn(writer(id, addrs.clone(), Arc::clone(&stop))))
         .collect();
     // One node at a time, then all three at once.
-    for victim in [0, 1, 2, 0] {
-        tokio::time::sleep(Duration::from_millis(700)).await;
-        cluster.kill(victim);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.restart(victim);
-        cluster.wait_serving(victim).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster.kill_all_and_restart().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.kill_each_then_all(&[0, 1, 2, 0], 700, 500).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
     let mut counters = Vec::new();
@@ -468,16 +476,7 @@ async fn multi_exec_transfers_across_ranges_survive_kill_nine_whole_or_not_at_al
             })
         })
         .collect();
-    for victim in [0, 1, 2] {
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        cluster.kill(victim);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        cluster.restart(victim);
-        cluster.wait_serving(victim).await;
-    }
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    cluster.kill_all_and_restart().await;
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    cluster.kill_each_then_all(&[0, 1, 2], 600, 400).await;
     stop.store(true, Ordering::Relaxed);
     let mut done = 0;
     for t in transferers {

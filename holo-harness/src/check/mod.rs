@@ -317,7 +317,7 @@ pub fn check_with(entries: &[Entry], opts: &Options, tuning: &Tuning) -> Report 
     let mut checked = Vec::with_capacity(entries.len());
     let locks = locks::check(entries);
     for (i, e) in entries.iter().enumerate() {
-        if matches!(e.op, Op::Acquire { .. }) {
+        if matches!(e.op, Op::Acquire { .. } | Op::Release { .. }) {
             continue;
         }
         match e.outcome {

@@ -412,6 +412,12 @@ pub fn label(e: &Entry) -> String {
             format!("acquire {key}={token} px {ttl_ms} -> {expires_ms:?}")
         }
         (Op::Acquire { key, token, ttl_ms }, _) => format!("acquire {key}={token} px {ttl_ms}"),
+        (Op::Release { key, token }, Some(OpResult::Released { ended_ms }))
+            if e.outcome == Outcome::Ok =>
+        {
+            format!("release {key}={token} -> {ended_ms:?}")
+        }
+        (Op::Release { key, token }, _) => format!("release {key}={token}"),
     };
     match e.outcome {
         Outcome::Ok => {}
