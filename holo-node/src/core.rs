@@ -86,6 +86,9 @@ pub enum Event {
         id: TxnId,
         reply: oneshot::Sender<holo_accord::CutStatus>,
     },
+    /// Propose a sync point as a read barrier; its id, or `None` while an earlier sync
+    /// point waits ([`holo_accord::Node::propose_barrier`]).
+    Barrier(oneshot::Sender<Option<TxnId>>),
 }
 
 /// Most client commands proposed as one transaction.
@@ -367,6 +370,11 @@ impl Core {
             }
             Event::CutStatus { id, reply } => {
                 let _ = reply.send(self.node.cut_status(id));
+            }
+            Event::Barrier(reply) => {
+                let now = self.now_micros();
+                self.node.observe_time(now);
+                let _ = reply.send(self.node.propose_barrier());
             }
             Event::Meta {
                 topologies,

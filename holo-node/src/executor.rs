@@ -233,6 +233,9 @@ pub struct Executor {
     held: std::collections::BTreeMap<(u64, u64), (oneshot::Sender<Frame>, Frame)>,
     held_seq: u64,
     max_clock_offset_ms: u64,
+    /// The highest sync point over every range applied to storage here (read barriers
+    /// wait on it).
+    sync_applied: tokio::sync::watch::Sender<TxnId>,
 }
 
 impl Executor {
@@ -284,6 +287,7 @@ impl Executor {
             held: std::collections::BTreeMap::new(),
             held_seq: 0,
             max_clock_offset_ms: 0,
+            sync_applied: tokio::sync::watch::Sender::new(TxnId(Timestamp::ZERO)),
         })
     }
 
@@ -323,6 +327,11 @@ impl Executor {
             let _ = reply.send(frame);
         }
         None
+    }
+
+    /// The highest sync point over every range applied to storage here, as it moves.
+    pub fn sync_applied(&self) -> tokio::sync::watch::Receiver<TxnId> {
+        self.sync_applied.subscribe()
     }
 
     /// Flushes applied state this often instead of every [`FLUSH_EVERY`].
@@ -573,6 +582,8 @@ impl Executor {
             slots.insert(key, slot);
         }
 
+        // The highest sync point over every range in this batch.
+        let mut barrier: Option<TxnId> = None;
         // Applied counts per range, with the range's generation in the counting epoch.
         let mut touched: HashMap<u64, (u64, u64)> = HashMap::new();
         let mut load: HashMap<u64, u64> = HashMap::new();
@@ -584,7 +595,10 @@ impl Executor {
             if item.txn.id.is_sync_point() {
                 let scope = item.txn.scope.as_ref();
                 match scope {
-                    None => self.synced = self.synced.max(Some(item.txn.id)),
+                    None => {
+                        self.synced = self.synced.max(Some(item.txn.id));
+                        barrier = barrier.max(Some(item.txn.id));
+                    }
                     Some(_) => self.cuts.push(item.txn.id),
                 }
                 // Nothing below it (in its span) executes after it: from here on the
@@ -663,6 +677,13 @@ impl Executor {
         if !batch.is_empty() {
             self.store.write(&batch).map_err(Fatal::Apply)?;
             self.dirty = true;
+        }
+        if let Some(id) = barrier {
+            self.sync_applied.send_if_modified(|at| {
+                let newer = id > *at;
+                *at = (*at).max(id);
+                newer
+            });
         }
         if meta_applied > 0 {
             self.metrics.observe_meta(&self.meta);

@@ -1,14 +1,18 @@
 //! Commands over the whole keyspace: KEYS, SCAN, RANDOMKEY, FLUSHALL and FLUSHDB, and
 //! HOLODEBUG.
 //!
-//! FLUSHALL is a meta-plane operation, atomic over every range (see [`flush`]). KEYS, SCAN
-//! and RANDOMKEY read this node's applied copy of the data (see the README's
-//! "Keyspace commands" for what that guarantees). A SCAN cursor is a number this node
-//! hands out for the key the scan goes on from, so a scan survives splits and merges of
-//! ranges between calls; it is good on the node that issued it, for the latest
-//! `CURSORS_MAX` cursors.
+//! FLUSHALL is a meta-plane operation, atomic over every range (see [`flush`]). KEYS, SCAN,
+//! RANDOMKEY and DBSIZE read this node's applied copy of the data after a read barrier (see
+//! [`barrier`]): a sync point proposed once every clock is past the command's arrival, and
+//! applied here, so the copy holds every write acknowledged before the command came. While
+//! GC waits for a member no sync point is proposed, and they read the copy as it is
+//! (docs/redis-commands.md, "Keyspace commands"). A SCAN cursor is a number this node hands
+//! out for the key the scan goes on from, so a scan survives splits and merges of ranges
+//! between calls; it is good on the node that issued it, for the latest `CURSORS_MAX`
+//! cursors. Only a scan's first call (cursor 0) waits for a barrier.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -70,6 +74,13 @@ pub async fn run(spec: &'static Spec, args: Vec<Bytes>, shared: &Arc<Shared>) ->
         "holodebug" => holodebug(shared).await,
         "flushall" | "flushdb" => flush(&args[1..], shared).await,
         _ => {
+            let first_call = spec.name != "scan" || args.get(1).is_some_and(|c| &c[..] == b"0");
+            if first_call && !barrier(shared).await {
+                shared
+                    .metrics
+                    .keyspace_unbarriered
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             let Ok(_slot) = shared.scans.acquire().await else {
                 return ClientError::Stopping.frame();
             };
@@ -77,12 +88,51 @@ pub async fn run(spec: &'static Spec, args: Vec<Bytes>, shared: &Arc<Shared>) ->
             tokio::task::spawn_blocking(move || match spec.name {
                 "keys" => keys(&args[1], &shared),
                 "scan" => scan(&args[1..], &shared),
+                "dbsize" => crate::cmd::node::dbsize(&shared),
                 _ => randomkey(&shared),
             })
             .await
             .unwrap_or_else(|_| Frame::error("ERR the storage scan failed"))
         }
     }
+}
+
+/// How long a read barrier may take before the command reads the copy as it is.
+const BARRIER_WAIT: Duration = Duration::from_secs(2);
+
+/// Waits until this node's copy holds every write acknowledged before the call: true if it
+/// does, false if no barrier could be had in time (GC waits for a member, see
+/// [`holo_accord::Node::propose_barrier`]).
+///
+/// First this node's clock is let pass every member's at the call
+/// (`accord.max_clock_offset_ms`), so the sync point it proposes has an id above every
+/// transaction acknowledged before; once the sync point is applied here, so is every
+/// transaction below it that ever executes.
+async fn barrier(shared: &Shared) -> bool {
+    let deadline = tokio::time::Instant::now() + BARRIER_WAIT;
+    tokio::time::sleep(Duration::from_millis(
+        shared.config.accord.max_clock_offset_ms,
+    ))
+    .await;
+    let id = loop {
+        let (tx, rx) = oneshot::channel();
+        if shared.core.send(Event::Barrier(tx)).await.is_err() {
+            return false;
+        }
+        match rx.await {
+            Ok(Some(id)) => break id,
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                // An earlier sync point is still on its way: it finishes within
+                // milliseconds while every member keeps up.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            _ => return false,
+        }
+    };
+    let mut applied = shared.sync_applied.clone();
+    tokio::time::timeout_at(deadline, applied.wait_for(|at| *at >= id))
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 fn storage_error(e: &anyhow::Error) -> Frame {

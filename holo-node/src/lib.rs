@@ -60,8 +60,8 @@
 //!
 //! # Not yet
 //! - Reads run as Accord read transactions at every replica (no ephemeral reads).
-//! - Lists, sets, sorted sets, scripting, pub/sub; keyspace scans that are more than this
-//!   node's copy (see `docs/redis-commands.md`).
+//! - Lists, sets, sorted sets, scripting, pub/sub; a read barrier for keyspace scans while
+//!   a member is down (see `docs/redis-commands.md`).
 //! - Membership changes and replica moves (every range lives on every member).
 //! - Peer authentication: the gRPC port trusts its peers (a protocol-violating peer can stop
 //!   a node; malformed messages and ops are refused). Keep it on a private network.
@@ -272,6 +272,7 @@ pub async fn run(
         core_tx.clone(),
     )?
     .with_max_clock_offset(config.accord.max_clock_offset_ms);
+    let sync_applied = executor.sync_applied();
     let (exec_tx, exec_rx) = std::sync::mpsc::channel();
     let (exec_done_tx, exec_done_rx) = tokio::sync::oneshot::channel();
     let executor_thread = std::thread::Builder::new()
@@ -399,6 +400,7 @@ pub async fn run(
         clients: clients::Clients::default(),
         cursors: keys::Cursors::default(),
         meta: meta_rx.clone(),
+        sync_applied,
     });
     tasks.spawn(async move {
         server::accept_loop(listeners.resp, shared).await;

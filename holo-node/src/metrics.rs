@@ -135,6 +135,9 @@ pub struct Metrics {
     pub expired_purged: AtomicU64,
     /// Stored values a finished FLUSHALL left behind, deleted by this node's executor.
     pub flushed_purged: AtomicU64,
+    /// KEYS, SCAN, RANDOMKEY and DBSIZE answered from this node's copy without a read
+    /// barrier (none was available: GC waits for a member).
+    pub keyspace_unbarriered: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub fast_path: AtomicU64,
     pub slow_path: AtomicU64,
@@ -198,6 +201,7 @@ impl Default for Metrics {
             auth_failures: AtomicU64::new(0),
             expired_purged: AtomicU64::new(0),
             flushed_purged: AtomicU64::new(0),
+            keyspace_unbarriered: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             fast_path: AtomicU64::new(0),
             slow_path: AtomicU64::new(0),
@@ -409,6 +413,12 @@ impl Metrics {
             "holo_flushed_values_purged_total",
             "Stored values a finished FLUSHALL left behind, deleted from this node's storage.",
             self.flushed_purged.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_keyspace_reads_without_barrier_total",
+            "KEYS, SCAN, RANDOMKEY and DBSIZE answered from this node's copy without a read barrier (GC was waiting for a member).",
+            self.keyspace_unbarriered.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

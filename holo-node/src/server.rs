@@ -48,6 +48,8 @@ pub struct Shared {
     pub cursors: crate::keys::Cursors,
     /// The meta state as applied on this node.
     pub meta: tokio::sync::watch::Receiver<Arc<holo_meta::MetaState>>,
+    /// The highest sync point over every range applied to this node's storage.
+    pub sync_applied: tokio::sync::watch::Receiver<holo_accord::TxnId>,
 }
 
 impl Shared {

@@ -593,3 +593,62 @@ async fn flushall_empties_every_range_at_one_point_of_the_history() {
     .await;
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyspace_reads_see_every_write_acknowledged_through_another_node() {
+    let cluster = Cluster::start(3, "redb").await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(cluster.client(i).await);
+    }
+    for i in 0..6usize {
+        let key = format!("{:x}seen{i}", i * 3 % 16);
+        assert_eq!(
+            clients[i % 3].cmd(&["SET", &key, "v"]).await.unwrap(),
+            Frame::ok()
+        );
+        // At once, through the other nodes: their copies hold it by the time they answer.
+        let reader = &mut clients[(i + 1) % 3];
+        assert_eq!(
+            reader.cmd(&["DBSIZE"]).await.unwrap(),
+            Frame::Integer(i as i64 + 1)
+        );
+        let reader = &mut clients[(i + 2) % 3];
+        let Frame::Array(reply) = reader.cmd(&["SCAN", "0", "MATCH", &key]).await.unwrap() else {
+            panic!("SCAN")
+        };
+        let found = format!("{reply:?}");
+        assert!(
+            found.contains(&format!("{key:?}")[1..key.len() + 1]),
+            "{key} not in {found}"
+        );
+    }
+    let Frame::Bulk(text) = clients[0].cmd(&["HOLOMETRICS"]).await.unwrap() else {
+        panic!("HOLOMETRICS")
+    };
+    assert!(
+        String::from_utf8_lossy(&text).contains("holo_keyspace_reads_without_barrier_total 0"),
+        "every read had its barrier"
+    );
+    // With a member down GC waits for it, no barrier is proposed, and the commands answer
+    // from the copy as it is (counted), rather than wait for the member.
+    let mut cluster = cluster;
+    drop(clients);
+    cluster.stop(2).await;
+    let cluster = &cluster;
+    eventually(
+        "a keyspace read without a barrier",
+        Duration::from_secs(60),
+        || async move {
+            let mut c = cluster.client(0).await;
+            assert_eq!(c.cmd(&["DBSIZE"]).await.ok()?, Frame::Integer(6));
+            let Frame::Bulk(text) = c.cmd(&["HOLOMETRICS"]).await.ok()? else {
+                return None;
+            };
+            (!String::from_utf8_lossy(&text)
+                .contains("holo_keyspace_reads_without_barrier_total 0"))
+            .then_some(())
+        },
+    )
+    .await;
+}

@@ -46,6 +46,18 @@ impl Node {
         id
     }
 
+    /// Starts a sync point for the host to use as a read barrier (once it is applied here,
+    /// so is every txn with a lower id that ever executes), unless an earlier one still
+    /// waits, here or for a peer to apply it: then `None`, for the reason `sync_tick` gives
+    /// (sync points piling up behind a down peer cost quadratic memory). So a barrier is
+    /// available while GC keeps up, and not while a member is down.
+    pub fn propose_barrier(&mut self) -> Option<TxnId> {
+        let waits = self.proposing_sync_point()
+            || self.sync_applied > self.replica.gc_floor()
+            || self.replica.holds_unfinished_sync_point();
+        (!waits).then(|| self.propose_sync_point())
+    }
+
     /// Starts an exclusive sync point over `scope` in the current epoch: the history cut
     /// of a split or merge. Once applied it means every txn below it that touches `scope`
     /// and ever executes was applied there; replicas refuse the others (see

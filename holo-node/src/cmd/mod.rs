@@ -220,7 +220,7 @@ pub static TABLE: &[Spec] = &[
     spec!("config", -2, NONE, NOKEY, Local(node::config)),
     spec!("holometrics", 1, NONE, NOKEY, Local(node::holometrics)),
     spec!("info", -1, NONE, NOKEY, Scan(node::info)),
-    spec!("dbsize", 1, R, NOKEY, Scan(node::dbsize)),
+    spec!("dbsize", 1, R, NOKEY, Node),
     spec!("keys", 2, RS, NOKEY, Node),
     spec!("scan", -2, RS, NOKEY, Node),
     spec!("randomkey", 1, RS, NOKEY, Node),

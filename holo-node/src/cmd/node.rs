@@ -183,7 +183,8 @@ pub fn wall_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-pub fn dbsize(_: &Spec, shared: &Shared, _: &[Bytes]) -> Frame {
+/// DBSIZE: the live keys of this node's copy.
+pub fn dbsize(shared: &Shared) -> Frame {
     match count(shared) {
         Ok((n, _)) => Frame::Integer(n as i64),
         Err(e) => Frame::error(format!("ERR storage: {e}")),
