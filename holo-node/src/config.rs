@@ -39,6 +39,18 @@ pub struct NodeConfig {
     pub faults: FaultsConfig,
     #[serde(default)]
     pub auth: crate::auth::AuthConfig,
+    #[serde(default)]
+    pub keyspace: KeyspaceConfig,
+}
+
+/// `[keyspace]`: the commands over the whole keyspace (KEYS, SCAN, RANDOMKEY, DBSIZE).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeyspaceConfig {
+    /// GIVES UP SEEING RECENT WRITES: while a member is down (no read barrier can be had),
+    /// answer from this node's copy, which may lack writes acknowledged through other
+    /// nodes, instead of `-TRYAGAIN`.
+    pub stale_reads_while_degraded: bool,
 }
 
 /// `[controller]`: the controller lease, and the automatic splits and merges its holder

@@ -5,8 +5,9 @@
 //! RANDOMKEY and DBSIZE read this node's applied copy of the data after a read barrier (see
 //! [`barrier`]): a sync point proposed once every clock is past the command's arrival, and
 //! applied here, so the copy holds every write acknowledged before the command came. While
-//! GC waits for a member no sync point is proposed, and they read the copy as it is
-//! (docs/redis-commands.md, "Keyspace commands"). A SCAN cursor is a number this node hands
+//! GC waits for a member no sync point is proposed, and they answer `-TRYAGAIN`, or read
+//! the copy as it is with `keyspace.stale_reads_while_degraded` (docs/redis-commands.md,
+//! "Keyspace commands"). A SCAN cursor is a number this node hands
 //! out for the key the scan goes on from, so a scan survives splits and merges of ranges
 //! between calls; it is good on the node that issued it, for the latest `CURSORS_MAX`
 //! cursors. Only a scan's first call (cursor 0) waits for a barrier.
@@ -76,6 +77,12 @@ pub async fn run(spec: &'static Spec, args: Vec<Bytes>, shared: &Arc<Shared>) ->
         _ => {
             let first_call = spec.name != "scan" || args.get(1).is_some_and(|c| &c[..] == b"0");
             if first_call && !barrier(shared).await {
+                if !shared.config.keyspace.stale_reads_while_degraded {
+                    return Frame::error(format!(
+                        "TRYAGAIN {} needs a read barrier (a sync point) to see every acknowledged write, and none could be had within {BARRIER_WAIT:?}: GC waits for a member that is down or behind (`holoctl state` shows which). Retry, read single keys (always linearizable), or set keyspace.stale_reads_while_degraded = true to read this node's copy meanwhile",
+                        spec.name.to_ascii_uppercase()
+                    ));
+                }
                 shared
                     .metrics
                     .keyspace_unbarriered

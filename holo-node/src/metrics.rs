@@ -417,7 +417,7 @@ impl Metrics {
         counter(
             &mut out,
             "holo_keyspace_reads_without_barrier_total",
-            "KEYS, SCAN, RANDOMKEY and DBSIZE answered from this node's copy without a read barrier (GC was waiting for a member).",
+            "KEYS, SCAN, RANDOMKEY and DBSIZE answered from this node's copy without a read barrier (GC was waiting for a member; keyspace.stale_reads_while_degraded).",
             self.keyspace_unbarriered.load(Ordering::Relaxed),
         );
         counter(

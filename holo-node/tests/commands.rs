@@ -595,6 +595,36 @@ async fn flushall_empties_every_range_at_one_point_of_the_history() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_member_down_keyspace_reads_may_read_the_copy_when_told_to() {
+    let cluster = Cluster::start_with(
+        3,
+        "redb",
+        "\n[keyspace]\nstale_reads_while_degraded = true\n",
+    )
+    .await;
+    let mut c = cluster.client(0).await;
+    assert_eq!(c.cmd(&["SET", "k", "v"]).await.unwrap(), Frame::ok());
+    let mut cluster = cluster;
+    cluster.stop(2).await;
+    let cluster = &cluster;
+    eventually(
+        "a keyspace read without a barrier",
+        Duration::from_secs(60),
+        || async move {
+            let mut c = cluster.client(0).await;
+            assert_eq!(c.cmd(&["DBSIZE"]).await.ok()?, Frame::Integer(1));
+            let Frame::Bulk(text) = c.cmd(&["HOLOMETRICS"]).await.ok()? else {
+                return None;
+            };
+            (!String::from_utf8_lossy(&text)
+                .contains("holo_keyspace_reads_without_barrier_total 0"))
+            .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keyspace_reads_see_every_write_acknowledged_through_another_node() {
     let cluster = Cluster::start(3, "redb").await;
     let mut clients = Vec::new();
@@ -630,24 +660,24 @@ async fn keyspace_reads_see_every_write_acknowledged_through_another_node() {
         String::from_utf8_lossy(&text).contains("holo_keyspace_reads_without_barrier_total 0"),
         "every read had its barrier"
     );
-    // With a member down GC waits for it, no barrier is proposed, and the commands answer
-    // from the copy as it is (counted), rather than wait for the member.
+    // With a member down GC waits for it and no barrier is proposed: the commands answer
+    // -TRYAGAIN rather than a copy that may be stale (or wait for the member).
     let mut cluster = cluster;
     drop(clients);
     cluster.stop(2).await;
     let cluster = &cluster;
     eventually(
-        "a keyspace read without a barrier",
+        "a keyspace read refused without a barrier",
         Duration::from_secs(60),
         || async move {
             let mut c = cluster.client(0).await;
-            assert_eq!(c.cmd(&["DBSIZE"]).await.ok()?, Frame::Integer(6));
-            let Frame::Bulk(text) = c.cmd(&["HOLOMETRICS"]).await.ok()? else {
-                return None;
-            };
-            (!String::from_utf8_lossy(&text)
-                .contains("holo_keyspace_reads_without_barrier_total 0"))
-            .then_some(())
+            match c.cmd(&["DBSIZE"]).await.ok()? {
+                Frame::Error(e) if e.starts_with(b"TRYAGAIN DBSIZE needs a read barrier") => {
+                    Some(())
+                }
+                Frame::Integer(6) => None,
+                other => panic!("DBSIZE answered {other:?}"),
+            }
         },
     )
     .await;
