@@ -79,6 +79,12 @@
 //! sync point is applied after it, that everything below a sync point every node applied is
 //! applied everywhere, and that GC happens only then.
 //!
+//! A host may also ask for a sync point as a *read barrier* ([`Node::propose_barrier`]):
+//! once it is applied locally, so is every txn below it that ever executes, which is what a
+//! scan of the host's own storage needs to include every write acknowledged before it. One
+//! is refused while another is on its way here, or once GC has been behind for a few
+//! seconds (a peer is down): barriers then stop piling up behind it, as GC's own do.
+//!
 //! # Epochs
 //! A [`Topology`] belongs to an epoch. A node starts in one and adopts the next ones
 //! strictly in order ([`Node::adopt`]; out of order is an error and changes nothing); its

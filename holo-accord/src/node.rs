@@ -161,6 +161,9 @@ pub struct Node {
     last_sync: u64,
     /// The highest sync point this node applied durably (the host said so).
     sync_applied: TxnId,
+    /// Since when a sync point this node applied durably waits for a peer to apply it
+    /// (GC is behind); `None` while GC keeps up.
+    gc_behind_since: Option<u64>,
     /// The highest sync point each peer said it applied durably.
     sync_known: BTreeMap<NodeId, TxnId>,
     /// When this node last asked lagging peers for their sync point.
@@ -212,6 +215,7 @@ impl Node {
             reserving: None,
             last_sync: 0,
             sync_applied: TxnId::default(),
+            gc_behind_since: None,
             sync_known: BTreeMap::new(),
             last_sync_query: 0,
             sync_wanted: false,

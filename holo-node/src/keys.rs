@@ -27,6 +27,7 @@ use crate::controller::{self, RequestError};
 use crate::core::Event;
 use crate::error::ClientError;
 use crate::server::Shared;
+use holo_accord::TxnId;
 use holo_meta::MetaCommand;
 
 /// SCAN cursors a node remembers; older ones are answered with an error.
@@ -121,17 +122,26 @@ async fn barrier(shared: &Shared) -> bool {
         shared.config.accord.max_clock_offset_ms,
     ))
     .await;
+    let arrived = std::time::Instant::now();
     let id = loop {
+        // Any barrier proposed since this one arrived will do: commands arriving together
+        // share one sync point.
+        if let Some(id) = shared.barriers.since(arrived) {
+            break id;
+        }
         let (tx, rx) = oneshot::channel();
         if shared.core.send(Event::Barrier(tx)).await.is_err() {
             return false;
         }
         match rx.await {
-            Ok(Some(id)) => break id,
+            Ok(Some(id)) => {
+                shared.barriers.proposed(id);
+                break id;
+            }
             Ok(None) if tokio::time::Instant::now() < deadline => {
-                // An earlier sync point is still on its way: it finishes within
-                // milliseconds while every member keeps up.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+                // Another sync point is on its way; it finishes within milliseconds while
+                // every member keeps up.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
             _ => return false,
         }
@@ -140,6 +150,27 @@ async fn barrier(shared: &Shared) -> bool {
     tokio::time::timeout_at(deadline, applied.wait_for(|at| *at >= id))
         .await
         .is_ok_and(|r| r.is_ok())
+}
+
+/// The latest read barrier this node proposed, and when.
+#[derive(Default)]
+pub struct Barriers {
+    latest: Mutex<Option<(std::time::Instant, TxnId)>>,
+}
+
+impl Barriers {
+    fn proposed(&self, id: TxnId) {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if latest.is_none_or(|(_, l)| l < id) {
+            *latest = Some((std::time::Instant::now(), id));
+        }
+    }
+
+    /// A barrier proposed at or after `arrived`.
+    fn since(&self, arrived: std::time::Instant) -> Option<TxnId> {
+        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        latest.filter(|(at, _)| *at >= arrived).map(|(_, id)| id)
+    }
 }
 
 fn storage_error(e: &anyhow::Error) -> Frame {

@@ -401,6 +401,7 @@ pub async fn run(
         cursors: keys::Cursors::default(),
         meta: meta_rx.clone(),
         sync_applied,
+        barriers: keys::Barriers::default(),
     });
     tasks.spawn(async move {
         server::accept_loop(listeners.resp, shared).await;

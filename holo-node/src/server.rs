@@ -50,6 +50,8 @@ pub struct Shared {
     pub meta: tokio::sync::watch::Receiver<Arc<holo_meta::MetaState>>,
     /// The highest sync point over every range applied to this node's storage.
     pub sync_applied: tokio::sync::watch::Receiver<holo_accord::TxnId>,
+    /// Read barriers proposed, shared by the keyspace commands waiting for one.
+    pub barriers: crate::keys::Barriers,
 }
 
 impl Shared {

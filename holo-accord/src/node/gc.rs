@@ -5,6 +5,11 @@
 
 use super::*;
 
+/// How long GC may be behind (a sync point applied here and not yet by every replica)
+/// before [`Node::propose_barrier`] stops proposing sync points: long enough for lagging
+/// flushes (the host makes applies durable every half second), short for a down peer.
+const BARRIER_GC_BEHIND_MAX_US: u64 = 3_000_000;
+
 /// Most exclusive sync points a node keeps track of (the host proposes one per split or
 /// merge and asks again if it lost track).
 const CUTS_MAX: usize = 64;
@@ -47,13 +52,17 @@ impl Node {
     }
 
     /// Starts a sync point for the host to use as a read barrier (once it is applied here,
-    /// so is every txn with a lower id that ever executes), unless an earlier one still
-    /// waits, here or for a peer to apply it: then `None`, for the reason `sync_tick` gives
-    /// (sync points piling up behind a down peer cost quadratic memory). So a barrier is
-    /// available while GC keeps up, and not while a member is down.
+    /// so is every txn with a lower id that ever executes), unless one is still on its way
+    /// here, or GC has been behind for longer than `BARRIER_GC_BEHIND_MAX_US` (a peer is
+    /// down or lagging): then `None`. Sync points piling up behind a down peer cost
+    /// quadratic memory (each depends on everything since), so barriers stop soon after
+    /// GC does, and the pile-up is bounded by what that time allows.
     pub fn propose_barrier(&mut self) -> Option<TxnId> {
+        let behind_too_long = self
+            .gc_behind_since
+            .is_some_and(|since| self.now.saturating_sub(since) > BARRIER_GC_BEHIND_MAX_US);
         let waits = self.proposing_sync_point()
-            || self.sync_applied > self.replica.gc_floor()
+            || behind_too_long
             || self.replica.holds_unfinished_sync_point();
         (!waits).then(|| self.propose_sync_point())
     }
@@ -244,6 +253,11 @@ impl Node {
 
     /// Proposes a sync point when one is due and asks peers that lag for news.
     pub(super) fn sync_tick(&mut self) {
+        if self.sync_applied > self.replica.gc_floor() {
+            self.gc_behind_since.get_or_insert(self.now);
+        } else {
+            self.gc_behind_since = None;
+        }
         let proposing = self.proposing_sync_point();
         if self.sync_wanted && !proposing {
             // Asked for by progress (an unknown dep nobody answers for), whatever the

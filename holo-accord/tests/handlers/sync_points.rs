@@ -661,3 +661,31 @@ fn a_cut_is_done_once_every_replica_applied_its_exclusive_sync_point() {
     );
     assert!(nodes[0].replica().command(&a).is_some());
 }
+
+#[test]
+fn read_barriers_go_one_at_a_time_and_stop_once_gc_has_been_behind_for_long() {
+    let config = Config {
+        sync_interval_us: 0,
+        ..Config::default()
+    };
+    let mut nodes: Vec<Node> = (0..3)
+        .map(|id| Node::new(NodeId(id), topology(3), config))
+        .collect();
+    nodes[0].propose(&[], &[key("x")], Bytes::new());
+    settle(&mut nodes);
+    let b = nodes[0].propose_barrier().expect("nothing waits");
+    assert_eq!(nodes[0].propose_barrier(), None, "one on its way at a time");
+    settle(&mut nodes);
+    // Applied durably here and not yet by the peers: GC is behind, for a moment.
+    nodes[0].sync_durable(b);
+    settle(&mut nodes);
+    nodes[0].tick(1_000_000);
+    assert!(
+        nodes[0].propose_barrier().is_some(),
+        "GC behind for a moment does not stop them"
+    );
+    settle(&mut nodes);
+    // Still behind 4 s later (a peer is down): no more sync points to pile up.
+    nodes[0].tick(5_000_000);
+    assert_eq!(nodes[0].propose_barrier(), None);
+}
