@@ -162,6 +162,19 @@ struct Written {
     incr_unknown: i64,
 }
 
+/// Connects to the node after `node` (and makes it `node`); `None` after a short pause if
+/// it does not answer (it is down: the caller tries the next).
+async fn next_node(addrs: &[String], node: &mut usize) -> Option<Client> {
+    *node = (*node + 1) % addrs.len();
+    match tokio::time::timeout(Duration::from_secs(1), Client::connect(&addrs[*node])).await {
+        Ok(Ok(c)) => Some(c),
+        _ => {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            None
+        }
+    }
+}
+
 /// One writer: unique keys `w{id}-{n}` = `n`, and INCR of its own counter, alternately,
 /// through the nodes in turn. A write whose reply never came is unknown: its key is not
 /// checked, and the counter may or may not include it, but never twice.
@@ -177,15 +190,8 @@ async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Written
     let mut n = 0u64;
     while !stop.load(Ordering::Relaxed) {
         if client.is_none() {
-            node = (node + 1) % addrs.len();
-            match tokio::time::timeout(Duration::from_secs(1), Client::connect(&addrs[node])).await
-            {
-                Ok(Ok(c)) => client = Some(c),
-                _ => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            }
+            client = next_node(&addrs, &mut node).await;
+            continue;
         }
         n += 1;
         let c = client.as_mut().expect("connected");
@@ -431,19 +437,8 @@ async fn multi_exec_transfers_across_ranges_survive_kill_nine_whole_or_not_at_al
                 let mut n = 0usize;
                 while !stop.load(Ordering::Relaxed) {
                     if client.is_none() {
-                        node = (node + 1) % addrs.len();
-                        match tokio::time::timeout(
-                            Duration::from_secs(1),
-                            Client::connect(&addrs[node]),
-                        )
-                        .await
-                        {
-                            Ok(Ok(c)) => client = Some(c),
-                            _ => {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                                continue;
-                            }
-                        }
+                        client = next_node(&addrs, &mut node).await;
+                        continue;
                     }
                     n += 1;
                     let c = client.as_mut().expect("connected");
