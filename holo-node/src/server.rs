@@ -287,9 +287,24 @@ async fn serve(
             let (index, reply) = dispatch(frame, &mut client, shared, &mut proposals, &mut quit);
             let reply = match reply {
                 Reply::Watch(keys) => {
-                    // Later commands are proposed only once the tokens are read, so none of
-                    // them is ordered before the WATCH.
+                    // The commands before it are done before the tokens are read, and later
+                    // ones proposed only after: WATCH sits between them in the history, as
+                    // in Redis (a write before it would otherwise abort the EXEC after it).
                     propose(shared, &mut proposals).await?;
+                    for (_, earlier, _) in &mut replies {
+                        let stopping = || ClientError::Stopping.frame();
+                        let frame = match std::mem::replace(earlier, Reply::Ready(Frame::Null)) {
+                            Reply::Pending(rx) => rx.await.unwrap_or_else(|_| stopping()),
+                            Reply::Exec(rx, parts) => {
+                                exec_reply(rx.await.unwrap_or_else(|_| stopping()), parts)
+                            }
+                            other => {
+                                *earlier = other;
+                                continue;
+                            }
+                        };
+                        *earlier = Reply::Ready(frame);
+                    }
                     Reply::Ready(watch(keys, &mut client, shared).await)
                 }
                 other => other,

@@ -265,6 +265,25 @@ async fn multi_exec_is_one_transaction_across_ranges_and_watch_aborts_it() {
             .unwrap()[1],
         Frame::error("ERR WATCH inside MULTI is not allowed")
     );
+    // A write pipelined before WATCH is done before it: the EXEC after it runs.
+    for i in 0..20 {
+        let value = i.to_string();
+        let replies = c
+            .pipeline(&[
+                vec!["SET", "9w", value.as_str()],
+                vec!["WATCH", "9w"],
+                vec!["MULTI"],
+                vec!["INCR", "9w"],
+                vec!["EXEC"],
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            replies[4],
+            Frame::Array(vec![Frame::Integer(i + 1)]),
+            "{replies:?}"
+        );
+    }
 
     // Transfers between counters in three ranges, through every node at once: the total
     // never changes, in any transaction's view.
