@@ -111,7 +111,9 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
-    let txns: usize = value("--txns").and_then(|t| t.parse().ok()).unwrap_or(20_000);
+    let txns: usize = value("--txns")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(20_000);
     let scenario = value("--scenario").unwrap_or_else(|| "all".into());
     let scenarios: Vec<&str> = match scenario.as_str() {
         "all" => vec!["write", "read", "batch"],
