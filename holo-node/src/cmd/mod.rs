@@ -15,6 +15,7 @@ pub mod conn;
 pub mod expire;
 pub mod hash;
 pub mod keyspace;
+pub mod lcs;
 pub mod multi;
 pub mod node;
 pub mod op;
@@ -151,6 +152,7 @@ pub static TABLE: &[Spec] = &[
     spec!("setbit", 4, W, ONE, Txn(string::parse_setbit)),
     spec!("getbit", 3, R, ONE, Txn(string::parse_getbit)),
     spec!("bitcount", -2, RS, ONE, Txn(string::parse_bitcount)),
+    spec!("lcs", -3, RS, (1, 2, 1), Txn(lcs::parse)),
     spec!("expire", -3, WF, ONE, Txn(expire::parse_expire)),
     spec!("pexpire", -3, WF, ONE, Txn(expire::parse_expire)),
     spec!("expireat", -3, WF, ONE, Txn(expire::parse_expire)),

@@ -65,6 +65,7 @@ pub enum Code {
     SetBit = 41,
     GetBit = 42,
     BitCount = 43,
+    Lcs = 44,
 }
 
 const CODES: &[Code] = &[
@@ -111,6 +112,7 @@ const CODES: &[Code] = &[
     Code::SetBit,
     Code::GetBit,
     Code::BitCount,
+    Code::Lcs,
 ];
 
 impl Code {
@@ -382,6 +384,7 @@ pub fn execute(op: &[u8], ctx: &mut Ctx<'_>) -> Frame {
         | Code::SetBit
         | Code::GetBit
         | Code::BitCount => super::string::exec(code, flags, &args, ctx),
+        Code::Lcs => super::lcs::exec(flags, &args, ctx),
         Code::Expire | Code::Ttl | Code::Persist | Code::PurgeExpired => {
             super::expire::exec(code, flags, &args, ctx)
         }

@@ -670,3 +670,58 @@ fn a_reply_says_which_expiry_it_found_passed() {
     );
     assert_eq!(seen(&mut m, 1_300, "GET k"), 0, "k is a new value now");
 }
+
+#[test]
+fn lcs_as_redis_documents_it() {
+    let mut m = Map::default();
+    let range = |s: i64, e: i64| Frame::Array(vec![Frame::Integer(s), Frame::Integer(e)]);
+    check(
+        &mut m,
+        &[
+            ("MSET key1 ohmytext key2 mynewtext", Frame::ok()),
+            ("LCS key1 key2", bulk("mytext")),
+            ("LCS key1 key2 LEN", Frame::Integer(6)),
+            (
+                "LCS key1 key2 IDX",
+                Frame::Map(vec![
+                    (
+                        bulk("matches"),
+                        Frame::Array(vec![
+                            Frame::Array(vec![range(4, 7), range(5, 8)]),
+                            Frame::Array(vec![range(2, 3), range(0, 1)]),
+                        ]),
+                    ),
+                    (bulk("len"), Frame::Integer(6)),
+                ]),
+            ),
+            (
+                "LCS key1 key2 IDX MINMATCHLEN 4 WITHMATCHLEN",
+                Frame::Map(vec![
+                    (
+                        bulk("matches"),
+                        Frame::Array(vec![Frame::Array(vec![
+                            range(4, 7),
+                            range(5, 8),
+                            Frame::Integer(4),
+                        ])]),
+                    ),
+                    (bulk("len"), Frame::Integer(6)),
+                ]),
+            ),
+            ("LCS key1 nope", bulk("")),
+            (
+                "LCS key1 key2 LEN IDX",
+                err("ERR If you want both the length and indexes, please just use IDX."),
+            ),
+            ("LCS key1 key2 FOO", err("ERR syntax error")),
+            ("HSET h f v", Frame::Integer(1)),
+            (
+                "LCS key1 h",
+                err("WRONGTYPE Operation against a key holding the wrong kind of value"),
+            ),
+        ],
+    );
+    let long = "x".repeat(5000);
+    run(&mut m, &format!("MSET a {long} b {long}"));
+    assert!(run(&mut m, "LCS a b").is_error(), "beyond the cell limit");
+}
