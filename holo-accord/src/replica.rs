@@ -313,10 +313,14 @@ impl Replica {
         self.commands.keys().any(|id| !id.is_sync_point())
     }
 
-    /// Holds a sync point that is neither applied nor invalidated.
+    /// Holds a sync point that is neither applied nor invalidated. Every sync point held is
+    /// in `sync_points` or `exclusive` (see `insert` and `gc`), so this looks at those only,
+    /// not at every record: read barriers ask it for each keyspace command.
     pub fn holds_unfinished_sync_point(&self) -> bool {
-        self.commands.values().any(|c| {
-            c.txn.id.is_sync_point() && !matches!(c.status, Status::Applied | Status::Invalidated)
+        self.sync_points.iter().chain(&self.exclusive).any(|id| {
+            self.commands
+                .get(id)
+                .is_some_and(|c| !matches!(c.status, Status::Applied | Status::Invalidated))
         })
     }
 

@@ -290,16 +290,18 @@ async fn client(
     out
 }
 
+/// `commands` between MULTI and EXEC.
+fn multi_exec(commands: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    let mut all = vec![vec!["MULTI".to_owned()]];
+    all.extend(commands);
+    all.push(vec!["EXEC".to_owned()]);
+    all
+}
+
 /// The commands that perform `op`: one, or a MULTI/EXEC block.
 fn commands(op: &Op) -> Vec<Vec<String>> {
     let s = |t: &str| t.to_owned();
     let one = |args: Vec<String>| vec![args];
-    let transaction = |inner: Vec<Vec<String>>| {
-        let mut all = vec![vec![s("MULTI")]];
-        all.extend(inner);
-        all.push(vec![s("EXEC")]);
-        all
-    };
     match op {
         Op::Get { key } => one(vec![s("GET"), key.clone()]),
         Op::Set { key, value } => one(vec![s("SET"), key.clone(), value.clone()]),
@@ -316,11 +318,11 @@ fn commands(op: &Op) -> Vec<Vec<String>> {
             args.extend(keys.iter().cloned());
             one(args)
         }
-        Op::Transfer { from, to, amount } => transaction(vec![
+        Op::Transfer { from, to, amount } => multi_exec(vec![
             vec![s("DECRBY"), from.clone(), amount.to_string()],
             vec![s("INCRBY"), to.clone(), amount.to_string()],
         ]),
-        Op::Acquire { key, token, ttl_ms } => transaction(vec![
+        Op::Acquire { key, token, ttl_ms } => multi_exec(vec![
             vec![
                 s("SET"),
                 key.clone(),
@@ -355,19 +357,12 @@ async fn release(
         [other, ..] => return Ok(other.clone()),
         [] => return Ok(Frame::Null),
     }
-    let replies = c
-        .pipeline(
-            &[
-                vec!["MULTI"],
-                vec!["PEXPIRE", key, "1"],
-                vec!["PEXPIRETIME", key],
-                vec!["DEL", key],
-                vec!["EXEC"],
-            ],
-            timeout,
-        )
-        .await?;
-    Ok(transaction_reply(replies))
+    let block = multi_exec(vec![
+        vec!["PEXPIRE".into(), key.into(), "1".into()],
+        vec!["PEXPIRETIME".into(), key.into()],
+        vec!["DEL".into(), key.into()],
+    ]);
+    Ok(transaction_reply(c.pipeline(&block, timeout).await?))
 }
 
 /// The reply that says what a command block did: the only reply of one command, or EXEC's.
@@ -386,6 +381,14 @@ fn transaction_reply(mut replies: Vec<Frame>) -> Frame {
         }
     }
     exec
+}
+
+/// A random group of three keys, in three ranges (see [`key_name`]).
+fn group(spec: &WorkloadSpec, rng: &mut Rng) -> Vec<String> {
+    let g = rng.below(spec.keys / 3);
+    (0..3)
+        .map(|j| key_name(&spec.key_prefix, g * 3 + j))
+        .collect()
 }
 
 fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng: &mut Rng) -> Op {
@@ -412,11 +415,7 @@ fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng
             }
         }
         Mode::Multi => {
-            let groups = spec.keys / 3;
-            let g = rng.below(groups);
-            let group: Vec<String> = (0..3)
-                .map(|j| key_name(&spec.key_prefix, g * 3 + j))
-                .collect();
+            let group = group(spec, rng);
             match (write, rng.below(4)) {
                 (true, 0) => Op::Set {
                     key: group[rng.below(3)].clone(),
@@ -440,10 +439,7 @@ fn next_op(spec: &WorkloadSpec, writer: Option<bool>, client: u32, seq: u64, rng
             }
         }
         Mode::Transfer => {
-            let g = rng.below(spec.keys / 3);
-            let group: Vec<String> = (0..3)
-                .map(|j| key_name(&spec.key_prefix, g * 3 + j))
-                .collect();
+            let group = group(spec, rng);
             if write {
                 let from = rng.below(3);
                 let to = (from + 1 + rng.below(2)) % 3;

@@ -39,17 +39,10 @@ use holo_storage::{AppliedMarker, RangeId as StoreRangeId, StateStore, Store, Wr
 use tokio::sync::oneshot;
 
 use crate::cmd::value::{TAG_TOMBSTONE, Value};
-use crate::cmd::{self, KvView};
+use crate::cmd::{self, KvView, wall_ms};
 use crate::core::Event;
 use crate::error::{Fatal, Transient};
 use crate::metrics::Metrics;
-
-/// This node's wall clock in Unix milliseconds.
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
 
 /// Prefix of user keys in storage.
 pub const USER_PREFIX: u8 = b'u';
@@ -153,13 +146,19 @@ struct Overlay<'a> {
     floor: u64,
 }
 
-impl KvView for Overlay<'_> {
-    fn get(&mut self, key: &[u8]) -> Option<Value> {
+impl Overlay<'_> {
+    /// The slot of `key` unless its value was flushed before this transaction.
+    fn visible(&self, key: &[u8]) -> Option<&Slot> {
         self.slots
             .get(key)
             .and_then(|s| s.as_ref())
             .filter(|s| s.version.epoch >= self.floor)
-            .and_then(|s| s.value.clone())
+    }
+}
+
+impl KvView for Overlay<'_> {
+    fn get(&mut self, key: &[u8]) -> Option<Value> {
+        self.visible(key).and_then(|s| s.value.clone())
     }
 
     fn put(&mut self, key: &[u8], value: Option<Value>) {
@@ -177,11 +176,7 @@ impl KvView for Overlay<'_> {
     fn version(&mut self, key: &[u8]) -> Timestamp {
         // A flushed value counts as never written, whether or not this replica has purged
         // it yet (replicas purge on their own schedule, and must agree on WATCH tokens).
-        self.slots
-            .get(key)
-            .and_then(|s| s.as_ref())
-            .filter(|s| s.version.epoch >= self.floor)
-            .map_or(Timestamp::ZERO, |s| s.version)
+        self.visible(key).map_or(Timestamp::ZERO, |s| s.version)
     }
 }
 
@@ -226,8 +221,8 @@ pub struct Executor {
     /// The FLUSHALL floor whose leftovers are deleted from storage, and where the deletion
     /// goes on (see [`Executor::purge_flushed`]).
     purged_floor: u64,
-    /// Where the purge of the floor goes on, and that floor.
-    purge_from: Option<(u64, Vec<u8>)>,
+    /// Where the purge of the floor goes on (a user key), and that floor.
+    purge_from: Option<(u64, Bytes)>,
     /// Replies that found a key expired, held until this node's clock is
     /// `max_clock_offset_ms` past the expiry (see [`Executor::send_reply`]), by due time.
     held: std::collections::BTreeMap<(u64, u64), (oneshot::Sender<Frame>, Frame)>,
@@ -357,7 +352,7 @@ impl Executor {
     fn apply_until_closed(&mut self, rx: &mpsc::Receiver<Vec<ApplyItem>>) -> Result<(), Fatal> {
         loop {
             let held = self.release_held();
-            let wait = if self.purge_due() {
+            let wait = if self.purge_target().is_some() {
                 Duration::from_millis(1)
             } else {
                 self.flush_every
@@ -396,14 +391,15 @@ impl Executor {
         Ok(())
     }
 
-    /// Whether storage may hold values a finished FLUSHALL left behind.
-    fn purge_due(&self) -> bool {
-        self.meta.flush_floor(self.meta.epoch()) > self.purged_floor
-            && !self
-                .meta
-                .operations()
-                .iter()
-                .any(|op| matches!(op.kind, holo_meta::OpKind::Flush { .. }))
+    /// The floor of a finished FLUSHALL whose leftovers storage may still hold.
+    fn purge_target(&self) -> Option<u64> {
+        let floor = self.meta.flush_floor(self.meta.epoch());
+        let flushing = self
+            .meta
+            .operations()
+            .iter()
+            .any(|op| matches!(op.kind, holo_meta::OpKind::Flush { .. }));
+        (floor > self.purged_floor && !flushing).then_some(floor)
     }
 
     /// Deletes a page of what a finished FLUSHALL left in storage: values written in an
@@ -417,32 +413,25 @@ impl Executor {
     /// [`Fatal::Apply`]: storage could not be read or written.
     fn purge_flushed(&mut self) -> Result<(), Fatal> {
         const PAGE: usize = 4096;
-        if !self.purge_due() {
+        let Some(floor) = self.purge_target() else {
             return Ok(());
-        }
-        let floor = self.meta.flush_floor(self.meta.epoch());
+        };
         // A newer flush while one purge is under way starts over: keys before the position
         // may hold values of the epochs between the two.
         let from = match self.purge_from.take() {
             Some((f, from)) if f == floor => from,
-            _ => storage_key(b""),
+            _ => Bytes::new(),
         };
-        let page = self
-            .store
-            .scan(&from, Some(&[USER_PREFIX + 1]), PAGE + 1)
-            .map_err(Fatal::Apply)?;
         let mut batch = WriteBatch::new();
-        for (i, (k, v)) in page.iter().enumerate() {
-            if i == PAGE {
-                self.purge_from = Some((floor, k.clone()));
-                break;
-            }
+        let next = scan_user_page(&self.store, &from, None, PAGE, |key, v| {
             if decode_value(v).is_some_and(|(version, _)| version.epoch < floor) {
-                batch.delete(k.clone());
+                batch.delete(storage_key(key));
             }
-        }
-        if page.len() <= PAGE {
-            self.purged_floor = floor;
+        })
+        .map_err(Fatal::Apply)?;
+        match next {
+            Some(next) => self.purge_from = Some((floor, next)),
+            None => self.purged_floor = floor,
         }
         if !batch.is_empty() {
             self.metrics
@@ -722,22 +711,36 @@ pub fn scan_user_keys(
     end: Option<&[u8]>,
     mut each: impl FnMut(&[u8], &[u8]),
 ) -> anyhow::Result<()> {
-    const PAGE: usize = 4096;
-    let mut from = storage_key(start);
-    let to = end.map_or_else(|| vec![USER_PREFIX + 1], storage_key);
-    loop {
-        let page = store.scan(&from, Some(&to), PAGE)?;
-        for (k, v) in &page {
-            each(&k[1..], v);
-        }
-        match page.last() {
-            Some((k, _)) if page.len() == PAGE => {
-                from = k.clone();
-                from.push(0);
-            }
-            _ => return Ok(()),
-        }
+    let mut from = Bytes::copy_from_slice(start);
+    while let Some(next) = scan_user_page(store, &from, end, 4096, &mut each)? {
+        from = next;
     }
+    Ok(())
+}
+
+/// Calls `each` with up to `limit` (at least one) stored user keys (without their prefix)
+/// from `start` on, before `end` if given, and their stored values, in key order; returns
+/// the key the next page starts at, if any is left.
+///
+/// # Errors
+/// Storage cannot be read.
+pub fn scan_user_page(
+    store: &Store,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+    mut each: impl FnMut(&[u8], &[u8]),
+) -> Result<Option<Bytes>, holo_storage::StorageError> {
+    let limit = limit.max(1);
+    let to = end.map_or_else(|| vec![USER_PREFIX + 1], storage_key);
+    let page = store.scan(&storage_key(start), Some(&to), limit + 1)?;
+    for (i, (k, v)) in page.iter().enumerate() {
+        if i == limit {
+            return Ok(Some(Bytes::copy_from_slice(&k[1..])));
+        }
+        each(&k[1..], v);
+    }
+    Ok(None)
 }
 
 /// FNV-1a over every stored user key and its stored value (version and bytes, tombstones

@@ -16,13 +16,14 @@ use bytes::Bytes;
 use holo_accord::NodeId;
 use holo_meta::MetaState;
 use holo_resp::Frame;
-use holo_storage::{StateStore, Store};
-use tokio::sync::{mpsc, oneshot, watch};
+use holo_storage::Store;
+use tokio::sync::{mpsc, watch};
 
+use crate::cmd::KvTxn;
 use crate::cmd::expire::purge_op;
-use crate::cmd::node::wall_ms;
-use crate::core::{Event, Proposal};
-use crate::executor::{USER_PREFIX, decode_value, storage_key};
+use crate::cmd::wall_ms;
+use crate::core::Event;
+use crate::executor::{decode_value, scan_user_page};
 use crate::metrics::Metrics;
 
 /// How often the lease holder looks for expired keys.
@@ -63,14 +64,8 @@ pub async fn run(
         };
         from = next.unwrap_or_default();
         for chunk in keys.chunks(PURGE_BATCH) {
-            let (reply, answer) = oneshot::channel();
-            let proposal = Proposal {
-                reads: Vec::new(),
-                writes: chunk.to_vec(),
-                op: purge_op(chunk),
-                reply,
-                blind: false,
-            };
+            let txn = KvTxn::new(Vec::new(), chunk.to_vec(), purge_op(chunk));
+            let (proposal, answer) = txn.into_proposal();
             if core.send(Event::Propose(vec![proposal])).await.is_err() {
                 return;
             }
@@ -96,21 +91,13 @@ fn expired_keys(
     start: &[u8],
     now_ms: u64,
 ) -> anyhow::Result<(Vec<Bytes>, Option<Bytes>)> {
-    let page = store.scan(
-        &storage_key(start),
-        Some(&[USER_PREFIX + 1]),
-        KEYS_PER_ROUND + 1,
-    )?;
     let mut expired = Vec::new();
-    for (i, (k, v)) in page.iter().enumerate() {
-        if i == KEYS_PER_ROUND {
-            return Ok((expired, Some(Bytes::copy_from_slice(&k[1..]))));
-        }
+    let next = scan_user_page(store, start, None, KEYS_PER_ROUND, |key, v| {
         if let Some((_, Some(value))) = decode_value(v)
             && value.expired(now_ms)
         {
-            expired.push(Bytes::copy_from_slice(&k[1..]));
+            expired.push(Bytes::copy_from_slice(key));
         }
-    }
-    Ok((expired, None))
+    })?;
+    Ok((expired, next))
 }

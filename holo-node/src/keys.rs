@@ -21,8 +21,8 @@ use bytes::Bytes;
 use holo_resp::Frame;
 use tokio::sync::oneshot;
 
-use crate::cmd::node::{Filter, scan_keys, wall_ms};
-use crate::cmd::{Spec, not_integer, parse_i64, syntax_error};
+use crate::cmd::node::{Filter, scan_keys};
+use crate::cmd::{Spec, not_integer, parse_i64, syntax_error, wall_ms};
 use crate::controller::{self, RequestError};
 use crate::core::Event;
 use crate::error::ClientError;

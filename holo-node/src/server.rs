@@ -199,9 +199,9 @@ enum Reply {
     Pending(oneshot::Receiver<Frame>),
     /// A command that scans this node's storage (DBSIZE, INFO): run when its turn comes,
     /// off the async workers, at most `limits.max_concurrent_scans` at once.
-    Scan(usize, Vec<Bytes>),
+    Scan(Vec<Bytes>),
     /// KEYS, SCAN, RANDOMKEY, FLUSHALL, HOLODEBUG: run when their turn comes.
-    Node(usize, Vec<Bytes>),
+    Node(Vec<Bytes>),
     /// WATCH: runs before any later command of the connection is proposed.
     Watch(Vec<Bytes>),
     /// EXEC: the transaction's replies, merged with the parts answered at once.
@@ -320,8 +320,8 @@ async fn serve(
             let frame = match reply {
                 Reply::Ready(frame) => frame,
                 Reply::Pending(rx) => rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
-                Reply::Scan(index, args) => scan(index, args, shared).await,
-                Reply::Node(index, args) => crate::keys::run(&TABLE[index], args, shared).await,
+                Reply::Scan(args) => scan(index, args, shared).await,
+                Reply::Node(args) => crate::keys::run(&TABLE[index], args, shared).await,
                 Reply::Exec(rx, parts) => exec_reply(
                     rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
                     parts,
@@ -372,14 +372,7 @@ async fn propose(shared: &Shared, proposals: &mut Vec<Proposal>) -> std::io::Res
 
 /// Proposes `txn` on its own and waits for its reply.
 pub async fn run_txn(shared: &Shared, txn: cmd::KvTxn) -> Frame {
-    let (tx, rx) = oneshot::channel();
-    let proposal = Proposal {
-        blind: txn.is_blind(),
-        reads: txn.reads,
-        writes: txn.writes,
-        op: txn.op,
-        reply: tx,
-    };
+    let (proposal, rx) = txn.into_proposal();
     if shared
         .core
         .send(Event::Propose(vec![proposal]))
@@ -393,7 +386,7 @@ pub async fn run_txn(shared: &Shared, txn: cmd::KvTxn) -> Frame {
 
 /// Reads the WATCH tokens of `keys` and remembers them.
 async fn watch(keys: Vec<Bytes>, client: &mut Client, shared: &Shared) -> Frame {
-    if let Some(e) = refused_keys(&keys, shared) {
+    if let Some(e) = refused_keys(keys.iter()) {
         return e;
     }
     let txn = cmd::KvTxn::reading(keys.clone(), cmd::multi::watch_op(&keys));
@@ -467,9 +460,8 @@ fn args_of(frame: Frame) -> Option<Vec<Bytes>> {
 }
 
 /// The error for keys clients may not use, if any is among `keys`.
-fn refused_keys(keys: &[Bytes], _shared: &Shared) -> Option<Frame> {
-    keys.iter()
-        .any(|k| holo_meta::is_reserved(k))
+fn refused_keys<'a>(mut keys: impl Iterator<Item = &'a Bytes>) -> Option<Frame> {
+    keys.any(|k| holo_meta::is_reserved(k))
         .then(|| ClientError::ReservedKey.frame())
 }
 
@@ -484,8 +476,7 @@ fn admit(txn: &cmd::KvTxn, shared: &Shared) -> Option<Frame> {
             .frame(),
         );
     }
-    let keys: Vec<Bytes> = txn.reads.iter().chain(&txn.writes).cloned().collect();
-    refused_keys(&keys, shared)
+    refused_keys(txn.reads.iter().chain(&txn.writes))
 }
 
 fn unknown_command(args: &[Bytes]) -> Frame {
@@ -556,14 +547,8 @@ fn dispatch(
                 Parsed::Txn(txn) => match admit(&txn, shared) {
                     Some(e) => Reply::Ready(e),
                     None => {
-                        let (tx, rx) = oneshot::channel();
-                        proposals.push(Proposal {
-                            blind: txn.is_blind(),
-                            reads: txn.reads,
-                            writes: txn.writes,
-                            op: txn.op,
-                            reply: tx,
-                        });
+                        let (proposal, rx) = txn.into_proposal();
+                        proposals.push(proposal);
                         Reply::Pending(rx)
                     }
                 },
@@ -578,8 +563,8 @@ fn dispatch(
             };
             Reply::Ready(run(spec, &mut session, &args[1..]))
         }
-        Kind::Scan(_) => Reply::Scan(index, args),
-        Kind::Node => Reply::Node(index, args),
+        Kind::Scan(_) => Reply::Scan(args),
+        Kind::Node => Reply::Node(args),
         Kind::Multi => multi(spec, args, client, shared, proposals),
     };
     (index, reply)
@@ -709,13 +694,7 @@ fn exec(client: &mut Client, shared: &Arc<Shared>, proposals: &mut Vec<Proposal>
     if let Some(e) = admit(&txn, shared) {
         return Reply::Ready(e);
     }
-    let (tx, rx) = oneshot::channel();
-    proposals.push(Proposal {
-        blind: false,
-        reads: txn.reads,
-        writes: txn.writes,
-        op: txn.op,
-        reply: tx,
-    });
+    let (proposal, rx) = txn.into_proposal();
+    proposals.push(proposal);
     Reply::Exec(rx, parts)
 }

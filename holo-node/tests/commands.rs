@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Cluster, bulk, eventually};
+use common::{Client, Cluster, bulk, counter, eventually, metrics};
 use holo_resp::Frame;
 
 fn int(frame: &Frame) -> i64 {
@@ -89,8 +89,7 @@ async fn a_key_expires_at_one_point_of_the_history_on_every_node() {
             .collect();
         clients[round % 3].pipeline(&batch).await.unwrap();
     }
-    let grpcs: Vec<String> = cluster.addrs.iter().map(|(_, g)| g.clone()).collect();
-    common::data_agrees(&grpcs).await;
+    common::data_agrees(&cluster.grpcs()).await;
     // The lease holder deletes it from storage in the background.
     eventually(
         "the expired key purged",
@@ -98,16 +97,8 @@ async fn a_key_expires_at_one_point_of_the_history_on_every_node() {
         || async {
             let mut purged = 0;
             for i in 0..3 {
-                let Frame::Bulk(text) = cluster.client(i).await.cmd(&["HOLOMETRICS"]).await.ok()?
-                else {
-                    return None;
-                };
-                let text = String::from_utf8_lossy(&text).into_owned();
-                purged += text
-                    .lines()
-                    .find_map(|l| l.strip_prefix("holo_expired_keys_purged_total "))
-                    .and_then(|n| n.parse::<u64>().ok())
-                    .unwrap_or(0);
+                let text = metrics(&mut cluster.client(i).await).await?;
+                purged += counter(&text, "holo_expired_keys_purged_total").unwrap_or(0);
             }
             (purged >= 1).then_some(())
         },
@@ -592,20 +583,12 @@ async fn flushall_empties_every_range_at_one_point_of_the_history() {
     assert!(c.cmd(&["FLUSHALL", "NOW"]).await.unwrap().is_error());
 
     // The old values leave storage in the background, the same on every replica.
-    let grpcs: Vec<String> = cluster.addrs.iter().map(|(_, g)| g.clone()).collect();
-    common::data_agrees(&grpcs).await;
+    common::data_agrees(&cluster.grpcs()).await;
     eventually("flushed values purged", Duration::from_secs(30), || async {
         let mut purged = 0;
         for i in 0..3 {
-            let Frame::Bulk(text) = cluster.client(i).await.cmd(&["HOLOMETRICS"]).await.ok()?
-            else {
-                return None;
-            };
-            purged += String::from_utf8_lossy(&text)
-                .lines()
-                .find_map(|l| l.strip_prefix("holo_flushed_values_purged_total "))
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0);
+            let text = metrics(&mut cluster.client(i).await).await?;
+            purged += counter(&text, "holo_flushed_values_purged_total").unwrap_or(0);
         }
         (purged > 0).then_some(())
     })
@@ -632,12 +615,8 @@ async fn with_a_member_down_keyspace_reads_may_read_the_copy_when_told_to() {
         || async move {
             let mut c = cluster.client(0).await;
             assert_eq!(c.cmd(&["DBSIZE"]).await.ok()?, Frame::Integer(1));
-            let Frame::Bulk(text) = c.cmd(&["HOLOMETRICS"]).await.ok()? else {
-                return None;
-            };
-            (!String::from_utf8_lossy(&text)
-                .contains("holo_keyspace_reads_without_barrier_total 0"))
-            .then_some(())
+            let text = metrics(&mut c).await?;
+            (counter(&text, "holo_keyspace_reads_without_barrier_total") != Some(0)).then_some(())
         },
     )
     .await;
@@ -672,11 +651,10 @@ async fn keyspace_reads_see_every_write_acknowledged_through_another_node() {
             "{key} not in {found}"
         );
     }
-    let Frame::Bulk(text) = clients[0].cmd(&["HOLOMETRICS"]).await.unwrap() else {
-        panic!("HOLOMETRICS")
-    };
-    assert!(
-        String::from_utf8_lossy(&text).contains("holo_keyspace_reads_without_barrier_total 0"),
+    let text = metrics(&mut clients[0]).await.expect("HOLOMETRICS");
+    assert_eq!(
+        counter(&text, "holo_keyspace_reads_without_barrier_total"),
+        Some(0),
         "every read had its barrier"
     );
     // With a member down GC waits for it and no barrier is proposed: the commands answer

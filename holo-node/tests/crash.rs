@@ -28,6 +28,15 @@ struct ProcessCluster {
 }
 
 impl ProcessCluster {
+    /// [`ProcessCluster::start`], waiting until every node serves.
+    async fn start_serving(dir: &Path, backend: &str) -> ProcessCluster {
+        let cluster = ProcessCluster::start(dir, backend);
+        for i in 0..3 {
+            cluster.wait_serving(i).await;
+        }
+        cluster
+    }
+
     fn start(dir: &Path, backend: &str) -> ProcessCluster {
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -236,10 +245,7 @@ async fn writer(id: usize, addrs: Vec<String>, stop: Arc<AtomicBool>) -> Written
 
 async fn kill_nine_loses_no_acknowledged_write(backend: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ProcessCluster::start(dir.path(), backend);
-    for i in 0..3 {
-        cluster.wait_serving(i).await;
-    }
+    let mut cluster = ProcessCluster::start_serving(dir.path(), backend).await;
     let stop = Arc::new(AtomicBool::new(false));
     let addrs: Vec<String> = cluster.addrs.iter().map(|a| a.0.clone()).collect();
     let writers: Vec<_> = (0..4)
@@ -323,10 +329,7 @@ async fn write_keys(cluster: &ProcessCluster, from: usize, to: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wal_replay_across_a_split_and_a_merge_matches_the_other_replicas() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ProcessCluster::start(dir.path(), "redb");
-    for i in 0..3 {
-        cluster.wait_serving(i).await;
-    }
+    let mut cluster = ProcessCluster::start_serving(dir.path(), "redb").await;
     let grpcs: Vec<String> = cluster.addrs.iter().map(|a| a.1.clone()).collect();
     common::wait_lease(&grpcs[0]).await;
     let admin = common::admin(&grpcs[1]).await;
@@ -414,10 +417,7 @@ async fn total(c: &mut Client) -> std::io::Result<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_exec_transfers_across_ranges_survive_kill_nine_whole_or_not_at_all() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cluster = ProcessCluster::start(dir.path(), "redb");
-    for i in 0..3 {
-        cluster.wait_serving(i).await;
-    }
+    let mut cluster = ProcessCluster::start_serving(dir.path(), "redb").await;
     let addrs: Vec<String> = cluster.addrs.iter().map(|a| a.0.clone()).collect();
     let mut c = Client::connect(&addrs[0]).await.unwrap();
     let mut mset = vec!["MSET"];

@@ -62,10 +62,6 @@ async fn a_node_file_that_disagrees_with_the_persisted_map_is_refused() {
     cluster.shutdown().await;
 }
 
-fn grpcs(cluster: &Cluster) -> Vec<String> {
-    cluster.addrs.iter().map(|a| a.1.clone()).collect()
-}
-
 async fn admin(cluster: &Cluster, i: usize) -> Admin {
     common::admin(&cluster.addrs[i].1).await
 }
@@ -75,7 +71,7 @@ async fn meta_status(cluster: &Cluster, i: usize) -> pb::MetaStatusReply {
 }
 
 async fn settled(cluster: &Cluster) -> pb::MetaStatusReply {
-    common::settled(&grpcs(cluster)).await
+    common::settled(&cluster.grpcs()).await
 }
 
 /// A split of `range` at `at` (its median without one), as an operator asks for it.
@@ -217,7 +213,7 @@ async fn splits_and_merges_under_load_lose_and_repeat_nothing() {
     }
 
     // Every replica holds the same keys and versions.
-    common::data_agrees(&grpcs(&cluster)).await;
+    common::data_agrees(&cluster.grpcs()).await;
     cluster.shutdown().await;
 }
 

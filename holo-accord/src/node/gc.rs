@@ -280,7 +280,7 @@ impl Node {
             {
                 self.propose_sync_point();
             } else {
-                // Looked at again an interval later (the check scans the held records).
+                // Looked at again an interval later.
                 self.last_sync = self.now;
             }
         }

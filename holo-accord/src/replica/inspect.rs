@@ -54,6 +54,11 @@ impl Replica {
             );
             assert!(!command.deps.contains(id), "{id} depends on itself");
             assert_eq!(
+                id.is_sync_point(),
+                self.sync_points.contains(id) || self.exclusive.contains(id),
+                "{id}: the sync point sets list exactly the sync points held"
+            );
+            assert_eq!(
                 self.waiting.contains(id),
                 command.status == Status::Stable,
                 "{id}: waiting set out of date"

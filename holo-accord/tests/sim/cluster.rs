@@ -689,8 +689,7 @@ impl Sim {
         self.clients[client].ops_left -= 1;
         let op = ClientOp::random(&mut self.rng, self.keys, key);
         let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
-        let reachable =
-            !self.lost.contains(&coordinator) && self.paused_until[coordinator] <= self.now;
+        let reachable = self.is_up(coordinator);
         let Some(node) = self.hosts[coordinator].node.as_mut().filter(|_| reachable) else {
             // The chosen node is down: the client's request fails at once; try another later.
             self.clients[client].ops_left += 1;

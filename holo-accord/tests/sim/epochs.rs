@@ -225,7 +225,7 @@ impl Sim {
     }
 
     /// Whether `n` is up, not lost and not paused: it can take a step now.
-    fn is_up(&self, n: usize) -> bool {
+    pub(crate) fn is_up(&self, n: usize) -> bool {
         self.hosts[n].node.is_some() && !self.lost.contains(&n) && self.paused_until[n] <= self.now
     }
 

@@ -255,6 +255,23 @@ pub(crate) enum Refusal {
     Impossible,
 }
 
+/// The integer a counter register holds (nil counts as 0).
+fn counter(key: u32, held: u32, interner: &Interner) -> Result<i64, Refusal> {
+    match interner.value(held) {
+        Value::Nil => Ok(0),
+        Value::Int(n) => Ok(*n),
+        Value::Str(_) => Err(Refusal::NotInteger { key, held }),
+    }
+}
+
+/// A counter's recorded new value, if known, is the one the model computes.
+fn expect_out(key: u32, out: Option<i64>, expected: i64) -> Result<(), Refusal> {
+    match out {
+        Some(out) if out != expected => Err(Refusal::Incr { key, out, expected }),
+        _ => Ok(()),
+    }
+}
+
 /// Applies `step` to `state`, pushing `(key, old value)` to `undo` for every write. On refusal
 /// nothing is written.
 pub(crate) fn apply(
@@ -282,23 +299,10 @@ pub(crate) fn apply(
         }
         Step::Incr { key, out } => {
             let held = state[*key as usize];
-            let current = match interner.value(held) {
-                Value::Nil => 0,
-                Value::Int(n) => *n,
-                Value::Str(_) => return Err(Refusal::NotInteger { key: *key, held }),
-            };
-            let next = current
+            let next = counter(*key, held, interner)?
                 .checked_add(1)
                 .ok_or(Refusal::Overflow { key: *key })?;
-            if let Some(out) = *out
-                && out != next
-            {
-                return Err(Refusal::Incr {
-                    key: *key,
-                    out,
-                    expected: next,
-                });
-            }
+            expect_out(*key, *out, next)?;
             undo.push((*key, held));
             state[*key as usize] = interner.int(next);
             Ok(())
@@ -309,40 +313,21 @@ pub(crate) fn apply(
             amount,
             out,
         } => {
-            let int = |key: u32, held: u32, interner: &Interner| match interner.value(held) {
-                Value::Nil => Ok(0),
-                Value::Int(n) => Ok(*n),
-                Value::Str(_) => Err(Refusal::NotInteger { key, held }),
-            };
             let (held_from, held_to) = (state[*from as usize], state[*to as usize]);
-            let next_from = int(*from, held_from, interner)?
+            let next_from = counter(*from, held_from, interner)?
                 .checked_sub(*amount)
                 .ok_or(Refusal::Overflow { key: *from })?;
             // The same key on both sides nets to nothing.
             let base_to = if from == to {
                 next_from
             } else {
-                int(*to, held_to, interner)?
+                counter(*to, held_to, interner)?
             };
             let next_to = base_to
                 .checked_add(*amount)
                 .ok_or(Refusal::Overflow { key: *to })?;
-            if let Some((out_from, out_to)) = *out {
-                if out_from != next_from {
-                    return Err(Refusal::Incr {
-                        key: *from,
-                        out: out_from,
-                        expected: next_from,
-                    });
-                }
-                if out_to != next_to {
-                    return Err(Refusal::Incr {
-                        key: *to,
-                        out: out_to,
-                        expected: next_to,
-                    });
-                }
-            }
+            expect_out(*from, out.map(|(f, _)| f), next_from)?;
+            expect_out(*to, out.map(|(_, t)| t), next_to)?;
             undo.push((*from, held_from));
             state[*from as usize] = interner.int(next_from);
             undo.push((*to, state[*to as usize]));

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use holo_resp::Frame;
 
-use super::op::{Args, Code, Ctx, encode};
+use super::op::{Args, Code, Ctx, encode, encode_all};
 use super::{Parsed, Spec, expiry_arg};
 
 const NX: u8 = 1;
@@ -81,8 +81,7 @@ pub fn parse_persist(_: &Spec, rest: &[Bytes]) -> Parsed {
 
 /// The op that deletes those of `keys` that have expired at its executeAt.
 pub fn purge_op(keys: &[Bytes]) -> Bytes {
-    let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-    encode(Code::PurgeExpired, 0, &refs)
+    encode_all(Code::PurgeExpired, 0, keys)
 }
 
 pub fn exec(code: Code, flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Result<Frame, Frame> {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use holo_resp::Frame;
 
-use super::op::{Args, Code, Ctx, encode, wrong_type};
+use super::op::{Args, Code, Ctx, encode, encode_all, wrong_type};
 use super::string::{add_float, format_f64};
 use super::value::{Data, Value};
 use super::{Parsed, Spec, glob, not_integer, parse_i64, syntax_error};
@@ -14,10 +14,6 @@ use super::{Parsed, Spec, glob, not_integer, parse_i64, syntax_error};
 const HMSET: u8 = 1;
 const HSETNX: u8 = 2;
 const NOVALUES: u8 = 1;
-
-fn key_and_fields(rest: &[Bytes]) -> Vec<&[u8]> {
-    rest.iter().map(|b| &b[..]).collect()
-}
 
 pub fn parse_hset(spec: &Spec, rest: &[Bytes]) -> Parsed {
     let flags = match spec.name {
@@ -30,7 +26,7 @@ pub fn parse_hset(spec: &Spec, rest: &[Bytes]) -> Parsed {
     }
     Parsed::write(
         vec![rest[0].clone()],
-        encode(Code::HSet, flags, &key_and_fields(rest)),
+        encode_all(Code::HSet, flags, rest),
         false,
     )
 }
@@ -47,16 +43,13 @@ pub fn parse_read(spec: &Spec, rest: &[Bytes]) -> Parsed {
         "hvals" => Code::HVals,
         _ => Code::HStrLen,
     };
-    Parsed::read(
-        vec![rest[0].clone()],
-        encode(code, 0, &key_and_fields(rest)),
-    )
+    Parsed::read(vec![rest[0].clone()], encode_all(code, 0, rest))
 }
 
 pub fn parse_hdel(_: &Spec, rest: &[Bytes]) -> Parsed {
     Parsed::write(
         vec![rest[0].clone()],
-        encode(Code::HDel, 0, &key_and_fields(rest)),
+        encode_all(Code::HDel, 0, rest),
         false,
     )
 }
@@ -81,7 +74,7 @@ pub fn parse_hincrby(spec: &Spec, rest: &[Bytes]) -> Parsed {
     }
     Parsed::write(
         vec![rest[0].clone()],
-        encode(Code::HIncrByFloat, 0, &key_and_fields(rest)),
+        encode_all(Code::HIncrByFloat, 0, rest),
         false,
     )
 }

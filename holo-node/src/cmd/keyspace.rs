@@ -4,20 +4,18 @@
 use bytes::Bytes;
 use holo_resp::Frame;
 
-use super::op::{Args, Code, Ctx, encode};
+use super::op::{Args, Code, Ctx, encode, encode_all};
 use super::{Parsed, Spec, syntax_error};
 
 const NX: u8 = 1;
 const REPLACE: u8 = 2;
 
 pub fn parse_del(_: &Spec, rest: &[Bytes]) -> Parsed {
-    let refs: Vec<&[u8]> = rest.iter().map(|b| &b[..]).collect();
-    Parsed::write(rest.to_vec(), encode(Code::Del, 0, &refs), false)
+    Parsed::write(rest.to_vec(), encode_all(Code::Del, 0, rest), false)
 }
 
 pub fn parse_exists(_: &Spec, rest: &[Bytes]) -> Parsed {
-    let refs: Vec<&[u8]> = rest.iter().map(|b| &b[..]).collect();
-    Parsed::read(rest.to_vec(), encode(Code::Exists, 0, &refs))
+    Parsed::read(rest.to_vec(), encode_all(Code::Exists, 0, rest))
 }
 
 pub fn parse_type(_: &Spec, rest: &[Bytes]) -> Parsed {

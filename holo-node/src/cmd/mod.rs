@@ -276,6 +276,19 @@ impl KvTxn {
     pub fn is_blind(&self) -> bool {
         self.blind
     }
+
+    /// The proposal for the core, and where its reply comes.
+    pub fn into_proposal(self) -> (crate::core::Proposal, tokio::sync::oneshot::Receiver<Frame>) {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let proposal = crate::core::Proposal {
+            blind: self.blind,
+            reads: self.reads,
+            writes: self.writes,
+            op: self.op,
+            reply,
+        };
+        (proposal, answer)
+    }
 }
 
 /// What parsing a key/value command gave.
@@ -370,12 +383,13 @@ pub fn parse_f64(arg: &[u8]) -> Option<f64> {
     text.parse::<f64>().ok().filter(|v| !v.is_nan())
 }
 
-/// This node's wall clock in milliseconds: only for refusing expiry times that would
-/// overflow, as Redis does when it parses them. Expiry itself runs at executeAt.
-fn wall_ms() -> i64 {
+/// This node's wall clock in Unix milliseconds. Never for deciding expiry, which runs at
+/// executeAt: for refusing expiry times that would overflow (as Redis does when it parses
+/// them), for answers from this node's own copy, and for holding replies (the executor).
+pub fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Parses an expiry argument of command `name` into milliseconds (relative or a Unix time).
@@ -398,7 +412,7 @@ pub fn expiry_arg(
     } else {
         v
     };
-    if !absolute && ms.checked_add(wall_ms()).is_none() {
+    if !absolute && ms.checked_add(wall_ms() as i64).is_none() {
         return Err(invalid());
     }
     Ok(ms)

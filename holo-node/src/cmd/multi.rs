@@ -12,7 +12,7 @@
 use bytes::{BufMut, Bytes};
 use holo_resp::Frame;
 
-use super::op::{Args, Code, Ctx, encode, execute};
+use super::op::{Args, Code, Ctx, encode, encode_all, execute};
 
 /// The token of `key` at the operation's executeAt.
 fn token(ctx: &mut Ctx<'_>, key: &[u8]) -> Bytes {
@@ -28,8 +28,7 @@ fn token(ctx: &mut Ctx<'_>, key: &[u8]) -> Bytes {
 
 /// The op reading the WATCH tokens of `keys`.
 pub fn watch_op(keys: &[Bytes]) -> Bytes {
-    let refs: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
-    encode(Code::Watch, 0, &refs)
+    encode_all(Code::Watch, 0, keys)
 }
 
 /// The op running `ops` in order if every watched key still has its token.

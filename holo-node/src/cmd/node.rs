@@ -7,10 +7,9 @@ use bytes::Bytes;
 use holo_resp::Frame;
 
 use super::value::Value;
-use super::{Kind, Spec, TABLE, glob, lookup};
-use holo_storage::StateStore;
+use super::{Kind, Spec, TABLE, glob, lookup, wall_ms};
 
-use crate::executor::{decode_value, scan_user_keys};
+use crate::executor::{decode_value, scan_user_keys, scan_user_page};
 use crate::server::{REDIS_COMPAT_VERSION, Session, Shared};
 
 fn upper(b: &[u8]) -> String {
@@ -165,10 +164,7 @@ fn count(shared: &Shared) -> anyhow::Result<(u64, u64)> {
     let floor = shared.flush_floor();
     let (mut keys, mut expires) = (0, 0);
     scan_user_keys(&shared.store, &[], None, |_, v| {
-        if let Some((version, Some(value))) = decode_value(v)
-            && version.epoch >= floor
-            && !value.expired(now)
-        {
+        if let Some(value) = visible(v, floor, now) {
             keys += 1;
             expires += u64::from(value.expires_at.is_some());
         }
@@ -176,11 +172,10 @@ fn count(shared: &Shared) -> anyhow::Result<(u64, u64)> {
     Ok((keys, expires))
 }
 
-/// This node's wall clock in milliseconds, for answers from its own copy.
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// The value of a stored entry if it is live at `now_ms` and not flushed below `floor`.
+fn visible(stored: &[u8], floor: u64, now_ms: u64) -> Option<Value> {
+    let (version, value) = decode_value(stored)?;
+    value.filter(|v| version.epoch >= floor && !v.expired(now_ms))
 }
 
 /// DBSIZE: the live keys of this node's copy.
@@ -285,23 +280,13 @@ pub fn scan_keys(
     now_ms: u64,
 ) -> anyhow::Result<(Vec<Bytes>, Option<Bytes>)> {
     let mut found = Vec::new();
-    let from = crate::executor::storage_key(start);
-    let to = [crate::executor::USER_PREFIX + 1];
-    let want = limit.clamp(1, 4096);
     let floor = shared.flush_floor();
-    let page = shared.store.scan(&from, Some(&to), want + 1)?;
-    for (i, (k, v)) in page.iter().enumerate() {
-        let key = &k[1..];
-        if i == want {
-            return Ok((found, Some(Bytes::copy_from_slice(key))));
-        }
-        if let Some((version, Some(value))) = decode_value(v)
-            && version.epoch >= floor
-            && !value.expired(now_ms)
+    let next = scan_user_page(&shared.store, start, None, limit.min(4096), |key, v| {
+        if let Some(value) = visible(v, floor, now_ms)
             && filter.matches(key, &value)
         {
             found.push(Bytes::copy_from_slice(key));
         }
-    }
-    Ok((found, None))
+    })?;
+    Ok((found, next))
 }

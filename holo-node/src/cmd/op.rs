@@ -117,7 +117,8 @@ const CODES: &[Code] = &[
 
 impl Code {
     fn from_u8(b: u8) -> Option<Code> {
-        CODES.iter().copied().find(|c| *c as u8 == b)
+        // Opcodes are 1, 2, 3 ... in `CODES` order (checked by a test).
+        CODES.get(usize::from(b).checked_sub(1)?).copied()
     }
 }
 
@@ -135,6 +136,12 @@ pub fn encode(code: Code, flags: u8, args: &[&[u8]]) -> Bytes {
         out.put_slice(arg);
     }
     out.freeze()
+}
+
+/// Encodes an operation whose arguments are all client arguments (keys, fields, values).
+pub fn encode_all(code: Code, flags: u8, args: &[Bytes]) -> Bytes {
+    let refs: Vec<&[u8]> = args.iter().map(|a| &a[..]).collect();
+    encode(code, flags, &refs)
 }
 
 /// A decoded operation's arguments. Operations arrive from peers and from the WAL too, so
@@ -410,4 +417,19 @@ pub fn execute(op: &[u8], ctx: &mut Ctx<'_>) -> Frame {
         Code::Exec | Code::Watch => super::multi::exec(code, flags, &args, ctx),
     };
     result.unwrap_or_else(|e| e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opcodes_are_numbered_in_table_order() {
+        for (i, code) in CODES.iter().enumerate() {
+            assert_eq!(*code as usize, i + 1, "{code:?}");
+            assert_eq!(Code::from_u8(*code as u8), Some(*code));
+        }
+        assert_eq!(Code::from_u8(0), None);
+        assert_eq!(Code::from_u8(CODES.len() as u8 + 1), None);
+    }
 }

@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use holo_resp::Frame;
 
-use super::op::{Args, Code, Ctx, encode};
+use super::op::{Args, Code, Ctx, encode, encode_all};
 use super::{Parsed, Spec, expiry_arg, not_integer, parse_f64, parse_i64, syntax_error};
 
 /// The value size limit of Redis (`proto-max-bulk-len` default) for APPEND and SETRANGE.
@@ -163,8 +163,7 @@ pub fn parse_getdel(_: &Spec, rest: &[Bytes]) -> Parsed {
 }
 
 pub fn parse_mget(_: &Spec, rest: &[Bytes]) -> Parsed {
-    let refs: Vec<&[u8]> = rest.iter().map(|b| &b[..]).collect();
-    Parsed::read(rest.to_vec(), encode(Code::MGet, 0, &refs))
+    Parsed::read(rest.to_vec(), encode_all(Code::MGet, 0, rest))
 }
 
 pub fn parse_mset(spec: &Spec, rest: &[Bytes]) -> Parsed {
@@ -176,9 +175,8 @@ pub fn parse_mset(spec: &Spec, rest: &[Bytes]) -> Parsed {
     } else {
         Code::MSetNx
     };
-    let refs: Vec<&[u8]> = rest.iter().map(|b| &b[..]).collect();
     let keys = rest.iter().step_by(2).cloned().collect();
-    Parsed::write(keys, encode(code, 0, &refs), code == Code::MSet)
+    Parsed::write(keys, encode_all(code, 0, rest), code == Code::MSet)
 }
 
 pub fn parse_incr(spec: &Spec, rest: &[Bytes]) -> Parsed {
@@ -400,7 +398,8 @@ pub fn exec(code: Code, flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Result
                     expiry_at(flags, ttl, ctx.now_ms)
                 };
                 if expires_at.is_some_and(|at| at <= ctx.now_ms) {
-                    ctx.delete(key);
+                    // Live, just read: deleting it needs no second look.
+                    ctx.kv.put(key, None);
                 } else if expires_at != old_expiry {
                     ctx.put_str_ttl(key, value.clone(), expires_at);
                 }
@@ -423,7 +422,7 @@ pub fn exec(code: Code, flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Result
         Code::GetDel => {
             let old = ctx.str(key)?;
             if old.is_some() {
-                ctx.delete(key);
+                ctx.kv.put(key, None);
             }
             bulk_or_null(old)
         }

@@ -57,6 +57,21 @@ impl Client {
     }
 }
 
+/// The HOLOMETRICS text of the node `c` is connected to; `None` if it does not answer.
+pub async fn metrics(c: &mut Client) -> Option<String> {
+    match c.cmd(&["HOLOMETRICS"]).await.ok()? {
+        Frame::Bulk(text) => Some(String::from_utf8_lossy(&text).into_owned()),
+        _ => None,
+    }
+}
+
+/// Counter `name` in a HOLOMETRICS text.
+pub fn counter(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|n| n.parse().ok())
+}
+
 pub fn bulk(s: &str) -> Frame {
     Frame::Bulk(Bytes::copy_from_slice(s.as_bytes()))
 }
@@ -190,6 +205,11 @@ impl Cluster {
 
     pub fn resp(&self, i: usize) -> &str {
         &self.addrs[i].0
+    }
+
+    /// Every node's gRPC address.
+    pub fn grpcs(&self) -> Vec<String> {
+        self.addrs.iter().map(|a| a.1.clone()).collect()
     }
 
     pub async fn client(&self, i: usize) -> Client {
