@@ -317,16 +317,25 @@ async fn serve(
         }
         propose(shared, &mut proposals).await?;
         for (index, reply, version) in replies {
-            let frame = match reply {
-                Reply::Ready(frame) => frame,
-                Reply::Pending(rx) => rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
-                Reply::Scan(args) => scan(index, args, shared).await,
-                Reply::Node(args) => crate::keys::run(&TABLE[index], args, shared).await,
-                Reply::Exec(rx, parts) => exec_reply(
-                    rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
-                    parts,
-                ),
-                Reply::Watch(_) => unreachable!("WATCH is answered when dispatched"),
+            let waiting = async {
+                match reply {
+                    Reply::Ready(frame) => frame,
+                    Reply::Pending(rx) => {
+                        rx.await.unwrap_or_else(|_| ClientError::Stopping.frame())
+                    }
+                    Reply::Scan(args) => scan(index, args, shared).await,
+                    Reply::Node(args) => crate::keys::run(&TABLE[index], args, shared).await,
+                    Reply::Exec(rx, parts) => exec_reply(
+                        rx.await.unwrap_or_else(|_| ClientError::Stopping.frame()),
+                        parts,
+                    ),
+                    Reply::Watch(_) => unreachable!("WATCH is answered when dispatched"),
+                }
+            };
+            // CLIENT KILL also closes a connection waiting for a reply.
+            let frame = tokio::select! {
+                frame = waiting => frame,
+                () = registration.kill.notified() => return Ok(()),
             };
             shared
                 .metrics

@@ -678,4 +678,20 @@ async fn keyspace_reads_see_every_write_acknowledged_through_another_node() {
         },
     )
     .await;
+    // CLIENT KILL closes a connection waiting for such a reply at once: no reply comes.
+    let mut waiting = cluster.client(0).await;
+    let Frame::Integer(id) = waiting.cmd(&["CLIENT", "ID"]).await.unwrap() else {
+        panic!("CLIENT ID")
+    };
+    let keys = tokio::spawn(async move { waiting.cmd(&["KEYS", "*"]).await });
+    let mut killer = cluster.client(0).await;
+    assert_eq!(
+        killer
+            .cmd(&["CLIENT", "KILL", "ID", &id.to_string()])
+            .await
+            .unwrap(),
+        Frame::Integer(1)
+    );
+    let reply = keys.await.unwrap();
+    assert!(reply.is_err(), "a killed connection got a reply: {reply:?}");
 }
