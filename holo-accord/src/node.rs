@@ -250,6 +250,23 @@ impl Node {
         self.coordinating.len()
     }
 
+    /// Client transactions this node proposed that are not decided yet (still in PreAccept
+    /// or Accept). A host that limits how many it has in flight batches the commands that
+    /// arrive meanwhile into fewer transactions; a decided transaction waiting to execute
+    /// (behind a recovery, say) does not count, so it never holds up new proposals.
+    pub fn undecided_proposals(&self) -> usize {
+        self.coordinating
+            .values()
+            .filter(|c| {
+                c.client
+                    && matches!(
+                        c.phase,
+                        Phase::PreAccepting { .. } | Phase::Accepting { .. }
+                    )
+            })
+            .count()
+    }
+
     /// Starts coordinating a transaction over `reads` and `writes`; returns its id.
     pub fn propose(&mut self, reads: &[Key], writes: &[Key], op: Bytes) -> TxnId {
         let kind = Txn::kind_of(writes);

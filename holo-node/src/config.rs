@@ -147,6 +147,11 @@ pub struct AccordConfig {
     /// until this node's clock is this far past the expiry, so no node can still order a
     /// later command before it (docs/redis-commands.md, "Expiry and the clock").
     pub max_clock_offset_ms: u64,
+    /// Most client transactions this node has undecided (in PreAccept or Accept) at once
+    /// (0: no limit). Commands that arrive meanwhile wait and go out together in the next
+    /// transaction, so under load every round carries many commands instead of one; an
+    /// idle node proposes at once.
+    pub propose_window: usize,
 }
 
 impl Default for AccordConfig {
@@ -158,6 +163,7 @@ impl Default for AccordConfig {
             tick_ms: 2,
             sync_interval_ms: 1_000,
             max_clock_offset_ms: 50,
+            propose_window: 2,
         }
     }
 }

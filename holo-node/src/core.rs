@@ -4,11 +4,12 @@
 //! per step (group commit does the rest), decided transactions to the executor once every
 //! record before them is durable, and definite failures to clients.
 //!
-//! Nothing here blocks on the disk or the network: the WAL's durability is awaited by a
-//! separate task that reports back with [`Event::Durable`], and applying runs on the
-//! executor thread.
+//! Nothing here blocks on the disk or the network: the WAL's durability is a future this
+//! task polls beside its events (one wait at a time, covering every submit before it), and
+//! applying runs on the executor thread.
 
 use std::collections::{HashMap, VecDeque};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -56,8 +57,6 @@ pub struct Proposal {
 pub enum Event {
     Propose(Vec<Proposal>),
     Peer(Envelope),
-    /// Every record up to this persist sequence number is durable.
-    Durable(u64),
     /// Diagnostics: a line per coordination, blocked txn and progress entry.
     Describe(oneshot::Sender<Vec<String>>),
     /// The transport (re)connected to this peer.
@@ -133,7 +132,8 @@ pub struct Core {
     wal: Arc<Wal>,
     peers: HashMap<NodeId, PeerLink>,
     executor: std::sync::mpsc::Sender<Vec<ApplyItem>>,
-    durability: mpsc::UnboundedSender<(Lsn, u64, Instant)>,
+    /// Submits not yet known durable, in order: (last LSN, persist seq, when submitted).
+    unsynced: VecDeque<(Lsn, u64, Instant)>,
     metrics: Arc<Metrics>,
     tick: Duration,
     pending: HashMap<TxnId, Pending>,
@@ -162,6 +162,9 @@ pub struct Core {
     cut_pending: Option<Lsn>,
     /// Where each released cut is saved for the next restart (see [`crate::checkpoint`]).
     checkpoint: Option<std::path::PathBuf>,
+    /// Most client transactions undecided at once (0: no limit); see
+    /// [`Core::propose_queued`].
+    window: usize,
 }
 
 impl Core {
@@ -170,7 +173,6 @@ impl Core {
         wal: Arc<Wal>,
         peers: HashMap<NodeId, PeerLink>,
         executor: std::sync::mpsc::Sender<Vec<ApplyItem>>,
-        durability: mpsc::UnboundedSender<(Lsn, u64, Instant)>,
         metrics: Arc<Metrics>,
         tick: Duration,
     ) -> Core {
@@ -179,7 +181,7 @@ impl Core {
             wal,
             peers,
             executor,
-            durability,
+            unsynced: VecDeque::new(),
             metrics,
             tick,
             pending: HashMap::new(),
@@ -197,7 +199,14 @@ impl Core {
             release: None,
             cut_pending: None,
             checkpoint: None,
+            window: 0,
         }
+    }
+
+    /// Limits the client transactions undecided at once to `window` (0: no limit).
+    pub fn with_propose_window(mut self, window: usize) -> Core {
+        self.window = window;
+        self
     }
 
     /// Saves each released cut to `path`, where a restart starts reading the WAL.
@@ -292,9 +301,23 @@ impl Core {
         // Whatever a restart re-applies.
         self.flush()?;
         let mut buf = Vec::with_capacity(256);
+        // The one durability wait in flight: it covers the latest submit when it started.
+        let mut waiting: Option<Pin<Box<holo_wal::DurableFuture>>> = None;
         loop {
+            if waiting.is_none()
+                && let Some(&(lsn, _, _)) = self.unsynced.back()
+            {
+                waiting = Some(Box::pin(self.wal.durable(lsn)));
+            }
             tokio::select! {
+                // First: a durable WAL releases replies and applies, and under steady load
+                // the events below are always ready.
                 biased;
+                outcome = async { waiting.as_mut().expect("checked").as_mut().await }, if waiting.is_some() => {
+                    outcome.map_err(Fatal::Wal)?;
+                    waiting = None;
+                    self.on_durable();
+                }
                 n = events.recv_many(&mut buf, 512) => {
                     if n == 0 {
                         return Ok(());
@@ -304,6 +327,9 @@ impl Core {
                     for event in buf.drain(..) {
                         self.handle(event);
                     }
+                    // An atomic load: durability that came while the events did needs no
+                    // wake-up of its own.
+                    self.on_durable();
                     // Under steady load the biased select never polls the ticker: run the
                     // timers here when they are due.
                     self.release_segments();
@@ -415,23 +441,48 @@ impl Core {
                 ));
                 let _ = reply.send(lines);
             }
-            Event::Durable(seq) => {
-                self.durable_seq = self.durable_seq.max(seq);
-                self.node.durable(seq);
-                while self
-                    .held
-                    .front()
-                    .is_some_and(|(s, _)| *s <= self.durable_seq)
-                {
-                    let (_, item) = self.held.pop_front().expect("checked");
-                    self.ready.push(item);
-                }
+        }
+    }
+
+    /// Takes in what the WAL made durable since the last look: the Accord node may send
+    /// the replies it held, and applies held behind those records may go.
+    fn on_durable(&mut self) {
+        let below = self.wal.durable_below();
+        let mut seq = None;
+        while let Some(&(lsn, s, at)) = self.unsynced.front() {
+            if lsn >= below {
+                break;
             }
+            self.unsynced.pop_front();
+            self.metrics
+                .wal_commit_latency
+                .observe(at.elapsed().as_micros() as u64);
+            seq = Some(s);
+        }
+        let Some(seq) = seq else {
+            return;
+        };
+        self.durable_seq = self.durable_seq.max(seq);
+        self.node.durable(seq);
+        while self
+            .held
+            .front()
+            .is_some_and(|(s, _)| *s <= self.durable_seq)
+        {
+            let (_, item) = self.held.pop_front().expect("checked");
+            self.ready.push(item);
         }
     }
 
     /// Proposes the queued units, as few transactions as the batch limits allow (a unit
     /// larger than the limits goes alone).
+    ///
+    /// While `window` transactions of this node are undecided, a batch that is not full
+    /// waits: every transaction costs each replica a fixed amount of CPU (messages, records,
+    /// the conflict index) whatever it carries, so commands arriving while earlier rounds
+    /// are out are worth more together. A decision, or any event, runs this again. Only
+    /// undecided transactions count, so one waiting to execute behind a slow dependency
+    /// never holds up new ones.
     fn propose_queued(&mut self) {
         let mut queued = std::mem::take(&mut self.queued);
         // A client that went away before its commands started needs nothing done.
@@ -453,6 +504,11 @@ impl Core {
                 commands += unit.proposals.len();
                 bytes += unit.bytes();
                 units.push(unit);
+            }
+            let full = rest.peek().is_some();
+            if !full && self.window > 0 && self.node.undecided_proposals() >= self.window {
+                self.queued = units;
+                return;
             }
             let proposals = || units.iter().flat_map(|u| u.proposals.iter());
             let id = if commands == 1 {
@@ -576,7 +632,8 @@ impl Core {
                     self.release = Some((cut, lsn));
                 }
                 self.records.clear();
-                let _ = self.durability.send((lsn, self.issued_seq, Instant::now()));
+                self.unsynced
+                    .push_back((lsn, self.issued_seq, Instant::now()));
             }
         }
         if !self.ready.is_empty() {
@@ -593,31 +650,4 @@ impl Core {
             .store(self.held.len() as u64, Ordering::Relaxed);
         Ok(())
     }
-}
-
-/// Awaits WAL durability in order and reports it to the core; one wait covers every
-/// submit queued behind it.
-///
-/// # Errors
-/// The WAL failed: the node must stop (the caller ends `run`).
-pub async fn durability_watcher(
-    wal: Arc<Wal>,
-    mut rx: mpsc::UnboundedReceiver<(Lsn, u64, Instant)>,
-    core: mpsc::Sender<Event>,
-    metrics: Arc<Metrics>,
-) -> Result<(), Fatal> {
-    let mut batch = Vec::new();
-    while rx.recv_many(&mut batch, 1024).await > 0 {
-        let (lsn, seq, _) = *batch.last().expect("non-empty");
-        wal.durable(lsn).await.map_err(Fatal::Wal)?;
-        for (_, _, at) in batch.drain(..) {
-            metrics
-                .wal_commit_latency
-                .observe(at.elapsed().as_micros() as u64);
-        }
-        if core.send(Event::Durable(seq)).await.is_err() {
-            return Ok(());
-        }
-    }
-    Ok(())
 }

@@ -11,8 +11,8 @@
 //!                                          |  owns holo_accord::Node
 //!        +---------------------------------+-------------------+-----------------+
 //!        v                                 v                   v                 v
-//!  peer links (one bounded queue   WAL submit (group    durability watcher   executor thread
-//!  + stream per peer)              commit thread)       --Durable--> core    (storage, replies)
+//!  peer links (one bounded queue   WAL submit (group    its durable future   executor thread
+//!  + stream per peer)              commit thread)       polled by the core   (storage, replies)
 //! ```
 //! One core step handles every queued event, then proposes every client command that arrived
 //! during the step as one Accord transaction (up to 1,024 commands or 1 MiB; the op is a
@@ -281,7 +281,6 @@ pub async fn run(
             let _ = exec_done_tx.send(executor.run(exec_rx));
         })?;
 
-    let (durable_tx, durable_rx) = mpsc::unbounded_channel();
     let mut tasks: tokio::task::JoinSet<anyhow::Result<()>> = tokio::task::JoinSet::new();
     // The executor's end reaches the node at once (a failed disk stops the node), not only
     // when the core next hands it work.
@@ -291,13 +290,6 @@ pub async fn run(
             Err(_) => Err(anyhow::anyhow!("the executor thread panicked")),
         }
     });
-    let watcher = core::durability_watcher(
-        Arc::clone(&wal),
-        durable_rx,
-        core_tx.clone(),
-        Arc::clone(&metrics),
-    );
-    tasks.spawn(async move { watcher.await.map_err(anyhow::Error::from) });
 
     let mut peers = HashMap::new();
     for member in map.members() {
@@ -323,10 +315,10 @@ pub async fn run(
         Arc::clone(&wal),
         peers,
         exec_tx,
-        durable_tx,
         Arc::clone(&metrics),
         Duration::from_millis(config.accord.tick_ms),
     )
+    .with_propose_window(config.accord.propose_window)
     .with_wal_positions(latest_lsn)
     .with_checkpoint(checkpoint);
     tasks.spawn(async move { core.run(core_rx).await.map_err(anyhow::Error::from) });
