@@ -231,6 +231,8 @@ pub struct Executor {
     /// The highest sync point over every range applied to storage here (read barriers
     /// wait on it).
     sync_applied: tokio::sync::watch::Sender<TxnId>,
+    /// Applied writes not yet written to storage (see [`pending`]).
+    pending: pending::Pending,
 }
 
 impl Executor {
@@ -283,6 +285,7 @@ impl Executor {
             held_seq: 0,
             max_clock_offset_ms: 0,
             sync_applied: tokio::sync::watch::Sender::new(TxnId(Timestamp::ZERO)),
+            pending: pending::Pending::default(),
         })
     }
 
@@ -357,11 +360,13 @@ impl Executor {
             } else {
                 self.flush_every
                     .min(held.unwrap_or(Duration::MAX))
+                    .min(self.pending.due_in().unwrap_or(Duration::MAX))
                     .max(Duration::from_millis(1))
             };
             let first = match rx.recv_timeout(wait) {
                 Ok(items) => items,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
+                    self.commit_if_due()?;
                     self.purge_flushed()?;
                     self.flush_if_due()?;
                     self.report_synced();
@@ -380,11 +385,13 @@ impl Executor {
                 .apply_queue
                 .fetch_sub(items.len() as i64, Ordering::Relaxed);
             self.apply(items)?;
+            self.commit_if_due()?;
             self.purge_flushed()?;
             self.flush_if_due()?;
             self.report_synced();
         }
         // Shutting down: nothing is reported after this, and the WAL covers what is lost.
+        self.commit()?;
         if let Err(e) = self.store.flush() {
             tracing::warn!("final storage flush failed: {e}");
         }
@@ -416,6 +423,9 @@ impl Executor {
         let Some(floor) = self.purge_target() else {
             return Ok(());
         };
+        // The scan below reads storage, and its deletes must not be overwritten by older
+        // held writes.
+        self.commit()?;
         // A newer flush while one purge is under way starts over: keys before the position
         // may hold values of the epochs between the two.
         let from = match self.purge_from.take() {
@@ -472,6 +482,7 @@ impl Executor {
             return Ok(());
         }
         self.last_flush = Instant::now();
+        self.commit()?;
         match self.store.flush() {
             Ok(()) => {
                 self.dirty = false;
@@ -488,6 +499,52 @@ impl Executor {
                 Ok(())
             }
         }
+    }
+
+    /// The stored values of `keys`, held writes first.
+    ///
+    /// # Errors
+    /// [`Fatal::Apply`]: storage could not be read.
+    fn load(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, Fatal> {
+        let mut values = vec![None; keys.len()];
+        let mut missing = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            match self.pending.get(key) {
+                Some(held) => values[i] = held.map(<[u8]>::to_vec),
+                None => missing.push(i),
+            }
+        }
+        if !missing.is_empty() {
+            let refs: Vec<&[u8]> = missing.iter().map(|&i| keys[i]).collect();
+            let stored = self.store.multi_get(&refs).map_err(Fatal::Apply)?;
+            for (i, value) in missing.into_iter().zip(stored) {
+                values[i] = value;
+            }
+        }
+        Ok(values)
+    }
+
+    /// Writes the held writes to storage, in one atomic batch.
+    ///
+    /// # Errors
+    /// [`Fatal::Apply`]: storage could not be written. The writes were applied and their
+    /// replies sent, so the node must stop; the WAL holds every decision for the restart.
+    fn commit(&mut self) -> Result<(), Fatal> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let batch = self.pending.take();
+        self.metrics
+            .storage_commit_ops
+            .observe(batch.ops.len() as u64);
+        self.store.write(&batch).map_err(Fatal::Apply)
+    }
+
+    fn commit_if_due(&mut self) -> Result<(), Fatal> {
+        if self.pending.due_in() == Some(Duration::ZERO) {
+            self.commit()?;
+        }
+        Ok(())
     }
 
     /// Applies one batch atomically, then answers the clients.
@@ -561,7 +618,7 @@ impl Executor {
         wanted.dedup();
         let storage_keys: Vec<Vec<u8>> = wanted.iter().map(|k| storage_key(k)).collect();
         let refs: Vec<&[u8]> = storage_keys.iter().map(Vec::as_slice).collect();
-        let loaded = self.store.multi_get(&refs).map_err(Fatal::Apply)?;
+        let loaded = self.load(&refs)?;
         let mut slots: HashMap<Bytes, Option<Slot>> = HashMap::with_capacity(wanted.len());
         for (key, value) in wanted.into_iter().zip(loaded) {
             let slot = value
@@ -663,11 +720,19 @@ impl Executor {
             // finds them consistent and replays the rest of both from the WAL.
             batch.put(crate::meta::STATE_KEY, self.meta.encode());
         }
+        let written = batch.ops.len() as u64;
         if !batch.is_empty() {
-            self.store.write(&batch).map_err(Fatal::Apply)?;
+            self.pending.add(batch);
             self.dirty = true;
         }
+        if meta_applied > 0 {
+            // Rare, and the rest of the node acts on the new map at once: in storage now,
+            // as the data before it.
+            self.commit()?;
+        }
         if let Some(id) = barrier {
+            // Read barriers read storage once this is published.
+            self.commit()?;
             self.sync_applied.send_if_modified(|at| {
                 let newer = id > *at;
                 *at = (*at).max(id);
@@ -687,12 +752,8 @@ impl Executor {
                 });
             }
         }
-        self.metrics.observe_apply_batch(
-            replies.len() as u64,
-            batch.ops.len() as u64,
-            skipped,
-            started.elapsed(),
-        );
+        self.metrics
+            .observe_apply_batch(replies.len() as u64, written, skipped, started.elapsed());
         for (reply, executed) in replies {
             self.send_reply(reply, executed);
         }
@@ -767,5 +828,6 @@ pub fn data_hash(store: &Store) -> anyhow::Result<(u64, u64)> {
     Ok((hash, keys))
 }
 
+mod pending;
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,7 @@ const LATENCY_BOUNDS_US: &[u64] = &[
 ];
 /// Upper bounds of the batch-size buckets.
 const SIZE_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096];
+const COMMIT_BOUNDS: &[u64] = &[1, 4, 16, 64, 256, 1024, 4096, 16384, 65536];
 /// Split and merge durations (commit to history cut), in microseconds: 10 ms to 10 min.
 const OPERATION_BOUNDS_US: &[u64] = &[
     10_000,
@@ -148,6 +149,7 @@ pub struct Metrics {
     pub wal_segments_released: AtomicU64,
     pub wal_commit_latency: Histogram,
     pub wal_batch_records: Histogram,
+    pub storage_commit_ops: Histogram,
     pub apply_queue: AtomicI64,
     pub apply_held: AtomicU64,
     pub apply_batch_replies: Histogram,
@@ -212,6 +214,7 @@ impl Default for Metrics {
             wal_segments_released: AtomicU64::new(0),
             wal_commit_latency: Histogram::new(LATENCY_BOUNDS_US),
             wal_batch_records: Histogram::new(SIZE_BOUNDS),
+            storage_commit_ops: Histogram::new(COMMIT_BOUNDS),
             apply_queue: AtomicI64::new(0),
             apply_held: AtomicU64::new(0),
             apply_batch_replies: Histogram::new(SIZE_BOUNDS),
@@ -488,6 +491,13 @@ impl Metrics {
         );
         self.wal_batch_records
             .render(&mut out, "holo_wal_submit_records", "", 1.0);
+        histogram_header(
+            &mut out,
+            "holo_storage_commit_ops",
+            "Keys written per storage commit (applied writes are held up to 50 ms and written together).",
+        );
+        self.storage_commit_ops
+            .render(&mut out, "holo_storage_commit_ops", "", 1.0);
         if let Some(wal) = wal {
             counter(
                 &mut out,
