@@ -265,6 +265,9 @@ impl Executor {
             metrics.set_applied(id.0, marker.index);
         }
         metrics.observe_meta(&meta);
+        let store_for_writer = Arc::clone(&store);
+        let pending =
+            pending::Pending::new(store_for_writer, "holo-writer".into(), Arc::clone(&metrics))?;
         Ok(Executor {
             store,
             meta,
@@ -285,7 +288,7 @@ impl Executor {
             held_seq: 0,
             max_clock_offset_ms: 0,
             sync_applied: tokio::sync::watch::Sender::new(TxnId(Timestamp::ZERO)),
-            pending: pending::Pending::default(),
+            pending,
         })
     }
 
@@ -524,27 +527,21 @@ impl Executor {
         Ok(values)
     }
 
-    /// Writes the held writes to storage, in one atomic batch.
+    /// Waits until every applied write is in storage.
     ///
     /// # Errors
     /// [`Fatal::Apply`]: storage could not be written. The writes were applied and their
     /// replies sent, so the node must stop; the WAL holds every decision for the restart.
     fn commit(&mut self) -> Result<(), Fatal> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = self.pending.take();
-        self.metrics
-            .storage_commit_ops
-            .observe(batch.ops.len() as u64);
-        self.store.write(&batch).map_err(Fatal::Apply)
+        self.pending.commit_all().map_err(Fatal::Apply)
     }
 
+    /// Starts writing the held writes to storage if they are due; never waits.
+    ///
+    /// # Errors
+    /// As [`Executor::commit`].
     fn commit_if_due(&mut self) -> Result<(), Fatal> {
-        if self.pending.due_in() == Some(Duration::ZERO) {
-            self.commit()?;
-        }
-        Ok(())
+        self.pending.commit_if_due().map_err(Fatal::Apply)
     }
 
     /// Applies one batch atomically, then answers the clients.
