@@ -61,6 +61,8 @@ pub enum Event {
     Describe(oneshot::Sender<Vec<String>>),
     /// The transport (re)connected to this peer.
     PeerUp(NodeId),
+    /// The transport's link to this peer is down: connecting failed or its stream broke.
+    PeerDown(NodeId),
     /// Storage holds everything applied up to this sync point durably.
     SyncDurable(TxnId),
     /// Storage holds everything applied up to this exclusive sync point durably.
@@ -364,6 +366,8 @@ impl Core {
             .store(stats.invalidations, Ordering::Relaxed);
         m.coordinating
             .store(self.node.coordinating() as u64, Ordering::Relaxed);
+        m.peers_unreachable
+            .store(self.node.unreachable_peers() as u64, Ordering::Relaxed);
         m.commands_known
             .store(self.node.replica().len() as u64, Ordering::Relaxed);
         let (_, floor) = self.node.sync_state();
@@ -384,6 +388,7 @@ impl Core {
             }
             Event::Peer(envelope) => self.node.receive(envelope),
             Event::PeerUp(peer) => self.node.peer_up(peer),
+            Event::PeerDown(peer) => self.node.peer_down(peer),
             Event::SyncDurable(id) => self.node.sync_durable(id),
             Event::CutDurable(id) => self.node.cut_durable(id),
             Event::Cut { span, epoch, reply } => {

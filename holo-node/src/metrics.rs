@@ -145,6 +145,7 @@ pub struct Metrics {
     pub recoveries: AtomicU64,
     pub invalidations: AtomicU64,
     pub coordinating: AtomicU64,
+    pub peers_unreachable: AtomicU64,
     pub commands_known: AtomicU64,
     pub wal_segments_released: AtomicU64,
     pub wal_commit_latency: Histogram,
@@ -210,6 +211,7 @@ impl Default for Metrics {
             recoveries: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
             coordinating: AtomicU64::new(0),
+            peers_unreachable: AtomicU64::new(0),
             commands_known: AtomicU64::new(0),
             wal_segments_released: AtomicU64::new(0),
             wal_commit_latency: Histogram::new(LATENCY_BOUNDS_US),
@@ -464,6 +466,12 @@ impl Metrics {
             "holo_accord_coordinating",
             "Transactions this node coordinates now.",
             self.coordinating.load(Ordering::Relaxed) as i64,
+        );
+        gauge(
+            &mut out,
+            "holo_accord_peers_unreachable",
+            "Peers this node's links report down: its transactions do not wait for their fast-path votes.",
+            self.peers_unreachable.load(Ordering::Relaxed) as i64,
         );
         gauge(
             &mut out,

@@ -85,6 +85,9 @@ async fn sender(
             Ok(channel) => channel,
             Err(e) => {
                 tracing::debug!("peer {}: connect failed: {e}", peer.0);
+                // Transactions stop waiting for this peer's fast-path votes. A hint only: if
+                // the core's queue is full it comes again with the next attempt.
+                let _ = core.try_send(Event::PeerDown(peer));
                 // Drop what queued up while the peer is unreachable: it is stale by the time
                 // the peer returns, and the protocol resends what still matters.
                 if !discard_until(&mut queue, &stats, backoff).await {
@@ -129,6 +132,7 @@ async fn sender(
             stats.sent.fetch_add(1, Ordering::Relaxed);
         }
         stats.connected.store(false, Ordering::Relaxed);
+        let _ = core.try_send(Event::PeerDown(peer));
         match call.await {
             Ok(Err(status)) => tracing::info!("peer {}: stream ended: {status}", peer.0),
             Ok(Ok(_)) => tracing::info!("peer {}: stream closed", peer.0),

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Client, Cluster, bulk, eventually};
+use common::{Client, Cluster, bulk, counter, eventually, metrics};
 use holo_resp::Frame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -129,9 +129,28 @@ async fn a_stopped_node_restarts_and_catches_up() {
             Frame::ok()
         );
     }
+    // Node 1's link to node 3 reports it down, so its transactions stop waiting out the
+    // fast-path wait for a vote that cannot come.
+    let node1 = cluster.resp(0).to_owned();
+    let unreachable = move |want: u64| {
+        let addr = node1.clone();
+        async move {
+            let mut c = Client::connect(&addr).await.ok()?;
+            let text = metrics(&mut c).await?;
+            (counter(&text, "holo_accord_peers_unreachable") == Some(want)).then_some(())
+        }
+    };
+    eventually("node 1 to see node 3 down", Duration::from_secs(10), || {
+        unreachable(1)
+    })
+    .await;
     let mut c2 = cluster.client(1).await;
     assert_eq!(c2.cmd(&["GET", "k39"]).await.unwrap(), bulk("39"));
     cluster.restart(2).await;
+    eventually("node 1 to see node 3 back", Duration::from_secs(10), || {
+        unreachable(0)
+    })
+    .await;
     let mut c3 = cluster.client(2).await;
     // Its reads run through its own replica, which must learn what it missed.
     for i in 0..40 {

@@ -30,6 +30,11 @@ impl Node {
         }
     }
 
+    /// How many peers are reported unreachable (see [`Node::peer_down`]).
+    pub fn unreachable_peers(&self) -> usize {
+        self.unreachable.len()
+    }
+
     /// Starts the recovery clock of an undecided txn, unless it is running.
     pub(super) fn watch(&mut self, id: TxnId) {
         let deadline = self.now + self.backoff(id, 0);
