@@ -492,15 +492,18 @@ impl Core {
         let mut queued = std::mem::take(&mut self.queued);
         // A client that went away before its commands started needs nothing done.
         queued.retain(|u| u.retries > 0 || u.proposals.iter().any(|p| !p.reply.is_closed()));
-        let mut rest = queued.into_iter().peekable();
+        // Meta commands (the controller's) go alone and never wait for the window.
+        let (meta, data): (Vec<Unit>, Vec<Unit>) = queued.into_iter().partition(Unit::is_meta);
+        for unit in meta {
+            self.propose_units(vec![unit]);
+        }
+        let mut rest = data.into_iter().peekable();
         while rest.peek().is_some() {
             let mut units: Vec<Unit> = Vec::new();
             let (mut commands, mut bytes) = (0, 0);
             while let Some(unit) = rest.peek() {
                 if !units.is_empty()
-                    && (unit.is_meta()
-                        || units[0].is_meta()
-                        || commands + unit.proposals.len() > BATCH_COMMANDS_MAX
+                    && (commands + unit.proposals.len() > BATCH_COMMANDS_MAX
                         || bytes + unit.bytes() > BATCH_BYTES_MAX)
                 {
                     break;
@@ -515,24 +518,29 @@ impl Core {
                 self.queued = units;
                 return;
             }
-            let proposals = || units.iter().flat_map(|u| u.proposals.iter());
-            let id = if commands == 1 {
-                let single = proposals().next().expect("one command");
-                self.node
-                    .propose(&single.reads, &single.writes, single.op.clone())
-            } else {
-                let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
-                let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
-                let ops: Vec<&[u8]> = proposals().map(|p| &p.op[..]).collect();
-                let op = crate::cmd::encode_batch(ops.into_iter());
-                self.node.propose(&reads, &writes, op)
-            };
-            let epoch = self.node.epoch();
-            for unit in &mut units {
-                unit.epoch = epoch;
-            }
-            self.pending.insert(id, Pending { units });
+            self.propose_units(units);
         }
+    }
+
+    /// Proposes `units` as one transaction.
+    fn propose_units(&mut self, mut units: Vec<Unit>) {
+        let proposals = || units.iter().flat_map(|u| u.proposals.iter());
+        let id = if proposals().nth(1).is_none() {
+            let single = proposals().next().expect("a unit holds a command");
+            self.node
+                .propose(&single.reads, &single.writes, single.op.clone())
+        } else {
+            let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
+            let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
+            let ops: Vec<&[u8]> = proposals().map(|p| &p.op[..]).collect();
+            let op = crate::cmd::encode_batch(ops.into_iter());
+            self.node.propose(&reads, &writes, op)
+        };
+        let epoch = self.node.epoch();
+        for unit in &mut units {
+            unit.epoch = epoch;
+        }
+        self.pending.insert(id, Pending { units });
     }
 
     /// Carries out the node's actions until it has none left.

@@ -1,16 +1,18 @@
-//! The executor: applies decided transactions to the storage backend in the order the
-//! Accord core released them, in batches, on its own thread so a slow disk never stalls the
-//! network loop.
+//! The executor: applies decided transactions in the order the Accord core released them, in
+//! batches, on its own thread so a slow disk never stalls the network loop. Applied writes
+//! are held in memory and committed to the storage backend by a writer thread, up to 50 ms
+//! of them in one atomic commit ([`pending`] says why and what that changes for readers).
 //!
 //! # Idempotent apply
 //! After a restart the core re-applies every decided transaction in its WAL, some of which
 //! storage already holds. Every stored value carries the executeAt of the transaction that
 //! wrote it, and a delete leaves a tombstone with its executeAt, so a transaction is skipped
 //! when any key it touches has a version at or above its executeAt. That is exact: storage
-//! holds a prefix of the apply order (each batch is atomic), conflicting transactions apply
-//! in executeAt order, so a later write to one of its keys is present only if the
-//! transaction itself was applied before it; and when no later write is present the keys
-//! hold what the transaction saw the first time, so running it again gives the same result.
+//! holds a prefix of the apply order (each commit is atomic and takes everything applied
+//! before it), conflicting transactions apply in executeAt order, so a later write to one of
+//! its keys is present only if the transaction itself was applied before it; and when no
+//! later write is present the keys hold what the transaction saw the first time, so running
+//! it again gives the same result.
 //! Tombstones stay (they are small; dropping them needs a version floor per key).
 //!
 //! # Sync points
@@ -364,6 +366,12 @@ impl Executor {
                 self.flush_every
                     .min(held.unwrap_or(Duration::MAX))
                     .min(self.pending.due_in().unwrap_or(Duration::MAX))
+                    // A finished commit frees its copy, and a failed one stops the node.
+                    .min(if self.pending.committing() {
+                        Duration::from_millis(5)
+                    } else {
+                        Duration::MAX
+                    })
                     .max(Duration::from_millis(1))
             };
             let first = match rx.recv_timeout(wait) {
@@ -544,7 +552,8 @@ impl Executor {
         self.pending.commit_if_due().map_err(Fatal::Apply)
     }
 
-    /// Applies one batch atomically, then answers the clients.
+    /// Applies one batch (its writes are held until the next commit takes them, with those
+    /// of the batches before it), then answers the clients.
     ///
     /// Meta commands go first, in their order: they conflict with no data transaction, so
     /// each replica may execute them anywhere among those, and nothing a data transaction

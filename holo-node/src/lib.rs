@@ -12,13 +12,18 @@
 //!        +---------------------------------+-------------------+-----------------+
 //!        v                                 v                   v                 v
 //!  peer links (one bounded queue   WAL submit (group    its durable future   executor thread
-//!  + stream per peer)              commit thread)       polled by the core   (storage, replies)
+//!  + stream per peer)              commit thread)       polled by the core   (replies) --> storage
+//!                                                                                 writer thread
 //! ```
-//! One core step handles every queued event, then proposes every client command that arrived
-//! during the step as one Accord transaction (up to 1,024 commands or 1 MiB; the op is a
-//! batch the executor runs in order, one reply per command), issues one WAL submit for every
-//! record the step produced, one envelope per peer, and one batch to the executor: batching
-//! at every layer comes from the queues filling while the previous step runs.
+//! One core step handles every queued event, then proposes the client commands that arrived
+//! as one Accord transaction (up to 1,024 commands or 1 MiB; the op is a batch the executor
+//! runs in order, one reply per command), issues one WAL submit for every record the step
+//! produced, one envelope per peer, and one batch to the executor: batching at every layer
+//! comes from the queues filling while the previous step runs. While `accord.propose_window`
+//! transactions of the node are undecided, commands wait for the next step that has room, so
+//! under load each transaction carries many (docs/performance.md). The executor holds applied
+//! writes up to 50 ms and a writer thread commits them to storage together
+//! ([`executor`]'s docs).
 //!
 //! # Durability and restart
 //! A reply that depends on a persisted record leaves only after the WAL reports it durable

@@ -12,10 +12,15 @@
 //! Nothing is lost by holding them: storage holds a prefix of the apply order either way (a
 //! commit writes everything held when it started, atomically, with the applied markers), the
 //! executor reads held and in-flight writes before storage, and nothing counts as durable
-//! before the storage flush, which waits for every held write first. What reads storage
-//! directly without a read barrier (the expiry sweep, INFO's key counts, range sizes) may see
-//! the copy up to about [`COMMIT_EVERY`] older; a read barrier waits for what is held before
-//! it lets its reader in.
+//! before the storage flush, which waits for every held write first. A read barrier (KEYS,
+//! SCAN, RANDOMKEY, DBSIZE) waits for what is held before it lets its reader in. What reads
+//! storage directly without one sees the copy as of the last finished commit: up to
+//! [`COMMIT_EVERY`] plus a commit's duration older. Those readers are the expiry sweep (it
+//! only proposes deletes that are checked again at their executeAt), INFO's key counts, the
+//! controller's range sizes and median keys, SCAN's later pages, the keyspace commands when
+//! `[keyspace] stale_reads_while_degraded` lets them skip the barrier, the planted
+//! stale-read fault, and the data hash (`holoctl data-hash`) with its applied count, which
+//! comes from the executor's counters and so may run ahead of the hashed copy for as long.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -148,7 +153,8 @@ impl Pending {
     }
 
     /// Takes note of a finished commit, and starts one of the held writes if they are due
-    /// and none is in flight. Never waits.
+    /// and none is in flight. Waits only when storage fell behind: a commit in flight and
+    /// more than `HELD_BYTES_MAX` held behind it.
     ///
     /// # Errors
     /// A commit failed.
@@ -159,6 +165,7 @@ impl Pending {
                     self.in_flight = None;
                     outcome?;
                 }
+                Err(mpsc::TryRecvError::Empty) if self.bytes >= HELD_BYTES_MAX => self.wait()?,
                 Err(mpsc::TryRecvError::Empty) => return Ok(()),
                 Err(mpsc::TryRecvError::Disconnected) => return Err(writer_gone()),
             }
@@ -167,6 +174,11 @@ impl Pending {
             self.start()?;
         }
         Ok(())
+    }
+
+    /// A commit is in flight.
+    pub fn committing(&self) -> bool {
+        self.in_flight.is_some()
     }
 
     /// Waits until every write taken in so far is in storage.
