@@ -7,6 +7,11 @@
 //! Nothing here blocks on the disk or the network: the WAL's durability is a future this
 //! task polls beside its events (one wait at a time, covering every submit before it), and
 //! applying runs on the executor thread.
+//!
+//! Client commands, how they are grouped into transactions, the clients each transaction
+//! answers and the retries of invalidated ones live in [`batching`]; this file drives the
+//! Accord node, keeps the WAL's books (records, their positions, GC cuts and segment
+//! release) and holds applies until the records before them are durable.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -14,44 +19,20 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use holo_accord::{Action, Envelope, Key, Node, NodeId, Timestamp, TxnId};
-use holo_resp::Frame;
+use holo_accord::{Action, Envelope, Node, NodeId, Timestamp, TxnId};
 use holo_wal::{Lsn, Wal};
 use tokio::sync::{mpsc, oneshot};
 
+mod batching;
+
+use batching::Batcher;
+pub use batching::Proposal;
+
 use crate::convert;
-use crate::error::{ClientError, Fatal};
+use crate::error::Fatal;
 use crate::executor::ApplyItem;
 use crate::metrics::Metrics;
 use crate::transport::PeerLink;
-
-/// How many times a transaction the protocol invalidated (it never executed) is proposed
-/// again before the client gets an error.
-const INVALIDATED_RETRIES: u32 = 6;
-
-/// How long an invalidated unit waits before it is proposed again, by attempt: the first
-/// retry at once (contention), later ones backing off (about 1.7 s in all). A txn is also
-/// invalidated when its node routed it with an epoch the others have left (it has not
-/// applied the split or merge yet, or restarted behind): it must wait until this node
-/// adopted the new epoch, which ends the wait early (see [`Event::Meta`]).
-fn retry_delay(retries: u32) -> Duration {
-    match retries {
-        0 | 1 => Duration::ZERO,
-        n => Duration::from_millis(5 << (2 * (n - 2)).min(16)),
-    }
-}
-
-/// A client's key/value command.
-pub struct Proposal {
-    pub reads: Vec<Key>,
-    pub writes: Vec<Key>,
-    pub op: Bytes,
-    pub reply: oneshot::Sender<Frame>,
-    /// The reply is `+OK` whatever the state (plain SET, MSET): sent once the txn is
-    /// ordered (its Apply is emitted), without waiting for storage.
-    pub blind: bool,
-}
 
 /// Input to the core.
 pub enum Event {
@@ -92,42 +73,6 @@ pub enum Event {
     Barrier(oneshot::Sender<Option<TxnId>>),
 }
 
-/// Most client commands proposed as one transaction.
-const BATCH_COMMANDS_MAX: usize = 1024;
-/// Most bytes of operations in one transaction.
-const BATCH_BYTES_MAX: usize = 1 << 20;
-
-/// The commands one connection sent in one go: proposed together, in order, never split
-/// across transactions (so a pipeline keeps its order, also when a transaction is
-/// invalidated and proposed again), with the times it was proposed again.
-struct Unit {
-    proposals: Vec<Proposal>,
-    retries: u32,
-    /// The epoch its latest transaction was routed with.
-    epoch: u64,
-}
-
-impl Unit {
-    fn bytes(&self) -> usize {
-        self.proposals.iter().map(|p| p.op.len()).sum()
-    }
-
-    /// A meta command: always a transaction of its own (the executor recognises it by its
-    /// one key). The controller sends each alone, and clients cannot use reserved keys, so
-    /// the first key tells.
-    fn is_meta(&self) -> bool {
-        self.proposals
-            .first()
-            .and_then(|p| p.writes.first())
-            .is_some_and(|k| holo_meta::is_reserved(k))
-    }
-}
-
-/// The units one transaction carries, in the order of its batch op.
-struct Pending {
-    units: Vec<Unit>,
-}
-
 /// The core's state.
 pub struct Core {
     node: Node,
@@ -138,11 +83,7 @@ pub struct Core {
     unsynced: VecDeque<(Lsn, u64, Instant)>,
     metrics: Arc<Metrics>,
     tick: Duration,
-    pending: HashMap<TxnId, Pending>,
-    /// Units received this step, proposed together at its end.
-    queued: Vec<Unit>,
-    /// Invalidated units waiting to be proposed again, with when.
-    deferred: Vec<(Instant, Unit)>,
+    batcher: Batcher,
     last_tick: Instant,
     issued_seq: u64,
     durable_seq: u64,
@@ -164,9 +105,6 @@ pub struct Core {
     cut_pending: Option<Lsn>,
     /// Where each released cut is saved for the next restart (see [`crate::checkpoint`]).
     checkpoint: Option<std::path::PathBuf>,
-    /// Most client transactions undecided at once (0: no limit); see
-    /// [`Core::propose_queued`].
-    window: usize,
 }
 
 impl Core {
@@ -186,9 +124,7 @@ impl Core {
             unsynced: VecDeque::new(),
             metrics,
             tick,
-            pending: HashMap::new(),
-            queued: Vec::new(),
-            deferred: Vec::new(),
+            batcher: Batcher::new(0),
             last_tick: Instant::now(),
             issued_seq: 0,
             durable_seq: 0,
@@ -201,13 +137,12 @@ impl Core {
             release: None,
             cut_pending: None,
             checkpoint: None,
-            window: 0,
         }
     }
 
     /// Limits the client transactions undecided at once to `window` (0: no limit).
     pub fn with_propose_window(mut self, window: usize) -> Core {
-        self.window = window;
+        self.batcher = Batcher::new(window);
         self
     }
 
@@ -347,13 +282,7 @@ impl Core {
 
     fn on_tick(&mut self) {
         self.last_tick = Instant::now();
-        if !self.deferred.is_empty() {
-            let now = self.last_tick;
-            let (due, wait): (Vec<_>, Vec<_>) =
-                self.deferred.drain(..).partition(|(at, _)| *at <= now);
-            self.deferred = wait;
-            self.queued.extend(due.into_iter().map(|(_, unit)| unit));
-        }
+        self.batcher.retry_due(self.last_tick);
         self.release_segments();
         let now = self.now_micros();
         self.node.tick(now);
@@ -377,15 +306,7 @@ impl Core {
 
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Propose(proposals) => {
-                if !proposals.is_empty() {
-                    self.queued.push(Unit {
-                        proposals,
-                        retries: 0,
-                        epoch: 0,
-                    });
-                }
-            }
+            Event::Propose(proposals) => self.batcher.push(proposals),
             Event::Peer(envelope) => self.node.receive(envelope),
             Event::PeerUp(peer) => self.node.peer_up(peer),
             Event::PeerDown(peer) => self.node.peer_down(peer),
@@ -427,8 +348,7 @@ impl Core {
                     self.node.retire_epochs_below(epoch);
                 }
                 // What was invalidated for being routed in the old epoch can go now.
-                self.queued
-                    .extend(self.deferred.drain(..).map(|(_, unit)| unit));
+                self.batcher.retry_all();
                 self.metrics
                     .accord_epoch
                     .store(self.node.epoch(), Ordering::Relaxed);
@@ -437,7 +357,7 @@ impl Core {
                 let mut lines = self.node.describe_coordinations();
                 lines.push(format!(
                     "host: pending clients {}, held applies {}, issued seq {}, durable seq {}, wal durable below {}, wal next {}",
-                    self.pending.len(),
+                    self.batcher.in_flight(),
                     self.held.len(),
                     self.issued_seq,
                     self.durable_seq,
@@ -479,79 +399,15 @@ impl Core {
         }
     }
 
-    /// Proposes the queued units, as few transactions as the batch limits allow (a unit
-    /// larger than the limits goes alone).
-    ///
-    /// While `window` transactions of this node are undecided, a batch that is not full
-    /// waits: every transaction costs each replica a fixed amount of CPU (messages, records,
-    /// the conflict index) whatever it carries, so commands arriving while earlier rounds
-    /// are out are worth more together. A decision, or any event, runs this again. Only
-    /// undecided transactions count, so one waiting to execute behind a slow dependency
-    /// never holds up new ones.
-    fn propose_queued(&mut self) {
-        let mut queued = std::mem::take(&mut self.queued);
-        // A client that went away before its commands started needs nothing done.
-        queued.retain(|u| u.retries > 0 || u.proposals.iter().any(|p| !p.reply.is_closed()));
-        // Meta commands (the controller's) go alone and never wait for the window.
-        let (meta, data): (Vec<Unit>, Vec<Unit>) = queued.into_iter().partition(Unit::is_meta);
-        for unit in meta {
-            self.propose_units(vec![unit]);
-        }
-        let mut rest = data.into_iter().peekable();
-        while rest.peek().is_some() {
-            let mut units: Vec<Unit> = Vec::new();
-            let (mut commands, mut bytes) = (0, 0);
-            while let Some(unit) = rest.peek() {
-                if !units.is_empty()
-                    && (commands + unit.proposals.len() > BATCH_COMMANDS_MAX
-                        || bytes + unit.bytes() > BATCH_BYTES_MAX)
-                {
-                    break;
-                }
-                let unit = rest.next().expect("peeked");
-                commands += unit.proposals.len();
-                bytes += unit.bytes();
-                units.push(unit);
-            }
-            let full = rest.peek().is_some();
-            if !full && self.window > 0 && self.node.undecided_proposals() >= self.window {
-                self.queued = units;
-                return;
-            }
-            self.propose_units(units);
-        }
-    }
-
-    /// Proposes `units` as one transaction.
-    fn propose_units(&mut self, mut units: Vec<Unit>) {
-        let proposals = || units.iter().flat_map(|u| u.proposals.iter());
-        let id = if proposals().nth(1).is_none() {
-            let single = proposals().next().expect("a unit holds a command");
-            self.node
-                .propose(&single.reads, &single.writes, single.op.clone())
-        } else {
-            let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
-            let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
-            let ops: Vec<&[u8]> = proposals().map(|p| &p.op[..]).collect();
-            let op = crate::cmd::encode_batch(ops.into_iter());
-            self.node.propose(&reads, &writes, op)
-        };
-        let epoch = self.node.epoch();
-        for unit in &mut units {
-            unit.epoch = epoch;
-        }
-        self.pending.insert(id, Pending { units });
-    }
-
     /// Carries out the node's actions until it has none left.
     fn flush(&mut self) -> Result<(), Fatal> {
-        self.propose_queued();
+        self.batcher.propose(&mut self.node);
         loop {
             let actions = self.node.take_actions();
             if actions.is_empty() {
                 break;
             }
-            let mut again = Vec::new();
+            let mut again = false;
             for action in actions {
                 match action {
                     Action::Send(envelope) => match self.peers.get(&envelope.to) {
@@ -571,22 +427,8 @@ impl Core {
                     Action::Truncate { floor, max } => self.truncate(floor, max),
                     Action::Apply { command, .. } => {
                         // Whatever the client flag says: clients this node still holds for the
-                        // txn are answered when it executes here, except blind writes: they
-                        // need nothing from execution and hear now, before the WAL and storage
-                        // catch up. The txn and everything ordered before it are decided and
-                        // durable at a quorum (`holo_accord::Action::Apply` says why commit
-                        // alone is too early).
-                        let mut reply = Vec::new();
-                        if let Some(p) = self.pending.remove(&command.txn.id) {
-                            let blind = p.units.iter().all(|u| u.proposals.iter().all(|p| p.blind));
-                            for proposal in p.units.into_iter().flat_map(|u| u.proposals) {
-                                if blind {
-                                    let _ = proposal.reply.send(Frame::ok());
-                                } else {
-                                    reply.push(proposal.reply);
-                                }
-                            }
-                        }
+                        // txn are answered when it executes here (blind writes at once).
+                        let reply = self.batcher.applied(&command.txn.id);
                         let item = ApplyItem {
                             txn: command.txn,
                             execute_at: command.execute_at,
@@ -599,37 +441,12 @@ impl Core {
                         }
                     }
                     Action::Invalidated { txn_id } => {
-                        if let Some(p) = self.pending.remove(&txn_id) {
-                            for mut unit in p.units {
-                                // Routed with an epoch this node has left since: refused for
-                                // that, not for contention, so it costs no attempt (a node
-                                // catching up several epochs goes through one each time).
-                                if unit.epoch < self.node.epoch() {
-                                    again.push(unit);
-                                } else if unit.retries < INVALIDATED_RETRIES {
-                                    unit.retries += 1;
-                                    let delay = retry_delay(unit.retries);
-                                    if delay.is_zero() {
-                                        again.push(unit);
-                                    } else {
-                                        self.deferred.push((Instant::now() + delay, unit));
-                                    }
-                                } else {
-                                    let error = ClientError::Invalidated {
-                                        attempts: unit.retries + 1,
-                                    };
-                                    for proposal in unit.proposals {
-                                        let _ = proposal.reply.send(error.frame());
-                                    }
-                                }
-                            }
-                        }
+                        again |= self.batcher.invalidated(&txn_id, self.node.epoch());
                     }
                 }
             }
-            if !again.is_empty() {
-                self.queued.extend(again);
-                self.propose_queued();
+            if again {
+                self.batcher.propose(&mut self.node);
             }
             if !self.records.is_empty() {
                 let refs: Vec<&[u8]> = self.records.iter().map(Vec::as_slice).collect();

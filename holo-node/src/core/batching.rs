@@ -1,0 +1,253 @@
+//! Client batching and retries: the commands clients hand the core, grouped into
+//! transactions, the transactions in flight with the clients they answer, and the units an
+//! invalidation sends round again.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use holo_accord::{Key, Node, TxnId};
+use holo_resp::Frame;
+use tokio::sync::oneshot;
+
+use crate::error::ClientError;
+
+/// How many times a transaction the protocol invalidated (it never executed) is proposed
+/// again before the client gets an error.
+const INVALIDATED_RETRIES: u32 = 6;
+
+/// How long an invalidated unit waits before it is proposed again, by attempt: the first
+/// retry at once (contention), later ones backing off (about 1.7 s in all). A txn is also
+/// invalidated when its node routed it with an epoch the others have left (it has not
+/// applied the split or merge yet, or restarted behind): it must wait until this node
+/// adopted the new epoch, which ends the wait early ([`Batcher::retry_all`]).
+fn retry_delay(retries: u32) -> Duration {
+    match retries {
+        0 | 1 => Duration::ZERO,
+        n => Duration::from_millis(5 << (2 * (n - 2)).min(16)),
+    }
+}
+
+/// Most client commands proposed as one transaction.
+const BATCH_COMMANDS_MAX: usize = 1024;
+/// Most bytes of operations in one transaction.
+const BATCH_BYTES_MAX: usize = 1 << 20;
+
+/// A client's key/value command.
+pub struct Proposal {
+    pub reads: Vec<Key>,
+    pub writes: Vec<Key>,
+    pub op: Bytes,
+    pub reply: oneshot::Sender<Frame>,
+    /// The reply is `+OK` whatever the state (plain SET, MSET): sent once the txn is
+    /// ordered (its Apply is emitted), without waiting for storage.
+    pub blind: bool,
+}
+
+/// The commands one connection sent in one go: proposed together, in order, never split
+/// across transactions (so a pipeline keeps its order, also when a transaction is
+/// invalidated and proposed again), with the times it was proposed again.
+struct Unit {
+    proposals: Vec<Proposal>,
+    retries: u32,
+    /// The epoch its latest transaction was routed with.
+    epoch: u64,
+}
+
+impl Unit {
+    fn bytes(&self) -> usize {
+        self.proposals.iter().map(|p| p.op.len()).sum()
+    }
+
+    /// A meta command: always a transaction of its own (the executor recognises it by its
+    /// one key). The controller sends each alone, and clients cannot use reserved keys, so
+    /// the first key tells.
+    fn is_meta(&self) -> bool {
+        self.proposals
+            .first()
+            .and_then(|p| p.writes.first())
+            .is_some_and(|k| holo_meta::is_reserved(k))
+    }
+}
+
+/// The units one transaction carries, in the order of its batch op.
+struct InFlight {
+    units: Vec<Unit>,
+}
+
+/// Client commands on their way through the protocol.
+pub struct Batcher {
+    in_flight: HashMap<TxnId, InFlight>,
+    /// Units not proposed yet.
+    queued: Vec<Unit>,
+    /// Invalidated units waiting to be proposed again, with when.
+    deferred: Vec<(Instant, Unit)>,
+    /// Most client transactions undecided at once (0: no limit); see [`Batcher::propose`].
+    window: usize,
+}
+
+impl Batcher {
+    pub fn new(window: usize) -> Batcher {
+        Batcher {
+            in_flight: HashMap::new(),
+            queued: Vec::new(),
+            deferred: Vec::new(),
+            window,
+        }
+    }
+
+    /// Takes the commands a connection sent in one go.
+    pub fn push(&mut self, proposals: Vec<Proposal>) {
+        if !proposals.is_empty() {
+            self.queued.push(Unit {
+                proposals,
+                retries: 0,
+                epoch: 0,
+            });
+        }
+    }
+
+    /// Queues the invalidated units whose wait is over.
+    pub fn retry_due(&mut self, now: Instant) {
+        if self.deferred.is_empty() {
+            return;
+        }
+        let (due, wait): (Vec<_>, Vec<_>) = self.deferred.drain(..).partition(|(at, _)| *at <= now);
+        self.deferred = wait;
+        self.queued.extend(due.into_iter().map(|(_, unit)| unit));
+    }
+
+    /// Queues every invalidated unit at once: this node adopted a new epoch, and what was
+    /// refused for being routed in the old one can go now.
+    pub fn retry_all(&mut self) {
+        self.queued
+            .extend(self.deferred.drain(..).map(|(_, unit)| unit));
+    }
+
+    /// Transactions proposed whose clients are still owed an answer here.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Proposes the queued units, as few transactions as the batch limits allow (a unit
+    /// larger than the limits goes alone).
+    ///
+    /// While `window` transactions of this node are undecided, a batch that is not full
+    /// waits: every transaction costs each replica a fixed amount of CPU (messages, records,
+    /// the conflict index) whatever it carries, so commands arriving while earlier rounds
+    /// are out are worth more together. A decision, or any event, runs this again. Only
+    /// undecided transactions count, so one waiting to execute behind a slow dependency
+    /// never holds up new ones.
+    pub fn propose(&mut self, node: &mut Node) {
+        let mut queued = std::mem::take(&mut self.queued);
+        // A client that went away before its commands started needs nothing done.
+        queued.retain(|u| u.retries > 0 || u.proposals.iter().any(|p| !p.reply.is_closed()));
+        // Meta commands (the controller's) go alone and never wait for the window.
+        let (meta, data): (Vec<Unit>, Vec<Unit>) = queued.into_iter().partition(Unit::is_meta);
+        for unit in meta {
+            self.propose_units(node, vec![unit]);
+        }
+        let mut rest = data.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut units: Vec<Unit> = Vec::new();
+            let (mut commands, mut bytes) = (0, 0);
+            while let Some(unit) = rest.peek() {
+                if !units.is_empty()
+                    && (commands + unit.proposals.len() > BATCH_COMMANDS_MAX
+                        || bytes + unit.bytes() > BATCH_BYTES_MAX)
+                {
+                    break;
+                }
+                let unit = rest.next().expect("peeked");
+                commands += unit.proposals.len();
+                bytes += unit.bytes();
+                units.push(unit);
+            }
+            let full = rest.peek().is_some();
+            if !full && self.window > 0 && node.undecided_proposals() >= self.window {
+                self.queued = units;
+                return;
+            }
+            self.propose_units(node, units);
+        }
+    }
+
+    /// Proposes `units` as one transaction.
+    fn propose_units(&mut self, node: &mut Node, mut units: Vec<Unit>) {
+        let proposals = || units.iter().flat_map(|u| u.proposals.iter());
+        let id = if proposals().nth(1).is_none() {
+            let single = proposals().next().expect("a unit holds a command");
+            node.propose(&single.reads, &single.writes, single.op.clone())
+        } else {
+            let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
+            let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
+            let ops: Vec<&[u8]> = proposals().map(|p| &p.op[..]).collect();
+            let op = crate::cmd::encode_batch(ops.into_iter());
+            node.propose(&reads, &writes, op)
+        };
+        let epoch = node.epoch();
+        for unit in &mut units {
+            unit.epoch = epoch;
+        }
+        self.in_flight.insert(id, InFlight { units });
+    }
+
+    /// Transaction `id` is ordered and about to execute here: the replies its execution
+    /// must send, in the order of its batch op. Blind writes need nothing from execution
+    /// and hear now: the txn and everything ordered before it are decided and durable at a
+    /// quorum (`holo_accord::Action::Apply` says why commit alone is too early).
+    pub fn applied(&mut self, id: &TxnId) -> Vec<oneshot::Sender<Frame>> {
+        let Some(txn) = self.in_flight.remove(id) else {
+            return Vec::new();
+        };
+        let blind = txn
+            .units
+            .iter()
+            .all(|u| u.proposals.iter().all(|p| p.blind));
+        let mut replies = Vec::new();
+        for proposal in txn.units.into_iter().flat_map(|u| u.proposals) {
+            if blind {
+                let _ = proposal.reply.send(Frame::ok());
+            } else {
+                replies.push(proposal.reply);
+            }
+        }
+        replies
+    }
+
+    /// Transaction `id` was invalidated (it never executes): its units are queued again,
+    /// deferred, or, out of attempts, answered with an error. `epoch`: the node's epoch now.
+    /// True if some are queued to go at once.
+    pub fn invalidated(&mut self, id: &TxnId, epoch: u64) -> bool {
+        let Some(txn) = self.in_flight.remove(id) else {
+            return false;
+        };
+        let mut again = false;
+        for mut unit in txn.units {
+            // Routed with an epoch this node has left since: refused for that, not for
+            // contention, so it costs no attempt (a node catching up several epochs goes
+            // through one each time).
+            if unit.epoch < epoch {
+                self.queued.push(unit);
+                again = true;
+            } else if unit.retries < INVALIDATED_RETRIES {
+                unit.retries += 1;
+                let delay = retry_delay(unit.retries);
+                if delay.is_zero() {
+                    self.queued.push(unit);
+                    again = true;
+                } else {
+                    self.deferred.push((Instant::now() + delay, unit));
+                }
+            } else {
+                let error = ClientError::Invalidated {
+                    attempts: unit.retries + 1,
+                };
+                for proposal in unit.proposals {
+                    let _ = proposal.reply.send(error.frame());
+                }
+            }
+        }
+        again
+    }
+}
