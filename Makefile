@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/holostore-target
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help deps build build-release build-release-mimalloc lint test bench bench-cpu bench-wal bench-redis sim run stop clean \
+.PHONY: help deps build build-release build-release-mimalloc lint test bench bench-cpu flamegraph bench-wal bench-redis sim run stop clean \
 	check-linearizability check-crash-recovery suites report image check-docker
 
 help: ## list the targets
@@ -50,6 +50,9 @@ bench: build-release ## holo-harness bench: HoloStore (redb, rocksdb) beside a p
 
 bench-cpu: deps ## instructions per transaction of the Accord core under callgrind (stable on a noisy machine)
 	scripts/bench_cpu.sh
+
+flamegraph: build-release ## CPU flame graph of the local cluster under redis-benchmark load (OUT, LOAD: redis-benchmark arguments)
+	scripts/flamegraph.sh $${OUT:-.holostore/flamegraph.svg} $${LOAD:-}
 
 bench-wal: deps ## criterion benchmark: WAL group commit beside raw fdatasync
 	$(CARGO) bench --locked -p holo-wal --bench append

@@ -14,18 +14,13 @@ for tool in redis-server redis-benchmark; do
         exit 1
     }
 done
-started_cluster=no
-if ! { exec 3<>/dev/tcp/127.0.0.1/16379; } 2>/dev/null; then
-    scripts/start_cluster.sh >/dev/null
-    started_cluster=yes
-else
-    exec 3<&- 3>&-
-fi
+source scripts/cluster_lib.sh
+ensure_cluster
 redis-server --port $redis_port --save "" --appendonly no --daemonize no >/dev/null 2>&1 &
 redis_pid=$!
 cleanup() {
     kill $redis_pid 2>/dev/null || true
-    [[ $started_cluster == yes ]] && scripts/cleanup_cluster.sh >/dev/null
+    stop_started_cluster
 }
 trap cleanup EXIT
 until redis-cli -p $redis_port PING >/dev/null 2>&1; do sleep 0.1; done
