@@ -9,9 +9,10 @@
 //! applying runs on the executor thread.
 //!
 //! Client commands, how they are grouped into transactions, the clients each transaction
-//! answers and the retries of invalidated ones live in [`batching`]; this file drives the
-//! Accord node, keeps the WAL's books (records, their positions, GC cuts and segment
-//! release) and holds applies until the records before them are durable.
+//! answers and the retries of invalidated ones live in [`batching`]; the WAL's books
+//! (records, their positions, GC cuts, segment release, submits not yet durable) in
+//! [`wal_log`]; this file drives the Accord node and holds applies until the records before
+//! them are durable.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -19,16 +20,17 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use holo_accord::{Action, Envelope, Node, NodeId, Timestamp, TxnId};
+use holo_accord::{Action, Envelope, Node, NodeId, TxnId};
 use holo_wal::{Lsn, Wal};
 use tokio::sync::{mpsc, oneshot};
 
 mod batching;
+mod wal_log;
 
 use batching::Batcher;
 pub use batching::Proposal;
+use wal_log::WalLog;
 
-use crate::convert;
 use crate::error::Fatal;
 use crate::executor::ApplyItem;
 use crate::metrics::Metrics;
@@ -76,11 +78,9 @@ pub enum Event {
 /// The core's state.
 pub struct Core {
     node: Node,
-    wal: Arc<Wal>,
+    wal_log: WalLog,
     peers: HashMap<NodeId, PeerLink>,
     executor: std::sync::mpsc::Sender<Vec<ApplyItem>>,
-    /// Submits not yet known durable, in order: (last LSN, persist seq, when submitted).
-    unsynced: VecDeque<(Lsn, u64, Instant)>,
     metrics: Arc<Metrics>,
     tick: Duration,
     batcher: Batcher,
@@ -89,22 +89,7 @@ pub struct Core {
     durable_seq: u64,
     /// Apply actions waiting for the records before them to be durable: (seq, item).
     held: VecDeque<(u64, ApplyItem)>,
-    records: Vec<Vec<u8>>,
-    /// The txn each record of `records` holds the state of (None: a clock or GC record).
-    record_txns: Vec<Option<TxnId>>,
     ready: Vec<ApplyItem>,
-    /// The LSN of the latest WAL record of every txn the Accord node holds: the oldest of
-    /// them bounds what the WAL must keep.
-    latest_lsn: HashMap<TxnId, Lsn>,
-    /// Where the WAL was cut at the last GC: live records older than this are written
-    /// again at the next one, so one long-lived txn never pins the whole log.
-    last_cut_mark: Lsn,
-    /// A release waiting for the records written with it to be durable: (cut, last LSN).
-    release: Option<(Lsn, Lsn)>,
-    /// Set while this step wrote a GC record: the cut to release once it is durable.
-    cut_pending: Option<Lsn>,
-    /// Where each released cut is saved for the next restart (see [`crate::checkpoint`]).
-    checkpoint: Option<std::path::PathBuf>,
 }
 
 impl Core {
@@ -118,10 +103,9 @@ impl Core {
     ) -> Core {
         Core {
             node,
-            wal,
+            wal_log: WalLog::new(wal, Arc::clone(&metrics)),
             peers,
             executor,
-            unsynced: VecDeque::new(),
             metrics,
             tick,
             batcher: Batcher::new(0),
@@ -129,14 +113,7 @@ impl Core {
             issued_seq: 0,
             durable_seq: 0,
             held: VecDeque::new(),
-            records: Vec::new(),
-            record_txns: Vec::new(),
             ready: Vec::new(),
-            latest_lsn: HashMap::new(),
-            last_cut_mark: 0,
-            release: None,
-            cut_pending: None,
-            checkpoint: None,
         }
     }
 
@@ -148,74 +125,14 @@ impl Core {
 
     /// Saves each released cut to `path`, where a restart starts reading the WAL.
     pub fn with_checkpoint(mut self, path: std::path::PathBuf) -> Core {
-        self.checkpoint = Some(path);
+        self.wal_log.set_checkpoint(path);
         self
     }
 
     /// Where the WAL holds each live txn's latest record (from the replay at start).
     pub fn with_wal_positions(mut self, latest_lsn: HashMap<TxnId, Lsn>) -> Core {
-        self.latest_lsn = latest_lsn;
+        self.wal_log.set_positions(latest_lsn);
         self
-    }
-
-    /// Every replica durably applied the sync point `floor`: records of txns the node no
-    /// longer holds are garbage. Writes the GC floor and the clock reservation again (so the
-    /// old copies can go), rewrites live records older than the previous cut, and releases
-    /// every segment below the oldest record still needed once these are durable.
-    fn truncate(&mut self, floor: TxnId, max: Timestamp) {
-        let replica = self.node.replica();
-        self.latest_lsn
-            .retain(|id, _| replica.command(id).is_some());
-        let mark = self.wal.next_lsn();
-        let stale: Vec<TxnId> = self
-            .latest_lsn
-            .iter()
-            .filter(|(_, lsn)| **lsn < self.last_cut_mark)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
-            let command = replica.command(&id).expect("retained above");
-            self.records.push(convert::encode_record(command));
-            self.record_txns.push(Some(id));
-            self.latest_lsn.remove(&id);
-        }
-        self.records
-            .push(convert::encode_clock_record(self.node.clock_reserved()));
-        self.record_txns.push(None);
-        self.records
-            .push(convert::encode_truncated_record(floor, max));
-        self.record_txns.push(None);
-        let oldest = self.latest_lsn.values().copied().min().unwrap_or(mark);
-        self.cut_pending = Some(oldest.min(mark));
-        self.last_cut_mark = mark;
-    }
-
-    /// Deletes the WAL segments below a cut once the records written with it are durable.
-    fn release_segments(&mut self) {
-        let Some((cut, last)) = self.release else {
-            return;
-        };
-        if self.wal.durable_below() <= last {
-            return;
-        }
-        self.release = None;
-        if let Some(path) = &self.checkpoint
-            && let Err(e) = crate::checkpoint::write(path, cut)
-        {
-            // A stale checkpoint only makes the next restart replay more.
-            tracing::warn!(
-                "saving the WAL replay checkpoint {} failed: {e}",
-                path.display()
-            );
-        }
-        match self.wal.truncate_below(cut) {
-            Ok(removed) => {
-                self.metrics
-                    .wal_segments_released
-                    .fetch_add(removed as u64, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!("releasing WAL segments failed: {e}"),
-        }
     }
 
     /// Host time for the protocol, in microseconds. Wall-clock based so that ids issued after
@@ -242,9 +159,9 @@ impl Core {
         let mut waiting: Option<Pin<Box<holo_wal::DurableFuture>>> = None;
         loop {
             if waiting.is_none()
-                && let Some(&(lsn, _, _)) = self.unsynced.back()
+                && let Some(lsn) = self.wal_log.awaited()
             {
-                waiting = Some(Box::pin(self.wal.durable(lsn)));
+                waiting = Some(Box::pin(self.wal_log.wal().durable(lsn)));
             }
             tokio::select! {
                 // First: a durable WAL releases replies and applies, and under steady load
@@ -269,7 +186,7 @@ impl Core {
                     self.on_durable();
                     // Under steady load the biased select never polls the ticker: run the
                     // timers here when they are due.
-                    self.release_segments();
+                    self.wal_log.release_segments();
                     if self.last_tick.elapsed() >= self.tick {
                         self.on_tick();
                     }
@@ -283,7 +200,7 @@ impl Core {
     fn on_tick(&mut self) {
         self.last_tick = Instant::now();
         self.batcher.retry_due(self.last_tick);
-        self.release_segments();
+        self.wal_log.release_segments();
         let now = self.now_micros();
         self.node.tick(now);
         let stats = self.node.stats();
@@ -361,8 +278,8 @@ impl Core {
                     self.held.len(),
                     self.issued_seq,
                     self.durable_seq,
-                    self.wal.durable_below(),
-                    self.wal.next_lsn()
+                    self.wal_log.wal().durable_below(),
+                    self.wal_log.wal().next_lsn()
                 ));
                 let _ = reply.send(lines);
             }
@@ -372,19 +289,7 @@ impl Core {
     /// Takes in what the WAL made durable since the last look: the Accord node may send
     /// the replies it held, and applies held behind those records may go.
     fn on_durable(&mut self) {
-        let below = self.wal.durable_below();
-        let mut seq = None;
-        while let Some(&(lsn, s, at)) = self.unsynced.front() {
-            if lsn >= below {
-                break;
-            }
-            self.unsynced.pop_front();
-            self.metrics
-                .wal_commit_latency
-                .observe(at.elapsed().as_micros() as u64);
-            seq = Some(s);
-        }
-        let Some(seq) = seq else {
+        let Some(seq) = self.wal_log.newly_durable() else {
             return;
         };
         self.durable_seq = self.durable_seq.max(seq);
@@ -415,16 +320,22 @@ impl Core {
                         None => tracing::warn!("no link to node {}", envelope.to.0),
                     },
                     Action::Persist { seq, command } => {
-                        self.records.push(convert::encode_record(&command));
-                        self.record_txns.push(Some(command.txn.id));
+                        self.wal_log.record(&command);
                         self.issued_seq = seq;
                     }
                     Action::ReserveClock { seq, upto } => {
-                        self.records.push(convert::encode_clock_record(upto));
-                        self.record_txns.push(None);
+                        self.wal_log.reserve_clock(upto);
                         self.issued_seq = seq;
                     }
-                    Action::Truncate { floor, max } => self.truncate(floor, max),
+                    Action::Truncate { floor, max } => {
+                        let replica = self.node.replica();
+                        self.wal_log.truncate(
+                            |id| replica.command(id),
+                            floor,
+                            max,
+                            self.node.clock_reserved(),
+                        );
+                    }
                     Action::Apply { command, .. } => {
                         // Whatever the client flag says: clients this node still holds for the
                         // txn are answered when it executes here (blind writes at once).
@@ -448,23 +359,7 @@ impl Core {
             if again {
                 self.batcher.propose(&mut self.node);
             }
-            if !self.records.is_empty() {
-                let refs: Vec<&[u8]> = self.records.iter().map(Vec::as_slice).collect();
-                let lsn = self.wal.submit(&refs).map_err(Fatal::Wal)?;
-                self.metrics.wal_batch_records.observe(refs.len() as u64);
-                let first = lsn + 1 - refs.len() as Lsn;
-                for (i, id) in self.record_txns.drain(..).enumerate() {
-                    if let Some(id) = id {
-                        self.latest_lsn.insert(id, first + i as Lsn);
-                    }
-                }
-                if let Some(cut) = self.cut_pending.take() {
-                    self.release = Some((cut, lsn));
-                }
-                self.records.clear();
-                self.unsynced
-                    .push_back((lsn, self.issued_seq, Instant::now()));
-            }
+            self.wal_log.submit(self.issued_seq)?;
         }
         if !self.ready.is_empty() {
             let items = std::mem::take(&mut self.ready);
