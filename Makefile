@@ -42,6 +42,9 @@ test: deps lint ## every test: unit, property, conformance, crash, harness suite
 	else $(CARGO) test --workspace --locked; fi
 
 HARNESS = $(CARGO_TARGET_DIR)/release/holo-harness
+# make bench's flags: SET at -P 1 and -P 100 for 60 s each after every backend's healthy
+# runs shows whether throughput holds up under sustained load.
+BENCH_ARGS ?= --sustain 60
 
 bench: build-release ## holo-harness bench: HoloStore (redb, rocksdb) beside a plain redis-server, -P 1 and -P 100
 	@command -v redis-server >/dev/null || { echo "make bench: redis-server is missing: apt-get install redis-server" >&2; exit 1; }

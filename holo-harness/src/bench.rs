@@ -49,6 +49,22 @@ pub struct BenchOptions {
     /// After the healthy runs of each backend, run everything again while ranges split and
     /// merge every 300 ms (before the node-down runs).
     pub split_merge: bool,
+    /// After the healthy runs of each backend, run the first test at every pipeline depth
+    /// for this long each, and report its throughput per 10-second window (None: skip).
+    pub sustain: Option<Duration>,
+}
+
+/// Appended to a target's name for its sustained runs.
+pub const SUSTAINED_SUFFIX: &str = " sustained";
+
+/// The width of a sustained run's throughput windows.
+const WINDOW_SECS: usize = 10;
+
+/// How a run ends: after a number of requests, or after a time.
+#[derive(Clone, Copy)]
+enum Limit {
+    Requests(u64),
+    For(Duration),
 }
 
 /// Appended to a backend's target name for its runs while ranges split and merge.
@@ -75,6 +91,18 @@ pub struct BenchRun {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// A sustained run's throughput per 10-second window (requests/s), in order; empty for
+    /// runs of a fixed number of requests.
+    #[serde(default)]
+    pub windows: Vec<f64>,
+}
+
+impl BenchRun {
+    /// A sustained run's last window as a share of its first (1.0: no fall).
+    pub fn sustained_share(&self) -> Option<f64> {
+        let (first, last) = (self.windows.first()?, self.windows.last()?);
+        Some(last / first.max(1e-9))
+    }
 }
 
 /// The bench results file.
@@ -167,6 +195,11 @@ pub async fn run(opts: &BenchOptions) -> anyhow::Result<BenchResults> {
         let addrs = cluster.resp_addrs();
         let target = format!("holostore-{backend}");
         let mut outcome = measure(opts, &target, &addrs, &mut results).await;
+        if outcome.is_ok()
+            && let Some(sustain) = opts.sustain
+        {
+            outcome = measure_sustained(opts, sustain, &target, &addrs, &mut results).await;
+        }
         if outcome.is_ok() && opts.split_merge {
             outcome = measure_split_merge(opts, &cluster, &target, &mut results).await;
         }
@@ -332,6 +365,48 @@ fn print_comparison(results: &BenchResults) {
     }
 }
 
+/// The first test at every pipeline depth for `sustain` each, throughput per window.
+async fn measure_sustained(
+    opts: &BenchOptions,
+    sustain: Duration,
+    target: &str,
+    addrs: &[String],
+    results: &mut BenchResults,
+) -> anyhow::Result<()> {
+    let Some(test) = opts.tests.first() else {
+        return Ok(());
+    };
+    let target = format!("{target}{SUSTAINED_SUFFIX}");
+    for &pipeline in &opts.pipelines {
+        let run = one(opts, &target, addrs, test, pipeline, Limit::For(sustain)).await?;
+        print_run(&run);
+        let windows: Vec<String> = run.windows.iter().map(|w| format!("{w:.0}")).collect();
+        println!(
+            "{:<20} {:<12} per {WINDOW_SECS} s: {}; last window {:.0}% of the first",
+            "",
+            "",
+            windows.join(" "),
+            run.sustained_share().unwrap_or(1.0) * 100.0
+        );
+        results.runs.push(run);
+    }
+    Ok(())
+}
+
+fn print_run(run: &BenchRun) {
+    println!(
+        "{:<20} {:<12} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+        run.target,
+        format!("{} -P {}", run.test, run.pipeline),
+        run.requests_per_sec,
+        run.p50_ms,
+        run.p95_ms,
+        run.p99_ms,
+        run.max_ms,
+        run.errors
+    );
+}
+
 async fn measure(
     opts: &BenchOptions,
     target: &str,
@@ -345,18 +420,16 @@ async fn measure(
             } else {
                 opts.requests * pipeline as u64 / 10
             };
-            let run = one(opts, target, addrs, test, pipeline, requests).await?;
-            println!(
-                "{:<20} {:<12} {:>12.0} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
-                run.target,
-                format!("{} -P {}", run.test, run.pipeline),
-                run.requests_per_sec,
-                run.p50_ms,
-                run.p95_ms,
-                run.p99_ms,
-                run.max_ms,
-                run.errors
-            );
+            let run = one(
+                opts,
+                target,
+                addrs,
+                test,
+                pipeline,
+                Limit::Requests(requests),
+            )
+            .await?;
+            print_run(&run);
             results.runs.push(run);
         }
     }
@@ -369,20 +442,45 @@ async fn one(
     addrs: &[String],
     test: &str,
     pipeline: usize,
-    requests: u64,
+    limit: Limit,
 ) -> anyhow::Result<BenchRun> {
     if !matches!(test, "set" | "get" | "mix") {
         bail!("unknown test {test:?}: use set, get or mix");
     }
     let set_pct = u64::from(opts.set_pct.min(100));
+    let (requests, deadline) = match limit {
+        Limit::Requests(n) => (n, None),
+        Limit::For(d) => (u64::MAX, Some(d)),
+    };
     let remaining = Arc::new(AtomicU64::new(requests));
     let errors = Arc::new(AtomicU64::new(0));
     let value = "x".repeat(opts.value_size);
-    let bar = crate::progress::steps(requests, &format!("{target} {test} -P {pipeline}"));
+    let bar = match deadline {
+        None => crate::progress::steps(requests, &format!("{target} {test} -P {pipeline}")),
+        Some(d) => crate::progress::steps(d.as_secs(), &format!("{target} {test} -P {pipeline}")),
+    };
     let started = Instant::now();
+    // Replies per second of the run, for a sustained run's windows.
+    let per_second: Arc<Vec<AtomicU64>> = Arc::new(
+        (0..deadline.map_or(0, |d| d.as_secs() as usize + 2))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+    );
+    if let Some(d) = deadline {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            for _ in 0..d.as_secs() {
+                tick.tick().await;
+                bar.inc(1);
+            }
+        });
+    }
     let mut tasks = Vec::new();
     for c in 0..opts.clients {
         let addr = addrs[c % addrs.len()].clone();
+        let per_second = Arc::clone(&per_second);
         let remaining = Arc::clone(&remaining);
         let errors = Arc::clone(&errors);
         let value = value.clone();
@@ -400,7 +498,7 @@ async fn one(
                     })
                     .map(|r| r.min(pipeline as u64))
                     .unwrap_or(0);
-                if take == 0 {
+                if take == 0 || deadline.is_some_and(|d| started.elapsed() >= d) {
                     break;
                 }
                 let mut commands = Vec::with_capacity(take as usize);
@@ -429,15 +527,22 @@ async fn one(
                     if matches!(frame, Frame::Error(_) | Frame::BulkError(_)) {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
+                    if let Some(second) =
+                        per_second.get(at.duration_since(started).as_secs() as usize)
+                    {
+                        second.fetch_add(1, Ordering::Relaxed);
+                    }
                     latencies_us
                         .push(at.duration_since(sent).as_micros().min(u32::MAX as u128) as u32);
                 }
-                bar.inc(take);
+                if deadline.is_none() {
+                    bar.inc(take);
+                }
             }
             anyhow::Ok(latencies_us)
         }));
     }
-    let mut all: Vec<u32> = Vec::with_capacity(requests as usize);
+    let mut all: Vec<u32> = Vec::with_capacity(requests.min(1 << 24) as usize);
     for t in tasks {
         all.extend(t.await??);
     }
@@ -464,5 +569,20 @@ async fn one(
         p95_ms: q(0.95),
         p99_ms: q(0.99),
         max_ms: q(1.0),
+        windows: windows(&per_second, deadline),
     })
+}
+
+/// Throughput per whole window of a run that lasted `deadline` (none for other runs).
+fn windows(per_second: &[AtomicU64], deadline: Option<Duration>) -> Vec<f64> {
+    let Some(d) = deadline else {
+        return Vec::new();
+    };
+    let seconds = d.as_secs() as usize;
+    per_second[..seconds.min(per_second.len())]
+        .chunks_exact(WINDOW_SECS)
+        .map(|w| {
+            w.iter().map(|s| s.load(Ordering::Relaxed)).sum::<u64>() as f64 / WINDOW_SECS as f64
+        })
+        .collect()
 }

@@ -291,6 +291,10 @@ struct BenchArgs {
     /// runs again with them, before the node-down runs).
     #[arg(long)]
     no_split_merge: bool,
+    /// After each backend's healthy runs, run the first test at every pipeline depth for
+    /// this many seconds each and print its throughput per 10 s (0: skip)
+    #[arg(long, default_value_t = 0)]
+    sustain: u64,
     #[arg(long, default_value_t = 16390)]
     redis_port: u16,
     #[arg(long, default_value_t = 50)]
@@ -494,6 +498,7 @@ async fn dispatch(command: Command) -> anyhow::Result<bool> {
                 seed: 7,
                 node_down: !args.no_node_down,
                 split_merge: !args.no_split_merge,
+                sustain: (args.sustain > 0).then(|| std::time::Duration::from_secs(args.sustain)),
             };
             let results = bench::run(&opts).await?;
             let errors: u64 = results.runs.iter().map(|r| r.errors).sum();

@@ -320,6 +320,39 @@ fn bench(b: &BenchResults, path: &Path, md: &mut String, html: &mut String) {
         md.push('\n');
         html.push_str("</table>");
     }
+    let sustained: Vec<&crate::bench::BenchRun> =
+        b.runs.iter().filter(|r| !r.windows.is_empty()).collect();
+    if !sustained.is_empty() {
+        let title = "Sustained load: throughput per 10 s window (requests/s), and the last window as a share of the first:";
+        let _ = write!(
+            md,
+            "{title}\n\n| target | run | per 10 s | last / first |\n|---|---|---|---:|\n"
+        );
+        let _ = write!(
+            html,
+            "<p>{}</p><table><tr><th>target</th><th>run</th><th>per 10 s</th><th>last / first</th></tr>",
+            esc(title)
+        );
+        for r in sustained {
+            let run = format!("{} -P {}", r.test, r.pipeline);
+            let windows: Vec<String> = r.windows.iter().map(|w| format!("{w:.0}")).collect();
+            let share = r.sustained_share().unwrap_or(1.0) * 100.0;
+            let _ = writeln!(
+                md,
+                "| {} | {run} | {} | {share:.0}% |",
+                r.target,
+                windows.join(" ")
+            );
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{run}</td><td>{}</td><td>{share:.0}%</td></tr>",
+                esc(&r.target),
+                windows.join(" ")
+            );
+        }
+        md.push('\n');
+        html.push_str("</table>");
+    }
     let mut groups: Vec<String> = Vec::new();
     let mut targets: Vec<String> = Vec::new();
     for r in &b.runs {
@@ -572,7 +605,10 @@ mod tests {
             p95_ms: 2.0,
             p99_ms: 3.0,
             max_ms: 4.0,
+            windows: Vec::new(),
         };
+        let mut sustained = run("holostore-redb sustained", 8000.0);
+        sustained.windows = vec![8000.0, 7800.0, 7600.0];
         let results = vec![(
             PathBuf::from("bench/results.json"),
             Results::Bench(BenchResults {
@@ -580,7 +616,11 @@ mod tests {
                 clients: 50,
                 keyspace: 100,
                 value_size: 3,
-                runs: vec![run("redis-server", 30000.0), run("holostore-redb", 9000.0)],
+                runs: vec![
+                    run("redis-server", 30000.0),
+                    run("holostore-redb", 9000.0),
+                    sustained,
+                ],
                 split_merge_operations: 0,
             }),
         )];
@@ -590,6 +630,10 @@ mod tests {
         let html = std::fs::read_to_string(html).unwrap();
         assert!(md.contains("| redis-server | SET -P 1 | 30000 |"), "{md}");
         assert!(md.contains("| holostore-redb | SET -P 1 | 30.0% |"), "{md}");
+        assert!(
+            md.contains("| holostore-redb sustained | SET -P 1 | 8000 7800 7600 | 95% |"),
+            "{md}"
+        );
         assert_eq!(html.matches("<svg").count(), 2);
         assert!(html.contains("holostore-redb") && !html.contains("<script"));
     }
