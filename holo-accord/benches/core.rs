@@ -20,18 +20,10 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use holo_accord::{Action, Config, Node, NodeId, RangeId, RangeInfo, Topology};
+use holo_accord::{Action, Config, Node, NodeId, Topology};
 
 fn topology() -> Topology {
-    Topology {
-        epoch: 1,
-        ranges: vec![RangeInfo {
-            id: RangeId(1),
-            start: Bytes::new(),
-            end: None,
-            replicas: (0..3).map(NodeId).collect(),
-        }],
-    }
+    Topology::whole((0..3).map(NodeId).collect())
 }
 
 /// Delivers every message and confirms every persist until nothing moves; returns the

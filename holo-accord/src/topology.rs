@@ -40,6 +40,20 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Epoch 1 with one range over the whole key space, replicated on `replicas` (tests,
+    /// benchmarks and single-group clusters).
+    pub fn whole(replicas: Vec<NodeId>) -> Topology {
+        Topology {
+            epoch: 1,
+            ranges: vec![RangeInfo {
+                id: RangeId(1),
+                start: Key::new(),
+                end: None,
+                replicas,
+            }],
+        }
+    }
+
     /// The ranges `txn` involves: those holding its keys; for a sync point, every range, or
     /// those its scope overlaps.
     pub fn ranges_for<'a>(&'a self, txn: &'a Txn) -> Vec<&'a RangeInfo> {

@@ -455,10 +455,11 @@ async fn one(
     let remaining = Arc::new(AtomicU64::new(requests));
     let errors = Arc::new(AtomicU64::new(0));
     let value = "x".repeat(opts.value_size);
-    let bar = match deadline {
-        None => crate::progress::steps(requests, &format!("{target} {test} -P {pipeline}")),
-        Some(d) => crate::progress::steps(d.as_secs(), &format!("{target} {test} -P {pipeline}")),
-    };
+    // Requests done, or for a sustained run the seconds gone.
+    let bar = crate::progress::steps(
+        deadline.map_or(requests, |d| d.as_secs()),
+        &format!("{target} {test} -P {pipeline}"),
+    );
     let started = Instant::now();
     // Replies per second of the run, for a sustained run's windows.
     let per_second: Arc<Vec<AtomicU64>> = Arc::new(

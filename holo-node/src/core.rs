@@ -221,6 +221,7 @@ impl Core {
         m.accord_epoch.store(self.node.epoch(), Ordering::Relaxed);
     }
 
+    /// Takes in one event; the caller has just brought the node's clock up to now.
     fn handle(&mut self, event: Event) {
         match event {
             Event::Propose(proposals) => self.batcher.push(proposals),
@@ -230,19 +231,14 @@ impl Core {
             Event::SyncDurable(id) => self.node.sync_durable(id),
             Event::CutDurable(id) => self.node.cut_durable(id),
             Event::Cut { span, epoch, reply } => {
-                let id = (self.node.epoch() >= epoch).then(|| {
-                    let now = self.now_micros();
-                    self.node.observe_time(now);
-                    self.node.propose_exclusive_sync_point(span)
-                });
+                let id = (self.node.epoch() >= epoch)
+                    .then(|| self.node.propose_exclusive_sync_point(span));
                 let _ = reply.send(id);
             }
             Event::CutStatus { id, reply } => {
                 let _ = reply.send(self.node.cut_status(id));
             }
             Event::Barrier(reply) => {
-                let now = self.now_micros();
-                self.node.observe_time(now);
                 let _ = reply.send(self.node.propose_barrier());
             }
             Event::Meta {

@@ -267,9 +267,11 @@ impl Executor {
             metrics.set_applied(id.0, marker.index);
         }
         metrics.observe_meta(&meta);
-        let store_for_writer = Arc::clone(&store);
-        let pending =
-            pending::Pending::new(store_for_writer, "holo-writer".into(), Arc::clone(&metrics))?;
+        let pending = pending::Pending::new(
+            Arc::clone(&store),
+            "holo-writer".into(),
+            Arc::clone(&metrics),
+        )?;
         Ok(Executor {
             store,
             meta,

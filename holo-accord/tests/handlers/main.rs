@@ -11,21 +11,10 @@ mod sync_points;
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use holo_accord::{
-    Action, Config, Envelope, Message, Node, NodeId, RangeId, RangeInfo, Status, Topology,
-};
+use holo_accord::{Action, Config, Envelope, Message, Node, NodeId, RangeId, Status, Topology};
 
 fn topology(nodes: u16) -> Topology {
-    let replicas = (0..nodes).map(NodeId).collect();
-    Topology {
-        epoch: 1,
-        ranges: vec![RangeInfo {
-            id: RangeId(1),
-            start: Bytes::new(),
-            end: None,
-            replicas,
-        }],
-    }
+    Topology::whole((0..nodes).map(NodeId).collect())
 }
 
 fn node(id: u16) -> Node {
