@@ -1,14 +1,14 @@
 //! The file-system calls the WAL makes, behind a trait so tests can substitute a lossy one.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
 /// A directory-level file system. Paths are whole paths to files in the WAL directory.
 ///
 /// # Correctness
-/// An implementation must give the durability the real calls give on Linux: bytes appended to
+/// An implementation must give the durability the real calls give on Linux: bytes written to
 /// a file survive a crash only after that file's `sync_data`/`sync_all` returned `Ok`; a
 /// created or removed directory entry survives only after `sync_dir` on its directory.
 pub trait WalFs: Send + Sync + 'static {
@@ -18,7 +18,7 @@ pub trait WalFs: Send + Sync + 'static {
     fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// Creates a new, empty file; fails if it exists.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
-    /// Opens an existing file for reading and appending.
+    /// Opens an existing file for reading and writing.
     fn open(&self, path: &Path) -> io::Result<Box<dyn WalFile>>;
     /// Removes a file.
     fn remove(&self, path: &Path) -> io::Result<()>;
@@ -33,8 +33,9 @@ pub trait WalFs: Send + Sync + 'static {
 pub trait WalFile: Send {
     /// The whole content of the file.
     fn read_all(&mut self) -> io::Result<Vec<u8>>;
-    /// Appends `data` at the end of the file.
-    fn append(&mut self, data: &[u8]) -> io::Result<()>;
+    /// Writes `data` at `offset`, extending the file (with zeros between its old end and
+    /// `offset`, if any) when it reaches past the end.
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Cuts the file to `len` bytes.
     fn truncate(&mut self, len: u64) -> io::Result<()>;
     /// `fdatasync`.
@@ -71,14 +72,14 @@ impl WalFs for StdFs {
     fn create(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
         let file = OpenOptions::new()
             .read(true)
-            .append(true)
+            .write(true)
             .create_new(true)
             .open(path)?;
         Ok(Box::new(StdFile(file)))
     }
 
     fn open(&self, path: &Path) -> io::Result<Box<dyn WalFile>> {
-        let file = OpenOptions::new().read(true).append(true).open(path)?;
+        let file = OpenOptions::new().read(true).write(true).open(path)?;
         Ok(Box::new(StdFile(file)))
     }
 
@@ -113,8 +114,8 @@ impl WalFile for StdFile {
         Ok(bytes)
     }
 
-    fn append(&mut self, data: &[u8]) -> io::Result<()> {
-        self.0.write_all(data)
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
+        std::os::unix::fs::FileExt::write_all_at(&self.0, data, offset)
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {

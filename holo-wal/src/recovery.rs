@@ -24,7 +24,10 @@ pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub next_lsn: Lsn,
     pub active: Box<dyn WalFile>,
+    /// Where the active segment's records end.
     pub active_len: u64,
+    /// The active segment's size; the bytes between `active_len` and it are zeros.
+    pub active_size: u64,
 }
 
 /// Scans `dir`, repairs a torn tail and returns the log's state.
@@ -74,7 +77,9 @@ pub(crate) fn recover(
         }
         let scan = scan_records(&bytes, segment.first_lsn, config);
         next_lsn = scan.next_lsn;
+        let mut active_size = bytes.len() as u64;
         if let Some(bad) = scan.bad {
+            active_size = bad.offset as u64;
             repair_tail(
                 &segment.path,
                 &mut *file,
@@ -92,12 +97,12 @@ pub(crate) fn recover(
                 .map_err(|e| WalError::io(format!("sync {}", segment.path.display()), e))?;
             fs.sync_dir(dir)
                 .map_err(|e| WalError::io(format!("sync directory {}", dir.display()), e))?;
-            let active_len = scan.valid_end as u64;
             return Ok(Recovered {
                 segments,
                 next_lsn,
                 active: file,
-                active_len,
+                active_len: scan.valid_end as u64,
+                active_size,
             });
         }
     }
@@ -148,7 +153,7 @@ pub(crate) fn create_segment(
     let mut file = fs
         .create(&path)
         .map_err(|e| WalError::io(context("create"), e))?;
-    file.append(&segment_header(first_lsn))
+    file.write_at(0, &segment_header(first_lsn))
         .map_err(|e| WalError::io(context("write"), e))?;
     file.sync_data()
         .map_err(|e| WalError::io(context("sync"), e))?;
@@ -171,6 +176,7 @@ fn start_segment(
         next_lsn: first_lsn,
         active,
         active_len: SEGMENT_HEADER_BYTES as u64,
+        active_size: SEGMENT_HEADER_BYTES as u64,
     })
 }
 
@@ -190,7 +196,9 @@ pub(crate) struct BadAt {
     pub intact: bool,
 }
 
-/// Walks the records of a segment from its header on, in LSN order.
+/// Walks the records of a segment from its header on, in LSN order. The records end at the
+/// end of the bytes or where only zeros follow (written ahead by the writer, see
+/// [`WalConfig::preallocate_bytes`]; no record is all zeros, as LSNs start at 1).
 pub(crate) fn scan_records(bytes: &[u8], first_lsn: Lsn, config: &WalConfig) -> Scan {
     let mut offset = SEGMENT_HEADER_BYTES;
     let mut next_lsn = first_lsn;
@@ -213,6 +221,7 @@ pub(crate) fn scan_records(bytes: &[u8], first_lsn: Lsn, config: &WalConfig) -> 
                 offset += used;
                 next_lsn += 1;
             }
+            Err(_) if bytes[offset..].iter().all(|&b| b == 0) => break,
             Err(bad) => {
                 let bad = BadAt {
                     offset,

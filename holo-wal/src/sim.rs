@@ -1,14 +1,18 @@
 //! A lossy, in-memory file system that simulates crashes, for tests of the WAL.
 //!
-//! Each file keeps a durable image (what survives a crash: the content as of its last sync)
-//! and the current content the process sees. Directory entries are durable only after
-//! `sync_dir`. [`SimFs::crash`] picks, per file and from a seed, what a real disk might hold
-//! after power loss: nothing of the unsynced writes, all of them, a prefix of whole writes, a
-//! torn prefix cut at any byte, a prefix followed by zeros (size updated, data not), or a
-//! prefix whose last bytes have one bit flipped. The model assumes, as ext4 and xfs give for
-//! appends, that a crash keeps a prefix of unsynced appends: it never persists a later page of
-//! a write while losing an earlier one. Entries never synced may vanish; removals never synced may be
-//! undone. Synced data is never altered.
+//! Each file keeps a durable image (what survives a crash: the content as of its last sync),
+//! the current content the process sees and the writes made since the last sync, in order.
+//! Directory entries are durable only after `sync_dir`. [`SimFs::crash`] picks, per file and
+//! from a seed, what a real disk might hold after power loss: nothing of the unsynced writes,
+//! all of them, a prefix of whole writes, a prefix and a torn part of the next write cut at
+//! any byte, such a prefix with the file's size grown by zeros (size updated, data not), or a
+//! prefix whose last bytes have one bit flipped. Writes land where they were made, appended
+//! or over bytes the file already had. The model assumes that a crash keeps a prefix of the
+//! unsynced writes: it never persists a later page while losing an earlier one. A real disk
+//! may reorder the pages of one unsynced write; the log's recovery then finds valid records
+//! after a bad one and refuses to open, naming the file, which is safe but not modelled here.
+//! Entries never synced may vanish; removals never synced may be undone. Synced data is never
+//! altered.
 //!
 //! [`SimFs::crash_at_sync`] makes the N-th sync fail and freezes the file system (every later
 //! call fails too), which lets a test crash the log at every fsync boundary of a workload.
@@ -51,10 +55,20 @@ impl SimRng {
 struct SimFile {
     durable: Vec<u8>,
     current: Vec<u8>,
-    /// End offsets (in `current`) of the writes since the last sync, when the file has only
-    /// grown since then.
-    write_ends: Vec<usize>,
+    /// The writes since the last sync, in order: offset and bytes.
+    writes: Vec<(usize, Vec<u8>)>,
+    /// The file was truncated since the last sync.
+    truncated: bool,
     entry_durable: bool,
+}
+
+/// Writes `data` into `content` at `offset`, growing it (with zeros before `offset`) if needed.
+fn write_into(content: &mut Vec<u8>, offset: usize, data: &[u8]) {
+    let end = offset + data.len();
+    if content.len() < end {
+        content.resize(end, 0);
+    }
+    content[offset..end].copy_from_slice(data);
 }
 
 #[derive(Debug, Default)]
@@ -201,53 +215,72 @@ fn settled(content: Vec<u8>) -> SimFile {
     SimFile {
         durable: content.clone(),
         current: content,
-        write_ends: Vec::new(),
+        writes: Vec::new(),
+        truncated: false,
         entry_durable: true,
     }
 }
 
 /// What one file holds after a crash, and a word on how that was chosen.
 fn crash_content(file: &SimFile, rng: &mut SimRng) -> (Vec<u8>, &'static str) {
-    let grown = file.current.len() >= file.durable.len()
-        && file.current[..file.durable.len()] == file.durable[..];
-    if !grown {
-        // Truncated since the last sync: either the old or the new size took.
+    if file.truncated {
+        // Truncated since the last sync: either the old or the new content took.
         return if rng.chance(2) {
             (file.durable.clone(), "truncation lost")
         } else {
             (file.current.clone(), "truncation kept")
         };
     }
-    let base = file.durable.len();
-    let overlay = &file.current[base..];
-    if overlay.is_empty() {
+    let writes = &file.writes;
+    if writes.is_empty() {
         return (file.durable.clone(), "synced");
     }
-    let keep = |n: usize| file.current[..base + n].to_vec();
+    // The durable image with the first `k` writes applied, and `cut` bytes of the next.
+    let prefix = |k: usize, cut: usize| {
+        let mut content = file.durable.clone();
+        for (offset, data) in &writes[..k] {
+            write_into(&mut content, *offset, data);
+        }
+        if cut > 0 {
+            let (offset, data) = &writes[k];
+            write_into(&mut content, *offset, &data[..cut]);
+        }
+        content
+    };
+    // A torn prefix: whole writes, then part of the next (a write of no bytes is whole).
+    let torn = |rng: &mut SimRng| {
+        let k = rng.upto(writes.len() - 1);
+        (k, rng.upto(writes[k].1.len()))
+    };
     match rng.upto(5) {
         0 => (file.durable.clone(), "unsynced writes lost"),
         1 => (file.current.clone(), "unsynced writes kept"),
-        2 => {
-            let k = rng.upto(file.write_ends.len());
-            let end = if k == 0 { base } else { file.write_ends[k - 1] };
-            (file.current[..end].to_vec(), "whole unsynced writes kept")
+        2 => (
+            prefix(rng.upto(writes.len()), 0),
+            "whole unsynced writes kept",
+        ),
+        3 => {
+            let (k, cut) = torn(rng);
+            (prefix(k, cut), "torn write")
         }
-        3 => (keep(rng.upto(overlay.len())), "torn write"),
         4 => {
-            let kept = rng.upto(overlay.len());
-            let mut content = keep(kept);
-            content.resize(base + kept + rng.upto(overlay.len() - kept), 0);
+            let (k, cut) = torn(rng);
+            let mut content = prefix(k, cut);
+            let grown = file.current.len().saturating_sub(content.len());
+            content.resize(content.len() + rng.upto(grown), 0);
             (content, "torn write, zero-filled")
         }
         _ => {
-            // The flip lands in the last 16 bytes kept (16 bytes is the smallest record), so it
-            // hits the last, possibly torn, record: a crash garbles the tail, it does not rot
-            // a record and leave later ones intact (that is mid-log corruption, tested apart).
-            let kept = 1 + rng.upto(overlay.len() - 1);
-            let mut content = keep(kept);
-            let window = kept.min(16);
-            let byte = content.len() - 1 - rng.upto(window - 1);
-            content[byte] ^= 1 << rng.upto(7);
+            let (k, cut) = torn(rng);
+            let mut content = prefix(k, cut);
+            if cut > 0 {
+                // The flip lands in the last 16 bytes kept of the torn write (16 bytes is the
+                // smallest record), so it garbles what was being written, not a record synced
+                // before (that is mid-log corruption, tested apart).
+                let end = writes[k].0 + cut;
+                let byte = end - 1 - rng.upto(cut.min(16) - 1);
+                content[byte] ^= 1 << rng.upto(7);
+            }
             (content, "unsynced bit flipped")
         }
     }
@@ -341,7 +374,8 @@ impl SimHandle {
         state.count_sync()?;
         let file = state.file(&self.path)?;
         file.durable = file.current.clone();
-        file.write_ends.clear();
+        file.writes.clear();
+        file.truncated = false;
         Ok(())
     }
 }
@@ -351,17 +385,17 @@ impl WalFile for SimHandle {
         self.with(|f| f.current.clone())
     }
 
-    fn append(&mut self, data: &[u8]) -> io::Result<()> {
+    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.with(|f| {
-            f.current.extend_from_slice(data);
-            f.write_ends.push(f.current.len());
+            write_into(&mut f.current, offset as usize, data);
+            f.writes.push((offset as usize, data.to_vec()));
         })
     }
 
     fn truncate(&mut self, len: u64) -> io::Result<()> {
         self.with(|f| {
             f.current.resize(len as usize, 0);
-            f.write_ends.retain(|&end| end <= len as usize);
+            f.truncated = true;
         })
     }
 

@@ -159,6 +159,7 @@ impl Wal {
             shared: shared.clone(),
             file: recovered.active,
             file_len: recovered.active_len,
+            zeroed_end: recovered.active_size,
             spare: Vec::new(),
         };
         let handle = std::thread::Builder::new()
@@ -418,6 +419,8 @@ struct Writer {
     shared: Arc<Shared>,
     file: Box<dyn WalFile>,
     file_len: u64,
+    /// The active segment's size: the bytes from `file_len` up to here are zeros, durable.
+    zeroed_end: u64,
     /// The buffer swapped in for `pending`, kept to reuse its allocation.
     spare: Vec<u8>,
 }
@@ -465,9 +468,11 @@ impl Writer {
             .clone();
         let context = |verb: &str| format!("{verb} {}", path.display());
         self.file
-            .append(batch)
+            .write_at(self.file_len, batch)
             .map_err(|e| WalError::io(context("write"), e))?;
         self.file_len += batch.len() as u64;
+        self.zero_ahead()
+            .map_err(|e| WalError::io(context("write zeros ahead in"), e))?;
         let synced = match self.shared.config.persist {
             PersistMode::SyncData => self.file.sync_data(),
             PersistMode::SyncAll => self.file.sync_all(),
@@ -477,6 +482,27 @@ impl Writer {
         if self.file_len >= self.shared.config.segment_bytes_target {
             self.rotate(next_lsn)?;
         }
+        Ok(())
+    }
+
+    /// Once fewer than half of [`WalConfig::preallocate_bytes`] zeros are left after the
+    /// records, writes that many more (up to the segment's target size), to be synced with
+    /// the group write just made: later group writes then overwrite blocks the file has, and
+    /// their sync commits data only. Run after the group write, so a crash that keeps a
+    /// prefix of the writes never keeps zeros where records were meant to be.
+    fn zero_ahead(&mut self) -> std::io::Result<()> {
+        let config = &self.shared.config;
+        let ahead = self.zeroed_end.saturating_sub(self.file_len);
+        if config.preallocate_bytes == 0 || ahead >= config.preallocate_bytes / 2 {
+            return Ok(());
+        }
+        let from = self.zeroed_end.max(self.file_len);
+        let to = (self.file_len + config.preallocate_bytes).min(config.segment_bytes_target);
+        if to > from {
+            let zeros = vec![0u8; (to - from) as usize];
+            self.file.write_at(from, &zeros)?;
+        }
+        self.zeroed_end = to.max(self.file_len);
         Ok(())
     }
 
@@ -491,6 +517,7 @@ impl Writer {
         let (file, segment) = create_segment(&*self.shared.fs, &self.shared.dir, first_lsn)?;
         self.file = file;
         self.file_len = crate::record::SEGMENT_HEADER_BYTES as u64;
+        self.zeroed_end = self.file_len;
         self.shared.segments().push(segment);
         Ok(())
     }

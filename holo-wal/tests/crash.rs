@@ -27,6 +27,15 @@ fn config() -> WalConfig {
     }
 }
 
+/// Zeros written ahead a segment at a time, a part of one at a time (so zeros are added in
+/// the middle of a segment too), or not at all.
+fn config_for(seed: u64) -> WalConfig {
+    WalConfig {
+        preallocate_bytes: [4096, 1000, 0][(seed % 3) as usize],
+        ..config()
+    }
+}
+
 fn payload(rng: &mut SimRng) -> Vec<u8> {
     let len = rng.upto(600);
     (0..len).map(|_| rng.next_u64() as u8).collect()
@@ -114,7 +123,7 @@ fn with_seed(seed: u64, test: impl FnOnce()) {
 /// Counts the syncs a seed's first cycle makes when nothing crashes.
 fn syncs_without_crash(seed: u64, steps: usize) -> u64 {
     let fs = SimFs::new();
-    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config()).unwrap();
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config_for(seed)).unwrap();
     let start = fs.sync_count();
     workload(&wal, &mut Model::default(), &mut SimRng::new(seed), steps);
     fs.sync_count() - start
@@ -143,7 +152,7 @@ fn crash_cycles(seed: u64, crash_at: u64, steps: usize) {
     let mut chooser = SimRng::new(seed ^ crash_at.rotate_left(32));
     for cycle in 0..3 {
         let context = format!("seed {seed}, first crash at sync {crash_at}, cycle {cycle}");
-        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config())
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config_for(seed))
             .unwrap_or_else(|e| panic!("{context}: open failed: {e}"));
         model.verify(&wal, &context);
         let offset = if cycle == 0 {
@@ -157,7 +166,7 @@ fn crash_cycles(seed: u64, crash_at: u64, steps: usize) {
         drop(wal);
         fs.crash(chooser.next_u64());
     }
-    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config()).unwrap();
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config_for(seed)).unwrap();
     model.verify(&wal, &format!("seed {seed}, crash at {crash_at}, final"));
 }
 
@@ -173,7 +182,7 @@ fn concurrent_crash(seed: u64) {
     let mut rng = SimRng::new(seed);
     let mut model = Model::default();
     for cycle in 0..3 {
-        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config()).unwrap();
+        let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config_for(seed)).unwrap();
         model.verify(&wal, &format!("seed {seed}, cycle {cycle}"));
         let acks = AtomicU64::new(0);
         let crash_after = 1 + rng.upto(200) as u64;
@@ -201,7 +210,7 @@ fn concurrent_crash(seed: u64) {
         drop(wal);
         fs.crash(rng.next_u64());
     }
-    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config()).unwrap();
+    let wal = Wal::open_with_fs(Arc::new(fs.clone()), DIR, config_for(seed)).unwrap();
     model.verify(&wal, &format!("seed {seed}, final"));
 }
 

@@ -20,6 +20,20 @@ fn small_segments() -> WalConfig {
     }
 }
 
+/// No zeros written ahead: the file ends where its records do, so a test can cut or extend
+/// it at the end of the records.
+fn appending() -> WalConfig {
+    WalConfig {
+        preallocate_bytes: 0,
+        ..WalConfig::default()
+    }
+}
+
+/// Where the records `1..=last` written by [`append_range`] end in a segment.
+fn records_end(last: Lsn) -> usize {
+    16 + (1..=last).map(|l| 16 + payload(l).len()).sum::<usize>()
+}
+
 fn append_range(wal: &Wal, lsns: std::ops::RangeInclusive<Lsn>) {
     for lsn in lsns {
         assert_eq!(wal.append(&payload(lsn)).unwrap(), lsn);
@@ -109,27 +123,78 @@ fn rotates_segments_and_truncates_whole_segments() {
 
 #[test]
 fn torn_tails_are_truncated_at_every_cut() {
-    let dir = written_log(WalConfig::default(), 20);
+    let dir = written_log(appending(), 20);
     let segment = segments(dir.path()).pop().unwrap();
     let full = std::fs::read(&segment).unwrap();
+    assert_eq!(full.len(), records_end(20));
     let last_record_len = 16 + payload(20).len();
     for cut in 1..last_record_len {
         std::fs::write(&segment, &full[..full.len() - cut]).unwrap();
-        let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+        let wal = Wal::open(dir.path(), appending()).unwrap();
         assert_records(&replayed(&wal, 1), 1..=19);
         assert_eq!(wal.next_lsn(), 20, "cut {cut}");
     }
     // After the repair the log continues as if record 20 had never been written.
     std::fs::write(&segment, &full[..full.len() - 5]).unwrap();
-    let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    let wal = Wal::open(dir.path(), appending()).unwrap();
     append_range(&wal, 20..=25);
     drop(wal);
-    let wal = Wal::open(dir.path(), WalConfig::default()).unwrap();
+    let wal = Wal::open(dir.path(), appending()).unwrap();
     assert_records(&replayed(&wal, 1), 1..=25);
 }
 
 #[test]
-fn garbage_and_zeros_after_the_last_record_are_truncated() {
+fn zeros_are_written_ahead_and_a_reopened_log_writes_over_them() {
+    let config = WalConfig {
+        preallocate_bytes: 64 * 1024,
+        ..WalConfig::default()
+    };
+    let dir = written_log(config.clone(), 20);
+    let segment = segments(dir.path()).pop().unwrap();
+    let bytes = std::fs::read(&segment).unwrap();
+    let end = records_end(20);
+    assert!(bytes.len() >= end + 32 * 1024, "{} bytes", bytes.len());
+    assert!(
+        bytes[end..].iter().all(|&b| b == 0),
+        "zeros after the records"
+    );
+    let wal = Wal::open(dir.path(), config.clone()).unwrap();
+    assert_eq!(wal.next_lsn(), 21);
+    append_range(&wal, 21..=30);
+    drop(wal);
+    let bytes = std::fs::read(&segment).unwrap();
+    assert!(bytes[records_end(30)..].iter().all(|&b| b == 0));
+    let wal = Wal::open(dir.path(), config).unwrap();
+    assert_records(&replayed(&wal, 1), 1..=30);
+}
+
+#[test]
+fn a_torn_write_over_zeros_is_cut_and_later_records_replay() {
+    let config = WalConfig {
+        preallocate_bytes: 64 * 1024,
+        ..WalConfig::default()
+    };
+    let dir = written_log(config.clone(), 20);
+    let segment = segments(dir.path()).pop().unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    // Part of record 21 reached the disk over the zeros, the rest did not.
+    let end = records_end(20);
+    bytes[end..end + 40].copy_from_slice(&[0xA5; 40]);
+    std::fs::write(&segment, &bytes).unwrap();
+    let wal = Wal::open(dir.path(), config.clone()).unwrap();
+    assert_records(&replayed(&wal, 1), 1..=20);
+    // Shorter records than the torn one: nothing of it may be read back after them.
+    for lsn in 21..=23 {
+        assert_eq!(wal.append(b"x").unwrap(), lsn);
+    }
+    drop(wal);
+    let wal = Wal::open(dir.path(), config).unwrap();
+    assert_eq!(wal.next_lsn(), 24);
+    assert_eq!(replayed(&wal, 21).len(), 3);
+}
+
+#[test]
+fn garbage_and_zeros_after_the_last_record_are_not_records() {
     for tail in [
         vec![0u8; 4096],
         vec![0xFF; 7],
@@ -410,7 +475,7 @@ fn waiting_for_an_lsn_never_appended_is_an_error_not_a_hang() {
 
 #[test]
 fn an_intact_record_out_of_sequence_at_the_tail_is_corruption() {
-    let dir = written_log(WalConfig::default(), 10);
+    let dir = written_log(appending(), 10);
     let segment = segments(dir.path()).pop().unwrap();
     let bytes = std::fs::read(&segment).unwrap();
     let last = bytes.len() - (16 + payload(10).len());
@@ -422,6 +487,6 @@ fn an_intact_record_out_of_sequence_at_the_tail_is_corruption() {
         .unwrap()
         .write_all(&duplicate)
         .unwrap();
-    let message = expect_corruption(dir.path(), WalConfig::default(), &segment);
+    let message = expect_corruption(dir.path(), appending(), &segment);
     assert!(message.contains("out of sequence"), "{message}");
 }
