@@ -1,6 +1,6 @@
 //! The executor: applies decided transactions in the order the Accord core released them, in
 //! batches, on its own thread so a slow disk never stalls the network loop. Applied writes
-//! are held in memory and committed to the storage backend by a writer thread, up to 50 ms
+//! are held in memory and committed to the storage backend by a writer thread, up to 250 ms
 //! of them in one atomic commit ([`pending`] says why and what that changes for readers).
 //!
 //! # Idempotent apply

@@ -22,7 +22,7 @@
 //! comes from the queues filling while the previous step runs. While `accord.propose_window`
 //! transactions of the node are undecided, commands wait for the next step that has room, so
 //! under load each transaction carries many (docs/performance.md). The executor holds applied
-//! writes up to 50 ms and a writer thread commits them to storage together
+//! writes up to 250 ms and a writer thread commits them to storage together
 //! ([`executor`]'s docs).
 //!
 //! # Durability and restart

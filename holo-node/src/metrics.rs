@@ -502,7 +502,7 @@ impl Metrics {
         histogram_header(
             &mut out,
             "holo_storage_commit_ops",
-            "Keys written per storage commit (applied writes are held up to 50 ms and written together).",
+            "Keys written per storage commit (applied writes are held up to 250 ms and written together).",
         );
         self.storage_commit_ops
             .render(&mut out, "holo_storage_commit_ops", "", 1.0);

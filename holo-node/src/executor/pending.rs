@@ -31,8 +31,12 @@ use holo_storage::{AppliedMarker, Op, RangeId, StateStore, StorageError, Store, 
 
 use crate::metrics::Metrics;
 
-/// The longest applied writes are held before a commit of them starts.
-pub const COMMIT_EVERY: Duration = Duration::from_millis(50);
+/// The longest applied writes are held before a commit of them starts. The longer, the more
+/// keys share each leaf page a commit copies, so the less copying per key (docs/performance.md
+/// has the figures); holding longer than this gains little, as the
+/// storage flush ([`crate::executor::FLUSH_EVERY`]) and every sync point's read barrier
+/// commit whatever is held anyway.
+pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
 /// The most bytes of keys and values held before a commit starts whatever their age.
 const HELD_BYTES_MAX: usize = 32 << 20;
 
