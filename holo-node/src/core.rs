@@ -14,7 +14,7 @@
 //! [`wal_log`]; this file drives the Accord node and holds applies until the records before
 //! them are durable.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -90,6 +90,9 @@ pub struct Core {
     /// Apply actions waiting for the records before them to be durable: (seq, item).
     held: VecDeque<(u64, ApplyItem)>,
     ready: Vec<ApplyItem>,
+    /// Transactions restored from the WAL at start and not applied since: storage may hold
+    /// their writes already (the executor checks those).
+    restored: HashSet<TxnId>,
 }
 
 impl Core {
@@ -114,6 +117,7 @@ impl Core {
             durable_seq: 0,
             held: VecDeque::new(),
             ready: Vec::new(),
+            restored: HashSet::new(),
         }
     }
 
@@ -129,8 +133,10 @@ impl Core {
         self
     }
 
-    /// Where the WAL holds each live txn's latest record (from the replay at start).
+    /// Where the WAL holds each live txn's latest record (from the replay at start): these
+    /// are the txns restored from it.
     pub fn with_wal_positions(mut self, latest_lsn: HashMap<TxnId, Lsn>) -> Core {
+        self.restored = latest_lsn.keys().copied().collect();
         self.wal_log.set_positions(latest_lsn);
         self
     }
@@ -336,10 +342,12 @@ impl Core {
                         // Whatever the client flag says: clients this node still holds for the
                         // txn are answered when it executes here (blind writes at once).
                         let reply = self.batcher.applied(&command.txn.id);
+                        let restored = self.restored.remove(&command.txn.id);
                         let item = ApplyItem {
                             txn: command.txn,
                             execute_at: command.execute_at,
                             reply,
+                            restored,
                         };
                         if self.issued_seq > self.durable_seq || !self.held.is_empty() {
                             self.held.push_back((self.issued_seq, item));
@@ -348,6 +356,7 @@ impl Core {
                         }
                     }
                     Action::Invalidated { txn_id } => {
+                        self.restored.remove(&txn_id);
                         again |= self.batcher.invalidated(&txn_id, self.node.epoch());
                     }
                 }

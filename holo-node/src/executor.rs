@@ -15,6 +15,12 @@
 //! it again gives the same result.
 //! Tombstones stay (they are small; dropping them needs a version floor per key).
 //!
+//! Only a transaction restored from the WAL can have been applied before: anything else was
+//! decided after the restart, and storage only holds what was applied before it. So a write
+//! that reads nothing (a plain SET or MSET, [`cmd::op::reads_nothing`]) is checked only when
+//! it was restored; otherwise its keys are not even loaded, which spares a storage read per
+//! key on the hot path.
+//!
 //! # Sync points
 //! A sync point has no keys and nothing to apply. Once the storage flush after it is done,
 //! everything applied before it is durable in storage, and the executor tells the core
@@ -61,6 +67,9 @@ pub struct ApplyItem {
     /// The clients waiting on this node for the results, one per command of the op, in
     /// order; empty when no client here waits.
     pub reply: Vec<oneshot::Sender<Frame>>,
+    /// The transaction was restored from the WAL at start, so storage may hold its writes
+    /// already (see "Idempotent apply").
+    pub restored: bool,
 }
 
 /// Storage key of a user key.
@@ -151,6 +160,10 @@ struct Overlay<'a> {
 impl Overlay<'_> {
     /// The slot of `key` unless its value was flushed before this transaction.
     fn visible(&self, key: &[u8]) -> Option<&Slot> {
+        debug_assert!(
+            self.slots.contains_key(key),
+            "an operation read a key the executor did not load"
+        );
         self.slots
             .get(key)
             .and_then(|s| s.as_ref())
@@ -615,12 +628,18 @@ impl Executor {
             .apply_waiting_epoch
             .store(self.waiting.len() as u64, Ordering::Relaxed);
 
+        // Whether each item reads its keys: for the idempotence check, or for its op.
+        let reads: Vec<bool> = items
+            .iter()
+            .map(|item| {
+                let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
+                let blind = writes && !item.restored && cmd::op::reads_nothing(&item.txn.op);
+                (writes || !item.reply.is_empty()) && !blind
+            })
+            .collect();
         let mut wanted: Vec<Bytes> = Vec::new();
-        for item in &items {
-            let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
-            if writes || !item.reply.is_empty() {
-                wanted.extend(item.txn.keys.iter().map(|(k, _)| k.clone()));
-            }
+        for (item, _) in items.iter().zip(&reads).filter(|(_, reads)| **reads) {
+            wanted.extend(item.txn.keys.iter().map(|(k, _)| k.clone()));
         }
         wanted.sort_unstable();
         wanted.dedup();
@@ -644,7 +663,7 @@ impl Executor {
         if meta_applied > 0 {
             touched.insert(META_RANGE.0, (0, meta_applied));
         }
-        for item in items {
+        for (item, reads) in items.into_iter().zip(reads) {
             let epoch = item.txn.id.0.epoch;
             if item.txn.id.is_sync_point() {
                 let scope = item.txn.scope.as_ref();
@@ -679,12 +698,13 @@ impl Executor {
             }
             let writes = item.txn.keys.iter().any(|(_, a)| *a == Access::Write);
             if writes {
-                let applied_before = item.txn.keys.iter().any(|(k, _)| {
-                    slots
-                        .get(k)
-                        .and_then(|s| s.as_ref())
-                        .is_some_and(|s| s.version >= item.execute_at)
-                });
+                let applied_before = reads
+                    && item.txn.keys.iter().any(|(k, _)| {
+                        slots
+                            .get(k)
+                            .and_then(|s| s.as_ref())
+                            .is_some_and(|s| s.version >= item.execute_at)
+                    });
                 if applied_before {
                     skipped += 1;
                     continue;

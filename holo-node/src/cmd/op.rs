@@ -298,6 +298,32 @@ pub fn encode_batch<'a>(ops: impl ExactSizeIterator<Item = &'a [u8]>) -> Bytes {
     out.freeze()
 }
 
+/// Whether executing `op` (one operation or a batch) reads nothing from storage: every
+/// operation in it is one whose effect and reply do not depend on what its keys hold (see
+/// [`super::string::reads_nothing`]). Anything undecodable reads, to be safe.
+pub fn reads_nothing(op: &[u8]) -> bool {
+    let single = |op: &[u8]| {
+        op.first()
+            .and_then(|&c| Code::from_u8(c))
+            .is_some_and(|code| {
+                super::string::reads_nothing(code, op.get(1).copied().unwrap_or(u8::MAX))
+            })
+    };
+    if op.first() != Some(&BATCH) {
+        return single(op);
+    }
+    let Some(count) = op
+        .get(1..5)
+        .and_then(|c| c.try_into().ok())
+        .map(u32::from_le_bytes)
+    else {
+        return false;
+    };
+    split_ops(&op[5..], count)
+        .into_iter()
+        .all(|sub| sub.is_some_and(single))
+}
+
 /// Splits a batch (or a list of ops encoded the same way without the opcode) into its ops.
 pub fn split_ops(mut rest: &[u8], count: u32) -> Vec<Option<&[u8]>> {
     let mut out = Vec::new();

@@ -355,6 +355,16 @@ pub fn add_float(current: Option<&[u8]>, incr: &[u8], not_float: &str) -> Result
     }
 }
 
+/// Whether the operation's effect and reply are the same whatever the keys hold: a plain SET
+/// (with or without a new expiry) or MSET. The executor reads nothing for such a write.
+pub fn reads_nothing(code: Code, flags: u8) -> bool {
+    match code {
+        Code::Set => flags & (NX | XX | GET | KEEPTTL) == 0,
+        Code::MSet => true,
+        _ => false,
+    }
+}
+
 pub fn exec(code: Code, flags: u8, args: &Args<'_>, ctx: &mut Ctx<'_>) -> Result<Frame, Frame> {
     let key = args.at(0)?;
     Ok(match code {
