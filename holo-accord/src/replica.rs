@@ -378,9 +378,16 @@ impl Replica {
     /// Refused once a recovery ballot was promised.
     pub fn pre_accept(&mut self, txn: &Txn, clock: &mut Clock) -> Handled<PreAcceptReply> {
         if let Some(existing) = self.commands.get(&txn.id) {
+            // A coordinator counts an answer at t0 as a fast-path vote. A record made without
+            // one (the txn was learnt from a peer's `Inform`) must not answer so: a recovery
+            // reads the record, finds no vote, and may invalidate a txn the coordinator
+            // decided on the strength of that answer (pitfall 5 of ACCORD.md).
+            let votes_or_is_no_vote = existing.fast_vote
+                || existing.execute_at != txn.id.timestamp()
+                || txn.id.is_sync_point();
             let reply = if existing.promised > Ballot::ZERO {
                 PreAcceptReply::Nack(existing.promised)
-            } else if existing.status == Status::PreAccepted {
+            } else if existing.status == Status::PreAccepted && votes_or_is_no_vote {
                 // A duplicate: answer as before.
                 PreAcceptReply::Ok(existing.execute_at, existing.deps.clone())
             } else {

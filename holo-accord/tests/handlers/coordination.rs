@@ -413,3 +413,30 @@ fn a_decision_a_cut_off_replica_missed_is_sent_until_it_acknowledges_it() {
     assert_eq!(nodes[0].missed_by(NodeId(2)), 0);
     assert!(nodes[2].replica().command(&a).unwrap().status.is_decided());
 }
+
+#[test]
+fn a_replica_that_learnt_a_txn_from_a_peer_never_answers_its_pre_accept_with_a_vote() {
+    let mut replica = node(2);
+    let t = txn(100, 1, &["a"]);
+    // Node 1's record, as an inquiry brings it: PreAccepted at t0 with node 1's vote.
+    let peer_record = holo_accord::Command {
+        txn: t.clone(),
+        status: Status::PreAccepted,
+        execute_at: t.id.timestamp(),
+        deps: Default::default(),
+        promised: holo_accord::Ballot::ZERO,
+        accepted: holo_accord::Ballot::ZERO,
+        fast_vote: true,
+    };
+    exchange(&mut replica, 1, vec![Message::Inform { command: peer_record }]);
+    let recorded = replica.replica().command(&t.id).expect("recorded");
+    assert!(!recorded.fast_vote, "learnt from a peer: no vote of its own");
+    // The coordinator's PreAccept arrives late: an answer at t0 would count as the vote a
+    // recovery will not find in this replica's record.
+    let replies = exchange(&mut replica, 1, vec![Message::PreAccept { txn: t.clone() }]);
+    for reply in &replies {
+        if let Message::PreAcceptOk { witnessed, .. } = reply {
+            assert_ne!(*witnessed, t.id.timestamp(), "a fast-path vote without a record of it");
+        }
+    }
+}
