@@ -3,7 +3,7 @@
 
 use crate::ids::{Ballot, NodeId, Timestamp, TxnId};
 use crate::replica::{Command, RecoverInfo};
-use crate::txn::{Deps, Txn};
+use crate::txn::{Deps, Key, Txn};
 
 /// A protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +75,16 @@ pub enum Message {
     /// Replica -> coordinator of the exclusive sync point `txn_id`: applied durably here.
     /// `query` (coordinator -> replica): have you?
     CutApplied { txn_id: TxnId, query: bool },
+    /// Coordinator of an ephemeral read -> replicas: which writes of `keys` do you know?
+    /// Nothing is recorded (see `Node::read`).
+    ReadDeps { read_id: TxnId, keys: Vec<Key> },
+    /// Replica -> coordinator: the writes of the keys in its conflict index, and the epoch
+    /// and hlc it has reached (`seen`), which the read executes at or above.
+    ReadDepsOk {
+        read_id: TxnId,
+        deps: Deps,
+        seen: Timestamp,
+    },
 }
 
 impl Message {
@@ -100,6 +110,7 @@ impl Message {
             | Message::Refused { txn_id, .. }
             | Message::SyncApplied { txn_id, .. }
             | Message::CutApplied { txn_id, .. } => *txn_id,
+            Message::ReadDeps { read_id, .. } | Message::ReadDepsOk { read_id, .. } => *read_id,
         }
     }
 }

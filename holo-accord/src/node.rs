@@ -4,12 +4,15 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use bytes::Bytes;
 
+mod config;
 mod epochs;
 mod gc;
 mod inspect;
 mod progress;
+mod reads;
 mod restart;
 
+pub use config::Config;
 pub use gc::CutStatus;
 
 use crate::coordinator::{Coordination, Decision, Outcome, Phase};
@@ -17,36 +20,7 @@ use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
 use crate::replica::{Command, Handled, PreAcceptReply, Refusal, Replica, Status};
 use crate::topology::{RangeInfo, Topology};
-use crate::txn::{Key, KeySpan, Txn};
-
-/// Timing knobs, in microseconds of host time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Config {
-    /// How long a coordinator with a majority but not a fast quorum waits for the rest
-    /// before it takes the slow path.
-    pub fast_path_wait_us: u64,
-    /// How long before a coordinator resends the current round to replicas that have not
-    /// answered (messages may be lost).
-    pub retry_us: u64,
-    /// How long a transaction may stay undecided at a replica before the replica recovers
-    /// it (with up to as much again of deterministic jitter, so replicas rarely collide).
-    pub recover_after_us: u64,
-    /// How often this node proposes a sync point while it holds records GC could drop
-    /// (0: never). Every replica durably applying one lets all of them drop the records of
-    /// the txns below it.
-    pub sync_interval_us: u64,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            fast_path_wait_us: 2_000,
-            retry_us: 50_000,
-            recover_after_us: 200_000,
-            sync_interval_us: 0,
-        }
-    }
-}
+use crate::txn::{Deps, Key, KeySpan, Txn};
 
 /// What the host must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +61,16 @@ pub enum Action {
     /// [`Node::sync_durable`] for a sync point's Apply once everything applied up to it is
     /// durable in storage.
     Truncate { floor: TxnId, max: Timestamp },
+    /// An ephemeral read ([`Node::read`]) may run: execute `op` against the state applied
+    /// here, at `at` (the read's time: the epoch and clock its replicas had reached, for
+    /// whatever the host derives from time). It comes after the Apply actions it must see,
+    /// and the host runs it in that order, like an Apply.
+    Read {
+        read_id: TxnId,
+        keys: Vec<Key>,
+        op: Bytes,
+        at: Timestamp,
+    },
 }
 
 /// How many retry periods a coordinator keeps resending a decision to replicas that have
@@ -176,6 +160,8 @@ pub struct Node {
     cuts: BTreeMap<TxnId, gc::Cut>,
     /// The exclusive sync points this node applied durably (down to the GC floor).
     cuts_durable: BTreeSet<TxnId>,
+    /// Ephemeral reads this node coordinates (see [`Node::read`]).
+    reads: BTreeMap<TxnId, reads::Read>,
 }
 
 /// Why a topology was not adopted.
@@ -222,6 +208,7 @@ impl Node {
             all_replicas,
             cuts: BTreeMap::new(),
             cuts_durable: BTreeSet::new(),
+            reads: BTreeMap::new(),
         }
     }
 
@@ -389,6 +376,7 @@ impl Node {
         }
         self.send_missed();
         self.sync_tick();
+        self.reads_tick();
         for dep in self.replica.unknown_deps() {
             self.progress.entry(dep).or_insert((self.now, 0));
         }
@@ -491,6 +479,7 @@ impl Node {
         while let Some(message) = self.local.pop_front() {
             self.handle(self.id, message);
         }
+        self.reads_ready();
     }
 
     fn handle(&mut self, from: NodeId, message: Message) {
@@ -565,6 +554,12 @@ impl Node {
                 }
                 self.collect_garbage();
             }
+            Message::ReadDeps { read_id, keys } => self.answer_read(from, read_id, &keys),
+            Message::ReadDepsOk {
+                read_id,
+                deps,
+                seen,
+            } => self.read_answered(from, read_id, deps, seen),
             Message::CutApplied { txn_id, query } => {
                 if query {
                     self.cut_query(from, txn_id);

@@ -736,6 +736,32 @@ impl Replica {
         self.recheck.extend(dependents);
     }
 
+    /// `id` is done for anything waiting on it: applied or invalidated here, or, undecided
+    /// or unknown, proven never to execute (dropped below the GC floor counts as applied).
+    /// A Stable txn not applied yet is not done.
+    pub fn finished(&self, id: &TxnId) -> bool {
+        !self.pending(id)
+    }
+
+    /// Every write of `keys` this replica holds in its conflict index (an ephemeral read
+    /// waits for them; see `Node::read`). Writes compacted out of the index are applied
+    /// here and ordered before a later write of the key that is still in it.
+    pub fn writes_on(&self, keys: &[Key]) -> Deps {
+        let mut deps = Deps::new();
+        for key in keys {
+            if let Some(state) = self.keys.get(key) {
+                deps.extend(
+                    state
+                        .txns
+                        .iter()
+                        .filter(|(_, access)| **access == Access::Write)
+                        .map(|(id, _)| *id),
+                );
+            }
+        }
+        deps
+    }
+
     /// Dependencies of Stable txns that this replica has never heard of: it must ask peers.
     pub fn unknown_deps(&self) -> BTreeSet<TxnId> {
         self.unresolved

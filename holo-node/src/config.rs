@@ -152,6 +152,12 @@ pub struct AccordConfig {
     /// transaction, so under load every round carries many commands instead of one; an
     /// idle node proposes at once.
     pub propose_window: usize,
+    /// Serve commands that read one key (GET, STRLEN, HGET...), when a connection sends only
+    /// such commands in one go, as ephemeral reads: a majority says which writes of the keys
+    /// it knows, the node waits until those are applied here and reads, with nothing
+    /// recorded or made durable anywhere. Linearizable per key (docs/performance.md); off:
+    /// every read is a transaction.
+    pub ephemeral_reads: bool,
 }
 
 impl Default for AccordConfig {
@@ -164,6 +170,7 @@ impl Default for AccordConfig {
             sync_interval_ms: 1_000,
             max_clock_offset_ms: 50,
             propose_window: 2,
+            ephemeral_reads: true,
         }
     }
 }

@@ -348,6 +348,21 @@ pub fn message(m: &Message) -> pb::AccordMessage {
             out.query = *query;
             K::CutApplied
         }
+        Message::ReadDeps { read_id, keys } => {
+            out.txn_id = Some(ts(read_id.0));
+            out.keys.clone_from(keys);
+            K::ReadDeps
+        }
+        Message::ReadDepsOk {
+            read_id,
+            deps: d,
+            seen,
+        } => {
+            out.txn_id = Some(ts(read_id.0));
+            out.deps = deps(d);
+            out.execute_at = Some(ts(*seen));
+            K::ReadDepsOk
+        }
     };
     out.kind = kind as i32;
     out
@@ -436,6 +451,15 @@ pub fn from_message(m: pb::AccordMessage) -> R<Message> {
         K::CutApplied => Message::CutApplied {
             txn_id: txn_id(m.txn_id)?,
             query: m.query,
+        },
+        K::ReadDeps => Message::ReadDeps {
+            read_id: txn_id(m.txn_id)?,
+            keys: m.keys,
+        },
+        K::ReadDepsOk => Message::ReadDepsOk {
+            read_id: txn_id(m.txn_id)?,
+            deps: from_deps(m.deps)?,
+            seen: from_ts(m.execute_at, "seen")?,
         },
     })
 }
@@ -603,6 +627,15 @@ mod tests {
             Message::CutApplied {
                 txn_id: id,
                 query: false,
+            },
+            Message::ReadDeps {
+                read_id: id,
+                keys: vec![Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+            },
+            Message::ReadDepsOk {
+                read_id: id,
+                deps: [id].into_iter().collect(),
+                seen: t(9, 2),
             },
         ];
         let envelope = Envelope {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use holo_accord::{Action, Envelope, Node, NodeId, TxnId};
+use holo_accord::{Action, Envelope, Node, NodeId, Txn, TxnId};
 use holo_wal::{Lsn, Wal};
 use tokio::sync::{mpsc, oneshot};
 
@@ -121,9 +121,10 @@ impl Core {
         }
     }
 
-    /// Limits the client transactions undecided at once to `window` (0: no limit).
-    pub fn with_propose_window(mut self, window: usize) -> Core {
-        self.batcher = Batcher::new(window);
+    /// Limits the client transactions undecided at once to `window` (0: no limit), and as
+    /// many ephemeral reads waiting for their majority, if `ephemeral_reads`.
+    pub fn with_batching(mut self, window: usize, ephemeral_reads: bool) -> Core {
+        self.batcher = Batcher::new(window).with_ephemeral_reads(ephemeral_reads);
         self
     }
 
@@ -353,6 +354,29 @@ impl Core {
                             self.held.push_back((self.issued_seq, item));
                         } else {
                             self.ready.push(item);
+                        }
+                    }
+                    Action::Read {
+                        read_id,
+                        keys,
+                        op,
+                        at,
+                    } => {
+                        let reply = self.batcher.applied(&read_id);
+                        self.metrics
+                            .ephemeral_reads
+                            .fetch_add(reply.len() as u64, Ordering::Relaxed);
+                        let item = ApplyItem {
+                            txn: Txn::new(read_id, &keys, &[], op),
+                            execute_at: at,
+                            reply,
+                            restored: false,
+                        };
+                        // After the applies still held (it must see them), and held for
+                        // nothing of its own: it recorded nothing.
+                        match self.held.back().map(|(seq, _)| *seq) {
+                            Some(seq) => self.held.push_back((seq, item)),
+                            None => self.ready.push(item),
                         }
                     }
                     Action::Invalidated { txn_id } => {

@@ -323,7 +323,7 @@ pub async fn run(
         Arc::clone(&metrics),
         Duration::from_millis(config.accord.tick_ms),
     )
-    .with_propose_window(config.accord.propose_window)
+    .with_batching(config.accord.propose_window, config.accord.ephemeral_reads)
     .with_wal_positions(latest_lsn)
     .with_checkpoint(checkpoint);
     tasks.spawn(async move { core.run(core_rx).await.map_err(anyhow::Error::from) });

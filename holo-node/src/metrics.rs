@@ -141,6 +141,8 @@ pub struct Metrics {
     pub keyspace_unbarriered: AtomicU64,
     pub protocol_errors: AtomicU64,
     pub fast_path: AtomicU64,
+    /// Client commands served as ephemeral reads.
+    pub ephemeral_reads: AtomicU64,
     pub slow_path: AtomicU64,
     pub recoveries: AtomicU64,
     pub invalidations: AtomicU64,
@@ -207,6 +209,7 @@ impl Default for Metrics {
             keyspace_unbarriered: AtomicU64::new(0),
             protocol_errors: AtomicU64::new(0),
             fast_path: AtomicU64::new(0),
+            ephemeral_reads: AtomicU64::new(0),
             slow_path: AtomicU64::new(0),
             recoveries: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
@@ -442,6 +445,12 @@ impl Metrics {
             "holo_accord_fast_path_total",
             "Transactions this node coordinated that were decided on the fast path.",
             self.fast_path.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_accord_ephemeral_reads_total",
+            "Client commands this node served as ephemeral reads (a majority round, no log record).",
+            self.ephemeral_reads.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

@@ -39,6 +39,7 @@ impl Node {
             && self.progress.is_empty()
             && self.replica.idle()
             && self.held.is_empty()
+            && self.reads.is_empty()
     }
 
     /// Checks internal invariants; tests call it after every step.

@@ -428,15 +428,28 @@ fn a_replica_that_learnt_a_txn_from_a_peer_never_answers_its_pre_accept_with_a_v
         accepted: holo_accord::Ballot::ZERO,
         fast_vote: true,
     };
-    exchange(&mut replica, 1, vec![Message::Inform { command: peer_record }]);
+    exchange(
+        &mut replica,
+        1,
+        vec![Message::Inform {
+            command: peer_record,
+        }],
+    );
     let recorded = replica.replica().command(&t.id).expect("recorded");
-    assert!(!recorded.fast_vote, "learnt from a peer: no vote of its own");
+    assert!(
+        !recorded.fast_vote,
+        "learnt from a peer: no vote of its own"
+    );
     // The coordinator's PreAccept arrives late: an answer at t0 would count as the vote a
     // recovery will not find in this replica's record.
     let replies = exchange(&mut replica, 1, vec![Message::PreAccept { txn: t.clone() }]);
     for reply in &replies {
         if let Message::PreAcceptOk { witnessed, .. } = reply {
-            assert_ne!(*witnessed, t.id.timestamp(), "a fast-path vote without a record of it");
+            assert_ne!(
+                *witnessed,
+                t.id.timestamp(),
+                "a fast-path vote without a record of it"
+            );
         }
     }
 }

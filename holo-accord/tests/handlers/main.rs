@@ -2,10 +2,11 @@
 //! few wired by hand) fed messages, each test checking what it sends, persists and applies.
 //! The helpers below build nodes, transactions and exchanges; `coordination` covers the
 //! fast and slow paths, durability and recovery, `sync_points` refusals, GC and inquiries,
-//! `epochs` adopting topologies and ordering across them.
+//! `epochs` adopting topologies and ordering across them, `reads` ephemeral reads.
 
 mod coordination;
 mod epochs;
+mod reads;
 mod sync_points;
 
 use std::collections::BTreeSet;
@@ -61,8 +62,10 @@ fn settle_cut_off(nodes: &mut [Node], cut: Option<usize>) -> Vec<(usize, Action)
                     Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } => {
                         nodes[i].durable(*seq)
                     }
-                    Action::Apply { .. } | Action::Invalidated { .. } | Action::Truncate { .. } => {
-                    }
+                    Action::Apply { .. }
+                    | Action::Invalidated { .. }
+                    | Action::Truncate { .. }
+                    | Action::Read { .. } => {}
                 }
                 log.push((i, action));
             }

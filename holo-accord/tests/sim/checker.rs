@@ -131,6 +131,9 @@ pub struct Checker {
     sync_decisions: BTreeMap<TxnId, (Deps, Option<KeySpan>)>,
     /// Per txn, how many nodes applied it, and when the last of them did.
     applied_by: HashMap<TxnId, (usize, Option<u64>)>,
+    /// Ephemeral reads answered: the key, and the last writer of it the reading node had
+    /// applied (`None`: none), which places the read in the key's order of writes.
+    ephemeral: HashMap<TxnId, (Key, Option<TxnId>)>,
 }
 
 impl Checker {
@@ -403,6 +406,29 @@ impl Checker {
         Some(op.execute(self.kv.entry(node).or_default()))
     }
 
+    /// An ephemeral read of `key` (invoked as a one-key `ClientOp::Read`) runs at `node` and
+    /// its client is answered: with the value the node applied, after the last writer of
+    /// the key it applied. Checked at the end against the order of writes and real time.
+    pub fn read_ephemeral(&mut self, node: NodeId, id: TxnId, key: &Key, now: u64) {
+        let seen = self
+            .applies
+            .get(&(node, key.clone()))
+            .and_then(|a| a.writers.last().copied());
+        let value = self.kv.get(&node).and_then(|kv| kv.get(key)).copied();
+        let entry = self
+            .history
+            .get_mut(&id)
+            .expect("completed reads were invoked");
+        assert!(entry.completed.is_none(), "{id} completed twice");
+        assert_eq!(
+            entry.op,
+            ClientOp::Read(vec![key.clone()]),
+            "{id}: an ephemeral read of one key"
+        );
+        entry.completed = Some((now, OpResult::Values(vec![value])));
+        self.ephemeral.insert(id, (key.clone(), seen));
+    }
+
     /// A node dropped the records below `floor`: every node applied a sync point there.
     pub fn truncated(&mut self, floor: TxnId) {
         let all = self.synced.values().copied().min().unwrap_or_default();
@@ -621,6 +647,8 @@ impl Checker {
     fn strictly_serializable(&self) {
         let order = self.execution_order();
         let mut model = BTreeMap::new();
+        // The value of each key a client txn wrote, right after it, for ephemeral reads.
+        let mut after: HashMap<(TxnId, &Key), Option<u64>> = HashMap::new();
         for (_, id) in &order {
             // Topology changes have no client (they write a key no client reads).
             let Some(entry) = self.history.get(id) else {
@@ -633,10 +661,28 @@ impl Checker {
                     "{id}: the client got {got:?}, the serial order gives {result:?}"
                 );
             }
+            for (key, _) in self.decided[*id]
+                .keys
+                .iter()
+                .filter(|(_, a)| *a == Access::Write)
+            {
+                after.insert((**id, key), model.get(key).copied());
+            }
+        }
+        for (id, (key, seen)) in &self.ephemeral {
+            let expected = seen.and_then(|w| after.get(&(w, key)).copied().flatten());
+            let got = &self.history[id].completed.as_ref().expect("answered").1;
+            assert_eq!(
+                got,
+                &OpResult::Values(vec![expected]),
+                "{id}: an ephemeral read after {seen:?} got another value than that write left"
+            );
         }
         for (id, entry) in &self.history {
             assert!(
-                entry.completed.is_none() || self.decided.contains_key(id),
+                entry.completed.is_none()
+                    || self.decided.contains_key(id)
+                    || self.ephemeral.contains_key(id),
                 "{id} completed without a decision"
             );
         }
@@ -651,13 +697,16 @@ impl Checker {
             .history
             .keys()
             .copied()
-            .filter(|id| self.decided.contains_key(id))
+            .filter(|id| self.decided.contains_key(id) || self.ephemeral.contains_key(id))
             .collect();
+        let index: HashMap<TxnId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
         // edges[from]: (to, why); the reason is spelt out only if a cycle is reported.
         let mut edges: Vec<Vec<(usize, Edge<'_>)>> = vec![Vec::new(); ids.len()];
         let mut by_key: HashMap<&Key, Vec<(Timestamp, usize, Access)>> = HashMap::new();
         for (i, id) in ids.iter().enumerate() {
-            let d = &self.decided[id];
+            let Some(d) = self.decided.get(id) else {
+                continue; // an ephemeral read: placed below
+            };
             for (key, access) in &d.keys {
                 by_key
                     .entry(key)
@@ -688,6 +737,29 @@ impl Checker {
                         last_writer = Some(*i);
                     }
                 }
+            }
+        }
+        // An ephemeral read sits right after the writer it saw and before the next writer of
+        // its key in executeAt order.
+        for (id, (key, seen)) in &self.ephemeral {
+            let read = index[id];
+            let why = Edge::Conflict(key);
+            let writers: Vec<usize> = by_key
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter(|(_, _, a)| *a == Access::Write)
+                .map(|(_, i, _)| *i)
+                .collect();
+            let next = match seen.and_then(|w| index.get(&w)) {
+                Some(&w) => {
+                    edges[w].push((read, why));
+                    writers.iter().skip_while(|i| **i != w).nth(1)
+                }
+                None => writers.first(),
+            };
+            if let Some(&next) = next {
+                edges[read].push((next, why));
             }
         }
         let timing: Vec<(u64, Option<u64>)> = ids
@@ -767,9 +839,12 @@ impl Checker {
                 Edge::Conflict(key) => format!("conflict on {key:?}"),
                 Edge::RealTime => "real time: completed before the next was invoked".to_owned(),
             };
+            let at = self.decided.get(&id).map_or_else(
+                || format!("ephemeral read after {:?}", self.ephemeral[&id].1),
+                |d| d.execute_at.to_string(),
+            );
             lines.push(format!(
-                "  {id} at {} {:?} invoked {} completed {:?}, then ({why}) ->",
-                self.decided[&id].execute_at,
+                "  {id} at {at} {:?} invoked {} completed {:?}, then ({why}) ->",
                 e.op,
                 e.invoked,
                 e.completed.as_ref().map(|(t, r)| (t, r)),

@@ -83,12 +83,20 @@ struct Host {
     persisted_seq: u64,
     durable_seq: u64,
     disk_free_at: u64,
-    /// Apply actions waiting for the records before them to be durable: (seq, command, client).
-    applies: VecDeque<(u64, Command, bool)>,
+    /// Apply actions waiting for the records before them to be durable, and ephemeral reads
+    /// behind them: (seq, what).
+    applies: VecDeque<(u64, Queued)>,
     /// The last `Truncate` (floor, max); durable at once, like the disk's truncation.
     truncated: (TxnId, Timestamp),
     /// Records dropped by truncation, for the summary.
     dropped_records: u64,
+}
+
+/// What a host runs against its state once the records before it are durable.
+enum Queued {
+    Apply(Command, bool),
+    /// An ephemeral read of one key.
+    Read(TxnId, Key),
 }
 
 struct Client {
@@ -138,6 +146,9 @@ struct Sim {
     skew: Vec<i64>,
     /// How many keys the clients use: fewer keys, more conflicts.
     keys: u64,
+    /// Percent of one-key reads done as ephemeral reads (`Node::read`), the rest as read
+    /// transactions.
+    ephemeral_percent: u64,
     /// Deliveries, syncs and restarts scheduled and not yet happened.
     in_flight: u64,
     dropped: u64,
@@ -250,12 +261,14 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         skew: vec![0; node_count as usize],
         promises: HashMap::new(),
         keys: 0,
+        ephemeral_percent: 0,
         in_flight: 0,
         dropped: 0,
         crashes: 0,
         log_hash: 0xcbf2_9ce4_8422_2325,
     };
     sim.keys = sim.rng.between(2, 9);
+    sim.ephemeral_percent = [0, 50, 100][sim.rng.between(0, 2) as usize];
     sim.straggler_percent = sim.rng.between(0, faults.straggler_percent_max);
     sim.recoverer_stalls = sim.rng.between(0, faults.recoverer_stalls_max);
     for _ in 0..sim.rng.between(0, faults.pauses_max) {
@@ -540,11 +553,13 @@ impl Sim {
         host.durable_seq = host.durable_seq.max(seq);
         host.node.as_mut().expect("up").durable(seq);
         self.votes.synced(node, seq);
-        while let Some((s, _, _)) = self.hosts[node].applies.front()
+        while let Some((s, _)) = self.hosts[node].applies.front()
             && *s <= self.hosts[node].durable_seq
         {
-            let (_, command, client) = self.hosts[node].applies.pop_front().expect("checked");
-            self.apply(node, &command, client);
+            match self.hosts[node].applies.pop_front().expect("checked").1 {
+                Queued::Apply(command, client) => self.apply(node, &command, client),
+                Queued::Read(id, key) => self.read(node, id, &key),
+            }
         }
     }
 
@@ -688,6 +703,8 @@ impl Sim {
         }
         self.clients[client].ops_left -= 1;
         let op = ClientOp::random(&mut self.rng, self.keys, key);
+        let ephemeral = matches!(&op, ClientOp::Read(keys) if keys.len() == 1)
+            && self.rng.percent(self.ephemeral_percent);
         let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
         let reachable = self.is_up(coordinator);
         let Some(node) = self.hosts[coordinator].node.as_mut().filter(|_| reachable) else {
@@ -698,15 +715,20 @@ impl Sim {
             return;
         };
         let (reads, writes) = op.keys();
-        let id = node.propose(&reads, &writes, Bytes::new());
-        self.epochs.check_proposed(coordinator, id);
+        let id = if ephemeral {
+            node.read(&reads, Bytes::new())
+        } else {
+            let id = node.propose(&reads, &writes, Bytes::new());
+            self.epochs.check_proposed(coordinator, id);
+            self.votes.proposed(id);
+            id
+        };
         self.hash(&[self.now, 3, coordinator as u64, id.timestamp().hlc]);
         self.checker.invoked(id, op.clone(), self.now);
         self.invoked_at.insert(id, self.now);
         self.last_invoked = self.now;
         self.ops.insert(id, (client, op));
         self.clients[client].outstanding = Some(id);
-        self.votes.proposed(id);
         self.after_step(coordinator);
     }
 
@@ -753,7 +775,17 @@ impl Sim {
                         self.apply(node, &command, client);
                     } else {
                         host.applies
-                            .push_back((host.persisted_seq, command, client));
+                            .push_back((host.persisted_seq, Queued::Apply(command, client)));
+                    }
+                }
+                Action::Read { read_id, keys, .. } => {
+                    // Behind the applies still waiting, as holo-node's executor runs it;
+                    // nothing of its own to wait for.
+                    let key = keys.into_iter().next().expect("a one-key read");
+                    let host = &mut self.hosts[node];
+                    match host.applies.back().map(|(s, _)| *s) {
+                        None => self.read(node, read_id, &key),
+                        Some(seq) => host.applies.push_back((seq, Queued::Read(read_id, key))),
                     }
                 }
                 Action::Invalidated { txn_id } if Self::is_meta(&txn_id, &self.ops) => {
@@ -899,6 +931,19 @@ impl Sim {
     /// A txn that no client proposed: a topology change (sync points aside).
     fn is_meta(id: &TxnId, ops: &HashMap<TxnId, (usize, ClientOp)>) -> bool {
         !id.is_sync_point() && !ops.contains_key(id)
+    }
+
+    /// An ephemeral read runs at `node`: its client, if still waiting, has the answer.
+    fn read(&mut self, node: usize, id: TxnId, key: &Key) {
+        if std::env::var("HOLO_SIM_WATCH").is_ok() {
+            eprintln!("{} node {node} reads {id}", self.now);
+        }
+        let (owner, _) = self.ops[&id].clone();
+        if self.clients[owner].outstanding == Some(id) {
+            self.checker
+                .read_ephemeral(NodeId(node as u16), id, key, self.now);
+            self.next_op(owner);
+        }
     }
 
     fn apply(&mut self, node: usize, command: &holo_accord::Command, client: bool) {

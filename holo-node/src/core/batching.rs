@@ -33,6 +33,52 @@ const BATCH_COMMANDS_MAX: usize = 1024;
 /// Most bytes of operations in one transaction.
 const BATCH_BYTES_MAX: usize = 1 << 20;
 
+/// The next units to go together, within the batch limits (a unit larger than the limits
+/// goes alone); `None` when none are left.
+fn next_batch(rest: &mut std::iter::Peekable<std::vec::IntoIter<Unit>>) -> Option<Vec<Unit>> {
+    let mut units: Vec<Unit> = Vec::new();
+    let (mut commands, mut bytes) = (0, 0);
+    while let Some(unit) = rest.peek() {
+        if !units.is_empty()
+            && (commands + unit.proposals.len() > BATCH_COMMANDS_MAX
+                || bytes + unit.bytes() > BATCH_BYTES_MAX)
+        {
+            break;
+        }
+        let unit = rest.next().expect("peeked");
+        commands += unit.proposals.len();
+        bytes += unit.bytes();
+        units.push(unit);
+    }
+    (!units.is_empty()).then_some(units)
+}
+
+/// The operation of `units`' commands in order: the one command's own, or a batch.
+fn batch_op(units: &[Unit]) -> Bytes {
+    let mut proposals = units.iter().flat_map(|u| u.proposals.iter());
+    match (proposals.next(), proposals.next()) {
+        (Some(single), None) => single.op.clone(),
+        _ => {
+            let ops: Vec<&[u8]> = units
+                .iter()
+                .flat_map(|u| u.proposals.iter().map(|p| &p.op[..]))
+                .collect();
+            crate::cmd::encode_batch(ops.into_iter())
+        }
+    }
+}
+
+/// The keys the commands of `units` read, each once.
+fn read_keys(units: &[Unit]) -> Vec<Key> {
+    let mut keys: Vec<Key> = units
+        .iter()
+        .flat_map(|u| u.proposals.iter().flat_map(|p| p.reads.iter().cloned()))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 /// A client's key/value command.
 pub struct Proposal {
     pub reads: Vec<Key>,
@@ -59,6 +105,15 @@ impl Unit {
         self.proposals.iter().map(|p| p.op.len()).sum()
     }
 
+    /// Only commands that read one key each (GET, HGET, ...), none of them reserved: the
+    /// unit may go as an ephemeral read ([`Node::read`]), linearizable per key, which is
+    /// all such commands promise (each reads one key).
+    fn reads_one_key_each(&self) -> bool {
+        self.proposals.iter().all(|p| {
+            p.writes.is_empty() && p.reads.len() == 1 && !holo_meta::is_reserved(&p.reads[0])
+        })
+    }
+
     /// A meta command: always a transaction of its own (the executor recognises it by its
     /// one key). The controller sends each alone, and clients cannot use reserved keys, so
     /// the first key tells.
@@ -83,7 +138,10 @@ pub struct Batcher {
     /// Invalidated units waiting to be proposed again, with when.
     deferred: Vec<(Instant, Unit)>,
     /// Most client transactions undecided at once (0: no limit); see [`Batcher::propose`].
+    /// Also the most ephemeral reads waiting for their majority at once.
     window: usize,
+    /// Units of one-key reads go as ephemeral reads.
+    ephemeral_reads: bool,
 }
 
 impl Batcher {
@@ -93,7 +151,14 @@ impl Batcher {
             queued: Vec::new(),
             deferred: Vec::new(),
             window,
+            ephemeral_reads: false,
         }
+    }
+
+    /// Serves units of one-key reads as ephemeral reads (see [`Unit::reads_one_key_each`]).
+    pub fn with_ephemeral_reads(mut self, on: bool) -> Batcher {
+        self.ephemeral_reads = on;
+        self
     }
 
     /// Takes the commands a connection sent in one go.
@@ -147,26 +212,27 @@ impl Batcher {
         for unit in meta {
             self.propose_units(node, vec![unit]);
         }
-        let mut rest = data.into_iter().peekable();
-        while rest.peek().is_some() {
-            let mut units: Vec<Unit> = Vec::new();
-            let (mut commands, mut bytes) = (0, 0);
-            while let Some(unit) = rest.peek() {
-                if !units.is_empty()
-                    && (commands + unit.proposals.len() > BATCH_COMMANDS_MAX
-                        || bytes + unit.bytes() > BATCH_BYTES_MAX)
-                {
-                    break;
-                }
-                let unit = rest.next().expect("peeked");
-                commands += unit.proposals.len();
-                bytes += unit.bytes();
-                units.push(unit);
+        let (reads, data): (Vec<Unit>, Vec<Unit>) = if self.ephemeral_reads {
+            data.into_iter().partition(Unit::reads_one_key_each)
+        } else {
+            (Vec::new(), data)
+        };
+        let mut rest = reads.into_iter().peekable();
+        while let Some(units) = next_batch(&mut rest) {
+            let full = rest.peek().is_some();
+            if !full && self.window > 0 && node.reads_collecting() >= self.window {
+                self.queued.extend(units);
+                break;
             }
+            let id = node.read(&read_keys(&units), batch_op(&units));
+            self.in_flight.insert(id, InFlight { units });
+        }
+        let mut rest = data.into_iter().peekable();
+        while let Some(units) = next_batch(&mut rest) {
             let full = rest.peek().is_some();
             if !full && self.window > 0 && node.undecided_proposals() >= self.window {
-                self.queued = units;
-                return;
+                self.queued.extend(units);
+                break;
             }
             self.propose_units(node, units);
         }
@@ -175,16 +241,9 @@ impl Batcher {
     /// Proposes `units` as one transaction.
     fn propose_units(&mut self, node: &mut Node, mut units: Vec<Unit>) {
         let proposals = || units.iter().flat_map(|u| u.proposals.iter());
-        let id = if proposals().nth(1).is_none() {
-            let single = proposals().next().expect("a unit holds a command");
-            node.propose(&single.reads, &single.writes, single.op.clone())
-        } else {
-            let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
-            let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
-            let ops: Vec<&[u8]> = proposals().map(|p| &p.op[..]).collect();
-            let op = crate::cmd::encode_batch(ops.into_iter());
-            node.propose(&reads, &writes, op)
-        };
+        let reads: Vec<Key> = proposals().flat_map(|p| p.reads.iter().cloned()).collect();
+        let writes: Vec<Key> = proposals().flat_map(|p| p.writes.iter().cloned()).collect();
+        let id = node.propose(&reads, &writes, batch_op(&units));
         let epoch = node.epoch();
         for unit in &mut units {
             unit.epoch = epoch;

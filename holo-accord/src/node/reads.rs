@@ -1,0 +1,233 @@
+//! Ephemeral reads (ACCORD.md section 3): reads of keys that are linearizable per key and
+//! record nothing anywhere.
+//!
+//! The coordinator asks the replicas of the keys' ranges which writes of those keys they
+//! hold in their conflict index ([`Message::ReadDeps`]; the replicas answer at once, from
+//! memory), and once a majority of every range (in every epoch still kept) answered, waits
+//! until each write named is done here ([`Replica::finished`]: applied, invalidated, or
+//! proven never to execute). Then it emits [`Action::Read`], after the Apply actions of
+//! those writes, and the host reads its own applied state.
+//!
+//! Why that is linearizable per key: a write whose client was answered before the read
+//! started was witnessed (PreAccepted or Accepted) by a majority of its ranges, which
+//! meets the read's majority in a replica that names it, or a later write of the same key
+//! that waited for it (the conflict index drops only writes a later applied one waited
+//! for), or it was collected by GC, which happens only once every replica applied it. So
+//! the read waits for it here and sees it or something later. And a write the read sees
+//! was applied here, so it is decided and witnessed by a majority: every read that starts
+//! after this one answers waits for it too. Across keys nothing is promised (two keys may
+//! be read at different points of the order), so a host uses this for commands on one key.
+//!
+//! Nothing is persisted: a read's id is issued like a txn's t0 (under a durable clock
+//! reservation, so a restarted node never reuses one a stale answer could match), and a
+//! restart forgets the reads in progress (their clients lose the connection).
+
+use super::*;
+
+/// An ephemeral read this node coordinates.
+#[derive(Debug)]
+pub(super) struct Read {
+    keys: Vec<Key>,
+    op: Bytes,
+    /// The ranges of the keys in every epoch kept: a majority of each must answer.
+    ranges: Vec<RangeInfo>,
+    replicas: Vec<NodeId>,
+    answered: BTreeSet<NodeId>,
+    /// The writes named by the replicas that answered, not yet done here.
+    deps: Vec<TxnId>,
+    /// The highest epoch and hlc the replicas that answered had reached.
+    seen: Timestamp,
+    last_sent: u64,
+}
+
+impl Read {
+    fn quorum(&self) -> bool {
+        self.ranges.iter().all(|r| {
+            r.replicas
+                .iter()
+                .filter(|n| self.answered.contains(n))
+                .count()
+                >= r.slow_quorum()
+        })
+    }
+}
+
+impl Node {
+    /// Starts an ephemeral read of `keys`; returns its id. Once a majority of every range of
+    /// the keys said which writes of them they know, and each is done here, the node emits
+    /// [`Action::Read`] with `op`, and the host runs it against its applied state. Per key
+    /// linearizable (see the module docs): for commands on one key.
+    pub fn read(&mut self, keys: &[Key], op: Bytes) -> TxnId {
+        let id = TxnId(self.clock.unique_now(TxnKind::Read, Timestamp::ZERO));
+        let mut ranges: Vec<RangeInfo> = Vec::new();
+        for topology in self.topologies.values() {
+            for range in topology.ranges_of(keys) {
+                if !ranges.contains(range) {
+                    ranges.push(range.clone());
+                }
+            }
+        }
+        let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
+        assert!(
+            replicas.contains(&self.id),
+            "a node reads only keys it replicates"
+        );
+        self.reads.insert(
+            id,
+            Read {
+                keys: keys.to_vec(),
+                op,
+                ranges,
+                replicas: replicas.clone(),
+                answered: BTreeSet::new(),
+                deps: Vec::new(),
+                seen: id.timestamp(),
+                last_sent: self.now,
+            },
+        );
+        let message = Message::ReadDeps {
+            read_id: id,
+            keys: keys.to_vec(),
+        };
+        self.handle(self.id, message.clone());
+        let issued = id.timestamp().hlc;
+        let reserved = issued < self.clock_reserved;
+        if !reserved {
+            self.reserve_clock(issued);
+        }
+        for to in replicas {
+            if to == self.id {
+                continue;
+            }
+            if reserved {
+                self.send(to, message.clone());
+            } else {
+                self.reply(to, message.clone());
+            }
+        }
+        self.drain_local();
+        id
+    }
+
+    /// Ephemeral reads still waiting for answers from a majority (a host that limits how
+    /// many it has out batches the commands that arrive meanwhile).
+    pub fn reads_collecting(&self) -> usize {
+        self.reads.values().filter(|r| !r.quorum()).count()
+    }
+
+    /// Ephemeral reads started and not yet emitted.
+    pub fn reads_in_progress(&self) -> usize {
+        self.reads.len()
+    }
+
+    /// A replica's answer: the writes of `keys` it knows, and how far it has seen.
+    pub(super) fn answer_read(&mut self, from: NodeId, read_id: TxnId, keys: &[Key]) {
+        let deps = self.replica.writes_on(keys);
+        let seen = Timestamp {
+            epoch: self.epoch(),
+            hlc: self.clock.high_water(),
+            flags: 0,
+            node: self.id.0,
+        };
+        self.send(
+            from,
+            Message::ReadDepsOk {
+                read_id,
+                deps,
+                seen,
+            },
+        );
+    }
+
+    pub(super) fn read_answered(
+        &mut self,
+        from: NodeId,
+        read_id: TxnId,
+        deps: Deps,
+        seen: Timestamp,
+    ) {
+        let replica = &self.replica;
+        let Some(read) = self.reads.get_mut(&read_id) else {
+            return;
+        };
+        if read.quorum() || !read.replicas.contains(&from) || !read.answered.insert(from) {
+            return;
+        }
+        read.deps
+            .extend(deps.into_iter().filter(|d| !replica.finished(d)));
+        read.seen = Timestamp {
+            epoch: read.seen.epoch.max(seen.epoch),
+            hlc: read.seen.hlc.max(seen.hlc),
+            ..read.seen
+        };
+    }
+
+    /// Emits every read that has its majority and whose writes are all done here, after the
+    /// Apply actions already emitted.
+    pub(super) fn reads_ready(&mut self) {
+        if self.reads.is_empty() {
+            return;
+        }
+        let replica = &self.replica;
+        let mut ready = Vec::new();
+        for (id, read) in &mut self.reads {
+            if !read.quorum() {
+                continue;
+            }
+            read.deps.retain(|d| !replica.finished(d));
+            if read.deps.is_empty() {
+                ready.push(*id);
+            }
+        }
+        for id in ready {
+            let read = self.reads.remove(&id).expect("found above");
+            self.actions.push(Action::Read {
+                read_id: id,
+                keys: read.keys,
+                op: read.op,
+                at: read.seen,
+            });
+        }
+    }
+
+    /// On a tick: asks again the replicas that have not answered a read for a retry
+    /// period, and has the progress mechanism look into the writes reads wait for that this
+    /// replica never saw (a peer knows them; their coordinator may be gone).
+    pub(super) fn reads_tick(&mut self) {
+        let now = self.now;
+        let mut resend = Vec::new();
+        let mut unknown = Vec::new();
+        for (id, read) in &mut self.reads {
+            if read.quorum() {
+                unknown.extend(
+                    read.deps
+                        .iter()
+                        .filter(|d| self.replica.command(d).is_none())
+                        .copied(),
+                );
+            } else if now.saturating_sub(read.last_sent) >= self.config.retry_us
+                && id.timestamp().hlc < self.clock_reserved
+            {
+                // (Below the durable reservation: the first ask may still be held for it.)
+                read.last_sent = now;
+                for to in &read.replicas {
+                    if !read.answered.contains(to) {
+                        resend.push((
+                            *to,
+                            Message::ReadDeps {
+                                read_id: *id,
+                                keys: read.keys.clone(),
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+        for (to, message) in resend {
+            self.send(to, message);
+        }
+        for dep in unknown {
+            self.progress.entry(dep).or_insert((now, 0));
+        }
+    }
+}

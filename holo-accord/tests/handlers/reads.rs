@@ -1,0 +1,99 @@
+//! Ephemeral reads: who is asked, what they answer, and when the read may run.
+
+use super::*;
+
+/// Runs `node`'s actions until none are left, confirming every persist at once; returns
+/// them all.
+fn drain(node: &mut Node) -> Vec<Action> {
+    let mut all = Vec::new();
+    loop {
+        let actions = node.take_actions();
+        if actions.is_empty() {
+            return all;
+        }
+        for action in &actions {
+            if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
+                node.durable(*seq);
+            }
+        }
+        all.extend(actions);
+    }
+}
+
+fn messages_to(actions: &[Action], to: u16) -> Vec<Message> {
+    sends(actions)
+        .into_iter()
+        .filter(|e| e.to == NodeId(to))
+        .flat_map(|e| e.messages.clone())
+        .collect()
+}
+
+#[test]
+fn an_ephemeral_read_waits_for_a_write_only_a_peer_knows_and_runs_after_it() {
+    let mut reader = node(2);
+    let mut peer = node(0);
+    // Node 1 coordinates a write of "a"; node 0 witnessed it, node 2 has not heard of it.
+    let w = txn(100, 1, &["a"]);
+    exchange(&mut peer, 1, vec![Message::PreAccept { txn: w.clone() }]);
+
+    let read_id = reader.read(&[key("a")], Bytes::from_static(b"get a"));
+    let asked = drain(&mut reader);
+    assert!(
+        !asked.iter().any(|a| matches!(a, Action::Persist { .. })),
+        "a read records nothing"
+    );
+    let ask = messages_to(&asked, 0);
+    assert!(matches!(&ask[..], [Message::ReadDeps { .. }]), "{ask:?}");
+    let answer = exchange(&mut peer, 2, ask);
+    match &answer[..] {
+        [Message::ReadDepsOk { deps, .. }] => assert!(deps.contains(&w.id), "{deps:?}"),
+        other => panic!("{other:?}"),
+    }
+    // A majority (node 2 itself and node 0) answered; the write is not done here.
+    let actions = deliver(&mut reader, 0, answer);
+    assert!(!actions.iter().any(|a| matches!(a, Action::Read { .. })));
+    assert_eq!(reader.reads_in_progress(), 1);
+
+    // The decision reaches node 2: it applies the write, and then runs the read.
+    let actions = deliver(
+        &mut reader,
+        1,
+        vec![Message::Stable {
+            txn: w.clone(),
+            execute_at: w.id.timestamp(),
+            deps: Default::default(),
+        }],
+    );
+    let apply = actions
+        .iter()
+        .position(|a| matches!(a, Action::Apply { command, .. } if command.txn.id == w.id));
+    let read = actions
+        .iter()
+        .position(|a| matches!(a, Action::Read { read_id: r, .. } if *r == read_id));
+    assert!(
+        matches!((apply, read), (Some(a), Some(r)) if a < r),
+        "the read after the write's apply: {actions:?}"
+    );
+    assert_eq!(reader.reads_in_progress(), 0);
+    assert!(reader.quiescent());
+}
+
+#[test]
+fn an_ephemeral_read_with_no_writes_in_flight_runs_once_a_majority_answered() {
+    let mut reader = node(0);
+    let mut peer = node(1);
+    let read_id = reader.read(&[key("b")], Bytes::new());
+    let actions = drain(&mut reader);
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Read { .. })),
+        "one answer of three"
+    );
+    let answer = exchange(&mut peer, 0, messages_to(&actions, 1));
+    let actions = deliver(&mut reader, 1, answer);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Read { read_id: r, keys, .. } if *r == read_id && keys == &[key("b")])),
+        "{actions:?}"
+    );
+}
