@@ -112,6 +112,7 @@ pub async fn propose(
         op: Bytes::from(command.encode()),
         reply,
         blind: false,
+        txn_only: true,
     };
     let stopping = || RequestError::Unavailable("the node is stopping".into());
     core.send(Event::Propose(vec![proposal]))

@@ -349,6 +349,7 @@ impl Core {
                             execute_at: command.execute_at,
                             reply,
                             restored,
+                            ephemeral: Vec::new(),
                         };
                         if self.issued_seq > self.durable_seq || !self.held.is_empty() {
                             self.held.push_back((self.issued_seq, item));
@@ -362,7 +363,12 @@ impl Core {
                         op,
                         at,
                     } => {
-                        let reply = self.batcher.applied(&read_id);
+                        let (reply, ephemeral): (Vec<_>, Vec<_>) = self
+                            .batcher
+                            .read_done(&read_id)
+                            .into_iter()
+                            .map(|(reply, key, op)| (reply, (key, op)))
+                            .unzip();
                         self.metrics
                             .ephemeral_reads
                             .fetch_add(reply.len() as u64, Ordering::Relaxed);
@@ -371,6 +377,7 @@ impl Core {
                             execute_at: at,
                             reply,
                             restored: false,
+                            ephemeral,
                         };
                         // After the applies still held (it must see them), and held for
                         // nothing of its own: it recorded nothing.

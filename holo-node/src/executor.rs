@@ -70,6 +70,11 @@ pub struct ApplyItem {
     /// The transaction was restored from the WAL at start, so storage may hold its writes
     /// already (see "Idempotent apply").
     pub restored: bool,
+    /// An ephemeral read (`holo_accord::Node::read`): each reply's key and operation. Its
+    /// time is not ordered against writes (a write ordered below it may still apply here
+    /// after it), so a read that finds a key expired goes again as a transaction instead
+    /// of answering. Empty for a transaction.
+    pub ephemeral: Vec<(Bytes, Bytes)>,
 }
 
 /// Storage key of a user key.
@@ -584,6 +589,8 @@ impl Executor {
         let started = Instant::now();
         let mut batch = WriteBatch::new();
         let mut replies = Vec::new();
+        // Ephemeral reads to go again as transactions.
+        let mut again = Vec::new();
         let mut skipped = 0u64;
         let mut meta_applied = 0u64;
         // Topologies of the epochs this batch's meta commands created, in order.
@@ -719,6 +726,18 @@ impl Executor {
                 floor: self.meta.flush_floor(item.execute_at.epoch),
             };
             let frames = cmd::execute_all(&item.txn.op, &mut overlay, item.execute_at.hlc / 1000);
+            if !item.ephemeral.is_empty() && frames.iter().any(|f| f.expired_seen != 0) {
+                let proposals = item.reply.into_iter().zip(item.ephemeral);
+                again.extend(proposals.map(|(reply, (key, op))| crate::core::Proposal {
+                    reads: vec![key],
+                    writes: Vec::new(),
+                    op,
+                    reply,
+                    blind: false,
+                    txn_only: true,
+                }));
+                continue;
+            }
             if writes {
                 counted.sort_unstable_by_key(|r| r.id);
                 counted.dedup_by_key(|r| r.id);
@@ -779,6 +798,10 @@ impl Executor {
                     retire_below,
                 });
             }
+        }
+        if !again.is_empty() {
+            // The core never waits for the executor, so this wait is short.
+            let _ = self.core.blocking_send(Event::Propose(again));
         }
         self.metrics
             .observe_apply_batch(replies.len() as u64, written, skipped, started.elapsed());

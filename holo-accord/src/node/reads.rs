@@ -17,6 +17,10 @@
 //! was applied here, so it is decided and witnessed by a majority: every read that starts
 //! after this one answers waits for it too. Across keys nothing is promised (two keys may
 //! be read at different points of the order), so a host uses this for commands on one key.
+//! Nor is the read's time ([`Action::Read`]'s `at`) ordered against writes: the read is
+//! registered nowhere, so a write ordered below `at` may still apply here after it. A host
+//! must not answer from time alone (holo-node runs a read that found a key expired again as
+//! a transaction, and TTL always as one).
 //!
 //! Nothing is persisted: a read's id is issued like a txn's t0 (under a durable clock
 //! reservation, so a restarted node never reuses one a stale answer could match), and a
@@ -38,6 +42,8 @@ pub(super) struct Read {
     /// The highest epoch and hlc the replicas that answered had reached.
     seen: Timestamp,
     last_sent: u64,
+    /// When a majority of every range had answered.
+    quorum_at: Option<u64>,
 }
 
 impl Read {
@@ -83,6 +89,7 @@ impl Node {
                 deps: Vec::new(),
                 seen: id.timestamp(),
                 last_sent: self.now,
+                quorum_at: None,
             },
         );
         let message = Message::ReadDeps {
@@ -146,12 +153,18 @@ impl Node {
         deps: Deps,
         seen: Timestamp,
     ) {
-        let replica = &self.replica;
+        // What this node issues next (a command of the same client, say) orders after
+        // what the read saw.
+        self.clock.observe(seen);
+        let (replica, now) = (&self.replica, self.now);
         let Some(read) = self.reads.get_mut(&read_id) else {
             return;
         };
         if read.quorum() || !read.replicas.contains(&from) || !read.answered.insert(from) {
             return;
+        }
+        if read.quorum() {
+            read.quorum_at = Some(now);
         }
         read.deps
             .extend(deps.into_iter().filter(|d| !replica.finished(d)));
@@ -191,14 +204,19 @@ impl Node {
     }
 
     /// On a tick: asks again the replicas that have not answered a read for a retry
-    /// period, and has the progress mechanism look into the writes reads wait for that this
-    /// replica never saw (a peer knows them; their coordinator may be gone).
+    /// period, and has the progress mechanism look into the writes a read has waited for
+    /// for a retry period that this replica never saw (a peer knows them; their coordinator
+    /// may be gone). Not sooner: most are on their way here, and a write learnt by inquiry
+    /// is recorded without a fast-path vote, which would cost it the fast path.
     pub(super) fn reads_tick(&mut self) {
         let now = self.now;
         let mut resend = Vec::new();
         let mut unknown = Vec::new();
         for (id, read) in &mut self.reads {
-            if read.quorum() {
+            if let Some(at) = read.quorum_at {
+                if now.saturating_sub(at) < self.config.retry_us {
+                    continue;
+                }
                 unknown.extend(
                     read.deps
                         .iter()

@@ -282,6 +282,7 @@ impl KvTxn {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let proposal = crate::core::Proposal {
             blind: self.blind,
+            txn_only: false,
             reads: self.reads,
             writes: self.writes,
             op: self.op,

@@ -324,6 +324,12 @@ pub fn reads_nothing(op: &[u8]) -> bool {
         .all(|sub| sub.is_some_and(single))
 }
 
+/// Whether `op`'s answer is time itself (TTL, PTTL, EXPIRETIME, PEXPIRETIME), not just a
+/// value that time may have expired.
+pub fn answers_with_time(op: &[u8]) -> bool {
+    op.first().and_then(|&c| Code::from_u8(c)) == Some(Code::Ttl)
+}
+
 /// Splits a batch (or a list of ops encoded the same way without the opcode) into its ops.
 pub fn split_ops(mut rest: &[u8], count: u32) -> Vec<Option<&[u8]>> {
     let mut out = Vec::new();

@@ -88,6 +88,9 @@ pub struct Proposal {
     /// The reply is `+OK` whatever the state (plain SET, MSET): sent once the txn is
     /// ordered (its Apply is emitted), without waiting for storage.
     pub blind: bool,
+    /// Goes as a transaction even if it reads one key (an ephemeral read of it found the
+    /// key expired, see [`crate::executor`]).
+    pub txn_only: bool,
 }
 
 /// The commands one connection sent in one go: proposed together, in order, never split
@@ -105,13 +108,23 @@ impl Unit {
         self.proposals.iter().map(|p| p.op.len()).sum()
     }
 
-    /// Only commands that read one key each (GET, HGET, ...), none of them reserved: the
-    /// unit may go as an ephemeral read ([`Node::read`]), linearizable per key, which is
-    /// all such commands promise (each reads one key).
-    fn reads_one_key_each(&self) -> bool {
-        self.proposals.iter().all(|p| {
-            p.writes.is_empty() && p.reads.len() == 1 && !holo_meta::is_reserved(&p.reads[0])
-        })
+    /// Only commands that read one and the same key (GET, HGET, ...; not reserved, not
+    /// TTL and its kin, whose answer is time): the unit may go as an ephemeral read
+    /// ([`Node::read`]), linearizable per key. Not a pipeline over several keys: the
+    /// reading node may have applied a later write of one key before an earlier one of
+    /// another, where one connection's reads in order must see them in order.
+    fn reads_one_key(&self) -> bool {
+        let Some(key) = self.proposals.first().and_then(|p| p.reads.first()) else {
+            return false;
+        };
+        !holo_meta::is_reserved(key)
+            && self.proposals.iter().all(|p| {
+                !p.txn_only
+                    && p.writes.is_empty()
+                    && p.reads.len() == 1
+                    && p.reads[0] == key
+                    && !crate::cmd::op::answers_with_time(&p.op)
+            })
     }
 
     /// A meta command: always a transaction of its own (the executor recognises it by its
@@ -155,7 +168,7 @@ impl Batcher {
         }
     }
 
-    /// Serves units of one-key reads as ephemeral reads (see [`Unit::reads_one_key_each`]).
+    /// Serves units of one-key reads as ephemeral reads (see [`Unit::reads_one_key`]).
     pub fn with_ephemeral_reads(mut self, on: bool) -> Batcher {
         self.ephemeral_reads = on;
         self
@@ -213,7 +226,7 @@ impl Batcher {
             self.propose_units(node, vec![unit]);
         }
         let (reads, data): (Vec<Unit>, Vec<Unit>) = if self.ephemeral_reads {
-            data.into_iter().partition(Unit::reads_one_key_each)
+            data.into_iter().partition(Unit::reads_one_key)
         } else {
             (Vec::new(), data)
         };
@@ -274,6 +287,19 @@ impl Batcher {
         replies
     }
 
+    /// Ephemeral read `id` is about to run here: each command's reply, key and operation,
+    /// in the order of its batch op (a command may have to go again as a transaction).
+    pub fn read_done(&mut self, id: &TxnId) -> Vec<(oneshot::Sender<Frame>, Key, Bytes)> {
+        let Some(read) = self.in_flight.remove(id) else {
+            return Vec::new();
+        };
+        read.units
+            .into_iter()
+            .flat_map(|u| u.proposals)
+            .map(|p| (p.reply, p.reads[0].clone(), p.op))
+            .collect()
+    }
+
     /// Transaction `id` was invalidated (it never executes): its units are queued again,
     /// deferred, or, out of attempts, answered with an error. `epoch`: the node's epoch now.
     /// True if some are queued to go at once.
@@ -308,5 +334,65 @@ impl Batcher {
             }
         }
         again
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use holo_accord::{Action, Config, NodeId, Topology};
+
+    use super::*;
+
+    /// The proposals of `commands`, and the receivers of their replies (a proposal whose
+    /// client went away is dropped).
+    fn unit(commands: &[&[&str]]) -> (Vec<Proposal>, Vec<oneshot::Receiver<Frame>>) {
+        commands
+            .iter()
+            .map(|args| {
+                let args: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+                let Some(crate::cmd::Parsed::Txn(txn)) = crate::cmd::parse(&args) else {
+                    panic!("{args:?} parses to a txn");
+                };
+                txn.into_proposal()
+            })
+            .unzip()
+    }
+
+    /// Whether `commands`, sent by one connection in one go, went as an ephemeral read.
+    fn ephemeral(commands: &[&[&str]]) -> bool {
+        let mut node = Node::new(
+            NodeId(1),
+            Topology::whole(vec![NodeId(1)]),
+            Config::default(),
+        );
+        let mut batcher = Batcher::new(2).with_ephemeral_reads(true);
+        let (proposals, _replies) = unit(commands);
+        batcher.push(proposals);
+        batcher.propose(&mut node);
+        let actions = node.take_actions();
+        let read = actions.iter().any(|a| matches!(a, Action::Read { .. }));
+        assert_eq!(
+            read,
+            node.coordinating() == 0,
+            "{commands:?}: one or the other"
+        );
+        read
+    }
+
+    #[test]
+    fn only_reads_of_one_key_go_as_ephemeral_reads() {
+        assert!(ephemeral(&[&["GET", "a"]]));
+        assert!(ephemeral(&[
+            &["GET", "a"],
+            &["STRLEN", "a"],
+            &["HGET", "a", "f"]
+        ]));
+        // Reads of two keys in one pipeline must see writes in order: a transaction.
+        assert!(!ephemeral(&[&["GET", "a"], &["GET", "b"]]));
+        assert!(!ephemeral(&[&["MGET", "a", "b"]]));
+        assert!(!ephemeral(&[&["GET", "a"], &["SET", "a", "1"]]));
+        // An answer that is time itself.
+        assert!(!ephemeral(&[&["TTL", "a"]]));
+        assert!(!ephemeral(&[&["PTTL", "a"]]));
     }
 }

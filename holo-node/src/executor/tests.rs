@@ -27,6 +27,7 @@ fn command(hlc: u64, flags: u16, args: &[&str]) -> ApplyItem {
         execute_at: txn_id.0,
         reply: Vec::new(),
         restored: false,
+        ephemeral: Vec::new(),
     }
 }
 
@@ -41,6 +42,7 @@ fn sync_point(hlc: u64) -> ApplyItem {
         execute_at: txn_id.0,
         reply: Vec::new(),
         restored: false,
+        ephemeral: Vec::new(),
     }
 }
 
@@ -153,6 +155,7 @@ fn meta(hlc: u64, command: &MetaCommand) -> ApplyItem {
         execute_at: txn_id.0,
         reply: Vec::new(),
         restored: false,
+        ephemeral: Vec::new(),
     }
 }
 
@@ -218,6 +221,7 @@ fn a_flushed_value_and_a_purged_one_give_the_same_watch_token() {
             execute_at: txn_id.0,
             reply: vec![tx],
             restored: false,
+            ephemeral: Vec::new(),
         };
         step(&mut executor, vec![item]).unwrap();
         rx.try_recv().unwrap()
@@ -328,4 +332,39 @@ fn a_restored_write_already_in_storage_is_skipped_and_a_new_one_applies_without_
             "{reads:?}"
         );
     }
+}
+
+#[test]
+fn an_ephemeral_read_that_finds_a_key_expired_goes_again_as_a_transaction() {
+    let (executor, _store, mut rx) = executor();
+    let mut executor = executor.with_max_clock_offset(0);
+    let now_us = wall_ms() * 1000;
+    let set = command(now_us - 2_000_000, 1, &["SET", "k", "v", "PX", "500"]);
+    let live = command(now_us - 2_000_000, 1, &["SET", "j", "v"]);
+    step(&mut executor, vec![set, live]).unwrap();
+    // An ephemeral read of each at "now": "k" expired a second and a half ago.
+    let read = |key: &str| {
+        let (mut item, seen) = get(now_us, key);
+        item.ephemeral = vec![(Bytes::from(key.to_owned()), item.txn.op.clone())];
+        (item, seen)
+    };
+    let (expired, mut expired_seen) = read("k");
+    let (alive, mut alive_seen) = read("j");
+    step(&mut executor, vec![expired, alive]).unwrap();
+    assert_eq!(
+        alive_seen.try_recv().unwrap(),
+        Frame::Bulk(Bytes::from("v"))
+    );
+    assert!(
+        expired_seen.try_recv().is_err(),
+        "not answered from the read's time"
+    );
+    let again = std::iter::from_fn(|| rx.try_recv().ok())
+        .find_map(|e| match e {
+            Event::Propose(p) => Some(p),
+            _ => None,
+        })
+        .expect("proposed again");
+    assert_eq!(again.len(), 1);
+    assert!(again[0].txn_only && again[0].reads == [Bytes::from("k")]);
 }
