@@ -31,6 +31,9 @@
 //!   jitter), also one whose own coordinator stood aside for a recovery that went quiet, and
 //!   asks its peers about dependencies it never saw.
 //! - Restart from the persisted command records.
+//! - Ephemeral reads ([`Node::read`], `node/reads.rs`): a majority says which writes of the
+//!   keys it knows; once those are done locally the host reads. Nothing is recorded;
+//!   linearizable per key.
 //! - A blind write's client may be answered when its `Action::Apply` is emitted, before the
 //!   host applies it; not at commit, where a dep may still be undecided and real time can
 //!   break through it (see `Action::Apply`). The simulator answers its write clients there.

@@ -64,7 +64,8 @@
 //! [`expiry`] the background purge of expired keys.
 //!
 //! # Not yet
-//! - Reads run as Accord read transactions at every replica (no ephemeral reads).
+//! - Ephemeral reads of a pipeline over several keys (such a pipeline is a read
+//!   transaction; reads of one key are ephemeral reads, `accord.ephemeral_reads`).
 //! - Lists, sets, sorted sets, scripting, pub/sub; a read barrier for keyspace scans while
 //!   a member is down (see `docs/redis-commands.md`).
 //! - Membership changes and replica moves (every range lives on every member).
