@@ -260,6 +260,9 @@ async fn serve(
                 return Ok(());
             }
             if !budget.hold(rbuf.len()) {
+                // The incomplete command is dropped: its share goes back before the client
+                // can see the connection close, so others that go on then find it free.
+                budget.hold(0);
                 shared.metrics.input_refused.fetch_add(1, Ordering::Relaxed);
                 encode(
                     &Frame::error(format!(
