@@ -20,7 +20,7 @@ use crate::ids::{Ballot, Clock, NodeId, Timestamp, TxnId, TxnKind};
 use crate::messages::{Envelope, Message};
 use crate::replica::{Command, Handled, PreAcceptReply, Refusal, Replica, Status};
 use crate::topology::{RangeInfo, Topology};
-use crate::txn::{Deps, Key, KeySpan, Txn};
+use crate::txn::{Access, Deps, Key, KeySpan, Txn};
 
 /// What the host must do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,12 +64,14 @@ pub enum Action {
     /// An ephemeral read ([`Node::read`]) may run: execute `op` against the state applied
     /// here, at `at` (the read's time: the epoch and clock its replicas had reached, for
     /// whatever the host derives from time). It comes after the Apply actions it must see,
-    /// and the host runs it in that order, like an Apply.
+    /// and the host runs it in that order, like an Apply. `as_txn`: a consistent read that
+    /// cannot be served from this state; the host runs it as a transaction instead.
     Read {
         read_id: TxnId,
         keys: Vec<Key>,
         op: Bytes,
         at: Timestamp,
+        as_txn: bool,
     },
 }
 
@@ -953,6 +955,9 @@ impl Node {
     fn execute_ready(&mut self) {
         for command in self.replica.take_ready() {
             let id = command.txn.id;
+            if !self.reads.is_empty() {
+                self.reads_saw_apply(&command);
+            }
             let client = self.client_answered(id);
             self.actions.push(Action::Apply { command, client });
             self.finish_if_done(id);

@@ -362,10 +362,31 @@ impl Core {
                         keys,
                         op,
                         at,
+                        as_txn,
                     } => {
-                        let (reply, ephemeral): (Vec<_>, Vec<_>) = self
-                            .batcher
-                            .read_done(&read_id)
+                        let done = self.batcher.read_done(&read_id);
+                        if as_txn {
+                            self.metrics
+                                .ephemeral_reads_as_txn
+                                .fetch_add(done.len() as u64, Ordering::Relaxed);
+                            // One unit, one transaction: the connections' commands keep
+                            // their order.
+                            self.batcher.push(
+                                done.into_iter()
+                                    .map(|(reply, key, op)| Proposal {
+                                        reads: vec![key],
+                                        writes: Vec::new(),
+                                        op,
+                                        reply,
+                                        blind: false,
+                                        txn_only: true,
+                                    })
+                                    .collect(),
+                            );
+                            again = true;
+                            continue;
+                        }
+                        let (reply, ephemeral): (Vec<_>, Vec<_>) = done
                             .into_iter()
                             .map(|(reply, key, op)| (reply, (key, op)))
                             .unzip();

@@ -143,6 +143,8 @@ pub struct Metrics {
     pub fast_path: AtomicU64,
     /// Client commands served as ephemeral reads.
     pub ephemeral_reads: AtomicU64,
+    /// Client commands of consistent ephemeral reads that went as transactions instead.
+    pub ephemeral_reads_as_txn: AtomicU64,
     pub slow_path: AtomicU64,
     pub recoveries: AtomicU64,
     pub invalidations: AtomicU64,
@@ -210,6 +212,7 @@ impl Default for Metrics {
             protocol_errors: AtomicU64::new(0),
             fast_path: AtomicU64::new(0),
             ephemeral_reads: AtomicU64::new(0),
+            ephemeral_reads_as_txn: AtomicU64::new(0),
             slow_path: AtomicU64::new(0),
             recoveries: AtomicU64::new(0),
             invalidations: AtomicU64::new(0),
@@ -451,6 +454,12 @@ impl Metrics {
             "holo_accord_ephemeral_reads_total",
             "Client commands this node served as ephemeral reads (a majority round, no log record).",
             self.ephemeral_reads.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
+            "holo_accord_ephemeral_reads_as_txn_total",
+            "Client commands of a pipeline over several keys whose ephemeral read found a write it had not waited for applied, and went as a transaction instead.",
+            self.ephemeral_reads_as_txn.load(Ordering::Relaxed),
         );
         counter(
             &mut out,

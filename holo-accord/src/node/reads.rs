@@ -16,8 +16,22 @@
 //! the read waits for it here and sees it or something later. And a write the read sees
 //! was applied here, so it is decided and witnessed by a majority: every read that starts
 //! after this one answers waits for it too. Across keys nothing is promised (two keys may
-//! be read at different points of the order), so a host uses this for commands on one key.
-//! Nor is the read's time ([`Action::Read`]'s `at`) ordered against writes: the read is
+//! be read at different points of the order), unless the read is `consistent`.
+//!
+//! A consistent read also watches what this node applies while it waits. A txn applied
+//! then is *late* if no replica named it (it was not witnessed when the read started: this
+//! node's own answer, given at the start, names every write it held then) or if it depends
+//! on a late one. If a late txn writes one of the read's keys, the read emits `as_txn` and
+//! the host runs it as a transaction instead. Otherwise every write of its keys applied
+//! since it started, and everything those were ordered after that was applied since, was
+//! witnessed before it started: what it sees is, for every key at once, the state after
+//! writes that all began before it did, with every write answered before it started among
+//! them (above). So all its keys are read at one point, which keeps one connection's reads
+//! of several keys in order. (A write named by a replica can still be ordered after a txn
+//! that started after the read, through a key the read does not read; that txn is then
+//! applied here first, and late, which is why lateness follows deps.)
+//!
+//! The read's time ([`Action::Read`]'s `at`) is not ordered against writes: the read is
 //! registered nowhere, so a write ordered below `at` may still apply here after it. A host
 //! must not answer from time alone (holo-node runs a read that found a key expired again as
 //! a transaction, and TTL always as one).
@@ -33,6 +47,14 @@ use super::*;
 pub(super) struct Read {
     keys: Vec<Key>,
     op: Bytes,
+    /// Read every key at one point (see the module docs).
+    consistent: bool,
+    /// Every write the replicas that answered named.
+    named: Deps,
+    /// Txns applied here since the read started that are late (see the module docs).
+    late: BTreeSet<TxnId>,
+    /// A late txn wrote one of the keys.
+    tainted: bool,
     /// The ranges of the keys in every epoch kept: a majority of each must answer.
     ranges: Vec<RangeInfo>,
     replicas: Vec<NodeId>,
@@ -62,8 +84,9 @@ impl Node {
     /// Starts an ephemeral read of `keys`; returns its id. Once a majority of every range of
     /// the keys said which writes of them they know, and each is done here, the node emits
     /// [`Action::Read`] with `op`, and the host runs it against its applied state. Per key
-    /// linearizable (see the module docs): for commands on one key.
-    pub fn read(&mut self, keys: &[Key], op: Bytes) -> TxnId {
+    /// linearizable; `consistent`: all keys read at one point, or `as_txn` (see the module
+    /// docs).
+    pub fn read(&mut self, keys: &[Key], op: Bytes, consistent: bool) -> TxnId {
         let id = TxnId(self.clock.unique_now(TxnKind::Read, Timestamp::ZERO));
         let mut ranges: Vec<RangeInfo> = Vec::new();
         for topology in self.topologies.values() {
@@ -83,6 +106,10 @@ impl Node {
             Read {
                 keys: keys.to_vec(),
                 op,
+                consistent,
+                named: Deps::new(),
+                late: BTreeSet::new(),
+                tainted: false,
                 ranges,
                 replicas: replicas.clone(),
                 answered: BTreeSet::new(),
@@ -167,7 +194,10 @@ impl Node {
             read.quorum_at = Some(now);
         }
         read.deps
-            .extend(deps.into_iter().filter(|d| !replica.finished(d)));
+            .extend(deps.iter().filter(|d| !replica.finished(d)).copied());
+        if read.consistent {
+            read.named.extend(deps);
+        }
         read.seen = Timestamp {
             epoch: read.seen.epoch.max(seen.epoch),
             hlc: read.seen.hlc.max(seen.hlc),
@@ -194,12 +224,33 @@ impl Node {
         }
         for id in ready {
             let read = self.reads.remove(&id).expect("found above");
+            let as_txn = read.consistent && read.tainted;
             self.actions.push(Action::Read {
                 read_id: id,
                 keys: read.keys,
                 op: read.op,
                 at: read.seen,
+                as_txn,
             });
+        }
+    }
+
+    /// `command` was just applied here: consistent reads in progress note whether it is late
+    /// and whether it wrote one of their keys.
+    pub(super) fn reads_saw_apply(&mut self, command: &Command) {
+        let id = command.txn.id;
+        for read in self.reads.values_mut().filter(|r| r.consistent) {
+            let late =
+                !read.named.contains(&id) || command.deps.iter().any(|d| read.late.contains(d));
+            if !late {
+                continue;
+            }
+            read.late.insert(id);
+            read.tainted |= command
+                .txn
+                .keys
+                .iter()
+                .any(|(k, access)| *access == Access::Write && read.keys.contains(k));
         }
     }
 

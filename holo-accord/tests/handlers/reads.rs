@@ -36,7 +36,7 @@ fn an_ephemeral_read_waits_for_a_write_only_a_peer_knows_and_runs_after_it() {
     let w = txn(100, 1, &["a"]);
     exchange(&mut peer, 1, vec![Message::PreAccept { txn: w.clone() }]);
 
-    let read_id = reader.read(&[key("a")], Bytes::from_static(b"get a"));
+    let read_id = reader.read(&[key("a")], Bytes::from_static(b"get a"), false);
     let asked = drain(&mut reader);
     assert!(
         !asked.iter().any(|a| matches!(a, Action::Persist { .. })),
@@ -82,7 +82,7 @@ fn an_ephemeral_read_waits_for_a_write_only_a_peer_knows_and_runs_after_it() {
 fn an_ephemeral_read_with_no_writes_in_flight_runs_once_a_majority_answered() {
     let mut reader = node(0);
     let mut peer = node(1);
-    let read_id = reader.read(&[key("b")], Bytes::new());
+    let read_id = reader.read(&[key("b")], Bytes::new(), false);
     let actions = drain(&mut reader);
     assert!(
         !actions.iter().any(|a| matches!(a, Action::Read { .. })),
@@ -95,5 +95,48 @@ fn an_ephemeral_read_with_no_writes_in_flight_runs_once_a_majority_answered() {
             .iter()
             .any(|a| matches!(a, Action::Read { read_id: r, keys, .. } if *r == read_id && keys == &[key("b")])),
         "{actions:?}"
+    );
+}
+
+/// Node 2 reads "a" and "b" at one point while node 0 knows a write of "a" node 2 has not
+/// seen; with `late`, a write of "b" nobody named is decided and applied at node 2 while it
+/// waits. Returns whether the read came out `as_txn`.
+fn consistent_read(late: bool) -> bool {
+    let mut reader = node(2);
+    let mut peer = node(0);
+    let wa = txn(100, 1, &["a"]);
+    exchange(&mut peer, 1, vec![Message::PreAccept { txn: wa.clone() }]);
+    let read_id = reader.read(&[key("a"), key("b")], Bytes::new(), true);
+    let asked = drain(&mut reader);
+    let answer = exchange(&mut peer, 2, messages_to(&asked, 0));
+    deliver(&mut reader, 0, answer);
+    let stable = |t: &holo_accord::Txn| Message::Stable {
+        txn: t.clone(),
+        execute_at: t.id.timestamp(),
+        deps: Default::default(),
+    };
+    if late {
+        let wb = txn(200, 1, &["b"]);
+        let actions = deliver(&mut reader, 1, vec![stable(&wb)]);
+        assert!(actions.iter().any(|a| matches!(a, Action::Apply { .. })));
+    }
+    let actions = deliver(&mut reader, 1, vec![stable(&wa)]);
+    actions
+        .iter()
+        .find_map(|a| match a {
+            Action::Read {
+                read_id: r, as_txn, ..
+            } if *r == read_id => Some(*as_txn),
+            _ => None,
+        })
+        .expect("the read is emitted once the write of a is applied")
+}
+
+#[test]
+fn a_consistent_read_that_finds_a_write_nobody_named_applied_goes_as_a_transaction() {
+    assert!(!consistent_read(false), "only named writes applied: served");
+    assert!(
+        consistent_read(true),
+        "a later write of b applied: as a transaction"
     );
 }

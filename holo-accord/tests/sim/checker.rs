@@ -131,9 +131,9 @@ pub struct Checker {
     sync_decisions: BTreeMap<TxnId, (Deps, Option<KeySpan>)>,
     /// Per txn, how many nodes applied it, and when the last of them did.
     applied_by: HashMap<TxnId, (usize, Option<u64>)>,
-    /// Ephemeral reads answered: the key, and the last writer of it the reading node had
+    /// Ephemeral reads answered: each key, and the last writer of it the reading node had
     /// applied (`None`: none), which places the read in the key's order of writes.
-    ephemeral: HashMap<TxnId, (Key, Option<TxnId>)>,
+    ephemeral: HashMap<TxnId, Vec<(Key, Option<TxnId>)>>,
 }
 
 impl Checker {
@@ -406,15 +406,23 @@ impl Checker {
         Some(op.execute(self.kv.entry(node).or_default()))
     }
 
-    /// An ephemeral read of `key` (invoked as a one-key `ClientOp::Read`) runs at `node` and
-    /// its client is answered: with the value the node applied, after the last writer of
-    /// the key it applied. Checked at the end against the order of writes and real time.
-    pub fn read_ephemeral(&mut self, node: NodeId, id: TxnId, key: &Key, now: u64) {
-        let seen = self
-            .applies
-            .get(&(node, key.clone()))
-            .and_then(|a| a.writers.last().copied());
-        let value = self.kv.get(&node).and_then(|kv| kv.get(key)).copied();
+    /// An ephemeral read of `keys` (invoked as that `ClientOp::Read`) runs at `node` and its
+    /// client is answered: with the values the node applied, each after the last writer of
+    /// its key the node applied. Checked at the end against the order of writes and real
+    /// time, as one point for all its keys.
+    pub fn read_ephemeral(&mut self, node: NodeId, id: TxnId, keys: &[Key], now: u64) {
+        let seen: Vec<(Key, Option<TxnId>)> = keys
+            .iter()
+            .map(|key| {
+                let last = self.applies.get(&(node, key.clone()));
+                (key.clone(), last.and_then(|a| a.writers.last().copied()))
+            })
+            .collect();
+        let kv = self.kv.get(&node);
+        let values = keys
+            .iter()
+            .map(|key| kv.and_then(|kv| kv.get(key)).copied())
+            .collect();
         let entry = self
             .history
             .get_mut(&id)
@@ -422,11 +430,11 @@ impl Checker {
         assert!(entry.completed.is_none(), "{id} completed twice");
         assert_eq!(
             entry.op,
-            ClientOp::Read(vec![key.clone()]),
-            "{id}: an ephemeral read of one key"
+            ClientOp::Read(keys.to_vec()),
+            "{id}: the keys invoked"
         );
-        entry.completed = Some((now, OpResult::Values(vec![value])));
-        self.ephemeral.insert(id, (key.clone(), seen));
+        entry.completed = Some((now, OpResult::Values(values)));
+        self.ephemeral.insert(id, seen);
     }
 
     /// A node dropped the records below `floor`: every node applied a sync point there.
@@ -669,13 +677,16 @@ impl Checker {
                 after.insert((**id, key), model.get(key).copied());
             }
         }
-        for (id, (key, seen)) in &self.ephemeral {
-            let expected = seen.and_then(|w| after.get(&(w, key)).copied().flatten());
+        for (id, seen) in &self.ephemeral {
+            let expected: Vec<Option<u64>> = seen
+                .iter()
+                .map(|(key, w)| w.and_then(|w| after.get(&(w, key)).copied().flatten()))
+                .collect();
             let got = &self.history[id].completed.as_ref().expect("answered").1;
             assert_eq!(
                 got,
-                &OpResult::Values(vec![expected]),
-                "{id}: an ephemeral read after {seen:?} got another value than that write left"
+                &OpResult::Values(expected),
+                "{id}: an ephemeral read after {seen:?} got other values than those writes left"
             );
         }
         for (id, entry) in &self.history {
@@ -741,7 +752,11 @@ impl Checker {
         }
         // An ephemeral read sits right after the writer it saw and before the next writer of
         // its key in executeAt order.
-        for (id, (key, seen)) in &self.ephemeral {
+        for (id, (key, seen)) in self
+            .ephemeral
+            .iter()
+            .flat_map(|(id, seen)| seen.iter().map(move |s| (id, s)))
+        {
             let read = index[id];
             let why = Edge::Conflict(key);
             let writers: Vec<usize> = by_key
@@ -840,7 +855,7 @@ impl Checker {
                 Edge::RealTime => "real time: completed before the next was invoked".to_owned(),
             };
             let at = self.decided.get(&id).map_or_else(
-                || format!("ephemeral read after {:?}", self.ephemeral[&id].1),
+                || format!("ephemeral read after {:?}", self.ephemeral[&id]),
                 |d| d.execute_at.to_string(),
             );
             lines.push(format!(

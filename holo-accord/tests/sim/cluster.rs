@@ -94,9 +94,9 @@ struct Host {
 
 /// What a host runs against its state once the records before it are durable.
 enum Queued {
-    Apply(Command, bool),
-    /// An ephemeral read of one key.
-    Read(TxnId, Key),
+    Apply(Box<Command>, bool),
+    /// An ephemeral read.
+    Read(TxnId, Vec<Key>),
 }
 
 struct Client {
@@ -146,8 +146,8 @@ struct Sim {
     skew: Vec<i64>,
     /// How many keys the clients use: fewer keys, more conflicts.
     keys: u64,
-    /// Percent of one-key reads done as ephemeral reads (`Node::read`), the rest as read
-    /// transactions.
+    /// Percent of reads done as ephemeral reads (`Node::read`; consistent ones over several
+    /// keys), the rest as read transactions.
     ephemeral_percent: u64,
     /// Deliveries, syncs and restarts scheduled and not yet happened.
     in_flight: u64,
@@ -558,7 +558,7 @@ impl Sim {
         {
             match self.hosts[node].applies.pop_front().expect("checked").1 {
                 Queued::Apply(command, client) => self.apply(node, &command, client),
-                Queued::Read(id, key) => self.read(node, id, &key),
+                Queued::Read(id, keys) => self.read(node, id, &keys),
             }
         }
     }
@@ -703,8 +703,8 @@ impl Sim {
         }
         self.clients[client].ops_left -= 1;
         let op = ClientOp::random(&mut self.rng, self.keys, key);
-        let ephemeral = matches!(&op, ClientOp::Read(keys) if keys.len() == 1)
-            && self.rng.percent(self.ephemeral_percent);
+        let ephemeral =
+            matches!(&op, ClientOp::Read(_)) && self.rng.percent(self.ephemeral_percent);
         let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
         let reachable = self.is_up(coordinator);
         let Some(node) = self.hosts[coordinator].node.as_mut().filter(|_| reachable) else {
@@ -716,7 +716,8 @@ impl Sim {
         };
         let (reads, writes) = op.keys();
         let id = if ephemeral {
-            node.read(&reads, Bytes::new())
+            // Several keys: read at one point (holo-node's pipelines of reads).
+            node.read(&reads, Bytes::new(), reads.len() > 1)
         } else {
             let id = node.propose(&reads, &writes, Bytes::new());
             self.epochs.check_proposed(coordinator, id);
@@ -774,18 +775,28 @@ impl Sim {
                     if host.durable_seq >= host.persisted_seq && host.applies.is_empty() {
                         self.apply(node, &command, client);
                     } else {
-                        host.applies
-                            .push_back((host.persisted_seq, Queued::Apply(command, client)));
+                        host.applies.push_back((
+                            host.persisted_seq,
+                            Queued::Apply(Box::new(command), client),
+                        ));
                     }
+                }
+                Action::Read {
+                    read_id,
+                    as_txn: true,
+                    ..
+                } => {
+                    // Could not be served consistently: the client hears "failed" (holo-node
+                    // runs it as a transaction instead).
+                    self.client_failed(read_id);
                 }
                 Action::Read { read_id, keys, .. } => {
                     // Behind the applies still waiting, as holo-node's executor runs it;
                     // nothing of its own to wait for.
-                    let key = keys.into_iter().next().expect("a one-key read");
                     let host = &mut self.hosts[node];
                     match host.applies.back().map(|(s, _)| *s) {
-                        None => self.read(node, read_id, &key),
-                        Some(seq) => host.applies.push_back((seq, Queued::Read(read_id, key))),
+                        None => self.read(node, read_id, &keys),
+                        Some(seq) => host.applies.push_back((seq, Queued::Read(read_id, keys))),
                     }
                 }
                 Action::Invalidated { txn_id } if Self::is_meta(&txn_id, &self.ops) => {
@@ -934,14 +945,14 @@ impl Sim {
     }
 
     /// An ephemeral read runs at `node`: its client, if still waiting, has the answer.
-    fn read(&mut self, node: usize, id: TxnId, key: &Key) {
+    fn read(&mut self, node: usize, id: TxnId, keys: &[Key]) {
         if std::env::var("HOLO_SIM_WATCH").is_ok() {
             eprintln!("{} node {node} reads {id}", self.now);
         }
         let (owner, _) = self.ops[&id].clone();
         if self.clients[owner].outstanding == Some(id) {
             self.checker
-                .read_ephemeral(NodeId(node as u16), id, key, self.now);
+                .read_ephemeral(NodeId(node as u16), id, keys, self.now);
             self.next_op(owner);
         }
     }

@@ -110,9 +110,10 @@ impl Unit {
 
     /// Only commands that read one and the same key (GET, HGET, ...; not reserved, not
     /// TTL and its kin, whose answer is time): the unit may go as an ephemeral read
-    /// ([`Node::read`]), linearizable per key. Not a pipeline over several keys: the
-    /// reading node may have applied a later write of one key before an earlier one of
-    /// another, where one connection's reads in order must see them in order.
+    /// ([`Node::read`]), linearizable per key, merged with other such units. A pipeline
+    /// over several keys needs its keys read at one point (the reading node may have
+    /// applied a later write of one key before an earlier one of another, where one
+    /// connection's reads in order must see them in order): a consistent read.
     fn reads_one_key(&self) -> bool {
         let Some(key) = self.proposals.first().and_then(|p| p.reads.first()) else {
             return false;
@@ -125,6 +126,19 @@ impl Unit {
                     && p.reads[0] == key
                     && !crate::cmd::op::answers_with_time(&p.op)
             })
+    }
+
+    /// Only commands that read one key each, of any keys (a pipeline of GETs, say; same
+    /// conditions as [`Unit::reads_one_key`] otherwise): the unit may go as a consistent
+    /// ephemeral read, every key read at one point.
+    fn reads_keys(&self) -> bool {
+        self.proposals.iter().all(|p| {
+            !p.txn_only
+                && p.writes.is_empty()
+                && p.reads.len() == 1
+                && !holo_meta::is_reserved(&p.reads[0])
+                && !crate::cmd::op::answers_with_time(&p.op)
+        })
     }
 
     /// A meta command: always a transaction of its own (the executor recognises it by its
@@ -226,19 +240,25 @@ impl Batcher {
             self.propose_units(node, vec![unit]);
         }
         let (reads, data): (Vec<Unit>, Vec<Unit>) = if self.ephemeral_reads {
-            data.into_iter().partition(Unit::reads_one_key)
+            data.into_iter().partition(Unit::reads_keys)
         } else {
             (Vec::new(), data)
         };
-        let mut rest = reads.into_iter().peekable();
-        while let Some(units) = next_batch(&mut rest) {
-            let full = rest.peek().is_some();
-            if !full && self.window > 0 && node.reads_collecting() >= self.window {
-                self.queued.extend(units);
-                break;
+        // Units of one key each need no common point across their keys (they come from
+        // different connections); a unit of several keys does.
+        let (one_key, several): (Vec<Unit>, Vec<Unit>) =
+            reads.into_iter().partition(Unit::reads_one_key);
+        for (units, consistent) in [(one_key, false), (several, true)] {
+            let mut rest = units.into_iter().peekable();
+            while let Some(units) = next_batch(&mut rest) {
+                let full = rest.peek().is_some();
+                if !full && self.window > 0 && node.reads_collecting() >= self.window {
+                    self.queued.extend(units);
+                    break;
+                }
+                let id = node.read(&read_keys(&units), batch_op(&units), consistent);
+                self.in_flight.insert(id, InFlight { units });
             }
-            let id = node.read(&read_keys(&units), batch_op(&units));
-            self.in_flight.insert(id, InFlight { units });
         }
         let mut rest = data.into_iter().peekable();
         while let Some(units) = next_batch(&mut rest) {
@@ -387,8 +407,9 @@ mod tests {
             &["STRLEN", "a"],
             &["HGET", "a", "f"]
         ]));
-        // Reads of two keys in one pipeline must see writes in order: a transaction.
-        assert!(!ephemeral(&[&["GET", "a"], &["GET", "b"]]));
+        // Reads of two keys in one pipeline: a consistent read (every key at one point).
+        assert!(ephemeral(&[&["GET", "a"], &["GET", "b"]]));
+        // A command of two keys stays a transaction.
         assert!(!ephemeral(&[&["MGET", "a", "b"]]));
         assert!(!ephemeral(&[&["GET", "a"], &["SET", "a", "1"]]));
         // An answer that is time itself.
