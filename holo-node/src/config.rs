@@ -153,10 +153,11 @@ pub struct AccordConfig {
     /// idle node proposes at once.
     pub propose_window: usize,
     /// Serve commands that read one key (GET, STRLEN, HGET...; not TTL), when a connection
-    /// sends only such commands on one and the same key in one go, as an ephemeral read: a
-    /// majority says which writes of the key it knows, the node waits until those are
-    /// applied here and reads, with nothing recorded or made durable anywhere. Linearizable
-    /// (docs/performance.md); off: every read is a transaction.
+    /// sends only such commands in one go, as an ephemeral read: a majority says which
+    /// writes of the keys it knows, the node waits until those are applied here and reads,
+    /// with nothing recorded or made durable anywhere. Linearizable; a pipeline over several
+    /// keys reads them at one point or goes as a transaction (docs/performance.md); off:
+    /// every read is a transaction.
     pub ephemeral_reads: bool,
 }
 

@@ -64,8 +64,8 @@
 //! [`expiry`] the background purge of expired keys.
 //!
 //! # Not yet
-//! - Ephemeral reads of a pipeline over several keys (such a pipeline is a read
-//!   transaction; reads of one key are ephemeral reads, `accord.ephemeral_reads`).
+//! - Ephemeral reads of commands over several keys (MGET is a read transaction; one-key
+//!   commands, alone or pipelined, are ephemeral reads, `accord.ephemeral_reads`).
 //! - Lists, sets, sorted sets, scripting, pub/sub; a read barrier for keyspace scans while
 //!   a member is down (see `docs/redis-commands.md`).
 //! - Membership changes and replica moves (every range lives on every member).
