@@ -322,11 +322,20 @@ impl Node {
             ballot.0.hlc
         };
         self.handle(self.id, message.clone());
+        let replicas = self.coordinating[&id].replicas.clone();
+        self.send_issued(issued, &message, replicas);
+        self.drain_local();
+    }
+
+    /// Sends `message`, which carries the hlc `issued` this node just issued, to each of
+    /// `replicas` but itself: at once below the durable clock reservation, else once a new
+    /// reservation (persisted now) and everything persisted before it are durable.
+    fn send_issued(&mut self, issued: u64, message: &Message, replicas: Vec<NodeId>) {
         let reserved = issued < self.clock_reserved;
         if !reserved {
             self.reserve_clock(issued);
         }
-        for to in self.coordinating[&id].replicas.clone() {
+        for to in replicas {
             if to == self.id {
                 continue;
             }
@@ -336,7 +345,6 @@ impl Node {
                 self.reply(to, message.clone());
             }
         }
-        self.drain_local();
     }
 
     /// Handles a batch of messages from a peer.

@@ -373,14 +373,7 @@ impl Core {
                             // their order.
                             self.batcher.push(
                                 done.into_iter()
-                                    .map(|(reply, key, op)| Proposal {
-                                        reads: vec![key],
-                                        writes: Vec::new(),
-                                        op,
-                                        reply,
-                                        blind: false,
-                                        txn_only: true,
-                                    })
+                                    .map(|(reply, key, op)| Proposal::read_as_txn(reply, key, op))
                                     .collect(),
                             );
                             again = true;

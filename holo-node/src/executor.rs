@@ -728,14 +728,11 @@ impl Executor {
             let frames = cmd::execute_all(&item.txn.op, &mut overlay, item.execute_at.hlc / 1000);
             if !item.ephemeral.is_empty() && frames.iter().any(|f| f.expired_seen != 0) {
                 let proposals = item.reply.into_iter().zip(item.ephemeral);
-                again.extend(proposals.map(|(reply, (key, op))| crate::core::Proposal {
-                    reads: vec![key],
-                    writes: Vec::new(),
-                    op,
-                    reply,
-                    blind: false,
-                    txn_only: true,
-                }));
+                again.extend(
+                    proposals.map(|(reply, (key, op))| {
+                        crate::core::Proposal::read_as_txn(reply, key, op)
+                    }),
+                );
                 continue;
             }
             if writes {

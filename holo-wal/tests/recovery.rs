@@ -29,6 +29,14 @@ fn appending() -> WalConfig {
     }
 }
 
+/// Zeros 64 KiB at a time ahead of the records.
+fn zeros_ahead() -> WalConfig {
+    WalConfig {
+        preallocate_bytes: 64 * 1024,
+        ..WalConfig::default()
+    }
+}
+
 /// Where the records `1..=last` written by [`append_range`] end in a segment.
 fn records_end(last: Lsn) -> usize {
     16 + (1..=last).map(|l| 16 + payload(l).len()).sum::<usize>()
@@ -145,10 +153,7 @@ fn torn_tails_are_truncated_at_every_cut() {
 
 #[test]
 fn zeros_are_written_ahead_and_a_reopened_log_writes_over_them() {
-    let config = WalConfig {
-        preallocate_bytes: 64 * 1024,
-        ..WalConfig::default()
-    };
+    let config = zeros_ahead();
     let dir = written_log(config.clone(), 20);
     let segment = segments(dir.path()).pop().unwrap();
     let bytes = std::fs::read(&segment).unwrap();
@@ -170,10 +175,7 @@ fn zeros_are_written_ahead_and_a_reopened_log_writes_over_them() {
 
 #[test]
 fn a_torn_write_over_zeros_is_cut_and_later_records_replay() {
-    let config = WalConfig {
-        preallocate_bytes: 64 * 1024,
-        ..WalConfig::default()
-    };
+    let config = zeros_ahead();
     let dir = written_log(config.clone(), 20);
     let segment = segments(dir.path()).pop().unwrap();
     let mut bytes = std::fs::read(&segment).unwrap();

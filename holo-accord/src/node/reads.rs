@@ -124,21 +124,7 @@ impl Node {
             keys: keys.to_vec(),
         };
         self.handle(self.id, message.clone());
-        let issued = id.timestamp().hlc;
-        let reserved = issued < self.clock_reserved;
-        if !reserved {
-            self.reserve_clock(issued);
-        }
-        for to in replicas {
-            if to == self.id {
-                continue;
-            }
-            if reserved {
-                self.send(to, message.clone());
-            } else {
-                self.reply(to, message.clone());
-            }
-        }
+        self.send_issued(id.timestamp().hlc, &message, replicas);
         self.drain_local();
         id
     }

@@ -115,6 +115,12 @@ fn deliver(node: &mut Node, from: u16, messages: Vec<Message>) -> Vec<Action> {
         to: node.id(),
         messages,
     });
+    drain(node)
+}
+
+/// Takes `node`'s actions until none are left, confirming every persist at once; returns
+/// them all.
+fn drain(node: &mut Node) -> Vec<Action> {
     let mut all = Vec::new();
     loop {
         let actions = node.take_actions();

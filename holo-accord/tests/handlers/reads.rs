@@ -2,24 +2,6 @@
 
 use super::*;
 
-/// Runs `node`'s actions until none are left, confirming every persist at once; returns
-/// them all.
-fn drain(node: &mut Node) -> Vec<Action> {
-    let mut all = Vec::new();
-    loop {
-        let actions = node.take_actions();
-        if actions.is_empty() {
-            return all;
-        }
-        for action in &actions {
-            if let Action::Persist { seq, .. } | Action::ReserveClock { seq, .. } = action {
-                node.durable(*seq);
-            }
-        }
-        all.extend(actions);
-    }
-}
-
 fn messages_to(actions: &[Action], to: u16) -> Vec<Message> {
     sends(actions)
         .into_iter()

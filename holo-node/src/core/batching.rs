@@ -93,6 +93,20 @@ pub struct Proposal {
     pub txn_only: bool,
 }
 
+impl Proposal {
+    /// A one-key read to go again as a transaction (see [`Proposal::txn_only`]).
+    pub fn read_as_txn(reply: oneshot::Sender<Frame>, key: Key, op: Bytes) -> Proposal {
+        Proposal {
+            reads: vec![key],
+            writes: Vec::new(),
+            op,
+            reply,
+            blind: false,
+            txn_only: true,
+        }
+    }
+}
+
 /// The commands one connection sent in one go: proposed together, in order, never split
 /// across transactions (so a pipeline keeps its order, also when a transaction is
 /// invalidated and proposed again), with the times it was proposed again.
