@@ -19,17 +19,21 @@
 //! be read at different points of the order), unless the read is `consistent`.
 //!
 //! A consistent read also watches what this node applies while it waits. A txn applied
-//! then is *late* if no replica named it (it was not witnessed when the read started: this
-//! node's own answer, given at the start, names every write it held then) or if it depends
-//! on a late one. If a late txn writes one of the read's keys, the read emits `as_txn` and
-//! the host runs it as a transaction instead. Otherwise every write of its keys applied
-//! since it started, and everything those were ordered after that was applied since, was
-//! witnessed before it started: what it sees is, for every key at once, the state after
-//! writes that all began before it did, with every write answered before it started among
-//! them (above). So all its keys are read at one point, which keeps one connection's reads
-//! of several keys in order. (A write named by a replica can still be ordered after a txn
-//! that started after the read, through a key the read does not read; that txn is then
-//! applied here first, and late, which is why lateness follows deps.)
+//! then is *late* unless this node's own answer, given when the read started, named it (so
+//! it began before the read did), or if it depends on a late one. Other replicas answer
+//! later, so what they name may have begun after the read: a write answered to its client
+//! after the read started and then followed (in real time, on another key, with no dep
+//! between them) by a write another replica names would otherwise be seen without the
+//! first. If a late txn writes one of the read's keys, the read emits `as_txn` and the host
+//! runs it as a transaction instead. Otherwise every write of its keys applied since it
+//! started began before it: following a chain of conflicts back from one of them stays
+//! among txns that began before the read (lateness follows deps), and the first real-time
+//! edge on it leaves a txn that finished before the read started, which with everything
+//! ordered before it a majority witnessed then, so the read waited for it. What it sees is,
+//! for every key at once, the state after writes that all began before it, every write
+//! answered before it started among them (above): all its keys are read at one point, which
+//! keeps one connection's reads of several keys in order. The price: a write of its keys
+//! this node had not witnessed when the read started sends it to a transaction.
 //!
 //! The read's time ([`Action::Read`]'s `at`) is not ordered against writes: the read is
 //! registered nowhere, so a write ordered below `at` may still apply here after it. A host
@@ -49,7 +53,7 @@ pub(super) struct Read {
     op: Bytes,
     /// Read every key at one point (see the module docs).
     consistent: bool,
-    /// Every write the replicas that answered named.
+    /// The writes of the keys this node held when the read started (its own answer).
     named: Deps,
     /// Txns applied here since the read started that are late (see the module docs).
     late: BTreeSet<TxnId>,
@@ -169,7 +173,7 @@ impl Node {
         // What this node issues next (a command of the same client, say) orders after
         // what the read saw.
         self.clock.observe(seen);
-        let (replica, now) = (&self.replica, self.now);
+        let (replica, now, self_id) = (&self.replica, self.now, self.id);
         let Some(read) = self.reads.get_mut(&read_id) else {
             return;
         };
@@ -181,7 +185,7 @@ impl Node {
         }
         read.deps
             .extend(deps.iter().filter(|d| !replica.finished(d)).copied());
-        if read.consistent {
+        if read.consistent && from == self_id {
             read.named.extend(deps);
         }
         read.seen = Timestamp {

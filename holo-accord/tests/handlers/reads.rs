@@ -80,14 +80,15 @@ fn an_ephemeral_read_with_no_writes_in_flight_runs_once_a_majority_answered() {
     );
 }
 
-/// Node 2 reads "a" and "b" at one point while node 0 knows a write of "a" node 2 has not
-/// seen; with `late`, a write of "b" nobody named is decided and applied at node 2 while it
-/// waits. Returns whether the read came out `as_txn`.
+/// Node 2 reads "a" and "b" at one point while a write of "a" it holds (as does node 0) is
+/// not decided yet; with `late`, a write of "b" nobody named is decided and applied at node
+/// 2 while it waits. Returns whether the read came out `as_txn`.
 fn consistent_read(late: bool) -> bool {
     let mut reader = node(2);
     let mut peer = node(0);
     let wa = txn(100, 1, &["a"]);
     exchange(&mut peer, 1, vec![Message::PreAccept { txn: wa.clone() }]);
+    exchange(&mut reader, 1, vec![Message::PreAccept { txn: wa.clone() }]);
     let read_id = reader.read(&[key("a"), key("b")], Bytes::new(), true);
     let asked = drain(&mut reader);
     let answer = exchange(&mut peer, 2, messages_to(&asked, 0));
@@ -116,9 +117,43 @@ fn consistent_read(late: bool) -> bool {
 
 #[test]
 fn a_consistent_read_that_finds_a_write_nobody_named_applied_goes_as_a_transaction() {
-    assert!(!consistent_read(false), "only named writes applied: served");
+    assert!(
+        !consistent_read(false),
+        "only writes held at the start applied: served"
+    );
     assert!(
         consistent_read(true),
         "a later write of b applied: as a transaction"
     );
+}
+
+#[test]
+fn a_consistent_read_counts_only_its_own_start_as_before_it() {
+    // A write of "b" that node 2 did not hold when its read began, named by node 0 (which
+    // may have witnessed it after the read began) and applied here while the read waits:
+    // nothing shows it began before the read, so the read goes as a transaction.
+    let mut reader = node(2);
+    let mut peer = node(0);
+    let wb = txn(200, 1, &["b"]);
+    let read_id = reader.read(&[key("a"), key("b")], Bytes::new(), true);
+    let asked = drain(&mut reader);
+    exchange(&mut peer, 1, vec![Message::PreAccept { txn: wb.clone() }]);
+    let answer = exchange(&mut peer, 2, messages_to(&asked, 0));
+    deliver(&mut reader, 0, answer);
+    let actions = deliver(
+        &mut reader,
+        1,
+        vec![Message::Stable {
+            txn: wb.clone(),
+            execute_at: wb.id.timestamp(),
+            deps: Default::default(),
+        }],
+    );
+    let as_txn = actions.iter().find_map(|a| match a {
+        Action::Read {
+            read_id: r, as_txn, ..
+        } if *r == read_id => Some(*as_txn),
+        _ => None,
+    });
+    assert_eq!(as_txn, Some(true), "{actions:?}");
 }
