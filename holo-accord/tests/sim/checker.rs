@@ -168,6 +168,20 @@ impl Checker {
         );
     }
 
+    /// `id` was issued again, for a txn no client invoked: the client op that had it first
+    /// must never have been decided or answered, and leaves the history.
+    pub fn reissued(&mut self, id: TxnId) {
+        assert!(
+            !self.decided.contains_key(&id),
+            "TxnId {id} issued twice, the first decided"
+        );
+        let previous = self.history.remove(&id).expect("a client op had it");
+        assert!(
+            previous.completed.is_none(),
+            "TxnId {id} issued twice, the first answered"
+        );
+    }
+
     /// The client was told its txn was invalidated: it must never execute.
     pub fn failed(&mut self, id: TxnId) {
         assert!(

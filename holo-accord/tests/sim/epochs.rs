@@ -242,6 +242,12 @@ impl Sim {
     fn write_meta_key(&mut self, node: usize, tag: u64) -> TxnId {
         let n = self.hosts[node].node.as_mut().expect("up");
         let id = n.propose(&[], &[Bytes::from_static(META_KEY)], Bytes::new());
+        if self.ops.remove(&id).is_some() {
+            // A client's txn got this t0 first and never left the node (it crashed before
+            // the t0 was durable, and its clock fell back): the id is the meta write's now.
+            self.checker.reissued(id);
+            self.invoked_at.remove(&id);
+        }
         self.epochs.check_proposed(node, id);
         self.hash(&[self.now, tag, node as u64, id.timestamp().hlc]);
         self.votes.proposed(id);

@@ -49,6 +49,8 @@ fn run_all(faults: Faults) {
                  HOLO_SIM_SEED={seed} cargo test --release -p holo-accord --test sim -- --nocapture {}",
                 if faults.lose_for_good {
                     "lost_for_good"
+                } else if faults.straggler_percent_max > Faults::default().straggler_percent_max {
+                    "stragglers"
                 } else {
                     "crashes"
                 }
@@ -87,6 +89,17 @@ fn clusters_under_delay_duplication_reordering_loss_and_crashes() {
 fn clusters_with_a_minority_lost_for_good() {
     run_all(Faults {
         lose_for_good: true,
+        ..Faults::default()
+    });
+}
+
+/// Up to a third of the messages straggle (up to 300 ms late) while faults last: far more
+/// answers and decisions overtake one another than in the default run (ephemeral reads
+/// whose majority answers late, decisions reaching a reading node after later writes).
+#[test]
+fn clusters_with_many_stragglers() {
+    run_all(Faults {
+        straggler_percent_max: 30,
         ..Faults::default()
     });
 }
