@@ -64,9 +64,19 @@ impl Node {
     /// an epoch not adopted yet here, the current one.
     pub(super) fn ranges_for(&self, txn: &Txn) -> Vec<RangeInfo> {
         let from = txn.id.0.epoch.clamp(self.oldest_epoch(), self.epoch());
+        self.ranges_from(from, |topology| topology.ranges_for(txn))
+    }
+
+    /// The ranges `pick` takes from the topology of each epoch kept from `from` on, each
+    /// once.
+    pub(super) fn ranges_from<'a>(
+        &'a self,
+        from: u64,
+        pick: impl Fn(&'a Topology) -> Vec<&'a RangeInfo>,
+    ) -> Vec<RangeInfo> {
         let mut ranges: Vec<RangeInfo> = Vec::new();
         for topology in self.topologies.range(from..).map(|(_, t)| t) {
-            for range in topology.ranges_for(txn) {
+            for range in pick(topology) {
                 if !ranges.contains(range) {
                     ranges.push(range.clone());
                 }

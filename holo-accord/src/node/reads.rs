@@ -68,12 +68,13 @@ pub(super) struct Read {
     /// The highest epoch and hlc the replicas that answered had reached.
     seen: Timestamp,
     last_sent: u64,
-    /// When a majority of every range had answered.
+    /// When a majority of every range had answered (`None`: not yet).
     quorum_at: Option<u64>,
 }
 
 impl Read {
-    fn quorum(&self) -> bool {
+    /// A majority of every range answered (computed as answers come; see `quorum_at`).
+    fn majority_answered(&self) -> bool {
         self.ranges.iter().all(|r| {
             r.replicas
                 .iter()
@@ -92,14 +93,7 @@ impl Node {
     /// docs).
     pub fn read(&mut self, keys: &[Key], op: Bytes, consistent: bool) -> TxnId {
         let id = TxnId(self.clock.unique_now(TxnKind::Read, Timestamp::ZERO));
-        let mut ranges: Vec<RangeInfo> = Vec::new();
-        for topology in self.topologies.values() {
-            for range in topology.ranges_of(keys) {
-                if !ranges.contains(range) {
-                    ranges.push(range.clone());
-                }
-            }
-        }
+        let ranges = self.ranges_from(self.oldest_epoch(), |topology| topology.ranges_of(keys));
         let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
         assert!(
             replicas.contains(&self.id),
@@ -136,7 +130,10 @@ impl Node {
     /// Ephemeral reads still waiting for answers from a majority (a host that limits how
     /// many it has out batches the commands that arrive meanwhile).
     pub fn reads_collecting(&self) -> usize {
-        self.reads.values().filter(|r| !r.quorum()).count()
+        self.reads
+            .values()
+            .filter(|r| r.quorum_at.is_none())
+            .count()
     }
 
     /// Ephemeral reads started and not yet emitted.
@@ -177,10 +174,11 @@ impl Node {
         let Some(read) = self.reads.get_mut(&read_id) else {
             return;
         };
-        if read.quorum() || !read.replicas.contains(&from) || !read.answered.insert(from) {
+        if read.quorum_at.is_some() || !read.replicas.contains(&from) || !read.answered.insert(from)
+        {
             return;
         }
-        if read.quorum() {
+        if read.majority_answered() {
             read.quorum_at = Some(now);
         }
         read.deps
@@ -204,7 +202,7 @@ impl Node {
         let replica = &self.replica;
         let mut ready = Vec::new();
         for (id, read) in &mut self.reads {
-            if !read.quorum() {
+            if read.quorum_at.is_none() {
                 continue;
             }
             read.deps.retain(|d| !replica.finished(d));

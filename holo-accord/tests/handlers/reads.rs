@@ -2,6 +2,25 @@
 
 use super::*;
 
+/// The decision that `t` executes at its t0 with no deps.
+fn stable_at_t0(t: &holo_accord::Txn) -> Message {
+    Message::Stable {
+        txn: t.clone(),
+        execute_at: t.id.timestamp(),
+        deps: Default::default(),
+    }
+}
+
+/// The `as_txn` of the read `read_id` among `actions`, if it was emitted.
+fn read_as_txn(actions: &[Action], read_id: holo_accord::TxnId) -> Option<bool> {
+    actions.iter().find_map(|a| match a {
+        Action::Read {
+            read_id: r, as_txn, ..
+        } if *r == read_id => Some(*as_txn),
+        _ => None,
+    })
+}
+
 fn messages_to(actions: &[Action], to: u16) -> Vec<Message> {
     sends(actions)
         .into_iter()
@@ -37,15 +56,7 @@ fn an_ephemeral_read_waits_for_a_write_only_a_peer_knows_and_runs_after_it() {
     assert_eq!(reader.reads_in_progress(), 1);
 
     // The decision reaches node 2: it applies the write, and then runs the read.
-    let actions = deliver(
-        &mut reader,
-        1,
-        vec![Message::Stable {
-            txn: w.clone(),
-            execute_at: w.id.timestamp(),
-            deps: Default::default(),
-        }],
-    );
+    let actions = deliver(&mut reader, 1, vec![stable_at_t0(&w)]);
     let apply = actions
         .iter()
         .position(|a| matches!(a, Action::Apply { command, .. } if command.txn.id == w.id));
@@ -93,26 +104,13 @@ fn consistent_read(late: bool) -> bool {
     let asked = drain(&mut reader);
     let answer = exchange(&mut peer, 2, messages_to(&asked, 0));
     deliver(&mut reader, 0, answer);
-    let stable = |t: &holo_accord::Txn| Message::Stable {
-        txn: t.clone(),
-        execute_at: t.id.timestamp(),
-        deps: Default::default(),
-    };
     if late {
         let wb = txn(200, 1, &["b"]);
-        let actions = deliver(&mut reader, 1, vec![stable(&wb)]);
+        let actions = deliver(&mut reader, 1, vec![stable_at_t0(&wb)]);
         assert!(actions.iter().any(|a| matches!(a, Action::Apply { .. })));
     }
-    let actions = deliver(&mut reader, 1, vec![stable(&wa)]);
-    actions
-        .iter()
-        .find_map(|a| match a {
-            Action::Read {
-                read_id: r, as_txn, ..
-            } if *r == read_id => Some(*as_txn),
-            _ => None,
-        })
-        .expect("the read is emitted once the write of a is applied")
+    let actions = deliver(&mut reader, 1, vec![stable_at_t0(&wa)]);
+    read_as_txn(&actions, read_id).expect("the read is emitted once the write of a is applied")
 }
 
 #[test]
@@ -140,20 +138,6 @@ fn a_consistent_read_counts_only_its_own_start_as_before_it() {
     exchange(&mut peer, 1, vec![Message::PreAccept { txn: wb.clone() }]);
     let answer = exchange(&mut peer, 2, messages_to(&asked, 0));
     deliver(&mut reader, 0, answer);
-    let actions = deliver(
-        &mut reader,
-        1,
-        vec![Message::Stable {
-            txn: wb.clone(),
-            execute_at: wb.id.timestamp(),
-            deps: Default::default(),
-        }],
-    );
-    let as_txn = actions.iter().find_map(|a| match a {
-        Action::Read {
-            read_id: r, as_txn, ..
-        } if *r == read_id => Some(*as_txn),
-        _ => None,
-    });
-    assert_eq!(as_txn, Some(true), "{actions:?}");
+    let actions = deliver(&mut reader, 1, vec![stable_at_t0(&wb)]);
+    assert_eq!(read_as_txn(&actions, read_id), Some(true), "{actions:?}");
 }

@@ -122,29 +122,19 @@ impl Unit {
         self.proposals.iter().map(|p| p.op.len()).sum()
     }
 
-    /// Only commands that read one and the same key (GET, HGET, ...; not reserved, not
-    /// TTL and its kin, whose answer is time): the unit may go as an ephemeral read
-    /// ([`Node::read`]), linearizable per key, merged with other such units. A pipeline
-    /// over several keys needs its keys read at one point (the reading node may have
-    /// applied a later write of one key before an earlier one of another, where one
-    /// connection's reads in order must see them in order): a consistent read.
+    /// A unit that [`Unit::reads_keys`] whose commands all read the same key: it may go as
+    /// an ephemeral read linearizable per key ([`Node::read`]), merged with other such
+    /// units. A pipeline over several keys needs its keys read at one point (the reading
+    /// node may have applied a later write of one key before an earlier one of another,
+    /// where one connection's reads in order must see them in order): a consistent read.
     fn reads_one_key(&self) -> bool {
-        let Some(key) = self.proposals.first().and_then(|p| p.reads.first()) else {
-            return false;
-        };
-        !holo_meta::is_reserved(key)
-            && self.proposals.iter().all(|p| {
-                !p.txn_only
-                    && p.writes.is_empty()
-                    && p.reads.len() == 1
-                    && p.reads[0] == key
-                    && !crate::cmd::op::answers_with_time(&p.op)
-            })
+        let key = self.proposals.first().and_then(|p| p.reads.first());
+        self.proposals.iter().all(|p| p.reads.first() == key)
     }
 
-    /// Only commands that read one key each, of any keys (a pipeline of GETs, say; same
-    /// conditions as [`Unit::reads_one_key`] otherwise): the unit may go as a consistent
-    /// ephemeral read, every key read at one point.
+    /// Only commands that read one key each (GET, HGET, ...; not a reserved key, not TTL and
+    /// its kin, whose answer is time, not sent back to be a transaction): the unit may go as
+    /// an ephemeral read.
     fn reads_keys(&self) -> bool {
         self.proposals.iter().all(|p| {
             !p.txn_only
@@ -262,27 +252,44 @@ impl Batcher {
         // different connections); a unit of several keys does.
         let (one_key, several): (Vec<Unit>, Vec<Unit>) =
             reads.into_iter().partition(Unit::reads_one_key);
-        for (units, consistent) in [(one_key, false), (several, true)] {
-            let mut rest = units.into_iter().peekable();
-            while let Some(units) = next_batch(&mut rest) {
-                let full = rest.peek().is_some();
-                if !full && self.window > 0 && node.reads_collecting() >= self.window {
-                    self.queued.extend(units);
-                    break;
-                }
-                let id = node.read(&read_keys(&units), batch_op(&units), consistent);
-                self.in_flight.insert(id, InFlight { units });
-            }
-        }
-        let mut rest = data.into_iter().peekable();
+        self.in_batches(node, one_key, Node::reads_collecting, |b, n, units| {
+            b.read_units(n, units, false);
+        });
+        self.in_batches(node, several, Node::reads_collecting, |b, n, units| {
+            b.read_units(n, units, true);
+        });
+        self.in_batches(
+            node,
+            data,
+            Node::undecided_proposals,
+            Batcher::propose_units,
+        );
+    }
+
+    /// Hands `units` to `go` a batch at a time; once `out(node)` reaches the window, a
+    /// batch that is not full waits in the queue instead.
+    fn in_batches(
+        &mut self,
+        node: &mut Node,
+        units: Vec<Unit>,
+        out: fn(&Node) -> usize,
+        go: impl Fn(&mut Batcher, &mut Node, Vec<Unit>),
+    ) {
+        let mut rest = units.into_iter().peekable();
         while let Some(units) = next_batch(&mut rest) {
             let full = rest.peek().is_some();
-            if !full && self.window > 0 && node.undecided_proposals() >= self.window {
+            if !full && self.window > 0 && out(node) >= self.window {
                 self.queued.extend(units);
                 break;
             }
-            self.propose_units(node, units);
+            go(self, node, units);
         }
+    }
+
+    /// Starts `units` as one ephemeral read.
+    fn read_units(&mut self, node: &mut Node, units: Vec<Unit>, consistent: bool) {
+        let id = node.read(&read_keys(&units), batch_op(&units), consistent);
+        self.in_flight.insert(id, InFlight { units });
     }
 
     /// Proposes `units` as one transaction.
