@@ -124,6 +124,7 @@ impl ClusterSpec {
             // Containers listen on the address of a Docker network the harness created for
             // this cluster alone, which only the harness and the other nodes reach.
             text.push_str("\n[auth]\nprotected_mode = false\n");
+            text.push_str("\n[security]\nallow_unauthenticated_peers = true\n");
         }
         for m in members {
             text.push_str(&format!(

@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::controller::{self, Operation, Request, RequestError};
 use crate::metrics::Metrics;
+use crate::peer_auth::ClusterToken;
 
 pub struct AdminService {
     pub node_id: u16,
@@ -29,7 +30,14 @@ pub struct AdminService {
     pub controller: mpsc::Sender<Request>,
     pub controller_config: crate::config::ControllerConfig,
     pub started: Instant,
+    /// Sent with a request passed on to the lease holder.
+    pub token: ClusterToken,
 }
+
+/// An admin client whose calls carry the cluster token.
+pub type AdminClient = pb::admin_client::AdminClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, ClusterToken>,
+>;
 
 fn now_us() -> u64 {
     std::time::SystemTime::now()
@@ -143,7 +151,7 @@ impl AdminService {
         operation: Operation,
         forwarded: bool,
         forward: impl AsyncFnOnce(
-            pb::admin_client::AdminClient<tonic::transport::Channel>,
+            AdminClient,
         ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status>,
     ) -> Result<tonic::Response<pb::OperationReply>, tonic::Status> {
         self.wait_idle(&operation.ranges()).await;
@@ -182,7 +190,11 @@ impl AdminService {
                         holder.0, member.grpc_addr
                     ))
                 })?;
-                forward(pb::admin_client::AdminClient::new(channel)).await
+                forward(pb::admin_client::AdminClient::with_interceptor(
+                    channel,
+                    self.token.clone(),
+                ))
+                .await
             }
             Err(RequestError::NotController(None)) => Err(tonic::Status::unavailable(
                 "no node holds the controller lease yet (is a majority up?); try again shortly",

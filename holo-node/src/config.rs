@@ -41,6 +41,8 @@ pub struct NodeConfig {
     pub auth: crate::auth::AuthConfig,
     #[serde(default)]
     pub keyspace: KeyspaceConfig,
+    #[serde(default)]
+    pub security: crate::peer_auth::SecurityConfig,
 }
 
 /// `[keyspace]`: the commands over the whole keyspace (KEYS, SCAN, RANDOMKEY, DBSIZE).
@@ -306,6 +308,9 @@ impl NodeConfig {
         self.me()?;
         if let Ok(addr) = self.me()?.resp_addr.parse::<SocketAddr>() {
             self.auth.validate(&addr)?;
+        }
+        if let Ok(addr) = self.me()?.grpc_addr.parse::<SocketAddr>() {
+            self.security.validate(&addr)?;
         }
         if self.members.len() != 1 && self.members.len() != 3 && self.members.len() != 5 {
             bail!(

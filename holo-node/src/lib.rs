@@ -89,6 +89,7 @@ pub mod expiry;
 pub mod keys;
 pub mod meta;
 pub mod metrics;
+pub mod peer_auth;
 pub mod server;
 pub mod transport;
 
@@ -193,6 +194,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    let auth_refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (token, require) = config.security.load(Arc::clone(&auth_refused))?;
+    if token.is_set() {
+        tracing::info!("gRPC calls (peers and holoctl) need the cluster secret");
+    }
     let started = Instant::now();
     let me = NodeId(config.node_id);
     let map = Arc::new(config.cluster_map()?);
@@ -265,7 +271,9 @@ pub async fn run(
     let mut latest_lsn = replayed.latest_lsn;
     latest_lsn.retain(|id, _| node.replica().command(id).is_some());
 
-    let metrics = Arc::new(metrics::Metrics::default());
+    let mut metrics = metrics::Metrics::default();
+    metrics.grpc_auth_refused = auth_refused;
+    let metrics = Arc::new(metrics);
     metrics
         .accord_epoch
         .store(node.epoch(), std::sync::atomic::Ordering::Relaxed);
@@ -301,9 +309,11 @@ pub async fn run(
     for member in map.members() {
         if member.id != me {
             let link = transport::spawn_peer(
+                me,
                 member.id,
                 &member.grpc_addr,
                 &config.transport,
+                token.clone(),
                 std::time::Duration::from_millis(config.faults.send_delay_ms),
                 core_tx.clone(),
             );
@@ -369,12 +379,14 @@ pub async fn run(
         controller: controller_tx,
         controller_config: config.controller.clone(),
         started,
+        token: token.clone(),
     });
     let grpc_addr = listeners.grpc.local_addr()?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc);
     tasks.spawn(async move {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(tonic::service::InterceptorLayer::new(require))
             .add_service(peer_service)
             .add_service(admin_service)
             .serve_with_incoming(incoming)

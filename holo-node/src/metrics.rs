@@ -117,6 +117,8 @@ pub struct PeerStats {
     pub sent: AtomicU64,
     pub dropped: AtomicU64,
     pub connected: AtomicBool,
+    /// Links the peer refused for a missing or wrong cluster token.
+    pub auth_refused: AtomicU64,
 }
 
 /// Every metric of one node.
@@ -125,6 +127,8 @@ pub struct Metrics {
     pub connections: AtomicI64,
     pub connections_total: AtomicU64,
     pub connections_rejected: AtomicU64,
+    /// gRPC calls refused for a missing or wrong cluster token.
+    pub grpc_auth_refused: std::sync::Arc<AtomicU64>,
     /// Bytes of incomplete commands held beyond each connection's free allowance (the
     /// node-wide input budget in use).
     pub input_buffered: std::sync::atomic::AtomicUsize,
@@ -203,6 +207,7 @@ impl Default for Metrics {
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
+            grpc_auth_refused: std::sync::Arc::new(AtomicU64::new(0)),
             input_buffered: std::sync::atomic::AtomicUsize::new(0),
             input_refused: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
@@ -401,6 +406,12 @@ impl Metrics {
             "Client connections refused at the limit.",
             self.connections_rejected.load(Ordering::Relaxed),
         );
+        counter(
+            &mut out,
+            "holo_grpc_auth_refused_total",
+            "gRPC calls (peers, holoctl) refused for a missing or wrong cluster token.",
+            self.grpc_auth_refused.load(Ordering::Relaxed),
+        );
         gauge(
             &mut out,
             "holo_input_buffered_bytes",
@@ -596,52 +607,45 @@ impl Metrics {
             );
         }
         self.render_meta(&mut out, counter, gauge);
-        let peers: Vec<(u16, (u64, u64, bool))> = self
-            .peers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(id, p)| {
-                (
-                    *id,
-                    (
-                        p.sent.load(Ordering::Relaxed),
-                        p.dropped.load(Ordering::Relaxed),
-                        p.connected.load(Ordering::Relaxed),
-                    ),
-                )
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "# HELP holo_peer_batches_sent_total Message batches sent to a peer.\n# TYPE holo_peer_batches_sent_total counter"
+        let peers: Vec<(u16, std::sync::Arc<PeerStats>)> =
+            self.peers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        type Family = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&PeerStats) -> u64,
         );
-        for (peer, (sent, _, _)) in &peers {
-            let _ = writeln!(
-                out,
-                "holo_peer_batches_sent_total{{peer=\"{peer}\"}} {sent}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP holo_peer_batches_dropped_total Batches dropped because the peer's queue was full or it was unreachable.\n# TYPE holo_peer_batches_dropped_total counter"
-        );
-        for (peer, (_, dropped, _)) in &peers {
-            let _ = writeln!(
-                out,
-                "holo_peer_batches_dropped_total{{peer=\"{peer}\"}} {dropped}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP holo_peer_connected 1 while the stream to the peer is open.\n# TYPE holo_peer_connected gauge"
-        );
-        for (peer, (_, _, connected)) in &peers {
-            let _ = writeln!(
-                out,
-                "holo_peer_connected{{peer=\"{peer}\"}} {}",
-                u8::from(*connected)
-            );
+        let families: [Family; 4] = [
+            (
+                "holo_peer_batches_sent_total",
+                "counter",
+                "Message batches sent to a peer.",
+                |p| p.sent.load(Ordering::Relaxed),
+            ),
+            (
+                "holo_peer_batches_dropped_total",
+                "counter",
+                "Batches dropped because the peer's queue was full or it was unreachable.",
+                |p| p.dropped.load(Ordering::Relaxed),
+            ),
+            (
+                "holo_peer_connected",
+                "gauge",
+                "1 while the stream to the peer is open.",
+                |p| u64::from(p.connected.load(Ordering::Relaxed)),
+            ),
+            (
+                "holo_peer_auth_refused_total",
+                "counter",
+                "Links the peer refused for a missing or wrong cluster token.",
+                |p| p.auth_refused.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (peer, stats) in &peers {
+                let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", value(stats));
+            }
         }
         out
     }

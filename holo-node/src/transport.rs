@@ -16,12 +16,14 @@ use holo_proto::v1 as pb;
 use holo_proto::v1::peer_client::PeerClient;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
 
 use crate::config::TransportConfig;
 use crate::convert;
 use crate::core::Event;
 use crate::metrics::PeerStats;
+use crate::peer_auth::ClusterToken;
 
 /// Most accord envelopes merged into one wire envelope.
 const MERGE_MAX: usize = 256;
@@ -43,11 +45,13 @@ impl PeerLink {
     }
 }
 
-/// Starts the sender task for `peer` at `addr`.
+/// Starts node `me`'s sender task for `peer` at `addr`; its calls carry `token`.
 pub fn spawn_peer(
+    me: NodeId,
     peer: NodeId,
     addr: &str,
     config: &TransportConfig,
+    token: ClusterToken,
     send_delay: Duration,
     core: mpsc::Sender<Event>,
 ) -> PeerLink {
@@ -61,61 +65,116 @@ pub fn spawn_peer(
         .keep_alive_timeout(Duration::from_secs(10));
     let backoff_max = Duration::from_millis(config.reconnect_backoff_max_ms);
     tokio::spawn(sender(
-        peer,
-        endpoint,
+        Link {
+            me,
+            peer,
+            endpoint,
+            token,
+            stats: Arc::clone(&stats),
+            backoff_max,
+            delay: send_delay,
+            core,
+        },
         rx,
-        Arc::clone(&stats),
-        (backoff_max, send_delay),
-        core,
     ));
     PeerLink { tx, stats }
 }
 
-async fn sender(
+/// What the sender task of one peer works with.
+struct Link {
+    me: NodeId,
     peer: NodeId,
     endpoint: Endpoint,
-    mut queue: mpsc::Receiver<Envelope>,
+    token: ClusterToken,
     stats: Arc<PeerStats>,
-    (backoff_max, delay): (Duration, Duration),
+    backoff_max: Duration,
+    /// Fault injection (`faults.send_delay_ms`): a slow link to every peer.
+    delay: Duration,
     core: mpsc::Sender<Event>,
-) {
+}
+
+type Client = PeerClient<InterceptedService<tonic::transport::Channel, ClusterToken>>;
+
+impl Link {
+    /// Connects and says hello: a client once the peer accepted this node (its token, its
+    /// id), or the reason it did not.
+    async fn open(&self) -> Result<Client, tonic::Status> {
+        let channel = self
+            .endpoint
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(format!("connect failed: {e}")))?;
+        let mut client = PeerClient::with_interceptor(channel, self.token.clone())
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        client
+            .hello(pb::HelloRequest {
+                from: u32::from(self.me.0),
+                to: u32::from(self.peer.0),
+            })
+            .await?;
+        Ok(client)
+    }
+}
+
+async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
+    let peer = link.peer;
     let mut backoff = Duration::from_millis(20);
+    let mut refusal_logged = false;
     loop {
-        let channel = match endpoint.connect().await {
-            Ok(channel) => channel,
-            Err(e) => {
-                tracing::debug!("peer {}: connect failed: {e}", peer.0);
+        let mut client = match link.open().await {
+            Ok(client) => client,
+            Err(status) => {
+                let wait = if status.code() == tonic::Code::Unauthenticated {
+                    link.stats.auth_refused.fetch_add(1, Ordering::Relaxed);
+                    if !refusal_logged {
+                        tracing::error!(
+                            "peer {}: refuses this node: {}; every member needs the same cluster secret",
+                            peer.0,
+                            status.message()
+                        );
+                        refusal_logged = true;
+                    }
+                    // A secret does not change by itself: try again at the slowest pace.
+                    link.backoff_max
+                } else {
+                    tracing::debug!("peer {}: cannot open the link: {status}", peer.0);
+                    backoff
+                };
                 // Transactions stop waiting for this peer's fast-path votes. A hint only: if
                 // the core's queue is full it comes again with the next attempt.
-                let _ = core.try_send(Event::PeerDown(peer));
+                let _ = link.core.try_send(Event::PeerDown(peer));
                 // Drop what queued up while the peer is unreachable: it is stale by the time
                 // the peer returns, and the protocol resends what still matters.
-                if !discard_until(&mut queue, &stats, backoff).await {
+                if !discard_until(&mut queue, &link.stats, wait).await {
                     return;
                 }
-                backoff = (backoff * 2).min(backoff_max);
+                backoff = (backoff * 2).min(link.backoff_max);
                 continue;
             }
         };
-        let mut client = PeerClient::new(channel)
-            .max_decoding_message_size(MAX_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let (stream_tx, stream_rx) = mpsc::channel::<pb::Envelope>(16);
-        let call =
+        let mut call =
             tokio::spawn(async move { client.deliver(ReceiverStream::new(stream_rx)).await });
-        stats.connected.store(true, Ordering::Relaxed);
+        link.stats.connected.store(true, Ordering::Relaxed);
         tracing::info!("peer {}: connected", peer.0);
+        refusal_logged = false;
         // The core sends the peer what it missed while it was unreachable.
-        let _ = core.try_send(Event::PeerUp(peer));
+        let _ = link.core.try_send(Event::PeerUp(peer));
         backoff = Duration::from_millis(20);
         let mut batch = Vec::with_capacity(MERGE_MAX);
-        loop {
-            if queue.recv_many(&mut batch, MERGE_MAX).await == 0 {
-                return;
+        let ended = loop {
+            tokio::select! {
+                n = queue.recv_many(&mut batch, MERGE_MAX) => {
+                    if n == 0 {
+                        return;
+                    }
+                }
+                // The peer ended the stream (it stopped, or refused a message).
+                result = &mut call => break Some(result),
             }
-            if !delay.is_zero() {
-                // Fault injection (`faults.send_delay_ms`): a slow link to every peer.
-                tokio::time::sleep(delay).await;
+            if !link.delay.is_zero() {
+                tokio::time::sleep(link.delay).await;
             }
             let mut wire = pb::Envelope {
                 from: u32::from(batch[0].from.0),
@@ -127,13 +186,17 @@ async fn sender(
                     .extend(envelope.messages.iter().map(convert::message));
             }
             if stream_tx.send(wire).await.is_err() {
-                break;
+                break None;
             }
-            stats.sent.fetch_add(1, Ordering::Relaxed);
-        }
-        stats.connected.store(false, Ordering::Relaxed);
-        let _ = core.try_send(Event::PeerDown(peer));
-        match call.await {
+            link.stats.sent.fetch_add(1, Ordering::Relaxed);
+        };
+        link.stats.connected.store(false, Ordering::Relaxed);
+        let _ = link.core.try_send(Event::PeerDown(peer));
+        let result = match ended {
+            Some(result) => result,
+            None => call.await,
+        };
+        match result {
             Ok(Err(status)) => tracing::info!("peer {}: stream ended: {status}", peer.0),
             Ok(Ok(_)) => tracing::info!("peer {}: stream closed", peer.0),
             Err(e) => tracing::warn!("peer {}: stream task failed: {e}", peer.0),
@@ -167,6 +230,20 @@ pub struct PeerService {
 
 #[tonic::async_trait]
 impl pb::peer_server::Peer for PeerService {
+    async fn hello(
+        &self,
+        request: tonic::Request<pb::HelloRequest>,
+    ) -> Result<tonic::Response<pb::Ack>, tonic::Status> {
+        let hello = request.into_inner();
+        if hello.to != u32::from(self.me.0) {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this is node {}, not node {} (node {} has a wrong address for it)",
+                self.me.0, hello.to, hello.from
+            )));
+        }
+        Ok(tonic::Response::new(pb::Ack {}))
+    }
+
     async fn deliver(
         &self,
         request: tonic::Request<tonic::Streaming<pb::Envelope>>,

@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use holo_node::peer_auth::ClusterToken;
 use holo_proto::v1 as pb;
 use holo_proto::v1::admin_client::AdminClient;
 
@@ -16,6 +17,9 @@ struct Args {
     /// Print JSON-like raw output instead of tables.
     #[arg(long)]
     raw: bool,
+    /// The cluster secret, for a cluster whose nodes set `security.cluster_secret_file`.
+    #[arg(long, env = "HOLO_CLUSTER_SECRET_FILE")]
+    cluster_secret_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,7 +59,10 @@ enum Command {
     },
 }
 
-type Client = AdminClient<tonic::transport::Channel>;
+type Client = holo_node::admin::AdminClient;
+
+/// The token every call carries (set once from the arguments).
+static TOKEN: std::sync::OnceLock<ClusterToken> = std::sync::OnceLock::new();
 
 async fn connect(addr: &str) -> anyhow::Result<Client> {
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
@@ -67,7 +74,10 @@ async fn connect(addr: &str) -> anyhow::Result<Client> {
         .connect()
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
-    Ok(AdminClient::new(channel))
+    Ok(AdminClient::with_interceptor(
+        channel,
+        TOKEN.get().cloned().unwrap_or_default(),
+    ))
 }
 
 /// What one member said about the meta-plane, or why it could not be asked.
@@ -231,6 +241,9 @@ fn key(k: &[u8]) -> String {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
+    if let Some(path) = &args.cluster_secret_file {
+        let _ = TOKEN.set(ClusterToken::from_file(path)?);
+    }
     let mut client = connect(&args.target).await?;
     match args.command {
         Command::Topology => {

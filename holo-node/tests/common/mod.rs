@@ -149,7 +149,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub addrs: Vec<(String, String)>,
     backend: String,
-    extra: String,
+    /// Each node's `extra` (see [`node_toml_with`]); a restart reads it again.
+    pub extras: Vec<String>,
     nodes: Vec<Option<Running>>,
 }
 
@@ -160,6 +161,12 @@ impl Cluster {
 
     /// A cluster whose node files get `extra` (see [`node_toml_with`]).
     pub async fn start_with(n: usize, backend: &str, extra: &str) -> Cluster {
+        Cluster::start_each(backend, vec![extra.to_owned(); n]).await
+    }
+
+    /// A cluster of one node per entry of `extras`, each file getting its own.
+    pub async fn start_each(backend: &str, extras: Vec<String>) -> Cluster {
+        let n = extras.len();
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
@@ -176,7 +183,7 @@ impl Cluster {
             dir,
             addrs,
             backend: backend.to_owned(),
-            extra: extra.to_owned(),
+            extras,
             nodes: (0..n).map(|_| None).collect(),
         };
         for (i, l) in listeners.into_iter().enumerate() {
@@ -190,7 +197,13 @@ impl Cluster {
 
     pub fn config(&self, i: usize) -> NodeConfig {
         let data = self.dir.path().join(format!("node{}", i + 1));
-        let text = node_toml_with(i as u16 + 1, &data, &self.addrs, &self.backend, &self.extra);
+        let text = node_toml_with(
+            i as u16 + 1,
+            &data,
+            &self.addrs,
+            &self.backend,
+            &self.extras[i],
+        );
         NodeConfig::parse(&text).unwrap()
     }
 

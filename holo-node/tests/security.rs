@@ -1,0 +1,99 @@
+//! `[security]`: the cluster secret on the gRPC port, between real nodes over real sockets.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Cluster, bulk, counter, eventually, metrics};
+use holo_node::peer_auth::ClusterToken;
+use holo_proto::v1 as pb;
+use holo_resp::Frame;
+
+const SECRET: &str = "the cluster secret of this test, long enough\n";
+const OTHER: &str = "another cluster's secret, also long enough\n";
+
+fn secret_file(dir: &Path, name: &str, secret: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, secret).unwrap();
+    format!(
+        "\n[security]\ncluster_secret_file = {:?}\n",
+        path.display().to_string()
+    )
+}
+
+/// A metric of the node `i` answers, once it has one.
+async fn metric(cluster: &Cluster, i: usize, name: &str) -> Option<u64> {
+    let mut c = cluster.client(i).await;
+    counter(&metrics(&mut c).await?, name)
+}
+
+async fn channel(grpc: &str) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_and_admin_calls_need_the_cluster_secret() {
+    let secrets = tempfile::tempdir().unwrap();
+    let right = secret_file(secrets.path(), "cluster.secret", SECRET);
+    let wrong = secret_file(secrets.path(), "other.secret", OTHER);
+    // Node 3 holds another cluster's secret: nodes 1 and 2 are a majority without it.
+    let mut cluster = Cluster::start_each("redb", vec![right.clone(), right.clone(), wrong]).await;
+
+    let mut c1 = cluster.client(0).await;
+    assert_eq!(c1.cmd(&["SET", "k", "v1"]).await.unwrap(), Frame::ok());
+    let mut c2 = cluster.client(1).await;
+    assert_eq!(c2.cmd(&["GET", "k"]).await.unwrap(), bulk("v1"));
+
+    // Node 3 was refused by both (and says so), and each of them counted its calls.
+    for peer in ["1", "2"] {
+        let name = format!("holo_peer_auth_refused_total{{peer=\"{peer}\"}}");
+        eventually(
+            &format!("node 3 refused by node {peer}"),
+            Duration::from_secs(10),
+            || {
+                let name = name.clone();
+                let cluster = &cluster;
+                async move { metric(cluster, 2, &name).await.filter(|&n| n > 0) }
+            },
+        )
+        .await;
+        let connected = format!("holo_peer_connected{{peer=\"{peer}\"}}");
+        assert_eq!(metric(&cluster, 2, &connected).await, Some(0));
+    }
+    for i in [0, 1] {
+        let refused = metric(&cluster, i, "holo_grpc_auth_refused_total").await;
+        assert!(refused > Some(0), "node {} counted {refused:?}", i + 1);
+    }
+
+    // A process without the token reaches neither service; with it, both answer.
+    let grpc = &cluster.grpcs()[0];
+    let hello = pb::HelloRequest { from: 9, to: 1 };
+    let mut bare = pb::peer_client::PeerClient::new(channel(grpc).await);
+    let status = bare.hello(hello).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
+    assert!(status.message().contains("cluster secret"), "{status}");
+    let mut bare_admin = pb::admin_client::AdminClient::new(channel(grpc).await);
+    let status = bare_admin
+        .topology(pb::TopologyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
+    let token = ClusterToken::from_secret(SECRET.as_bytes()).unwrap();
+    let mut admin = pb::admin_client::AdminClient::with_interceptor(channel(grpc).await, token);
+    let topology = admin.topology(pb::TopologyRequest {}).await.unwrap();
+    assert_eq!(topology.into_inner().members.len(), 3);
+
+    // Given the cluster's secret, node 3 joins in and catches up.
+    cluster.stop(2).await;
+    cluster.extras[2] = right;
+    cluster.restart(2).await;
+    let mut c3 = cluster.client(2).await;
+    assert_eq!(c3.cmd(&["SET", "k", "v3"]).await.unwrap(), Frame::ok());
+    assert_eq!(c1.cmd(&["GET", "k"]).await.unwrap(), bulk("v3"));
+    cluster.shutdown().await;
+}
