@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::controller::{self, Operation, Request, RequestError};
 use crate::metrics::Metrics;
-use crate::peer_auth::ClusterToken;
+use crate::peer_auth::{ClientSecurity, ClusterToken};
 
 pub struct AdminService {
     pub node_id: u16,
@@ -30,8 +30,8 @@ pub struct AdminService {
     pub controller: mpsc::Sender<Request>,
     pub controller_config: crate::config::ControllerConfig,
     pub started: Instant,
-    /// Sent with a request passed on to the lease holder.
-    pub token: ClusterToken,
+    /// How a request is passed on to the lease holder.
+    pub client: ClientSecurity,
 }
 
 /// An admin client whose calls carry the cluster token.
@@ -179,11 +179,12 @@ impl AdminService {
                 let member = state.map().member(holder).ok_or_else(|| {
                     tonic::Status::internal(format!("the lease holder {} is no member", holder.0))
                 })?;
-                let endpoint =
-                    tonic::transport::Endpoint::from_shared(format!("http://{}", member.grpc_addr))
-                        .map_err(|e| tonic::Status::internal(e.to_string()))?
-                        .connect_timeout(std::time::Duration::from_secs(3))
-                        .timeout(std::time::Duration::from_secs(45));
+                let endpoint = self
+                    .client
+                    .endpoint(&member.grpc_addr)
+                    .map_err(|e| tonic::Status::internal(e.to_string()))?
+                    .connect_timeout(std::time::Duration::from_secs(3))
+                    .timeout(std::time::Duration::from_secs(45));
                 let channel = endpoint.connect().await.map_err(|e| {
                     tonic::Status::unavailable(format!(
                         "node {} holds the controller lease but cannot be reached at {}: {e}",
@@ -192,7 +193,7 @@ impl AdminService {
                 })?;
                 forward(pb::admin_client::AdminClient::with_interceptor(
                     channel,
-                    self.token.clone(),
+                    self.client.token.clone(),
                 ))
                 .await
             }

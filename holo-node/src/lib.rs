@@ -195,9 +195,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     config.validate()?;
     let auth_refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (token, require) = config.security.load(Arc::clone(&auth_refused))?;
-    if token.is_set() {
+    let security = config.security.load(Arc::clone(&auth_refused))?;
+    if security.client.token.is_set() {
         tracing::info!("gRPC calls (peers and holoctl) need the cluster secret");
+    }
+    if security.client.uses_tls() {
+        tracing::info!("gRPC is served and dialled over mutual TLS");
     }
     let started = Instant::now();
     let me = NodeId(config.node_id);
@@ -313,7 +316,7 @@ pub async fn run(
                 member.id,
                 &member.grpc_addr,
                 &config.transport,
-                token.clone(),
+                &security.client,
                 std::time::Duration::from_millis(config.faults.send_delay_ms),
                 core_tx.clone(),
             );
@@ -379,13 +382,17 @@ pub async fn run(
         controller: controller_tx,
         controller_config: config.controller.clone(),
         started,
-        token: token.clone(),
+        client: security.client.clone(),
     });
     let grpc_addr = listeners.grpc.local_addr()?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc);
+    let mut server = tonic::transport::Server::builder().tcp_nodelay(true);
+    if let Some(tls) = security.server_tls() {
+        server = server.tls_config(tls).context("gRPC TLS")?;
+    }
+    let require = security.require;
     tasks.spawn(async move {
-        tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+        server
             .layer(tonic::service::InterceptorLayer::new(require))
             .add_service(peer_service)
             .add_service(admin_service)

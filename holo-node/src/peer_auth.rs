@@ -1,8 +1,13 @@
 //! `[security]`: who may talk to a node's gRPC port (peer traffic and administration).
 //!
 //! The gRPC port carries the Accord messages between the members and the admin service
-//! behind `holoctl` (split, merge, status). With `cluster_secret_file` set, every call on
-//! it must carry the cluster's token: a process without the secret can neither send Accord
+//! behind `holoctl` (split, merge, status). Two checks, either or both:
+//!
+//! - **mutual TLS** ([`tls`]): callers present a certificate signed by the cluster's CA, and
+//!   the traffic is encrypted;
+//! - **the cluster secret**, below.
+//!
+//! With `cluster_secret_file` set, every call on the port must carry the cluster's token: a process without the secret can neither send Accord
 //! messages nor administer the cluster, and a member configured with another secret is
 //! refused by the others (it logs why, and so do they).
 //!
@@ -14,7 +19,7 @@
 //! tunnel between the hosts); `docs/security.md` says how to generate, install and rotate it.
 //!
 //! Protected mode, as for the Redis port: a node whose gRPC port listens on an address
-//! other than loopback refuses to start without a cluster secret unless
+//! other than loopback refuses to start with neither a cluster secret nor TLS unless
 //! `allow_unauthenticated_peers = true` says so (named for what it gives up).
 
 use std::net::SocketAddr;
@@ -24,6 +29,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tonic::transport::{Endpoint, ServerTlsConfig};
+
+pub mod tls;
+
+use tls::{Tls, TlsFiles};
 
 /// The gRPC metadata key that carries the token.
 pub const TOKEN_HEADER: &str = "x-holo-cluster-token";
@@ -44,6 +54,14 @@ pub struct SecurityConfig {
     /// Secrets accepted besides it but never sent: for rotating the secret without
     /// stopping the cluster (docs/security.md).
     pub also_accept_secret_files: Vec<PathBuf>,
+    /// Mutual TLS: this node's certificate (PEM), its key, and the cluster's CA
+    /// certificate, which every caller's certificate must be signed by. All three or none.
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    /// The DNS name every node's certificate carries, checked when dialling a peer instead
+    /// of the peer's address (which its certificate must otherwise name as an IP SAN).
+    pub tls_server_name: Option<String>,
     /// GIVES UP PEER AUTHENTICATION: let a node whose gRPC port listens beyond loopback
     /// start without a cluster secret (anyone who reaches the port can send it Accord
     /// messages and administer the cluster).
@@ -61,40 +79,127 @@ impl SecurityConfig {
                 "security.also_accept_secret_files is set without security.cluster_secret_file: a node without a secret accepts every call"
             );
         }
+        let tls = self.tls_files()?;
         if self.cluster_secret_file.is_none()
+            && tls.is_none()
             && !self.allow_unauthenticated_peers
             && !grpc.ip().is_loopback()
         {
             anyhow::bail!(
-                "security: the gRPC port listens on {grpc}, beyond loopback, without a cluster secret; \
-                 set security.cluster_secret_file (see docs/security.md), or \
+                "security: the gRPC port listens on {grpc}, beyond loopback, with neither a cluster secret nor TLS; \
+                 set security.cluster_secret_file or the tls_*_file settings (see docs/security.md), or \
                  security.allow_unauthenticated_peers = true on a network only the cluster reaches"
             );
         }
         Ok(())
     }
 
-    /// The token this node sends (none without a secret file), and the check its gRPC
-    /// server applies, counting refusals in `refused`.
+    /// The TLS files, when TLS is configured.
     ///
     /// # Errors
-    /// A file cannot be read or its secret is too short (the message names the file).
-    pub fn load(&self, refused: Arc<AtomicU64>) -> anyhow::Result<(ClusterToken, RequireToken)> {
+    /// Some but not all of the three files are set.
+    pub fn tls_files(&self) -> anyhow::Result<Option<TlsFiles>> {
+        match (&self.tls_cert_file, &self.tls_key_file, &self.tls_ca_file) {
+            (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                ca: ca.clone(),
+                server_name: self.tls_server_name.clone(),
+            })),
+            (None, None, None) if self.tls_server_name.is_none() => Ok(None),
+            _ => anyhow::bail!(
+                "security: tls_cert_file, tls_key_file and tls_ca_file go together (tls_server_name needs them)"
+            ),
+        }
+    }
+
+    /// Reads the secrets and the TLS files: what this node's gRPC server checks (refusals
+    /// of the token counted in `refused`) and how it calls its peers.
+    ///
+    /// # Errors
+    /// A file cannot be read, a secret is too short, a certificate does not parse (the
+    /// message names the file).
+    pub fn load(&self, refused: Arc<AtomicU64>) -> anyhow::Result<GrpcSecurity> {
+        let tls = self.tls_files()?.map(|f| Tls::load(&f)).transpose()?;
         let Some(path) = &self.cluster_secret_file else {
-            return Ok((ClusterToken::none(), RequireToken::open(refused)));
+            return Ok(GrpcSecurity {
+                client: ClientSecurity::new(ClusterToken::none(), tls),
+                require: RequireToken::open(refused),
+            });
         };
         let token = ClusterToken::from_file(path)?;
         let mut accepted = vec![token.0.clone().expect("a file gives a token")];
         for path in &self.also_accept_secret_files {
             accepted.extend(ClusterToken::from_file(path)?.0);
         }
-        Ok((
-            token,
-            RequireToken {
+        Ok(GrpcSecurity {
+            client: ClientSecurity::new(token, tls),
+            require: RequireToken {
                 accepted: accepted.into(),
                 refused,
             },
-        ))
+        })
+    }
+}
+
+/// A node's side of `[security]`, loaded.
+pub struct GrpcSecurity {
+    /// How this node calls its peers (and forwards admin calls).
+    pub client: ClientSecurity,
+    /// The token check its server applies.
+    pub require: RequireToken,
+}
+
+impl GrpcSecurity {
+    /// The TLS its server listens with, if any.
+    pub fn server_tls(&self) -> Option<ServerTlsConfig> {
+        self.client.tls.as_ref().map(Tls::server)
+    }
+}
+
+/// What a caller (a peer link, a forwarded admin call, holoctl) needs to reach a node: the
+/// token its calls carry and the TLS it dials with.
+#[derive(Clone, Debug, Default)]
+pub struct ClientSecurity {
+    pub token: ClusterToken,
+    tls: Option<Tls>,
+}
+
+impl ClientSecurity {
+    pub fn new(token: ClusterToken, tls: Option<Tls>) -> ClientSecurity {
+        ClientSecurity { token, tls }
+    }
+
+    /// Reads a client's files (holoctl's flags).
+    ///
+    /// # Errors
+    /// As [`SecurityConfig::load`].
+    pub fn from_files(
+        secret: Option<&Path>,
+        tls: Option<&TlsFiles>,
+    ) -> anyhow::Result<ClientSecurity> {
+        Ok(ClientSecurity {
+            token: secret
+                .map(ClusterToken::from_file)
+                .transpose()?
+                .unwrap_or_default(),
+            tls: tls.map(Tls::load).transpose()?,
+        })
+    }
+
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// An endpoint for the node at `addr` (host:port): plain HTTP/2, or TLS.
+    ///
+    /// # Errors
+    /// `addr` is not an address an endpoint can be made of.
+    pub fn endpoint(&self, addr: &str) -> anyhow::Result<Endpoint> {
+        match &self.tls {
+            Some(tls) => tls.client_endpoint(addr),
+            None => Ok(Endpoint::from_shared(format!("http://{addr}"))?),
+        }
     }
 }
 
@@ -213,6 +318,22 @@ impl tonic::service::Interceptor for RequireToken {
     }
 }
 
+/// An error with every cause under it, for a message that says what failed (a transport
+/// error alone does not say that a certificate was refused).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let next = c.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// Byte equality whose time does not depend on where the first difference is (the length
 /// of a token is public: it is a fixed-size digest).
 fn equal_in_constant_time(a: &[u8], b: &[u8]) -> bool {
@@ -276,10 +397,11 @@ mod tests {
                 "previous",
                 b"the previous secret, long enough to use",
             )],
-            allow_unauthenticated_peers: false,
+            ..SecurityConfig::default()
         };
         let refused = Arc::new(AtomicU64::new(0));
-        let (token, mut server) = config.load(Arc::clone(&refused)).unwrap();
+        let loaded = config.load(Arc::clone(&refused)).unwrap();
+        let (token, mut server) = (loaded.client.token, loaded.require);
         let previous =
             ClusterToken::from_secret(b"the previous secret, long enough to use").unwrap();
         let other =
@@ -303,9 +425,10 @@ mod tests {
         }
         assert_eq!(refused.load(Ordering::Relaxed), 3);
 
-        let (none, mut open) = SecurityConfig::default()
+        let loaded = SecurityConfig::default()
             .load(Arc::new(AtomicU64::new(0)))
             .unwrap();
+        let (none, mut open) = (loaded.client.token, loaded.require);
         assert!(!none.is_set());
         assert!(open.call(tonic::Request::new(())).is_ok());
         assert!(open.call(signed(token)).is_ok());
@@ -354,6 +477,33 @@ mod tests {
         let good = dir.path().join("good.secret");
         std::fs::write(&good, SECRET).unwrap();
         assert!(ClusterToken::from_file(&good).unwrap().is_set());
+    }
+
+    #[test]
+    fn tls_files_go_together_and_bad_ones_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("node.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let partial = SecurityConfig {
+            tls_cert_file: Some(not_pem.clone()),
+            ..SecurityConfig::default()
+        };
+        let err = partial.tls_files().unwrap_err().to_string();
+        assert!(err.contains("go together"), "{err}");
+        let bad = SecurityConfig {
+            tls_cert_file: Some(not_pem.clone()),
+            tls_key_file: Some(not_pem.clone()),
+            tls_ca_file: Some(dir.path().join("missing-ca.pem")),
+            ..SecurityConfig::default()
+        };
+        let err = match bad.load(Arc::new(AtomicU64::new(0))) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("a file that is not PEM loaded"),
+        };
+        assert!(err.contains("node.pem") && err.contains("not PEM"), "{err}");
+        // TLS alone satisfies protected mode.
+        let wide: SocketAddr = "0.0.0.0:15051".parse().unwrap();
+        assert!(bad.validate(&wide).is_ok());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::config::TransportConfig;
 use crate::convert;
 use crate::core::Event;
 use crate::metrics::PeerStats;
-use crate::peer_auth::ClusterToken;
+use crate::peer_auth::{ClientSecurity, ClusterToken, error_chain};
 
 /// Most accord envelopes merged into one wire envelope.
 const MERGE_MAX: usize = 256;
@@ -45,20 +45,21 @@ impl PeerLink {
     }
 }
 
-/// Starts node `me`'s sender task for `peer` at `addr`; its calls carry `token`.
+/// Starts node `me`'s sender task for `peer` at `addr`, calling it as `security` says.
 pub fn spawn_peer(
     me: NodeId,
     peer: NodeId,
     addr: &str,
     config: &TransportConfig,
-    token: ClusterToken,
+    security: &ClientSecurity,
     send_delay: Duration,
     core: mpsc::Sender<Event>,
 ) -> PeerLink {
     let (tx, rx) = mpsc::channel(config.peer_queue_batches);
     let stats = Arc::new(PeerStats::default());
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-        .expect("validated address")
+    let endpoint = security
+        .endpoint(addr)
+        .expect("validated address and TLS files")
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
@@ -69,7 +70,7 @@ pub fn spawn_peer(
             me,
             peer,
             endpoint,
-            token,
+            token: security.token.clone(),
             stats: Arc::clone(&stats),
             backoff_max,
             delay: send_delay,
@@ -99,11 +100,9 @@ impl Link {
     /// Connects and says hello: a client once the peer accepted this node (its token, its
     /// id), or the reason it did not.
     async fn open(&self) -> Result<Client, tonic::Status> {
-        let channel = self
-            .endpoint
-            .connect()
-            .await
-            .map_err(|e| tonic::Status::unavailable(format!("connect failed: {e}")))?;
+        let channel = self.endpoint.connect().await.map_err(|e| {
+            tonic::Status::unavailable(format!("connect failed: {}", error_chain(&e)))
+        })?;
         let mut client = PeerClient::with_interceptor(channel, self.token.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -121,6 +120,8 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
     let peer = link.peer;
     let mut backoff = Duration::from_millis(20);
     let mut refusal_logged = false;
+    // One line per outage at info (a refused certificate shows here); the rest at debug.
+    let mut failure_logged = false;
     loop {
         let mut client = match link.open().await {
             Ok(client) => client,
@@ -138,7 +139,20 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
                     // A secret does not change by itself: try again at the slowest pace.
                     link.backoff_max
                 } else {
-                    tracing::debug!("peer {}: cannot open the link: {status}", peer.0);
+                    if failure_logged {
+                        tracing::debug!(
+                            "peer {}: cannot open the link: {}",
+                            peer.0,
+                            status.message()
+                        );
+                    } else {
+                        tracing::info!(
+                            "peer {}: cannot open the link (retrying): {}",
+                            peer.0,
+                            status.message()
+                        );
+                        failure_logged = true;
+                    }
                     backoff
                 };
                 // Transactions stop waiting for this peer's fast-path votes. A hint only: if
@@ -159,6 +173,7 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
         link.stats.connected.store(true, Ordering::Relaxed);
         tracing::info!("peer {}: connected", peer.0);
         refusal_logged = false;
+        failure_logged = false;
         // The core sends the peer what it missed while it was unreachable.
         let _ = link.core.try_send(Event::PeerUp(peer));
         backoff = Duration::from_millis(20);

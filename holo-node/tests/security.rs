@@ -97,3 +97,139 @@ async fn peers_and_admin_calls_need_the_cluster_secret() {
     assert_eq!(c1.cmd(&["GET", "k"]).await.unwrap(), bulk("v3"));
     cluster.shutdown().await;
 }
+
+/// A CA and the PEM files of certificates it signed, in one directory.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        Pki {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn write(&self, name: &str, pem: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.display().to_string()
+    }
+
+    /// A CA certificate (its PEM file under `name`) and its signer.
+    fn ca(&self, name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap())
+            .unwrap();
+        self.write(name, &ca.pem());
+        ca
+    }
+
+    /// A certificate for 127.0.0.1 signed by `ca`: (cert file, key file).
+    fn issue(
+        &self,
+        name: &str,
+        ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    ) -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, ca)
+            .unwrap();
+        (
+            self.write(&format!("{name}.pem"), &cert.pem()),
+            self.write(&format!("{name}.key"), &key.serialize_pem()),
+        )
+    }
+}
+
+fn tls_extra((cert, key): &(String, String), ca: &str) -> String {
+    format!(
+        "\n[security]\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}\ntls_ca_file = {ca:?}\n"
+    )
+}
+
+/// holoctl's `topology` against `grpc` with `args` before it: its exit code and output.
+fn holoctl(grpc: &str, args: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holoctl"))
+        .arg("--target")
+        .arg(grpc)
+        .args(args)
+        .arg("topology")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_keeps_out_callers_without_a_cluster_certificate() {
+    let pki = Pki::new();
+    let ca = pki.ca("ca.pem");
+    let ca_file = pki.dir.path().join("ca.pem").display().to_string();
+    let node = pki.issue("node", &ca);
+    let client = pki.issue("client", &ca);
+    let foreign_ca = pki.ca("foreign-ca.pem");
+    let foreign = pki.issue("foreign", &foreign_ca);
+    let right = tls_extra(&node, &ca_file);
+    // Node 3 holds a certificate of another CA: nodes 1 and 2 are a majority without it.
+    let mut cluster = Cluster::start_each(
+        "redb",
+        vec![right.clone(), right.clone(), tls_extra(&foreign, &ca_file)],
+    )
+    .await;
+    let mut c1 = cluster.client(0).await;
+    assert_eq!(c1.cmd(&["SET", "k", "v1"]).await.unwrap(), Frame::ok());
+    let mut c2 = cluster.client(1).await;
+    assert_eq!(c2.cmd(&["GET", "k"]).await.unwrap(), bulk("v1"));
+
+    let grpc = cluster.grpcs()[0].clone();
+    let (ca_arg, cert, key) = (&ca_file, &client.0, &client.1);
+    let with = |cert: &str, key: &str| {
+        vec![
+            "--tls-ca".to_owned(),
+            ca_arg.clone(),
+            "--tls-cert".to_owned(),
+            cert.to_owned(),
+            "--tls-key".to_owned(),
+            key.to_owned(),
+        ]
+    };
+    let grpc2 = grpc.clone();
+    let run = move |args: Vec<String>| {
+        let grpc = grpc2.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            holoctl(&grpc, &args)
+        })
+    };
+    // In clear, or with a certificate of another CA: refused. With a cluster one: served.
+    let (code, text) = run(Vec::new()).await.unwrap();
+    assert_eq!(code, Some(2), "{text}");
+    let (code, text) = run(with(&foreign.0, &foreign.1)).await.unwrap();
+    assert_eq!(code, Some(2), "{text}");
+    let (code, text) = run(with(cert, key)).await.unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 members"), "{text}");
+
+    // Given a certificate of the cluster's CA, node 3 joins in and catches up.
+    cluster.stop(2).await;
+    cluster.extras[2] = right;
+    cluster.restart(2).await;
+    let mut c3 = cluster.client(2).await;
+    assert_eq!(c3.cmd(&["GET", "k"]).await.unwrap(), bulk("v1"));
+    assert_eq!(c3.cmd(&["SET", "k", "v3"]).await.unwrap(), Frame::ok());
+    assert_eq!(c1.cmd(&["GET", "k"]).await.unwrap(), bulk("v3"));
+    cluster.shutdown().await;
+}

@@ -3,7 +3,10 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use holo_node::peer_auth::ClusterToken;
+use std::path::PathBuf;
+
+use holo_node::peer_auth::tls::TlsFiles;
+use holo_node::peer_auth::{ClientSecurity, error_chain};
 use holo_proto::v1 as pb;
 use holo_proto::v1::admin_client::AdminClient;
 
@@ -19,7 +22,20 @@ struct Args {
     raw: bool,
     /// The cluster secret, for a cluster whose nodes set `security.cluster_secret_file`.
     #[arg(long, env = "HOLO_CLUSTER_SECRET_FILE")]
-    cluster_secret_file: Option<std::path::PathBuf>,
+    cluster_secret_file: Option<PathBuf>,
+    /// For a cluster on mutual TLS: a client certificate signed by the cluster's CA (PEM).
+    #[arg(long, env = "HOLO_TLS_CERT_FILE", requires_all = ["tls_key", "tls_ca"])]
+    tls_cert: Option<PathBuf>,
+    /// The client certificate's key (PEM).
+    #[arg(long, env = "HOLO_TLS_KEY_FILE", requires_all = ["tls_cert", "tls_ca"])]
+    tls_key: Option<PathBuf>,
+    /// The cluster's CA certificate (PEM), which the nodes' certificates are checked against.
+    #[arg(long, env = "HOLO_TLS_CA_FILE", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// The name the nodes' certificates carry (`security.tls_server_name`), if they do not
+    /// name their addresses.
+    #[arg(long, env = "HOLO_TLS_SERVER_NAME", requires = "tls_ca")]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,11 +77,13 @@ enum Command {
 
 type Client = holo_node::admin::AdminClient;
 
-/// The token every call carries (set once from the arguments).
-static TOKEN: std::sync::OnceLock<ClusterToken> = std::sync::OnceLock::new();
+/// How every call reaches a node (set once from the arguments).
+static SECURITY: std::sync::OnceLock<ClientSecurity> = std::sync::OnceLock::new();
 
 async fn connect(addr: &str) -> anyhow::Result<Client> {
-    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+    let security = SECURITY.get().cloned().unwrap_or_default();
+    let endpoint = security
+        .endpoint(addr)?
         .connect_timeout(std::time::Duration::from_secs(3))
         // A split or merge may wait 15 s for an operation on its ranges to finish, at this
         // node and again at the lease holder, then up to 10 s for its decision.
@@ -73,11 +91,15 @@ async fn connect(addr: &str) -> anyhow::Result<Client> {
     let channel = endpoint
         .connect()
         .await
-        .map_err(|e| anyhow::anyhow!("cannot connect to {addr}: {e}"))?;
-    Ok(AdminClient::with_interceptor(
-        channel,
-        TOKEN.get().cloned().unwrap_or_default(),
-    ))
+        .map_err(|e| {
+            let hint = if security.uses_tls() {
+                " (with TLS: is the node's certificate signed by --tls-ca, and does it name this address or --tls-server-name?)"
+            } else {
+                ""
+            };
+            anyhow::anyhow!("cannot connect to {addr}: {}{hint}", error_chain(&e))
+        })?;
+    Ok(AdminClient::with_interceptor(channel, security.token))
 }
 
 /// What one member said about the meta-plane, or why it could not be asked.
@@ -241,9 +263,17 @@ fn key(k: &[u8]) -> String {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    if let Some(path) = &args.cluster_secret_file {
-        let _ = TOKEN.set(ClusterToken::from_file(path)?);
-    }
+    let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: ca.clone(),
+            server_name: args.tls_server_name.clone(),
+        }),
+        _ => None,
+    };
+    let security = ClientSecurity::from_files(args.cluster_secret_file.as_deref(), tls.as_ref())?;
+    let _ = SECURITY.set(security);
     let mut client = connect(&args.target).await?;
     match args.command {
         Command::Topology => {
@@ -535,6 +565,15 @@ fn main() -> ExitCode {
             // 2, not 1: the question could not be asked (1 is a "no" from health or
             // data-hash).
             eprintln!("holoctl: {e:#}");
+            let plain = SECURITY.get().is_none_or(|s| !s.uses_tls());
+            if plain
+                && e.downcast_ref::<tonic::Status>()
+                    .is_some_and(|s| s.message().contains("h2 protocol error"))
+            {
+                eprintln!(
+                    "holoctl: the node may serve gRPC over TLS: pass --tls-ca, --tls-cert and --tls-key"
+                );
+            }
             ExitCode::from(2)
         }
     }
