@@ -194,6 +194,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     config.validate()?;
+    // Sockets passed down (--resp-fd, --grpc-fd) may be bound elsewhere than the file
+    // says: protected mode looks at what is actually served.
+    config.auth.validate(&listeners.resp.local_addr()?)?;
+    config.security.validate(&listeners.grpc.local_addr()?)?;
     let auth_refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let security = config.security.load(Arc::clone(&auth_refused))?;
     if security.client.token.is_set() {

@@ -119,6 +119,8 @@ pub struct PeerStats {
     pub connected: AtomicBool,
     /// Links the peer refused for a missing or wrong cluster token.
     pub auth_refused: AtomicU64,
+    /// Attempts to open the link that failed otherwise (unreachable, TLS refused).
+    pub link_failures: AtomicU64,
 }
 
 /// Every metric of one node.
@@ -615,7 +617,7 @@ impl Metrics {
             &'static str,
             fn(&PeerStats) -> u64,
         );
-        let families: [Family; 4] = [
+        let families: [Family; 5] = [
             (
                 "holo_peer_batches_sent_total",
                 "counter",
@@ -633,6 +635,12 @@ impl Metrics {
                 "gauge",
                 "1 while the stream to the peer is open.",
                 |p| u64::from(p.connected.load(Ordering::Relaxed)),
+            ),
+            (
+                "holo_peer_link_failures_total",
+                "counter",
+                "Attempts to open the link to the peer that failed (unreachable, TLS handshake refused).",
+                |p| p.link_failures.load(Ordering::Relaxed),
             ),
             (
                 "holo_peer_auth_refused_total",

@@ -134,10 +134,7 @@ impl SecurityConfig {
         }
         Ok(GrpcSecurity {
             client: ClientSecurity::new(token, tls),
-            require: RequireToken {
-                accepted: accepted.into(),
-                refused,
-            },
+            require: RequireToken::accepting(accepted.into(), refused),
         })
     }
 }
@@ -277,20 +274,45 @@ impl tonic::service::Interceptor for ClusterToken {
 }
 
 /// The server side: every call must carry one of the accepted tokens (when the node has
-/// any), compared in constant time. Refusals are counted (`holo_grpc_auth_refused_total`).
+/// any), compared in constant time. Refusals are counted (`holo_grpc_auth_refused_total`)
+/// and logged with the caller's address, at most once per [`REFUSAL_LOG_EVERY`].
 #[derive(Clone)]
 pub struct RequireToken {
     /// Empty: every call is let in.
     accepted: Arc<[Arc<str>]>,
     refused: Arc<AtomicU64>,
+    last_logged: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
+
+/// At most one log line per this long for refused calls (a misconfigured peer retries every
+/// second).
+pub const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl RequireToken {
     /// No secret: every call is let in.
     pub fn open(refused: Arc<AtomicU64>) -> RequireToken {
+        RequireToken::accepting(Arc::new([]), refused)
+    }
+
+    fn accepting(accepted: Arc<[Arc<str>]>, refused: Arc<AtomicU64>) -> RequireToken {
         RequireToken {
-            accepted: Arc::new([]),
+            accepted,
             refused,
+            last_logged: Arc::default(),
+        }
+    }
+
+    fn log_refusal(&self, request: &tonic::Request<()>) {
+        let mut last = self.last_logged.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+            *last = Some(std::time::Instant::now());
+            let from = request
+                .remote_addr()
+                .map_or_else(|| "an unknown address".to_owned(), |a| a.to_string());
+            tracing::warn!(
+                "refused a gRPC call from {from}: cluster secret missing or wrong ({} refused so far)",
+                self.refused.load(Ordering::Relaxed)
+            );
         }
     }
 }
@@ -313,6 +335,7 @@ impl tonic::service::Interceptor for RequireToken {
             Ok(request)
         } else {
             self.refused.fetch_add(1, Ordering::Relaxed);
+            self.log_refusal(&request);
             Err(tonic::Status::unauthenticated(REFUSAL))
         }
     }

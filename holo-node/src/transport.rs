@@ -106,13 +106,17 @@ impl Link {
         let mut client = PeerClient::with_interceptor(channel, self.token.clone())
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        client
-            .hello(pb::HelloRequest {
-                from: u32::from(self.me.0),
-                to: u32::from(self.peer.0),
-            })
-            .await?;
-        Ok(client)
+        let hello = pb::HelloRequest {
+            from: u32::from(self.me.0),
+            to: u32::from(self.peer.0),
+        };
+        match client.hello(hello).await {
+            Ok(_) => Ok(client),
+            // A peer still on a release without Hello (a rolling upgrade): its stream
+            // checks the token as before.
+            Err(status) if status.code() == tonic::Code::Unimplemented => Ok(client),
+            Err(status) => Err(status),
+        }
     }
 }
 
@@ -139,6 +143,7 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
                     // A secret does not change by itself: try again at the slowest pace.
                     link.backoff_max
                 } else {
+                    link.stats.link_failures.fetch_add(1, Ordering::Relaxed);
                     if failure_logged {
                         tracing::debug!(
                             "peer {}: cannot open the link: {}",
@@ -176,7 +181,7 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
         failure_logged = false;
         // The core sends the peer what it missed while it was unreachable.
         let _ = link.core.try_send(Event::PeerUp(peer));
-        backoff = Duration::from_millis(20);
+        let opened = tokio::time::Instant::now();
         let mut batch = Vec::with_capacity(MERGE_MAX);
         let ended = loop {
             tokio::select! {
@@ -200,8 +205,13 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
                 wire.messages
                     .extend(envelope.messages.iter().map(convert::message));
             }
-            if stream_tx.send(wire).await.is_err() {
-                break None;
+            tokio::select! {
+                sent = stream_tx.send(wire) => {
+                    if sent.is_err() {
+                        break None;
+                    }
+                }
+                result = &mut call => break Some(result),
             }
             link.stats.sent.fetch_add(1, Ordering::Relaxed);
         };
@@ -216,8 +226,22 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
             Ok(Ok(_)) => tracing::info!("peer {}: stream closed", peer.0),
             Err(e) => tracing::warn!("peer {}: stream task failed: {e}", peer.0),
         }
+        // A stream that ends soon after it opened (a peer stopping while its port still
+        // answers, or refusing what it is sent) is retried with backoff, not at once: each
+        // reopening costs a handshake and makes the core resend what the peer missed.
+        if opened.elapsed() >= STREAM_SETTLED {
+            backoff = Duration::from_millis(20);
+        } else {
+            if !discard_until(&mut queue, &link.stats, backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(link.backoff_max);
+        }
     }
 }
+
+/// A stream that lived this long ended for a reason of its own: reconnect at once.
+const STREAM_SETTLED: Duration = Duration::from_secs(1);
 
 /// Drops queued batches for `wait`; false when the queue closed (the node is stopping).
 async fn discard_until(

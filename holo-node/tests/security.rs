@@ -77,6 +77,17 @@ async fn peers_and_admin_calls_need_the_cluster_secret() {
     let status = bare.hello(hello).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
     assert!(status.message().contains("cluster secret"), "{status}");
+    let mut bare = pb::peer_client::PeerClient::new(channel(grpc).await);
+    let envelope = pb::Envelope {
+        from: 9,
+        to: 1,
+        messages: Vec::new(),
+    };
+    let status = bare
+        .deliver(tokio_stream::iter([envelope]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
     let mut bare_admin = pb::admin_client::AdminClient::new(channel(grpc).await);
     let status = bare_admin
         .topology(pb::TopologyRequest {})
@@ -87,6 +98,23 @@ async fn peers_and_admin_calls_need_the_cluster_secret() {
     let mut admin = pb::admin_client::AdminClient::with_interceptor(channel(grpc).await, token);
     let topology = admin.topology(pb::TopologyRequest {}).await.unwrap();
     assert_eq!(topology.into_inner().members.len(), 3);
+    // holoctl: refused without the secret, served with it (flag or environment).
+    let secret = secrets.path().join("cluster.secret").display().to_string();
+    let ctl = |args: Vec<String>, env: Option<String>| {
+        let grpc = grpc.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            holoctl(&grpc, &args, env.as_deref())
+        })
+    };
+    let (code, text) = ctl(Vec::new(), None).await.unwrap();
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("cluster secret missing or wrong"), "{text}");
+    let flag = vec!["--cluster-secret-file".to_owned(), secret.clone()];
+    let (code, text) = ctl(flag, None).await.unwrap();
+    assert!(code == Some(0) && text.contains("3 members"), "{text}");
+    let (code, text) = ctl(Vec::new(), Some(secret)).await.unwrap();
+    assert!(code == Some(0) && text.contains("3 members"), "{text}");
 
     // Given the cluster's secret, node 3 joins in and catches up.
     cluster.stop(2).await;
@@ -154,9 +182,15 @@ fn tls_extra((cert, key): &(String, String), ca: &str) -> String {
     )
 }
 
-/// holoctl's `topology` against `grpc` with `args` before it: its exit code and output.
-fn holoctl(grpc: &str, args: &[&str]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_holoctl"))
+/// holoctl's `topology` against `grpc` with `args` before it (and the secret file in the
+/// environment, if given): its exit code and output.
+fn holoctl(grpc: &str, args: &[&str], secret_env: Option<&str>) -> (Option<i32>, String) {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_holoctl"));
+    command.env_remove("HOLO_CLUSTER_SECRET_FILE");
+    if let Some(path) = secret_env {
+        command.env("HOLO_CLUSTER_SECRET_FILE", path);
+    }
+    let out = command
         .arg("--target")
         .arg(grpc)
         .args(args)
@@ -194,6 +228,27 @@ async fn mutual_tls_keeps_out_callers_without_a_cluster_certificate() {
     let mut c2 = cluster.client(1).await;
     assert_eq!(c2.cmd(&["GET", "k"]).await.unwrap(), bulk("v1"));
 
+    // Node 3 and the others never complete a handshake either way, and count the attempts.
+    for (i, peer) in [(2, "1"), (0, "3")] {
+        let failures = format!("holo_peer_link_failures_total{{peer=\"{peer}\"}}");
+        eventually(
+            "failed TLS handshakes counted",
+            Duration::from_secs(10),
+            || {
+                let failures = failures.clone();
+                let cluster = &cluster;
+                async move { metric(cluster, i, &failures).await.filter(|&n| n > 0) }
+            },
+        )
+        .await;
+        let connected = format!("holo_peer_connected{{peer=\"{peer}\"}}");
+        assert_eq!(metric(&cluster, i, &connected).await, Some(0));
+    }
+    assert_eq!(
+        metric(&cluster, 0, "holo_peer_connected{peer=\"2\"}").await,
+        Some(1)
+    );
+
     let grpc = cluster.grpcs()[0].clone();
     let (ca_arg, cert, key) = (&ca_file, &client.0, &client.1);
     let with = |cert: &str, key: &str| {
@@ -211,14 +266,16 @@ async fn mutual_tls_keeps_out_callers_without_a_cluster_certificate() {
         let grpc = grpc2.clone();
         tokio::task::spawn_blocking(move || {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            holoctl(&grpc, &args)
+            holoctl(&grpc, &args, None)
         })
     };
     // In clear, or with a certificate of another CA: refused. With a cluster one: served.
     let (code, text) = run(Vec::new()).await.unwrap();
     assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("may serve gRPC over TLS"), "{text}");
     let (code, text) = run(with(&foreign.0, &foreign.1)).await.unwrap();
     assert_eq!(code, Some(2), "{text}");
+    assert!(!text.contains("3 members"), "{text}");
     let (code, text) = run(with(cert, key)).await.unwrap();
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("3 members"), "{text}");

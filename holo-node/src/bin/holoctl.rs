@@ -565,13 +565,16 @@ fn main() -> ExitCode {
             // 2, not 1: the question could not be asked (1 is a "no" from health or
             // data-hash).
             eprintln!("holoctl: {e:#}");
+            // A call in clear to a TLS port connects, then fails below gRPC (an HTTP/2 frame
+            // error or a closed pipe, depending on timing): a status with a transport cause,
+            // not one the node sent.
             let plain = SECURITY.get().is_none_or(|s| !s.uses_tls());
-            if plain
-                && e.downcast_ref::<tonic::Status>()
-                    .is_some_and(|s| s.message().contains("h2 protocol error"))
-            {
+            let below_grpc = e
+                .downcast_ref::<tonic::Status>()
+                .is_some_and(|s| std::error::Error::source(s).is_some());
+            if plain && below_grpc {
                 eprintln!(
-                    "holoctl: the node may serve gRPC over TLS: pass --tls-ca, --tls-cert and --tls-key"
+                    "holoctl: the call failed below gRPC; the node may serve gRPC over TLS: pass --tls-ca, --tls-cert and --tls-key"
                 );
             }
             ExitCode::from(2)

@@ -31,12 +31,25 @@ fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// How long a TLS handshake may take, either side: a caller that never finishes one holds
+/// no task for longer.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The loaded files: what a client dials with and what a server listens with.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Tls {
     identity: Identity,
     ca: Certificate,
     server_name: Option<String>,
+}
+
+/// Never prints the key (tonic's `Identity` would).
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Tls {
@@ -77,6 +90,7 @@ impl Tls {
         ServerTlsConfig::new()
             .identity(self.identity.clone())
             .client_ca_root(self.ca.clone())
+            .timeout(HANDSHAKE_TIMEOUT)
     }
 
     /// An endpoint that dials `addr` over TLS, presenting this identity and checking the
@@ -95,7 +109,8 @@ impl Tls {
         let config = ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
             .identity(self.identity.clone())
-            .domain_name(host);
+            .domain_name(host)
+            .timeout(HANDSHAKE_TIMEOUT);
         Ok(Endpoint::from_shared(format!("https://{addr}"))?.tls_config(config)?)
     }
 }
