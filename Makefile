@@ -10,7 +10,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/holostore-target
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help deps build build-release build-release-mimalloc lint test bench bench-cpu flamegraph bench-wal bench-redis sim run stop clean \
+.PHONY: help deps build build-release build-release-system-alloc lint test bench bench-cpu flamegraph bench-wal bench-redis sim run stop clean \
 	check-linearizability check-crash-recovery suites report image check-docker
 
 help: ## list the targets
@@ -25,8 +25,8 @@ build: deps ## debug build of every crate and test
 build-release: deps ## release build of the binaries
 	$(CARGO) build --workspace --release --locked
 
-build-release-mimalloc: deps ## release build of holo-node with mimalloc as the allocator
-	$(CARGO) build --release --locked -p holo-node --features mimalloc
+build-release-system-alloc: deps ## release build of holo-node with the system allocator instead of mimalloc
+	$(CARGO) build --release --locked -p holo-node --no-default-features --features rocksdb
 
 lint: deps ## rustfmt check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
