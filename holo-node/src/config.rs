@@ -254,6 +254,30 @@ pub struct Overrides {
     pub grpc_addr: Option<String>,
 }
 
+/// `addr` is an IP address and port, or a DNS name and port (a container's name on its
+/// network, a Kubernetes service): resolved when a node binds its own and when it dials a
+/// peer. Protected mode looks at the sockets bound, so a name cannot hide a wide listener.
+pub fn is_host_port(addr: &str) -> bool {
+    if addr.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok()
+        && !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 impl NodeConfig {
     /// Reads, parses and validates a node file, then applies `overrides`.
     ///
@@ -320,9 +344,9 @@ impl NodeConfig {
         }
         for m in &self.members {
             for (field, addr) in [("resp_addr", &m.resp_addr), ("grpc_addr", &m.grpc_addr)] {
-                if addr.parse::<SocketAddr>().is_err() {
+                if !is_host_port(addr) {
                     bail!(
-                        "members (id {}): {field} = {addr:?} is not a host:port address with an IP",
+                        "members (id {}): {field} = {addr:?} is not a host:port address (an IP, [IPv6] or a DNS name, and a port)",
                         m.id
                     );
                 }

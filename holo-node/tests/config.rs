@@ -78,3 +78,29 @@ fn mistakes_name_the_field() {
         assert!(format!("{err:#}").contains(field), "{field}: {err:#}");
     }
 }
+
+#[test]
+fn member_addresses_may_be_host_names() {
+    use holo_node::config::is_host_port;
+    for good in [
+        "127.0.0.1:6379",
+        "[::1]:6379",
+        "localhost:6379",
+        "holo-n1:15051",
+        "node-3.holostore.svc.cluster.local:15051",
+    ] {
+        assert!(is_host_port(good), "{good}");
+    }
+    for bad in [
+        "localhost",
+        ":6379",
+        "host:",
+        "host:99999",
+        "host name:6379",
+        "-bad:6379",
+        "a..b:6379",
+        "http://host:6379",
+    ] {
+        assert!(!is_host_port(bad), "{bad}");
+    }
+}

@@ -244,10 +244,14 @@ async fn mutual_tls_keeps_out_callers_without_a_cluster_certificate() {
         let connected = format!("holo_peer_connected{{peer=\"{peer}\"}}");
         assert_eq!(metric(&cluster, i, &connected).await, Some(0));
     }
-    assert_eq!(
-        metric(&cluster, 0, "holo_peer_connected{peer=\"2\"}").await,
-        Some(1)
-    );
+    eventually("node 1's link to node 2", Duration::from_secs(10), || {
+        let cluster = &cluster;
+        async move {
+            let up = metric(cluster, 0, "holo_peer_connected{peer=\"2\"}").await;
+            (up == Some(1)).then_some(())
+        }
+    })
+    .await;
 
     let grpc = cluster.grpcs()[0].clone();
     let (ca_arg, cert, key) = (&ca_file, &client.0, &client.1);

@@ -166,6 +166,12 @@ impl Cluster {
 
     /// A cluster of one node per entry of `extras`, each file getting its own.
     pub async fn start_each(backend: &str, extras: Vec<String>) -> Cluster {
+        Cluster::start_named(backend, extras, None).await
+    }
+
+    /// As [`Cluster::start_each`], with every member's addresses written with the host name
+    /// `host` (which must resolve to 127.0.0.1) instead of the IP, if one is given.
+    pub async fn start_named(backend: &str, extras: Vec<String>, host: Option<&str>) -> Cluster {
         let n = extras.len();
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
@@ -173,9 +179,13 @@ impl Cluster {
         for _ in 0..n {
             let resp = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let named = |a: std::net::SocketAddr| match host {
+                Some(host) => format!("{host}:{}", a.port()),
+                None => a.to_string(),
+            };
             addrs.push((
-                resp.local_addr().unwrap().to_string(),
-                grpc.local_addr().unwrap().to_string(),
+                named(resp.local_addr().unwrap()),
+                named(grpc.local_addr().unwrap()),
             ));
             listeners.push(Listeners { resp, grpc });
         }
