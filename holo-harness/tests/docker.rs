@@ -1,6 +1,8 @@
 //! Docker clusters end to end: the image from our own binary, a cluster up and down leaving
 //! nothing behind, the partition scenarios passing the checker, and the isolate scenario
-//! catching a node that serves reads from local state.
+//! catching a node that serves reads from local state. Those drive the harness's own Docker
+//! runtime, whose clusters outlive the command that starts them; containers whose life ends
+//! with the test go through testcontainers.
 //!
 //! When no Docker engine answers, each test says so on stderr and returns (`make test` also
 //! prints whether they ran). Each test uses its own /24 subnet and object names.
@@ -8,6 +10,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::Duration;
+
+use holo_harness::resp::Client;
+use holo_resp::Frame;
 
 fn engine() -> bool {
     let ok = holo_harness::docker::engine_available();
@@ -230,4 +236,105 @@ fn isolate_scenario_catches_stale_local_reads() {
     println!("{text}");
     assert_eq!(out.status.code(), Some(1), "the suite must fail:\n{text}");
     assert!(text.contains("NOT linearizable"), "{text}");
+}
+
+/// One node's file for a container cluster named by `prefix`: members by container name,
+/// the cluster secret mounted beside it.
+fn container_toml(id: u16, prefix: &str) -> String {
+    let mut text = format!(
+        "node_id = {id}\ndata_dir = \"/data\"\n\n[auth]\nprotected_mode = false\n\n[security]\ncluster_secret_file = \"/etc/holo/cluster.secret\"\n"
+    );
+    for m in 1..=3 {
+        text.push_str(&format!(
+            "\n[[members]]\nid = {m}\nresp_addr = \"{prefix}-n{m}:6379\"\ngrpc_addr = \"{prefix}-n{m}:5051\"\n"
+        ));
+    }
+    text
+}
+
+/// Containers whose life ends with the test, through testcontainers: three nodes on a
+/// network of their own, named by container name in each other's files and talking with
+/// the cluster secret; a write through one is read through another. Dropping them removes
+/// the containers and the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn testcontainers_cluster_by_name_with_a_secret() {
+    use testcontainers::core::{IntoContainerPort, Mount, WaitFor};
+    use testcontainers::runners::AsyncRunner;
+    use testcontainers::{GenericImage, ImageExt};
+
+    if !engine() {
+        return;
+    }
+    let (repository, tag) = image().rsplit_once(':').expect("name:tag");
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("holo-tc{}", std::process::id());
+    let secret = dir.path().join("cluster.secret");
+    std::fs::write(
+        &secret,
+        "a cluster secret for the container test, long enough\n",
+    )
+    .unwrap();
+    let mut nodes = Vec::new();
+    for id in 1..=3u16 {
+        let config = dir.path().join(format!("node{id}.toml"));
+        std::fs::write(&config, container_toml(id, &prefix)).unwrap();
+        let node = GenericImage::new(repository, tag)
+            .with_exposed_port(6379.tcp())
+            .with_wait_for(WaitFor::message_on_either_std("serving"))
+            .with_network(format!("{prefix}-net"))
+            .with_container_name(format!("{prefix}-n{id}"))
+            .with_mount(Mount::bind_mount(
+                config.display().to_string(),
+                "/etc/holo/node.toml",
+            ))
+            .with_mount(Mount::bind_mount(
+                secret.display().to_string(),
+                "/etc/holo/cluster.secret",
+            ))
+            .with_env_var("RUST_LOG", "info")
+            .with_startup_timeout(Duration::from_secs(60))
+            .start()
+            .await
+            .unwrap();
+        nodes.push(node);
+    }
+    let mut ports = Vec::new();
+    for node in &nodes {
+        ports.push(node.get_host_port_ipv4(6379).await.unwrap());
+    }
+    let timeout = Duration::from_secs(20);
+    let mut first = Client::connect(&format!("127.0.0.1:{}", ports[0]), timeout)
+        .await
+        .unwrap();
+    let reply = first
+        .call(&["SET", "tc", "by-name"], timeout)
+        .await
+        .unwrap();
+    assert_eq!(reply, Frame::ok());
+    let mut third = Client::connect(&format!("127.0.0.1:{}", ports[2]), timeout)
+        .await
+        .unwrap();
+    let reply = third.call(&["GET", "tc"], timeout).await.unwrap();
+    assert_eq!(reply, Frame::Bulk("by-name".into()));
+
+    for node in nodes {
+        node.rm().await.unwrap();
+    }
+    assert_eq!(docker_names(&format!("name={prefix}-n")), "");
+    // The network goes when its last container is dropped, in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let net = Command::new("docker")
+            .args(["network", "inspect", &format!("{prefix}-net")])
+            .output()
+            .unwrap();
+        if !net.status.success() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "network {prefix}-net is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
