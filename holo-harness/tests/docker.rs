@@ -241,8 +241,10 @@ fn isolate_scenario_catches_stale_local_reads() {
 /// One node's file for a container cluster named by `prefix`: members by container name,
 /// the cluster secret mounted beside it.
 fn container_toml(id: u16, prefix: &str) -> String {
+    // Docker publishes the Redis port on every host interface: a password, and protected
+    // mode stays on.
     let mut text = format!(
-        "node_id = {id}\ndata_dir = \"/data\"\n\n[auth]\nprotected_mode = false\n\n[security]\ncluster_secret_file = \"/etc/holo/cluster.secret\"\n"
+        "node_id = {id}\ndata_dir = \"/data\"\n\n[auth]\nrequirepass = \"{PASSWORD}\"\n\n[security]\ncluster_secret_file = \"/etc/holo/cluster.secret\"\n"
     );
     for m in 1..=3 {
         text.push_str(&format!(
@@ -251,6 +253,8 @@ fn container_toml(id: u16, prefix: &str) -> String {
     }
     text
 }
+
+const PASSWORD: &str = "container-test-password";
 
 /// Containers whose life ends with the test, through testcontainers: three nodes on a
 /// network of their own, named by container name in each other's files and talking with
@@ -267,7 +271,12 @@ async fn testcontainers_cluster_by_name_with_a_secret() {
     }
     let (repository, tag) = image().rsplit_once(':').expect("name:tag");
     let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("holo-tc{}", std::process::id());
+    // Unique across runs sharing a Docker engine (the pid alone repeats across machines).
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let prefix = format!("holo-tc{}x{nanos}", std::process::id());
     let secret = dir.path().join("cluster.secret");
     std::fs::write(
         &secret,
@@ -292,6 +301,7 @@ async fn testcontainers_cluster_by_name_with_a_secret() {
                 "/etc/holo/cluster.secret",
             ))
             .with_env_var("RUST_LOG", "info")
+            .with_label("holostore.cluster", "")
             .with_startup_timeout(Duration::from_secs(60))
             .start()
             .await
@@ -306,6 +316,8 @@ async fn testcontainers_cluster_by_name_with_a_secret() {
     let mut first = Client::connect(&format!("127.0.0.1:{}", ports[0]), timeout)
         .await
         .unwrap();
+    let auth = first.call(&["AUTH", PASSWORD], timeout).await.unwrap();
+    assert_eq!(auth, Frame::ok());
     let reply = first
         .call(&["SET", "tc", "by-name"], timeout)
         .await
@@ -314,14 +326,17 @@ async fn testcontainers_cluster_by_name_with_a_secret() {
     let mut third = Client::connect(&format!("127.0.0.1:{}", ports[2]), timeout)
         .await
         .unwrap();
+    let auth = third.call(&["AUTH", PASSWORD], timeout).await.unwrap();
+    assert_eq!(auth, Frame::ok());
     let reply = third.call(&["GET", "tc"], timeout).await.unwrap();
     assert_eq!(reply, Frame::Bulk("by-name".into()));
 
     for node in nodes {
         node.rm().await.unwrap();
     }
-    assert_eq!(docker_names(&format!("name={prefix}-n")), "");
-    // The network goes when its last container is dropped, in the background.
+    assert_eq!(docker_names(&format!("name=^{prefix}-n[0-9]$")), "");
+    // testcontainers removes the network once its last container is gone; poll rather than
+    // assume when.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let net = Command::new("docker")

@@ -255,8 +255,13 @@ pub struct Overrides {
 }
 
 /// `addr` is an IP address and port, or a DNS name and port (a container's name on its
-/// network, a Kubernetes service): resolved when a node binds its own and when it dials a
-/// peer. Protected mode looks at the sockets bound, so a name cannot hide a wide listener.
+/// network, a pod's name under a headless service): resolved when a node binds its own and
+/// when it dials a peer. Protected mode looks at the sockets bound, so a name cannot hide a
+/// wide listener.
+///
+/// Names are lower case: the cluster map compares addresses as written, so `Node1` and
+/// `node1` would be two different members. A last label of digits only is refused: it is a
+/// mistyped IP (`10.0.0.256`, `127.1`), which the resolver would read in surprising ways.
 pub fn is_host_port(addr: &str) -> bool {
     if addr.parse::<SocketAddr>().is_ok() {
         return true;
@@ -264,18 +269,24 @@ pub fn is_host_port(addr: &str) -> bool {
     let Some((host, port)) = addr.rsplit_once(':') else {
         return false;
     };
+    let labels_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    });
+    let last_is_numeric = host
+        .rsplit('.')
+        .next()
+        .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
     port.parse::<u16>().is_ok()
         && !host.is_empty()
         && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        && labels_ok
+        && !last_is_numeric
 }
 
 impl NodeConfig {
@@ -346,7 +357,7 @@ impl NodeConfig {
             for (field, addr) in [("resp_addr", &m.resp_addr), ("grpc_addr", &m.grpc_addr)] {
                 if !is_host_port(addr) {
                     bail!(
-                        "members (id {}): {field} = {addr:?} is not a host:port address (an IP, [IPv6] or a DNS name, and a port)",
+                        "members (id {}): {field} = {addr:?} is not a host:port address (an IP, [IPv6] or a lower-case DNS name, and a port)",
                         m.id
                     );
                 }

@@ -88,6 +88,8 @@ fn member_addresses_may_be_host_names() {
         "localhost:6379",
         "holo-n1:15051",
         "node-3.holostore.svc.cluster.local:15051",
+        "proj_node_1:6379",
+        "n1.example:6379",
     ] {
         assert!(is_host_port(good), "{good}");
     }
@@ -100,6 +102,12 @@ fn member_addresses_may_be_host_names() {
         "-bad:6379",
         "a..b:6379",
         "http://host:6379",
+        "10.0.0.256:5051",
+        "127.1:6379",
+        "10.0.0.010:5051",
+        "Node1:6379",
+        "host.:6379",
+        "::1:6379",
     ] {
         assert!(!is_host_port(bad), "{bad}");
     }

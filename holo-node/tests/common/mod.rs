@@ -151,6 +151,9 @@ pub struct Cluster {
     backend: String,
     /// Each node's `extra` (see [`node_toml_with`]); a restart reads it again.
     pub extras: Vec<String>,
+    /// The addresses each node's listeners were bound to (the same as `addrs` unless the
+    /// files name a host): a restart binds exactly these again.
+    bound: Vec<(std::net::SocketAddr, std::net::SocketAddr)>,
     nodes: Vec<Option<Running>>,
 }
 
@@ -176,6 +179,7 @@ impl Cluster {
         let dir = tempfile::tempdir().unwrap();
         let mut listeners = Vec::new();
         let mut addrs = Vec::new();
+        let mut bound = Vec::new();
         for _ in 0..n {
             let resp = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -183,10 +187,9 @@ impl Cluster {
                 Some(host) => format!("{host}:{}", a.port()),
                 None => a.to_string(),
             };
-            addrs.push((
-                named(resp.local_addr().unwrap()),
-                named(grpc.local_addr().unwrap()),
-            ));
+            let (resp_at, grpc_at) = (resp.local_addr().unwrap(), grpc.local_addr().unwrap());
+            addrs.push((named(resp_at), named(grpc_at)));
+            bound.push((resp_at, grpc_at));
             listeners.push(Listeners { resp, grpc });
         }
         let mut cluster = Cluster {
@@ -194,6 +197,7 @@ impl Cluster {
             addrs,
             backend: backend.to_owned(),
             extras,
+            bound,
             nodes: (0..n).map(|_| None).collect(),
         };
         for (i, l) in listeners.into_iter().enumerate() {
@@ -252,8 +256,8 @@ impl Cluster {
 
     /// Starts node `i` again on the ports it had.
     pub async fn restart(&mut self, i: usize) {
-        let resp = TcpListener::bind(&self.addrs[i].0).await.unwrap();
-        let grpc = TcpListener::bind(&self.addrs[i].1).await.unwrap();
+        let resp = TcpListener::bind(self.bound[i].0).await.unwrap();
+        let grpc = TcpListener::bind(self.bound[i].1).await.unwrap();
         self.launch(i, Listeners { resp, grpc });
         self.wait_serving(i).await;
     }
