@@ -349,6 +349,7 @@ pub async fn run(
     let peer_service = pb::peer_server::PeerServer::new(transport::PeerService {
         me,
         core: core_tx.clone(),
+        meta: meta_rx.clone(),
     })
     .max_decoding_message_size(transport::MAX_MESSAGE_BYTES)
     .max_encoding_message_size(transport::MAX_MESSAGE_BYTES);

@@ -12,9 +12,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use holo_accord::{Envelope, NodeId};
+use holo_meta::MetaState;
 use holo_proto::v1 as pb;
 use holo_proto::v1::peer_client::PeerClient;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Endpoint;
@@ -130,17 +131,25 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
         let mut client = match link.open().await {
             Ok(client) => client,
             Err(status) => {
-                let wait = if status.code() == tonic::Code::Unauthenticated {
-                    link.stats.auth_refused.fetch_add(1, Ordering::Relaxed);
+                let refused = matches!(
+                    status.code(),
+                    tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition
+                );
+                let wait = if refused {
+                    if status.code() == tonic::Code::Unauthenticated {
+                        link.stats.auth_refused.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        link.stats.link_failures.fetch_add(1, Ordering::Relaxed);
+                    }
                     if !refusal_logged {
                         tracing::error!(
-                            "peer {}: refuses this node: {}; every member needs the same cluster secret",
+                            "peer {}: refuses this node: {}; check the cluster secret and the members' ids and addresses",
                             peer.0,
                             status.message()
                         );
                         refusal_logged = true;
                     }
-                    // A secret does not change by itself: try again at the slowest pace.
+                    // Configuration does not change by itself: try again at the slowest pace.
                     link.backoff_max
                 } else {
                     link.stats.link_failures.fetch_add(1, Ordering::Relaxed);
@@ -265,6 +274,26 @@ async fn discard_until(
 pub struct PeerService {
     pub me: NodeId,
     pub core: mpsc::Sender<Event>,
+    /// The cluster map as applied here: only its members may send.
+    pub meta: watch::Receiver<Arc<MetaState>>,
+}
+
+impl PeerService {
+    /// Refuses a sender that is not a member of the cluster as this node knows it.
+    fn check_member(&self, from: u32) -> Result<(), tonic::Status> {
+        let state = self.meta.borrow();
+        let member = u16::try_from(from)
+            .ok()
+            .and_then(|id| state.map().member(NodeId(id)));
+        match member {
+            Some(_) => Ok(()),
+            None => Err(tonic::Status::failed_precondition(format!(
+                "node {from} is not a member of this cluster (node {} applied epoch {})",
+                self.me.0,
+                state.map().epoch()
+            ))),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -280,6 +309,7 @@ impl pb::peer_server::Peer for PeerService {
                 self.me.0, hello.to, hello.from
             )));
         }
+        self.check_member(hello.from)?;
         Ok(tonic::Response::new(pb::Ack {}))
     }
 
@@ -297,6 +327,7 @@ impl pb::peer_server::Peer for PeerService {
                     self.me.0, envelope.to.0
                 )));
             }
+            self.check_member(u32::from(envelope.from.0))?;
             if self.core.send(Event::Peer(envelope)).await.is_err() {
                 return Err(tonic::Status::unavailable("node is stopping"));
             }

@@ -36,6 +36,25 @@ async fn channel(grpc: &str) -> tonic::transport::Channel {
         .unwrap()
 }
 
+/// A Deliver stream from node 9 (no member) to node 1: why it was refused.
+async fn deliver_as_node_9<T>(mut client: pb::peer_client::PeerClient<T>) -> tonic::Status
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: tonic::codegen::Body<Data = tonic::codegen::Bytes> + Send + 'static,
+    <T::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let stranger = pb::Envelope {
+        from: 9,
+        to: 1,
+        messages: Vec::new(),
+    };
+    client
+        .deliver(tokio_stream::iter([stranger]))
+        .await
+        .unwrap_err()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn peers_and_admin_calls_need_the_cluster_secret() {
     let secrets = tempfile::tempdir().unwrap();
@@ -77,16 +96,8 @@ async fn peers_and_admin_calls_need_the_cluster_secret() {
     let status = bare.hello(hello).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
     assert!(status.message().contains("cluster secret"), "{status}");
-    let mut bare = pb::peer_client::PeerClient::new(channel(grpc).await);
-    let envelope = pb::Envelope {
-        from: 9,
-        to: 1,
-        messages: Vec::new(),
-    };
-    let status = bare
-        .deliver(tokio_stream::iter([envelope]))
-        .await
-        .unwrap_err();
+    let bare = pb::peer_client::PeerClient::new(channel(grpc).await);
+    let status = deliver_as_node_9(bare).await;
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
     let mut bare_admin = pb::admin_client::AdminClient::new(channel(grpc).await);
     let status = bare_admin
@@ -95,9 +106,27 @@ async fn peers_and_admin_calls_need_the_cluster_secret() {
         .unwrap_err();
     assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status}");
     let token = ClusterToken::from_secret(SECRET.as_bytes()).unwrap();
-    let mut admin = pb::admin_client::AdminClient::with_interceptor(channel(grpc).await, token);
+    let mut admin =
+        pb::admin_client::AdminClient::with_interceptor(channel(grpc).await, token.clone());
     let topology = admin.topology(pb::TopologyRequest {}).await.unwrap();
     assert_eq!(topology.into_inner().members.len(), 3);
+    // With the token, only members may speak for themselves: node 9 is no member.
+    let mut peer =
+        pb::peer_client::PeerClient::with_interceptor(channel(grpc).await, token.clone());
+    let status = peer
+        .hello(pb::HelloRequest { from: 9, to: 1 })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
+    assert!(
+        status.message().contains("node 9 is not a member"),
+        "{status}"
+    );
+    peer.hello(pb::HelloRequest { from: 2, to: 1 })
+        .await
+        .unwrap();
+    let status = deliver_as_node_9(peer).await;
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status}");
     // holoctl: refused without the secret, served with it (flag or environment).
     let secret = secrets.path().join("cluster.secret").display().to_string();
     let ctl = |args: Vec<String>, env: Option<String>| {
