@@ -119,7 +119,8 @@ pub struct PeerStats {
     pub connected: AtomicBool,
     /// Links the peer refused for a missing or wrong cluster token.
     pub auth_refused: AtomicU64,
-    /// Attempts to open the link that failed otherwise (unreachable, TLS refused).
+    /// Attempts to open the link that failed otherwise (unreachable, TLS refused, not a
+    /// member there).
     pub link_failures: AtomicU64,
 }
 
@@ -639,7 +640,7 @@ impl Metrics {
             (
                 "holo_peer_link_failures_total",
                 "counter",
-                "Attempts to open the link to the peer that failed (unreachable, TLS handshake refused).",
+                "Attempts to open the link to the peer that failed (unreachable, TLS handshake refused, this node not a member there).",
                 |p| p.link_failures.load(Ordering::Relaxed),
             ),
             (
