@@ -198,8 +198,10 @@ pub async fn run(
     // says: protected mode looks at what is actually served.
     config.auth.validate(&listeners.resp.local_addr()?)?;
     config.security.validate(&listeners.grpc.local_addr()?)?;
-    let auth_refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let security = config.security.load(Arc::clone(&auth_refused))?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let security = config
+        .security
+        .load(Arc::clone(&metrics.grpc_auth_refused))?;
     if security.client.token.is_set() {
         tracing::info!("gRPC calls (peers and holoctl) need the cluster secret");
     }
@@ -278,9 +280,6 @@ pub async fn run(
     let mut latest_lsn = replayed.latest_lsn;
     latest_lsn.retain(|id, _| node.replica().command(id).is_some());
 
-    let mut metrics = metrics::Metrics::default();
-    metrics.grpc_auth_refused = auth_refused;
-    let metrics = Arc::new(metrics);
     metrics
         .accord_epoch
         .store(node.epoch(), std::sync::atomic::Ordering::Relaxed);

@@ -120,21 +120,38 @@ impl SecurityConfig {
     /// A file cannot be read, a secret is too short, a certificate does not parse (the
     /// message names the file).
     pub fn load(&self, refused: Arc<AtomicU64>) -> anyhow::Result<GrpcSecurity> {
-        let tls = self.tls_files()?.map(|f| Tls::load(&f)).transpose()?;
-        let Some(path) = &self.cluster_secret_file else {
-            return Ok(GrpcSecurity {
-                client: ClientSecurity::new(ClusterToken::none(), tls),
-                require: RequireToken::open(refused),
-            });
-        };
-        let token = ClusterToken::from_file(path)?;
-        let mut accepted = vec![token.0.clone().expect("a file gives a token")];
-        for path in &self.also_accept_secret_files {
-            accepted.extend(ClusterToken::from_file(path)?.0);
+        let client = self.client()?;
+        // Without a secret of its own a node lets every call in.
+        let mut accepted: Vec<Arc<str>> = client.token.0.iter().cloned().collect();
+        if client.token.is_set() {
+            for path in &self.also_accept_secret_files {
+                accepted.extend(ClusterToken::from_file(path)?.0);
+            }
         }
         Ok(GrpcSecurity {
-            client: ClientSecurity::new(token, tls),
-            require: RequireToken::accepting(accepted.into(), refused),
+            client,
+            require: RequireToken {
+                accepted: accepted.into(),
+                refused,
+                last_logged: Arc::default(),
+            },
+        })
+    }
+
+    /// Reads the secret and the TLS files a caller needs: how a node calls its peers, and
+    /// how holoctl calls a node (its flags fill these fields).
+    ///
+    /// # Errors
+    /// As [`SecurityConfig::load`].
+    pub fn client(&self) -> anyhow::Result<ClientSecurity> {
+        Ok(ClientSecurity {
+            token: self
+                .cluster_secret_file
+                .as_deref()
+                .map(ClusterToken::from_file)
+                .transpose()?
+                .unwrap_or_default(),
+            tls: self.tls_files()?.map(|f| Tls::load(&f)).transpose()?,
         })
     }
 }
@@ -163,27 +180,6 @@ pub struct ClientSecurity {
 }
 
 impl ClientSecurity {
-    pub fn new(token: ClusterToken, tls: Option<Tls>) -> ClientSecurity {
-        ClientSecurity { token, tls }
-    }
-
-    /// Reads a client's files (holoctl's flags).
-    ///
-    /// # Errors
-    /// As [`SecurityConfig::load`].
-    pub fn from_files(
-        secret: Option<&Path>,
-        tls: Option<&TlsFiles>,
-    ) -> anyhow::Result<ClientSecurity> {
-        Ok(ClientSecurity {
-            token: secret
-                .map(ClusterToken::from_file)
-                .transpose()?
-                .unwrap_or_default(),
-            tls: tls.map(Tls::load).transpose()?,
-        })
-    }
-
     pub fn uses_tls(&self) -> bool {
         self.tls.is_some()
     }
@@ -289,19 +285,6 @@ pub struct RequireToken {
 pub const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl RequireToken {
-    /// No secret: every call is let in.
-    pub fn open(refused: Arc<AtomicU64>) -> RequireToken {
-        RequireToken::accepting(Arc::new([]), refused)
-    }
-
-    fn accepting(accepted: Arc<[Arc<str>]>, refused: Arc<AtomicU64>) -> RequireToken {
-        RequireToken {
-            accepted,
-            refused,
-            last_logged: Arc::default(),
-        }
-    }
-
     fn log_refusal(&self, request: &tonic::Request<()>) {
         let mut last = self.last_logged.lock().unwrap_or_else(|e| e.into_inner());
         if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {

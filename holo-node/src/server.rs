@@ -79,6 +79,11 @@ struct InputBudget<'a> {
 }
 
 impl InputBudget<'_> {
+    /// Gives back everything held beyond the free allowance.
+    fn release(&mut self) {
+        self.hold(0);
+    }
+
     /// Holds what a buffer of `len` bytes needs beyond the free allowance; false (holding
     /// nothing more) when that would take every connection together past the limit.
     fn hold(&mut self, len: usize) -> bool {
@@ -262,7 +267,7 @@ async fn serve(
             if !budget.hold(rbuf.len()) {
                 // The incomplete command is dropped: its share goes back before the client
                 // can see the connection close, so others that go on then find it free.
-                budget.hold(0);
+                budget.release();
                 shared.metrics.input_refused.fetch_add(1, Ordering::Relaxed);
                 encode(
                     &Frame::error(format!(

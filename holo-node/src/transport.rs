@@ -131,16 +131,16 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
         let mut client = match link.open().await {
             Ok(client) => client,
             Err(status) => {
+                let counter = match status.code() {
+                    tonic::Code::Unauthenticated => &link.stats.auth_refused,
+                    _ => &link.stats.link_failures,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
                 let refused = matches!(
                     status.code(),
                     tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition
                 );
                 let wait = if refused {
-                    if status.code() == tonic::Code::Unauthenticated {
-                        link.stats.auth_refused.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        link.stats.link_failures.fetch_add(1, Ordering::Relaxed);
-                    }
                     if !refusal_logged {
                         tracing::error!(
                             "peer {}: refuses this node: {}; check the cluster secret and the members' ids and addresses",
@@ -152,7 +152,6 @@ async fn sender(link: Link, mut queue: mpsc::Receiver<Envelope>) {
                     // Configuration does not change by itself: try again at the slowest pace.
                     link.backoff_max
                 } else {
-                    link.stats.link_failures.fetch_add(1, Ordering::Relaxed);
                     if failure_logged {
                         tracing::debug!(
                             "peer {}: cannot open the link: {}",

@@ -5,8 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-use holo_node::peer_auth::tls::TlsFiles;
-use holo_node::peer_auth::{ClientSecurity, error_chain};
+use holo_node::peer_auth::{ClientSecurity, SecurityConfig, error_chain};
 use holo_proto::v1 as pb;
 use holo_proto::v1::admin_client::AdminClient;
 
@@ -263,17 +262,15 @@ fn key(k: &[u8]) -> String {
 }
 
 async fn run(args: Args) -> anyhow::Result<bool> {
-    let tls = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
-        (Some(cert), Some(key), Some(ca)) => Some(TlsFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-            ca: ca.clone(),
-            server_name: args.tls_server_name.clone(),
-        }),
-        _ => None,
+    let flags = SecurityConfig {
+        cluster_secret_file: args.cluster_secret_file.clone(),
+        tls_cert_file: args.tls_cert.clone(),
+        tls_key_file: args.tls_key.clone(),
+        tls_ca_file: args.tls_ca.clone(),
+        tls_server_name: args.tls_server_name.clone(),
+        ..SecurityConfig::default()
     };
-    let security = ClientSecurity::from_files(args.cluster_secret_file.as_deref(), tls.as_ref())?;
-    let _ = SECURITY.set(security);
+    let _ = SECURITY.set(flags.client()?);
     let mut client = connect(&args.target).await?;
     match args.command {
         Command::Topology => {
