@@ -135,9 +135,24 @@
 //! catches within the first ten seeds: a change whose epoch is retired without a cut, and
 //! replicas that do not refuse txns in an exclusive sync point's span.
 //!
+//! # Ranges on a subset of the nodes
+//! A range's replicas may be a subset of the nodes (`node/ownership.rs`). A node records,
+//! votes on and applies only the txns of ranges it replicates, ignores any message about
+//! another, and resends its decisions after a restart to each txn's replicas only. Until
+//! deps are kept by range (`docs/elasticity.md`, "Order of work"), a txn's ranges must
+//! share one replica set and its coordinator must be one of them, and a node whose
+//! topology places some range on a subset proposes no sync point over every range (no GC,
+//! no read barrier). The simulator runs such clusters (4, 5 or 7 nodes, each range on 3 or
+//! 5) under every fault but topology changes and losses for good, and checks that no node
+//! records or applies a txn of a range it does not replicate and that every txn decided to
+//! execute is applied by a majority of its replicas. A restart that resends decisions to
+//! every peer, with no ownership check, is caught at once.
+//!
 //! # Not yet
-//! - Read-only optimisations (ephemeral reads) and sending Apply results to lagging replicas;
-//!   today every replica executes every transaction itself.
+//! - Deps by range, coordinators that are not replicas, and sync points under partial
+//!   replication (above).
+//! - Sending Apply results to lagging replicas: every replica executes every transaction
+//!   itself.
 //! - Replica changes between epochs (see above).
 //!
 //! # Simulator

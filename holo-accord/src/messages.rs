@@ -88,16 +88,34 @@ pub enum Message {
 }
 
 impl Message {
-    /// The transaction the message is about.
-    pub fn txn_id(&self) -> TxnId {
+    /// The transaction a message carries whole (a round, a decision, what a peer knows);
+    /// replies and queries carry only its id.
+    pub fn txn(&self) -> Option<&Txn> {
         match self {
             Message::PreAccept { txn }
             | Message::Accept { txn, .. }
             | Message::Stable { txn, .. }
             | Message::BeginRecovery { txn, .. }
             | Message::AcceptInvalidate { txn, .. }
-            | Message::Invalidate { txn } => txn.id,
-            Message::Inform { command } => command.txn.id,
+            | Message::Invalidate { txn } => Some(txn),
+            Message::Inform { command } => Some(&command.txn),
+            _ => None,
+        }
+    }
+
+    /// The transaction the message is about.
+    pub fn txn_id(&self) -> TxnId {
+        if let Some(txn) = self.txn() {
+            return txn.id;
+        }
+        match self {
+            Message::PreAccept { .. }
+            | Message::Accept { .. }
+            | Message::Stable { .. }
+            | Message::BeginRecovery { .. }
+            | Message::AcceptInvalidate { .. }
+            | Message::Invalidate { .. }
+            | Message::Inform { .. } => unreachable!("carries its txn"),
             Message::PreAcceptOk { txn_id, .. }
             | Message::AcceptOk { txn_id, .. }
             | Message::AcceptNack { txn_id, .. }

@@ -9,6 +9,7 @@ mod config;
 mod epochs;
 mod gc;
 mod inspect;
+mod ownership;
 mod progress;
 mod reads;
 mod restart;
@@ -49,6 +50,8 @@ pub struct Stats {
     pub recoveries: u64,
     /// Transactions decided never to execute by a coordination of this node.
     pub invalidations: u64,
+    /// Messages about transactions of ranges this node does not replicate, ignored.
+    pub not_replicated: u64,
 }
 
 /// One node of the cluster: a replica of its ranges and the coordinator of the
@@ -107,6 +110,8 @@ pub struct Node {
     sync_wanted: bool,
     /// Every replica of every range in every epoch kept, this node included.
     all_replicas: Vec<NodeId>,
+    /// Every range kept is on every node of `all_replicas` (see `ownership.rs`).
+    replicates_everything: bool,
     /// The exclusive sync points this node proposed, and who applied them.
     cuts: BTreeMap<TxnId, gc::Cut>,
     /// The exclusive sync points this node applied durably (down to the GC floor).
@@ -124,9 +129,8 @@ pub enum EpochError {
 
 impl Node {
     pub fn new(id: NodeId, topology: Topology, config: Config) -> Node {
-        let all_replicas = Topology::replicas_of(&topology.ranges.iter().collect::<Vec<_>>());
         let epoch = topology.epoch;
-        Node {
+        let mut node = Node {
             id,
             topologies: BTreeMap::from([(epoch, topology)]),
             config,
@@ -156,11 +160,14 @@ impl Node {
             sync_known: BTreeMap::new(),
             last_sync_query: 0,
             sync_wanted: false,
-            all_replicas,
+            all_replicas: Vec::new(),
+            replicates_everything: true,
             cuts: BTreeMap::new(),
             cuts_durable: BTreeSet::new(),
             reads: BTreeMap::new(),
-        }
+        };
+        node.refresh_replicas();
+        node
     }
 
     pub fn id(&self) -> NodeId {
@@ -442,6 +449,11 @@ impl Node {
     }
 
     fn handle(&mut self, from: NodeId, message: Message) {
+        if message.txn().is_some_and(|txn| !self.owns(txn)) {
+            // Not a replica of its ranges: neither record it nor answer (see `ownership.rs`).
+            self.stats.not_replicated += 1;
+            return;
+        }
         self.clock.observe(message.txn_id().timestamp());
         match message {
             // A refusing replica takes part in no round of the txn, invalidation included: it

@@ -52,11 +52,6 @@ impl Node {
         self.refresh_replicas();
     }
 
-    pub(super) fn refresh_replicas(&mut self) {
-        let ranges: Vec<&RangeInfo> = self.topologies.values().flat_map(|t| &t.ranges).collect();
-        self.all_replicas = Topology::replicas_of(&ranges);
-    }
-
     /// The ranges a coordination of `txn` needs quorums of: those of its keys in the epoch
     /// of its id and in every later epoch this node knows. While an epoch is not yet
     /// retired, a txn of that epoch needs the replicas of both the old and the new

@@ -37,7 +37,9 @@ pub enum CutStatus {
 }
 
 impl Node {
-    /// Starts a sync point over every range (see [`Config::sync_interval_us`]).
+    /// Starts a sync point over every range (see [`Config::sync_interval_us`]). Only while
+    /// every range is on every node ([`Node::replicates_everything`]): until deps are kept
+    /// by range, one gathers deps a node that does not replicate them waits for in vain.
     pub fn propose_sync_point(&mut self) -> TxnId {
         let id = TxnId(self.clock.unique_now(TxnKind::SyncPoint, Timestamp::ZERO));
         self.last_sync = self.now;
@@ -52,8 +54,9 @@ impl Node {
     }
 
     /// Starts a sync point for the host to use as a read barrier (once it is applied here,
-    /// so is every txn with a lower id that ever executes), unless one is still on its way
-    /// here, or GC has been behind for longer than `BARRIER_GC_BEHIND_MAX_US` (a peer is
+    /// so is every txn with a lower id that ever executes), unless some range lives on a
+    /// subset of the nodes (see `ownership.rs`), one is still on its way here, or GC has
+    /// been behind for longer than `BARRIER_GC_BEHIND_MAX_US` (a peer is
     /// down or lagging): then `None`. Sync points piling up behind a down peer cost
     /// quadratic memory (each depends on everything since), so barriers stop soon after
     /// GC does, and the pile-up is bounded by what that time allows.
@@ -61,7 +64,8 @@ impl Node {
         let behind_too_long = self
             .gc_behind_since
             .is_some_and(|since| self.now.saturating_sub(since) > BARRIER_GC_BEHIND_MAX_US);
-        let waits = self.proposing_sync_point()
+        let waits = !self.replicates_everything
+            || self.proposing_sync_point()
             || behind_too_long
             || self.replica.holds_unfinished_sync_point();
         (!waits).then(|| self.propose_sync_point())
@@ -251,8 +255,12 @@ impl Node {
         (self.sync_applied, self.replica.gc_floor())
     }
 
-    /// Proposes a sync point when one is due and asks peers that lag for news.
+    /// Proposes a sync point when one is due and asks peers that lag for news. None while
+    /// some range lives on a subset of the nodes (see `ownership.rs`).
     pub(super) fn sync_tick(&mut self) {
+        if !self.replicates_everything {
+            return;
+        }
         if self.sync_applied > self.replica.gc_floor() {
             self.gc_behind_since.get_or_insert(self.now);
         } else {

@@ -48,10 +48,11 @@ impl Node {
         for id in undecided {
             node.watch(id);
         }
-        // Which replicas missed this node's decisions was in memory only: tell every peer
-        // again what it decided (a replica that was down when they were decided, with this
-        // node's tracking lost in the crash, would otherwise learn them only through the
-        // deps of later txns). Bounded by what GC left in the log; sent in batches.
+        // Which replicas missed this node's decisions was in memory only: tell every other
+        // replica of each txn again what it decided (a replica that was down when they were
+        // decided, with this node's tracking lost in the crash, would otherwise learn them
+        // only through the deps of later txns). Bounded by what GC left in the log; sent in
+        // batches.
         let own_decided: Vec<TxnId> = node
             .replica
             .commands()
@@ -59,12 +60,10 @@ impl Node {
             .map(|c| c.txn.id)
             .take(MISSED_MAX)
             .collect();
-        if !own_decided.is_empty() {
-            for peer in node.all_replicas.clone() {
-                if peer != id {
-                    node.missed
-                        .insert(peer, own_decided.iter().copied().collect());
-                }
+        for txn_id in own_decided {
+            let txn = &node.replica.command(&txn_id).expect("listed above").txn;
+            for peer in node.peers_of(txn) {
+                node.missed.entry(peer).or_default().insert(txn_id);
             }
         }
         node.execute_ready();

@@ -2,10 +2,12 @@
 //! few wired by hand) fed messages, each test checking what it sends, persists and applies.
 //! The helpers below build nodes, transactions and exchanges; `coordination` covers the
 //! fast and slow paths, durability and recovery, `sync_points` refusals, GC and inquiries,
-//! `epochs` adopting topologies and ordering across them, `reads` ephemeral reads.
+//! `epochs` adopting topologies and ordering across them, `ownership` ranges on a subset
+//! of the nodes, `reads` ephemeral reads.
 
 mod coordination;
 mod epochs;
+mod ownership;
 mod reads;
 mod sync_points;
 

@@ -25,21 +25,23 @@ pub enum OpResult {
 }
 
 impl ClientOp {
-    pub fn random(rng: &mut Rng, keys: u64, key: fn(u64) -> Key) -> ClientOp {
-        fn some_keys(rng: &mut Rng, keys: u64, key: fn(u64) -> Key) -> Vec<Key> {
+    /// A random operation over one to three of `keys`.
+    pub fn random_from(rng: &mut Rng, keys: &[Key]) -> ClientOp {
+        let one = |rng: &mut Rng| keys[rng.between(0, keys.len() as u64 - 1) as usize].clone();
+        let some_keys = |rng: &mut Rng| {
             let count = rng.between(1, 3);
-            let mut chosen: Vec<Key> = (0..count).map(|_| key(rng.between(0, keys - 1))).collect();
+            let mut chosen: Vec<Key> = (0..count).map(|_| one(rng)).collect();
             chosen.sort();
             chosen.dedup();
             chosen
-        }
+        };
         match rng.between(0, 9) {
-            0..=3 => ClientOp::Read(some_keys(rng, keys, key)),
+            0..=3 => ClientOp::Read(some_keys(rng)),
             4..=7 => {
-                let keys = some_keys(rng, keys, key);
+                let keys = some_keys(rng);
                 ClientOp::Write(keys.into_iter().map(|k| (k, rng.next_u64() >> 1)).collect())
             }
-            _ => ClientOp::Incr(key(rng.between(0, keys - 1))),
+            _ => ClientOp::Incr(one(rng)),
         }
     }
 
@@ -131,6 +133,8 @@ pub struct Checker {
     sync_decisions: BTreeMap<TxnId, (Deps, Option<KeySpan>)>,
     /// Per txn, how many nodes applied it, and when the last of them did.
     applied_by: HashMap<TxnId, (usize, Option<u64>)>,
+    /// With partial replication, where each range lives (see `placement.rs`).
+    placement: Option<holo_accord::Topology>,
     /// Ephemeral reads answered: each key, and the last writer of it the reading node had
     /// applied (`None`: none), which places the read in the key's order of writes.
     ephemeral: HashMap<TxnId, Vec<(Key, Option<TxnId>)>>,
@@ -141,6 +145,30 @@ impl Checker {
         Checker {
             nodes,
             ..Checker::default()
+        }
+    }
+
+    /// Ranges live on a subset of the nodes, fixed for the run: a node records and applies
+    /// only txns of the ranges it replicates.
+    pub fn place(&mut self, topology: holo_accord::Topology) {
+        self.placement = Some(topology);
+    }
+
+    /// The replicas of `txn`'s ranges, if ranges live on a subset of the nodes.
+    fn replicas_of(&self, txn: &Txn) -> Option<Vec<NodeId>> {
+        let placement = self.placement.as_ref()?;
+        let ranges = placement.ranges_for(txn);
+        Some(holo_accord::Topology::replicas_of(&ranges))
+    }
+
+    /// `node` persists a record of `txn`: it must replicate one of its ranges.
+    pub fn recorded(&self, node: NodeId, txn: &Txn) {
+        if let Some(replicas) = self.replicas_of(txn) {
+            assert!(
+                replicas.contains(&node),
+                "{node:?} records {} of ranges on {replicas:?} only",
+                txn.id
+            );
         }
     }
 
@@ -353,6 +381,7 @@ impl Checker {
             decided.execute_at, command.execute_at,
             "{id} applied at another executeAt"
         );
+        self.recorded(node, &command.txn);
         if !self.applied.insert((node, id)) {
             return None;
         }
@@ -514,6 +543,9 @@ impl Checker {
         self.deps_cover_earlier_conflicts();
         self.strictly_serializable();
         self.every_replica_agrees(nodes);
+        if self.placement.is_some() {
+            self.applied_by_a_majority_of_replicas();
+        }
         let fast = self
             .decided
             .iter()
@@ -534,6 +566,31 @@ impl Checker {
                     Status::Invalidated => assert!(self.invalidated.contains(&id)),
                     other => panic!("{:?}: {id} still {other:?} after the heal", node.id()),
                 }
+            }
+        }
+    }
+
+    /// With partial replication, once quiescent: every txn decided to execute was applied
+    /// by a majority of the replicas of each of its ranges (its decision was acknowledged
+    /// by them, durably, before its coordination ended). No other node applies it: see
+    /// [`Checker::recorded`], called at every apply.
+    fn applied_by_a_majority_of_replicas(&self) {
+        let placement = self.placement.as_ref().expect("checked by the caller");
+        for (id, decision) in self.decided.iter().filter(|(id, _)| !id.is_sync_point()) {
+            let keys = decision.keys.iter().map(|(k, _)| k);
+            for range in placement.ranges_of(keys) {
+                let applied = range
+                    .replicas
+                    .iter()
+                    .filter(|n| self.applied.contains(&(**n, *id)))
+                    .count();
+                assert!(
+                    applied >= range.slow_quorum(),
+                    "{id} decided to execute, applied by {applied} of the replicas {:?} of its \
+                     range {:?}",
+                    range.replicas,
+                    range.id
+                );
             }
         }
     }

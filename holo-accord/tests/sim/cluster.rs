@@ -4,8 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use bytes::Bytes;
 use holo_accord::{
-    Action, Command, Config, Envelope, Key, Node, NodeId, RangeId, RangeInfo, Timestamp, Topology,
-    TxnId,
+    Action, Command, Config, Envelope, Key, Node, NodeId, Timestamp, Topology, TxnId,
 };
 
 use crate::checker::{Checker, ClientOp, OpResult};
@@ -17,6 +16,8 @@ use crate::votes::Votes;
 mod epochs;
 #[path = "liveness.rs"]
 mod liveness;
+#[path = "placement.rs"]
+mod placement;
 use epochs::Epochs;
 
 enum Event {
@@ -146,6 +147,8 @@ struct Sim {
     skew: Vec<i64>,
     /// How many keys the clients use: fewer keys, more conflicts.
     keys: u64,
+    /// With partial replication, where the ranges live (see `placement.rs`).
+    partial: Option<Topology>,
     /// Percent of reads done as ephemeral reads (`Node::read`; consistent ones over several
     /// keys), the rest as read transactions.
     ephemeral_percent: u64,
@@ -170,25 +173,18 @@ fn key(i: u64) -> Key {
     Bytes::from(format!("k{i}"))
 }
 
-fn topology(nodes: u16) -> Topology {
-    let replicas: Vec<NodeId> = (0..nodes).map(NodeId).collect();
-    let bounds = [None, Some(key(3)), Some(key(6)), None];
-    let ranges = (0..3)
-        .map(|i| RangeInfo {
-            id: RangeId(i as u64),
-            start: bounds[i].clone().unwrap_or_default(),
-            end: bounds[i + 1].clone(),
-            replicas: replicas.clone(),
-        })
-        .collect();
-    Topology { epoch: 1, ranges }
-}
-
 /// Runs one seed to the end and checks it; panics on any violation.
 pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
     let mut rng = Rng::new(seed);
-    let node_count = if rng.percent(30) { 5 } else { 3 };
-    let topology = topology(node_count);
+    let (node_count, topology, partial) = if faults.partial_replication {
+        let nodes = [4, 5, 7][rng.between(0, 2) as usize];
+        let keys = rng.between(4, 9);
+        let topology = placement::partial_topology(&mut rng, nodes, keys);
+        (nodes, topology.clone(), Some((topology, keys)))
+    } else {
+        let nodes = if rng.percent(30) { 5 } else { 3 };
+        (nodes, placement::full_topology(nodes), None)
+    };
     // Some seeds recover eagerly: recoveries then race the original coordinator and each
     // other (several nodes recovering one txn, a recovery overtaken by another).
     let eager = rng.percent(30);
@@ -261,6 +257,7 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         skew: vec![0; node_count as usize],
         promises: HashMap::new(),
         keys: 0,
+        partial: None,
         ephemeral_percent: 0,
         in_flight: 0,
         dropped: 0,
@@ -268,7 +265,16 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         log_hash: 0xcbf2_9ce4_8422_2325,
     };
     sim.keys = sim.rng.between(2, 9);
+    if let Some((topology, keys)) = partial {
+        sim.keys = keys;
+        sim.checker.place(topology.clone());
+        sim.partial = Some(topology);
+    }
     sim.ephemeral_percent = [0, 50, 100][sim.rng.between(0, 2) as usize];
+    if sim.partial.is_some() {
+        // See `placement.rs`: a read may wait on a write nobody holds any more.
+        sim.ephemeral_percent = 0;
+    }
     sim.straggler_percent = sim.rng.between(0, faults.straggler_percent_max);
     sim.recoverer_stalls = sim.rng.between(0, faults.recoverer_stalls_max);
     for _ in 0..sim.rng.between(0, faults.pauses_max) {
@@ -299,7 +305,9 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
     // second): a change decided while a replica was down, whose only node remembering the
     // miss crashed, reaches it as a dep of the next write of the key. One more write after
     // the faults plays that part here.
-    sim.schedule(FAULTS_END_US, Event::MetaTouch);
+    if faults.topology_changes_max > 0 {
+        sim.schedule(FAULTS_END_US, Event::MetaTouch);
+    }
     if faults.lose_for_good {
         // A minority: one of 3, one or two of 5.
         let max_lost = (node_count as u64 - 1) / 2;
@@ -605,40 +613,6 @@ impl Sim {
         }
     }
 
-    /// `node` is gone for good: crashed (never restarted) or cut off from every peer (even
-    /// after the heal). Its clients' outstanding operations get no answer, and new ones go
-    /// to live nodes.
-    fn lose_for_good(&mut self, node: usize, crash: bool) {
-        if self.lost.contains(&node) || self.lost.len() + 1 > (self.hosts.len() - 1) / 2 {
-            return;
-        }
-        if std::env::var("HOLO_SIM_WATCH").is_ok() {
-            eprintln!("{} node {node} lost for good (crash: {crash})", self.now);
-        }
-        self.hash(&[self.now, 10, node as u64, u64::from(crash)]);
-        self.lost.insert(node);
-        if crash {
-            self.crash(node);
-        } else {
-            self.abandon_clients_of(node);
-        }
-    }
-
-    /// Clients waiting on `node` get no answer: the outcome is unknown to them.
-    fn abandon_clients_of(&mut self, node: usize) {
-        for client in 0..self.clients.len() {
-            let Some(id) = self.clients[client].outstanding else {
-                continue;
-            };
-            if id.coordinator().0 as usize == node {
-                self.clients[client].outstanding = None;
-                self.invoked_at.remove(&id);
-                let think = self.rng.between(0, 3_000);
-                self.schedule(think, Event::ClientNext { client });
-            }
-        }
-    }
-
     /// Kill -9 and power loss: the node's memory and its unsynced records are gone.
     fn crash(&mut self, node: usize) {
         if std::env::var("HOLO_SIM_WATCH").is_ok() {
@@ -702,10 +676,9 @@ impl Sim {
             return;
         }
         self.clients[client].ops_left -= 1;
-        let op = ClientOp::random(&mut self.rng, self.keys, key);
+        let (op, coordinator) = self.pick_op();
         let ephemeral =
             matches!(&op, ClientOp::Read(_)) && self.rng.percent(self.ephemeral_percent);
-        let coordinator = self.rng.between(0, self.hosts.len() as u64 - 1) as usize;
         let reachable = self.is_up(coordinator);
         let Some(node) = self.hosts[coordinator].node.as_mut().filter(|_| reachable) else {
             // The chosen node is down: the client's request fails at once; try another later.
@@ -848,6 +821,7 @@ impl Sim {
                     command.promised
                 );
             }
+            self.checker.recorded(NodeId(node as u16), &command.txn);
             if command.status.is_decided() {
                 self.checker.decided(NodeId(node as u16), command);
             }

@@ -30,6 +30,8 @@ pub struct Faults {
     /// load: one of 3, one or two of 5. The live majority must then decide and apply
     /// everything within [`crate::cluster::LIVENESS_BOUND_US`] and go on serving.
     pub lose_for_good: bool,
+    /// 4, 5 or 7 nodes, each range on 3 or 5 of them (see `placement.rs`).
+    pub partial_replication: bool,
 }
 
 impl Default for Faults {
@@ -46,6 +48,7 @@ impl Default for Faults {
             recoverer_stalls_max: 4,
             topology_changes_max: 6,
             lose_for_good: false,
+            partial_replication: false,
         }
     }
 }

@@ -1,5 +1,5 @@
-//! When a run is over, and the liveness bound with nodes lost for good: every operation
-//! answered in time, and the live nodes quiescent and caught up.
+//! Losing nodes for good, when a run is over, and the liveness bound with nodes lost for
+//! good: every operation answered in time, and the live nodes quiescent and caught up.
 
 use holo_accord::{Node, NodeId};
 
@@ -98,5 +98,39 @@ impl Sim {
                 _ => false,
             })
             .count()
+    }
+
+    /// `node` is gone for good: crashed (never restarted) or cut off from every peer (even
+    /// after the heal). Its clients' outstanding operations get no answer, and new ones go
+    /// to live nodes.
+    pub(super) fn lose_for_good(&mut self, node: usize, crash: bool) {
+        if self.lost.contains(&node) || self.lost.len() + 1 > (self.hosts.len() - 1) / 2 {
+            return;
+        }
+        if std::env::var("HOLO_SIM_WATCH").is_ok() {
+            eprintln!("{} node {node} lost for good (crash: {crash})", self.now);
+        }
+        self.hash(&[self.now, 10, node as u64, u64::from(crash)]);
+        self.lost.insert(node);
+        if crash {
+            self.crash(node);
+        } else {
+            self.abandon_clients_of(node);
+        }
+    }
+
+    /// Clients waiting on `node` get no answer: the outcome is unknown to them.
+    pub(super) fn abandon_clients_of(&mut self, node: usize) {
+        for client in 0..self.clients.len() {
+            let Some(id) = self.clients[client].outstanding else {
+                continue;
+            };
+            if id.coordinator().0 as usize == node {
+                self.clients[client].outstanding = None;
+                self.invoked_at.remove(&id);
+                let think = self.rng.between(0, 3_000);
+                self.schedule(think, Event::ClientNext { client });
+            }
+        }
     }
 }

@@ -3,6 +3,8 @@
 //! of ACCORD.md section 7; at the end the network heals, every transaction must finish
 //! (liveness) and the client history must be strictly serializable.
 //!
+//! Another runs ranges on a subset of 4, 5 or 7 nodes (`placement.rs`).
+//!
 //! A second scenario loses a minority for good (one node of 3, one or two of 5; crashed, or
 //! cut off from every peer) at a random moment under load, on top of every other fault. No
 //! heal brings it back: the live majority must answer every operation invoked at a live
@@ -49,6 +51,8 @@ fn run_all(faults: Faults) {
                  HOLO_SIM_SEED={seed} cargo test --release -p holo-accord --test sim -- --nocapture {}",
                 if faults.lose_for_good {
                     "lost_for_good"
+                } else if faults.partial_replication {
+                    "subset"
                 } else if faults.straggler_percent_max > Faults::default().straggler_percent_max {
                     "stragglers"
                 } else {
@@ -100,6 +104,17 @@ fn clusters_with_a_minority_lost_for_good() {
 fn clusters_with_many_stragglers() {
     run_all(Faults {
         straggler_percent_max: 30,
+        ..Faults::default()
+    });
+}
+
+/// Ranges on a subset of the nodes: 4, 5 or 7 nodes, each range on 3 or 5 of them, under
+/// every fault but topology changes (see `placement.rs`).
+#[test]
+fn clusters_with_ranges_on_a_subset_of_nodes() {
+    run_all(Faults {
+        partial_replication: true,
+        topology_changes_max: 0,
         ..Faults::default()
     });
 }
