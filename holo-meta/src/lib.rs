@@ -55,6 +55,7 @@ use bytes::Bytes;
 use holo_accord::{NodeId, RangeId, RangeInfo, Topology};
 
 mod codec;
+pub mod placement;
 mod state;
 
 pub use codec::DecodeError;
