@@ -33,7 +33,8 @@
 //! - Restart from the persisted command records.
 //! - Ephemeral reads ([`Node::read`], `node/reads.rs`): a majority says which writes of the
 //!   keys it knows; once those are done locally the host reads. Nothing is recorded;
-//!   linearizable per key, or at one point for all keys (`consistent`) unless a write
+//!   linearizable per key, or at one point of this node's state for all keys
+//!   (`consistent`: a pipeline's reads in order, not an atomic snapshot) unless a write
 //!   that started after the read was applied meanwhile (`as_txn`).
 //! - A blind write's client may be answered when its `Action::Apply` is emitted, before the
 //!   host applies it; not at commit, where a dep may still be undecided and real time can

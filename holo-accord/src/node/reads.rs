@@ -31,9 +31,18 @@
 //! edge on it leaves a txn that finished before the read started, which with everything
 //! ordered before it a majority witnessed then, so the read waited for it. What it sees is,
 //! for every key at once, the state after writes that all began before it, every write
-//! answered before it started among them (above): all its keys are read at one point, which
-//! keeps one connection's reads of several keys in order. The price: a write of its keys
-//! this node had not witnessed when the read started sends it to a transaction.
+//! answered before it started among them (above): all its keys are read at one point of
+//! this node's state, which keeps one connection's reads of several keys in order (each
+//! linearizable, taking effect in the order sent). The price: a write of its keys this node
+//! had not witnessed when the read started sends it to a transaction.
+//!
+//! That point is not one of a global order, so a consistent read is not an atomic snapshot.
+//! Nothing is recorded for it, so a write on one of its keys that no replica had witnessed
+//! yet may still commit below a write it saw on another key. Two consistent reads of the
+//! same two keys at two nodes can then each see a different one of two concurrent writes
+//! (a long fork): fine for reads in order, each of one key, which is what a pipeline is; a
+//! read that must be atomic (MGET) goes as a transaction. The simulator checks a consistent
+//! read as one read per key, in order.
 //!
 //! The read's time ([`Action::Read`]'s `at`) is not ordered against writes: the read is
 //! registered nowhere, so a write ordered below `at` may still apply here after it. A host

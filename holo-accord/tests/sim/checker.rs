@@ -80,6 +80,8 @@ impl ClientOp {
 enum Edge<'a> {
     Conflict(&'a Key),
     RealTime,
+    /// One ephemeral read's key to its next key (see `real_time_order_is_acyclic`).
+    Program,
 }
 
 struct Decision {
@@ -452,7 +454,8 @@ impl Checker {
     /// An ephemeral read of `keys` (invoked as that `ClientOp::Read`) runs at `node` and its
     /// client is answered: with the values the node applied, each after the last writer of
     /// its key the node applied. Checked at the end against the order of writes and real
-    /// time, as one point for all its keys.
+    /// time, as one read per key in the order of its keys (see
+    /// `real_time_order_is_acyclic`).
     pub fn read_ephemeral(&mut self, node: NodeId, id: TxnId, keys: &[Key], now: u64) {
         let seen: Vec<(Key, Option<TxnId>)> = keys
             .iter()
@@ -774,14 +777,32 @@ impl Checker {
     /// The graph of conflict order (per key: writer to writer, writer to the readers up to
     /// the next writer, readers to that writer) plus real-time order (completed before
     /// invoked) has no cycle.
+    ///
+    /// An ephemeral read of several keys (holo-node's consistent read of one connection's
+    /// pipeline) is one read per key, each after the one before it: its reads take effect in
+    /// order, each linearizable, all within the read's own time. It is not one atomic
+    /// snapshot: nothing is recorded for it at any replica, so a write ordered below what it
+    /// saw of one key may still commit unseen on another, and two such reads of the same
+    /// keys may each see a different one of two concurrent writes (a long fork). A read that
+    /// must be atomic (MGET) is a transaction.
     fn real_time_order_is_acyclic(&self) {
-        let ids: Vec<TxnId> = self
+        // One node per txn, and per key of an ephemeral read: (id, key's place).
+        let nodes: Vec<(TxnId, usize)> = self
             .history
             .keys()
             .copied()
             .filter(|id| self.decided.contains_key(id) || self.ephemeral.contains_key(id))
+            .flat_map(|id| {
+                let parts = self.ephemeral.get(&id).map_or(1, |seen| seen.len().max(1));
+                (0..parts).map(move |part| (id, part))
+            })
             .collect();
-        let index: HashMap<TxnId, usize> = ids.iter().enumerate().map(|(i, id)| (*id, i)).collect();
+        let ids: Vec<TxnId> = nodes.iter().map(|(id, _)| *id).collect();
+        let index: HashMap<(TxnId, usize), usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, node)| (*node, i))
+            .collect();
         // edges[from]: (to, why); the reason is spelt out only if a cycle is reported.
         let mut edges: Vec<Vec<(usize, Edge<'_>)>> = vec![Vec::new(); ids.len()];
         let mut by_key: HashMap<&Key, Vec<(Timestamp, usize, Access)>> = HashMap::new();
@@ -821,14 +842,17 @@ impl Checker {
                 }
             }
         }
-        // An ephemeral read sits right after the writer it saw and before the next writer of
-        // its key in executeAt order.
-        for (id, (key, seen)) in self
+        // An ephemeral read of a key sits right after the writer it saw and before the next
+        // writer of its key in executeAt order, and after its read of the key before.
+        for (id, part, (key, seen)) in self
             .ephemeral
             .iter()
-            .flat_map(|(id, seen)| seen.iter().map(move |s| (id, s)))
+            .flat_map(|(id, seen)| seen.iter().enumerate().map(move |(part, s)| (*id, part, s)))
         {
-            let read = index[id];
+            let read = index[&(id, part)];
+            if part > 0 {
+                edges[index[&(id, part - 1)]].push((read, Edge::Program));
+            }
             let why = Edge::Conflict(key);
             let writers: Vec<usize> = by_key
                 .get(key)
@@ -837,7 +861,7 @@ impl Checker {
                 .filter(|(_, _, a)| *a == Access::Write)
                 .map(|(_, i, _)| *i)
                 .collect();
-            let next = match seen.and_then(|w| index.get(&w)) {
+            let next = match seen.and_then(|w| index.get(&(w, 0))) {
                 Some(&w) => {
                     edges[w].push((read, why));
                     writers.iter().skip_while(|i| **i != w).nth(1)
@@ -924,6 +948,7 @@ impl Checker {
             let why = match why {
                 Edge::Conflict(key) => format!("conflict on {key:?}"),
                 Edge::RealTime => "real time: completed before the next was invoked".to_owned(),
+                Edge::Program => "the same read's next key".to_owned(),
             };
             let at = self.decided.get(&id).map_or_else(
                 || format!("ephemeral read after {:?}", self.ephemeral[&id]),

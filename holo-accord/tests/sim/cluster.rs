@@ -689,7 +689,7 @@ impl Sim {
         };
         let (reads, writes) = op.keys();
         let id = if ephemeral {
-            // Several keys: read at one point (holo-node's pipelines of reads).
+            // Several keys: consistent, as holo-node reads one connection's pipeline.
             node.read(&reads, Bytes::new(), reads.len() > 1)
         } else {
             let id = node.propose(&reads, &writes, Bytes::new());
