@@ -147,7 +147,9 @@
 //! 5) under every fault but topology changes and losses for good, and checks that no node
 //! records or applies a txn of a range it does not replicate and that every txn decided to
 //! execute is applied by a majority of its replicas. A restart that resends decisions to
-//! every peer, with no ownership check, is caught at once.
+//! every peer, with no ownership check, is caught at once; a replica that answers an
+//! ephemeral read before the records of the writes it names are durable, within 3,000
+//! seeds (the read stalls on a write lost in a crash, which only a sync point ends).
 //!
 //! # Not yet
 //! - Deps by range, coordinators that are not replicas, and sync points under partial

@@ -150,7 +150,12 @@ impl Node {
         self.reads.len()
     }
 
-    /// A replica's answer: the writes of `keys` it knows, and how far it has seen.
+    /// A replica's answer: the writes of `keys` it knows, and how far it has seen. To a
+    /// peer, it leaves once every record persisted so far is durable, as every other reply
+    /// does: a write named from memory alone could be lost in a crash here together with
+    /// its coordinator, and the reader would wait for a write nobody holds until a sync
+    /// point decided without it. Every write the read must see was durable at a majority
+    /// before its client was answered, so this holds back nothing it needs.
     pub(super) fn answer_read(&mut self, from: NodeId, read_id: TxnId, keys: &[Key]) {
         let deps = self.replica.writes_on(keys);
         let seen = Timestamp {
@@ -159,14 +164,17 @@ impl Node {
             flags: 0,
             node: self.id.0,
         };
-        self.send(
-            from,
-            Message::ReadDepsOk {
-                read_id,
-                deps,
-                seen,
-            },
-        );
+        let answer = Message::ReadDepsOk {
+            read_id,
+            deps,
+            seen,
+        };
+        if from == self.id {
+            // Lost with this node only, and the read with it.
+            self.send(from, answer);
+        } else {
+            self.reply(from, answer);
+        }
     }
 
     pub(super) fn read_answered(

@@ -141,3 +141,47 @@ fn a_consistent_read_counts_only_its_own_start_as_before_it() {
     let actions = deliver(&mut reader, 1, vec![stable_at_t0(&wb)]);
     assert_eq!(read_as_txn(&actions, read_id), Some(true), "{actions:?}");
 }
+
+#[test]
+fn a_peer_names_a_write_in_its_answer_only_once_the_record_of_it_is_durable() {
+    let mut peer = node(0);
+    let w = txn(100, 1, &["a"]);
+    // Witnessed, its record persisted but not durable yet.
+    peer.receive(Envelope {
+        from: NodeId(1),
+        to: NodeId(0),
+        messages: vec![Message::PreAccept { txn: w.clone() }],
+    });
+    let persisted = peer.take_actions();
+    let seq = persisted
+        .iter()
+        .find_map(|a| match a {
+            Action::Persist { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .expect("the witness is persisted");
+    let read_id = holo_accord::TxnId(holo_accord::Timestamp {
+        epoch: 1,
+        hlc: 101,
+        flags: 0,
+        node: 2,
+    });
+    peer.receive(Envelope {
+        from: NodeId(2),
+        to: NodeId(0),
+        messages: vec![Message::ReadDeps {
+            read_id,
+            keys: vec![key("a")],
+        }],
+    });
+    assert!(
+        messages_to(&peer.take_actions(), 2).is_empty(),
+        "a write named from memory could be lost in a crash here with its coordinator"
+    );
+    peer.durable(seq);
+    let answer = messages_to(&peer.take_actions(), 2);
+    match &answer[..] {
+        [Message::ReadDepsOk { deps, .. }] => assert!(deps.contains(&w.id), "{deps:?}"),
+        other => panic!("{other:?}"),
+    }
+}

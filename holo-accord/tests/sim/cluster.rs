@@ -271,10 +271,6 @@ pub fn run_seed(seed: u64, faults: Faults) -> Outcome {
         sim.partial = Some(topology);
     }
     sim.ephemeral_percent = [0, 50, 100][sim.rng.between(0, 2) as usize];
-    if sim.partial.is_some() {
-        // See `placement.rs`: a read may wait on a write nobody holds any more.
-        sim.ephemeral_percent = 0;
-    }
     sim.straggler_percent = sim.rng.between(0, faults.straggler_percent_max);
     sim.recoverer_stalls = sim.rng.between(0, faults.recoverer_stalls_max);
     for _ in 0..sim.rng.between(0, faults.pauses_max) {

@@ -5,10 +5,10 @@
 //! 5 nodes or more, sometimes 5) nodes chosen per seed, so replica sets overlap in every
 //! way. There, an operation stays inside one range and goes to one of that range's
 //! replicas, and no node proposes sync points (`holo_accord::Node::replicates_everything`):
-//! both wait for deps kept by key. Reads are transactions only: a replica answers an
-//! ephemeral read from memory, so it may name a write whose record it then loses in a
-//! crash with the write's coordinator, and only a sync point decided without that write
-//! lets the read stop waiting for it. The checker then also checks that no node records or
+//! both wait for deps kept by key. Ephemeral reads run too: they depend on replicas naming
+//! only writes they hold durably (a write lost in a crash would otherwise keep the read
+//! waiting until a sync point decided without it, and there is none here). The checker
+//! then also checks that no node records or
 //! applies a txn of a range it does not replicate, and that every txn decided to execute is
 //! applied by a majority of its range's replicas.
 
