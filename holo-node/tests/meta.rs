@@ -404,3 +404,58 @@ async fn the_controller_splits_a_hot_range() {
     assert!(split.start.as_ref() > b"00".as_slice(), "{split:?}");
     cluster.shutdown().await;
 }
+
+/// `holoctl meta-status` lists, for each member, how many ranges it replicates and their
+/// bytes (every member holds every range until ranges live on a subset of them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_status_shows_what_each_member_replicates() {
+    let cluster = Cluster::start(3, "redb").await;
+    let mut c = cluster.client(0).await;
+    for i in 0..20 {
+        let key = format!("k{i}");
+        assert_eq!(
+            c.cmd(&["SET", &key, "some value"]).await.unwrap(),
+            Frame::Simple("OK".into())
+        );
+    }
+    let target = cluster.addrs[0].1.clone();
+    let members = common::eventually(
+        "members' bytes in meta-status",
+        Duration::from_secs(20),
+        || {
+            let target = target.clone();
+            async move {
+                let out = tokio::task::spawn_blocking(move || {
+                    std::process::Command::new(env!("CARGO_BIN_EXE_holoctl"))
+                        .args(["--target", &target, "meta-status"])
+                        .output()
+                        .unwrap()
+                })
+                .await
+                .unwrap();
+                assert!(out.status.success(), "{out:?}");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                let lines: Vec<String> = text
+                    .lines()
+                    .skip_while(|l| !l.starts_with("members ("))
+                    .skip(1)
+                    .take_while(|l| l.starts_with("  "))
+                    .map(str::to_owned)
+                    .collect();
+                // Applied writes reach storage in batches: poll until they are counted.
+                let counted = lines.len() == 3 && lines.iter().all(|l| !l.ends_with("bytes 0"));
+                counted.then_some(lines)
+            }
+        },
+    )
+    .await;
+    let ranges = meta_status(&cluster, 0).await.ranges.len();
+    for (line, id) in members.iter().zip(1..) {
+        assert!(
+            line.trim_start().starts_with(&format!("{id} "))
+                && line.contains(&format!("ranges {ranges} ")),
+            "{ranges} ranges: {line}"
+        );
+    }
+    cluster.shutdown().await;
+}

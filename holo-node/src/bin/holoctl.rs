@@ -404,11 +404,23 @@ async fn run(args: Args) -> anyhow::Result<bool> {
                 "epochs kept: {}..={} (GC floor in epoch {}); {} splits and {} merges so far",
                 t.oldest_epoch, t.epoch, t.gc_floor_epoch, t.splits, t.merges
             );
-            println!("members:");
+            println!(
+                "members (the ranges each replicates, and their bytes as node {} sees them):",
+                t.node_id
+            );
             for m in &t.members {
+                let held: Vec<&pb::RangeStatus> = t
+                    .ranges
+                    .iter()
+                    .filter(|r| r.replicas.contains(&m.id))
+                    .collect();
                 println!(
-                    "  {:<4} resp {:<22} grpc {}",
-                    m.id, m.resp_addr, m.grpc_addr
+                    "  {:<4} resp {:<22} grpc {:<22} ranges {:<5} bytes {}",
+                    m.id,
+                    m.resp_addr,
+                    m.grpc_addr,
+                    held.len(),
+                    held.iter().map(|r| r.bytes).sum::<u64>()
                 );
             }
             println!(
