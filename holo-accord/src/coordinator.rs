@@ -448,7 +448,8 @@ mod tests {
     /// (replicas, recovery replies as (node, fast vote), expected): what a recovery that found
     /// the txn only PreAccepted decides. Refusals (a replica that saw a later sync point and
     /// never the txn) are missing votes, no more: with 5 replicas the fast quorum of 4 may
-    /// have formed without the refuser (the simulator's seed 4451 before the fix).
+    /// have formed without the refuser (the simulator found a recovery that counted one as a
+    /// rejection of the fast path).
     #[test]
     fn recovery_decision_table() {
         use crate::replica::{RecoverInfo, Replica, Status};

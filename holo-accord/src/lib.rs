@@ -140,7 +140,7 @@
 //! A range's replicas may be a subset of the nodes (`node/ownership.rs`). A node records,
 //! votes on and applies only the txns of ranges it replicates, ignores any message about
 //! another, and resends its decisions after a restart to each txn's replicas only. Until
-//! deps are kept by range (`docs/elasticity.md`, "Order of work"), a txn's ranges must
+//! deps are kept by key (`docs/elasticity.md`, "Order of work"), a txn's ranges must
 //! share one replica set and its coordinator must be one of them, and a node whose
 //! topology places some range on a subset proposes no sync point over every range (no GC,
 //! no read barrier). The simulator runs such clusters (4, 5 or 7 nodes, each range on 3 or
@@ -152,7 +152,7 @@
 //! seeds (the read stalls on a write lost in a crash, which only a sync point ends).
 //!
 //! # Not yet
-//! - Deps by range, coordinators that are not replicas, and sync points under partial
+//! - Deps by key, coordinators that are not replicas, and sync points under partial
 //!   replication (above).
 //! - Sending Apply results to lagging replicas: every replica executes every transaction
 //!   itself.
@@ -161,38 +161,38 @@
 //! # Simulator
 //! `tests/sim` runs whole clusters (see its module docs and the README). Planted bugs it
 //! catches within 3,000 seeds: replies sent before their record is durable; a majority fast
-//! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept keeping
-//! PreAccept's deps; executing without regard to deps' executeAt; restarting the clock from
-//! zero; restarting it below the durable clock reservation; a witness that keeps its own
-//! epoch when the conflict it must exceed is of a later one (seed 2: the executeAt lands
-//! below a dep); PreAccept ignoring a promised
-//! ballot; recovery ignoring an invalidation; refusals that never lift (the reported stall:
-//! seed 0 of the lost-for-good scenario); a lagging coordinator that keeps recovering a txn
-//! every replica refuses as excluded, its own included (a liveness failure within the
-//! first 50 seeds, once topology changes run). Two recovery bugs need recoveries that race: an
-//! invalidation committed on one acknowledgement, and recovery re-proposing the value of the
-//! lowest accepted ballot rather than the highest. Both survived thousands of seeds until
-//! the simulator stalled recovery coordinators the moment they send their second phase
+//! quorum; ignoring a decided conflict in recovery; ignoring an accepted one; Accept
+//! keeping PreAccept's deps; executing without regard to deps' executeAt; restarting the
+//! clock from zero; restarting it below the durable clock reservation; a witness that keeps
+//! its own epoch when the conflict it must exceed is of a later one (the executeAt lands
+//! below a dep); PreAccept ignoring a promised ballot; recovery ignoring an invalidation;
+//! refusals that never lift (the reported stall, in the lost-for-good scenario); a lagging
+//! coordinator that keeps recovering a txn every replica refuses as excluded, its own
+//! included (a liveness failure within the first 50 seeds, once topology changes run). Two
+//! recovery bugs need recoveries that race: an invalidation committed on one
+//! acknowledgement, and recovery re-proposing the value of the lowest accepted ballot
+//! rather than the highest. Both survived thousands of seeds until the simulator stalled
+//! recovery coordinators the moment they send their second phase
 //! (`Faults::recoverer_stalls_max`): the replicas accept the stalled one's value, another
 //! recovery takes over and meets accepted values of two ballots, and the stalled one comes
 //! back and commits. With that (and eager recovery timers, pauses and straggling messages)
-//! each is caught within the first few hundred seeds of `make sim`.
-//! Pitfalls 1 and 5 do not break safety here (a coordinator ignoring its own vote finishes
-//! on the slow path after the fast-path wait; a recovery that counts a vote cast in
-//! recovery proposes t0 where it could invalidate, which the superseding checks keep safe),
-//! so `tests/sim/votes.rs` watches votes directly: a coordinator that received t0 votes from
-//! a fast quorum must not take the slow path (a coordinator ignoring its own vote is caught
-//! at seed 0), and a fast-path vote is cast only on the original PreAccept (a recovery
-//! pre-accept casting one is caught at seed 1). Also caught: answering a write's client when it is
-//! proposed rather than committed (seed 0), and answering it at commit rather than once
-//! ordered (seed 52: the simulator checks at every answer that each dep of the txn is
-//! decided; the history that shows the damage came up once in 40,000 seeds), and a restart
-//! that forgets a promise not followed by an acceptance (seed 17: the simulator checks that
-//! no record a node persists promises less than a durable record before it). Not caught, because it changes nothing: an
-//! inquiry's answer (`Replica::inform`) witnessing an unknown txn with a vote. A replica
-//! inquires only about a dep of a txn it holds, which conflicts with the dep and executes
-//! above the dep's t0, so the witness is never at t0 and casts no vote (instrumented: 599
-//! such witnesses in 300 seeds, none at t0).
+//! each is caught within the first few hundred seeds of `make sim`. Pitfalls 1 and 5 do not
+//! break safety here (a coordinator ignoring its own vote finishes on the slow path after
+//! the fast-path wait; a recovery that counts a vote cast in recovery proposes t0 where it
+//! could invalidate, which the superseding checks keep safe), so `tests/sim/votes.rs`
+//! watches votes directly: a coordinator that received t0 votes from a fast quorum must not
+//! take the slow path (a coordinator ignoring its own vote is caught), and a fast-path vote
+//! is cast only on the original PreAccept (a recovery pre-accept casting one is caught).
+//! Also caught: answering a write's client when it is proposed rather than committed, and
+//! answering it at commit rather than once ordered (the simulator checks at every answer
+//! that each dep of the txn is decided; the history that shows the damage came up once in
+//! 40,000 seeds), and a restart that forgets a promise not followed by an acceptance (the
+//! simulator checks that no record a node persists promises less than a durable record
+//! before it). Not caught, because it changes nothing: an inquiry's answer
+//! (`Replica::inform`) witnessing an unknown txn with a vote. A replica inquires only about
+//! a dep of a txn it holds, which conflicts with the dep and executes above the dep's t0,
+//! so the witness is never at t0 and casts no vote (instrumented: 599 such witnesses in 300
+//! seeds, none at t0).
 
 mod coordinator;
 mod ids;

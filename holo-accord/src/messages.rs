@@ -105,17 +105,14 @@ impl Message {
 
     /// The transaction the message is about.
     pub fn txn_id(&self) -> TxnId {
-        if let Some(txn) = self.txn() {
-            return txn.id;
-        }
         match self {
-            Message::PreAccept { .. }
-            | Message::Accept { .. }
-            | Message::Stable { .. }
-            | Message::BeginRecovery { .. }
-            | Message::AcceptInvalidate { .. }
-            | Message::Invalidate { .. }
-            | Message::Inform { .. } => unreachable!("carries its txn"),
+            Message::PreAccept { txn }
+            | Message::Accept { txn, .. }
+            | Message::Stable { txn, .. }
+            | Message::BeginRecovery { txn, .. }
+            | Message::AcceptInvalidate { txn, .. }
+            | Message::Invalidate { txn } => txn.id,
+            Message::Inform { command } => command.txn.id,
             Message::PreAcceptOk { txn_id, .. }
             | Message::AcceptOk { txn_id, .. }
             | Message::AcceptNack { txn_id, .. }

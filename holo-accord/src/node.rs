@@ -458,8 +458,8 @@ impl Node {
         match message {
             // A refusing replica takes part in no round of the txn, invalidation included: it
             // records nothing for it, so it could not remember an acknowledged invalidation
-            // and would tell a later recovery that nothing was accepted (simulator seed 5879:
-            // an invalidation acknowledged that way and an execution were both decided).
+            // and would tell a later recovery that nothing was accepted (the simulator found an
+            // invalidation acknowledged that way and an execution both decided).
             // Once the sync points above the txn are decided it takes part, or proves the
             // txn can never execute (`Replica::refusal`).
             Message::PreAccept { txn } if self.replica.refuses_pre_accept(&txn) => {
@@ -751,7 +751,8 @@ impl Node {
     /// stops; the client, if owed, hears at the Apply or the invalidation. Driving on was
     /// wrong, not just wasted: once every replica collected the txn, the others refuse it as
     /// unknown below their GC floor, and refusals from too many make a round decide to
-    /// invalidate, so a txn executed here was decided invalidated too (simulator seed 4656).
+    /// invalidate, so a txn executed here was decided invalidated too (found by the
+    /// simulator).
     fn decided_here(&mut self, id: TxnId) {
         if self
             .coordinating

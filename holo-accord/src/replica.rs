@@ -284,7 +284,7 @@ impl Replica {
     /// vote, no more. What the replica knows of conflicting txns is evidence as from any
     /// other replica: a conflict decided after t0 without `txn` in its deps rules the fast
     /// path out, an accepted one makes the recovery wait. (Hiding it let a recovery commit a
-    /// read at t0 below a write that had been committed without it: simulator seed 5687.)
+    /// read at t0 below a write that had been committed without it, in the simulator.)
     pub fn refusal_info(&self, txn: &Txn) -> RecoverInfo {
         RecoverInfo {
             status: Status::PreAccepted,

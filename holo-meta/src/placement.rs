@@ -73,6 +73,10 @@ pub fn initial(members: &[NodeId], factor: usize, ranges: &[RangeId]) -> Vec<Pla
 /// `None` once there is none to make.
 pub fn next_change(ranges: &[Placed], active: &[NodeId], factor: usize) -> Option<Change> {
     let load = loads(active, ranges);
+    // Ties between ranges go to the lowest id, whatever order the caller keeps them in.
+    let mut by_id: Vec<&Placed> = ranges.iter().collect();
+    by_id.sort_by_key(|r| r.range);
+    let ranges = by_id;
     let target = |range: &Placed| {
         least_loaded(&load, |n| !range.replicas.contains(&n), 1)
             .first()
@@ -80,10 +84,16 @@ pub fn next_change(ranges: &[Placed], active: &[NodeId], factor: usize) -> Optio
     };
     // 1. Off the members that are not active: to the least loaded member not holding the
     //    range, or simply away if the range keeps enough replicas without it.
-    for range in ranges {
+    for range in &ranges {
         if let Some(from) = range.replicas.iter().find(|n| !active.contains(n)) {
             let staying = range.replicas.iter().filter(|n| active.contains(n)).count();
-            let to = target(range);
+            // With enough replicas staying, none comes in its place (it would only be
+            // dropped again, after a whole bootstrap).
+            let to = if staying >= factor {
+                None
+            } else {
+                target(range)
+            };
             if to.is_some() || staying >= factor {
                 return Some(Change {
                     range: range.range,
@@ -123,13 +133,13 @@ pub fn next_change(ranges: &[Placed], active: &[NodeId], factor: usize) -> Optio
             to: None,
         });
     }
-    rebalance(ranges, &load)
+    rebalance(&ranges, &load)
 }
 
 /// 4. While the most loaded member holds two replicas or more than the least loaded, one
 ///    moves between them: of the ranges only the first holds, the one that leaves their
 ///    bytes closest. Each move lowers the sum of the squared counts, so moves end.
-fn rebalance(ranges: &[Placed], load: &BTreeMap<NodeId, Load>) -> Option<Change> {
+fn rebalance(ranges: &[&Placed], load: &BTreeMap<NodeId, Load>) -> Option<Change> {
     let most = load.iter().max_by_key(|(n, l)| (**l, **n))?;
     let least = load.iter().min_by_key(|(n, l)| (**l, **n))?;
     let ((most, high), (least, low)) = (most, least);

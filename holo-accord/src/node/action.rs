@@ -27,8 +27,8 @@ pub enum Action {
     /// commit a dep may still be undecided, and a txn that a client starts after the answer
     /// (with no conflict with this one, from a node whose clock is behind) can then be
     /// ordered below that dep while the dep is ordered below this txn, so real time is
-    /// broken through the dep (simulator seed 23795 of 40,000, when the simulator answered
-    /// writes at commit).
+    /// broken through the dep (the simulator found such a history when it answered writes at
+    /// commit, once in tens of thousands of seeds).
     Apply { command: Command, client: bool },
     /// A transaction this node owes a client the answer for was invalidated: it never
     /// executes, and the client gets a definite failure.

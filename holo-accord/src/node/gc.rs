@@ -39,8 +39,12 @@ pub enum CutStatus {
 impl Node {
     /// Starts a sync point over every range (see [`Config::sync_interval_us`]). Only while
     /// every range is on every node ([`Node::replicates_everything`]): until deps are kept
-    /// by range, one gathers deps a node that does not replicate them waits for in vain.
+    /// by key, one gathers deps a node that does not replicate them waits for in vain.
     pub fn propose_sync_point(&mut self) -> TxnId {
+        debug_assert!(
+            self.replicates_everything,
+            "no sync point over every range while a range lives on a subset of the nodes"
+        );
         let id = TxnId(self.clock.unique_now(TxnKind::SyncPoint, Timestamp::ZERO));
         self.last_sync = self.now;
         let txn = Txn {
@@ -255,18 +259,15 @@ impl Node {
         (self.sync_applied, self.replica.gc_floor())
     }
 
-    /// Proposes a sync point when one is due and asks peers that lag for news. None while
-    /// some range lives on a subset of the nodes (see `ownership.rs`).
+    /// Proposes a sync point when one is due (none while some range lives on a subset of
+    /// the nodes, see `ownership.rs`) and asks peers that lag for news.
     pub(super) fn sync_tick(&mut self) {
-        if !self.replicates_everything {
-            return;
-        }
         if self.sync_applied > self.replica.gc_floor() {
             self.gc_behind_since.get_or_insert(self.now);
         } else {
             self.gc_behind_since = None;
         }
-        let proposing = self.proposing_sync_point();
+        let proposing = !self.replicates_everything || self.proposing_sync_point();
         if self.sync_wanted && !proposing {
             // Asked for by progress (an unknown dep nobody answers for), whatever the
             // interval: one at a time, as the inquiries' backoff paces the requests.
@@ -276,7 +277,7 @@ impl Node {
         let interval = self.config.sync_interval_us;
         if interval > 0
             && self.now.saturating_sub(self.last_sync) >= interval
-            && !self.proposing_sync_point()
+            && !proposing
             && self.replica.holds_ordinary()
         {
             // Not while an earlier sync point waits, here for its deps or for a lagging peer

@@ -2,8 +2,9 @@
 //! record nothing anywhere.
 //!
 //! The coordinator asks the replicas of the keys' ranges which writes of those keys they
-//! hold in their conflict index ([`Message::ReadDeps`]; the replicas answer at once, from
-//! memory), and once a majority of every range (in every epoch still kept) answered, waits
+//! hold in their conflict index ([`Message::ReadDeps`]; the replicas answer from memory,
+//! recording nothing, once the records they hold are durable), and once a majority of every
+//! range (in every epoch still kept) answered, waits
 //! until each write named is done here ([`Replica::finished`]: applied, invalidated, or
 //! proven never to execute). Then it emits [`Action::Read`], after the Apply actions of
 //! those writes, and the host reads its own applied state.
@@ -157,6 +158,9 @@ impl Node {
     /// point decided without it. Every write the read must see was durable at a majority
     /// before its client was answered, so this holds back nothing it needs.
     pub(super) fn answer_read(&mut self, from: NodeId, read_id: TxnId, keys: &[Key]) {
+        if !self.owns_keys(keys) {
+            return;
+        }
         let deps = self.replica.writes_on(keys);
         let seen = Timestamp {
             epoch: self.epoch(),

@@ -59,6 +59,23 @@ fn a_node_ignores_the_txns_of_ranges_it_does_not_replicate() {
     assert!(actions.is_empty(), "{actions:?}");
     assert!(n.replica().command(&foreign.id).is_none());
     assert_eq!(n.stats().not_replicated, 3);
+    // Nor does it answer a read of keys it does not replicate: "no writes" from it would
+    // be a lie.
+    let read_id = holo_accord::TxnId(Timestamp {
+        epoch: 1,
+        hlc: 12,
+        flags: 0,
+        node: 0,
+    });
+    let answer = exchange(
+        &mut n,
+        0,
+        vec![Message::ReadDeps {
+            read_id,
+            keys: vec![key("a")],
+        }],
+    );
+    assert!(answer.is_empty(), "{answer:?}");
     // A txn of its own range is witnessed and answered as ever.
     let own = txn(11, 1, &["x"]);
     let replies = exchange(&mut n, 1, vec![Message::PreAccept { txn: own.clone() }]);
@@ -104,7 +121,7 @@ fn a_restarted_node_resends_each_decision_to_the_replicas_of_its_range_only() {
 
 #[test]
 fn no_sync_point_while_a_range_lives_on_a_subset_of_the_nodes() {
-    // Until deps are kept by range, a sync point over every range would gather deps that
+    // Until deps are kept by key, a sync point over every range would gather deps that
     // a node not replicating them waits for in vain.
     let mut partial = Node::new(NodeId(1), two_replica_sets(), config_with_sync_points());
     let mut full = Node::new(NodeId(1), topology(3), config_with_sync_points());

@@ -454,7 +454,7 @@ impl Checker {
     /// An ephemeral read of `keys` (invoked as that `ClientOp::Read`) runs at `node` and its
     /// client is answered: with the values the node applied, each after the last writer of
     /// its key the node applied. Checked at the end against the order of writes and real
-    /// time, as one read per key in the order of its keys (see
+    /// time, as one read per key in the order of its keys, and in the reverse order (see
     /// `real_time_order_is_acyclic`).
     pub fn read_ephemeral(&mut self, node: NodeId, id: TxnId, keys: &[Key], now: u64) {
         let seen: Vec<(Key, Option<TxnId>)> = keys
@@ -771,7 +771,9 @@ impl Checker {
                 "{id} completed without a decision"
             );
         }
-        self.real_time_order_is_acyclic();
+        // A pipeline's reads may come in any order of their keys: both extremes.
+        self.real_time_order_is_acyclic(false);
+        self.real_time_order_is_acyclic(true);
     }
 
     /// The graph of conflict order (per key: writer to writer, writer to the readers up to
@@ -784,8 +786,8 @@ impl Checker {
     /// snapshot: nothing is recorded for it at any replica, so a write ordered below what it
     /// saw of one key may still commit unseen on another, and two such reads of the same
     /// keys may each see a different one of two concurrent writes (a long fork). A read that
-    /// must be atomic (MGET) is a transaction.
-    fn real_time_order_is_acyclic(&self) {
+    /// must be atomic (MGET) is a transaction. `reversed`: its keys in reverse order.
+    fn real_time_order_is_acyclic(&self, reversed: bool) {
         // One node per txn, and per key of an ephemeral read: (id, key's place).
         let nodes: Vec<(TxnId, usize)> = self
             .history
@@ -851,7 +853,12 @@ impl Checker {
         {
             let read = index[&(id, part)];
             if part > 0 {
-                edges[index[&(id, part - 1)]].push((read, Edge::Program));
+                let before = index[&(id, part - 1)];
+                if reversed {
+                    edges[read].push((before, Edge::Program));
+                } else {
+                    edges[before].push((read, Edge::Program));
+                }
             }
             let why = Edge::Conflict(key);
             let writers: Vec<usize> = by_key
