@@ -140,16 +140,17 @@
 //! A range's replicas may be a subset of the nodes (`node/ownership.rs`). A node records,
 //! votes on and applies only the txns of ranges it replicates, ignores any message about
 //! another, and resends its decisions after a restart to each txn's replicas only. Until
-//! deps are kept by key (`docs/elasticity.md`, "Order of work"), a txn's ranges must
-//! share one replica set and its coordinator must be one of them, and a node whose
-//! topology places some range on a subset proposes no sync point over every range (no GC,
-//! no read barrier). The simulator runs such clusters (4, 5 or 7 nodes, each range on 3 or
-//! 5) under every fault but topology changes and losses for good, and checks that no node
-//! records or applies a txn of a range it does not replicate and that every txn decided to
-//! execute is applied by a majority of its replicas. A restart that resends decisions to
-//! every peer, with no ownership check, is caught at once; a replica that answers an
-//! ephemeral read before the records of the writes it names are durable, within 3,000
-//! seeds (the read stalls on a write lost in a crash, which only a sync point ends).
+//! deps are kept by key (`docs/elasticity.md`, "Order of work"), a txn's ranges must share
+//! one replica set and its coordinator must be one of them, and a node whose topology
+//! places some range on a subset proposes no sync point over every range (no GC, no read
+//! barrier). The simulator runs such clusters (4, 5 or 7 nodes, each range on 3 or 5) under
+//! every fault but losses for good, splits and merges included (a merge only of neighbours
+//! with the same replicas), and checks that no node records or applies a txn of a range it
+//! does not replicate and that every txn decided to execute is applied by a majority of its
+//! replicas. A restart that resends decisions to every peer, with no ownership check, is
+//! caught at once; a replica that answers an ephemeral read before the records of the
+//! writes it names are durable, within 3,000 seeds (the read stalls on a write lost in a
+//! crash, which only a sync point ends).
 //!
 //! # Not yet
 //! - Deps by key, coordinators that are not replicas, and sync points under partial

@@ -1,13 +1,14 @@
-//! Topology changes: the ranges split and merge (replicas unchanged) at random moments
-//! under every other fault, each change a new epoch. A change is a transaction of a random
-//! node on the meta key, as the controller's are: planned against the latest epoch when it
-//! is proposed, and a compare-and-swap on that epoch when it first applies (in executeAt
-//! order, the same on every node), so a change whose node crashes before it is decided is
-//! recovered or invalidated by the others, and of two racing changes the later is a no-op.
-//! The sequence of topologies it creates stands for the meta range's state: every node
-//! adopts the epochs strictly in order, each at its own pace (so nodes in different epochs
-//! coordinate and witness each other's txns), a node that is down catches up after its
-//! restart, and a restarted node is given the epochs it kept.
+//! Topology changes: the ranges split and merge (replicas unchanged: only neighbours with
+//! the same replicas merge) at random moments under every other fault, each change a new
+//! epoch. A change is a transaction of a random node on the meta key, as the controller's
+//! are: planned against the latest epoch when it is proposed, and a compare-and-swap on
+//! that epoch when it first applies (in executeAt order, the same on every node), so a
+//! change whose node crashes before it is decided is recovered or invalidated by the
+//! others, and of two racing changes the later is a no-op. The sequence of topologies it
+//! creates stands for the meta range's state: every node adopts the epochs strictly in
+//! order, each at its own pace (so nodes in different epochs coordinate and witness each
+//! other's txns), a node that is down catches up after its restart, and a restarted node is
+//! given the epochs it kept.
 //!
 //! Each change's history is cut as the controller does it: a node (the driver) proposes an
 //! exclusive sync point over the changed span once it has adopted the new epoch, and polls
@@ -23,7 +24,7 @@
 //! its deadline).
 
 use bytes::Bytes;
-use holo_accord::{CutStatus, Key, KeySpan, Node, RangeId, RangeInfo, Topology, TxnId};
+use holo_accord::{CutStatus, Key, KeySpan, Node, NodeId, RangeId, RangeInfo, Topology, TxnId};
 
 use super::{Event, Sim};
 use crate::rng::Rng;
@@ -126,8 +127,8 @@ impl Epochs {
     }
 
     /// A change of the latest epoch: a split of a random range at a key inside it, or a
-    /// merge of two neighbours.
-    fn plan(&self, rng: &mut Rng, key: fn(u64) -> Key) -> Plan {
+    /// merge of two neighbours with the same replicas (`None`: neither is possible there).
+    fn plan(&self, rng: &mut Rng, key: fn(u64) -> Key) -> Option<Plan> {
         let current = self.get(self.latest());
         let mut next_range = self.next_range;
         let mut ranges = current.ranges.clone();
@@ -136,9 +137,13 @@ impl Epochs {
             .map(key)
             .filter(|k| *k > ranges[i].start && ranges[i].end.as_ref().is_none_or(|e| k < e))
             .collect();
-        let merge = ranges.len() > 1 && (inside.is_empty() || rng.percent(50));
+        let left = i.min(ranges.len().saturating_sub(2));
+        let mergeable = ranges.len() > 1 && ranges[left].replicas == ranges[left + 1].replicas;
+        if !mergeable && inside.is_empty() {
+            return None;
+        }
+        let merge = mergeable && (inside.is_empty() || rng.percent(50));
         let span = if merge {
-            let left = i.min(ranges.len() - 2);
             let right = ranges.remove(left + 1);
             ranges[left].end = right.end;
             KeySpan {
@@ -161,12 +166,24 @@ impl Epochs {
             ranges.insert(i + 1, new);
             span
         };
-        Plan {
+        Some(Plan {
             expect: self.latest(),
             ranges,
             span,
             next_range,
-        }
+        })
+    }
+
+    /// The replicas of the ranges that hold `span`'s keys in `epoch`: who may propose a
+    /// txn there (a coordinator replicates every range of its txn).
+    fn replicas_of(&self, epoch: u64, span: &KeySpan) -> Vec<NodeId> {
+        let ranges: Vec<&RangeInfo> = self
+            .get(epoch)
+            .ranges
+            .iter()
+            .filter(|r| span.overlaps(&r.start, r.end.as_deref()))
+            .collect();
+        Topology::replicas_of(&ranges)
     }
 
     /// Applies a planned change: a new epoch if the latest is still the one it expects,
@@ -204,10 +221,12 @@ impl Sim {
     /// A random node that is up proposes a change of the latest epoch (none is up: no
     /// change).
     pub(super) fn topology_change(&mut self) {
-        let Some(driver) = self.pick_up_node() else {
+        let Some(driver) = self.pick_up_node(&self.meta_replicas()) else {
             return;
         };
-        let plan = self.epochs.plan(&mut self.rng, super::key);
+        let Some(plan) = self.epochs.plan(&mut self.rng, super::key) else {
+            return;
+        };
         let id = self.write_meta_key(driver, 12);
         self.meta_changes.insert(id, plan);
         self.epochs.changes_proposed += 1;
@@ -216,7 +235,7 @@ impl Sim {
     /// A node that is up writes the meta key without a change (tried again later while
     /// none is up).
     pub(super) fn meta_touch(&mut self) {
-        match self.pick_up_node() {
+        match self.pick_up_node(&self.meta_replicas()) {
             Some(node) => {
                 self.write_meta_key(node, 18);
             }
@@ -229,9 +248,23 @@ impl Sim {
         self.hosts[n].node.is_some() && !self.lost.contains(&n) && self.paused_until[n] <= self.now
     }
 
-    /// A random node that [`Sim::is_up`], if any.
-    fn pick_up_node(&mut self) -> Option<usize> {
-        let up: Vec<usize> = (0..self.hosts.len()).filter(|n| self.is_up(*n)).collect();
+    /// The replicas of the meta key (every node, unless ranges live on a subset; splits
+    /// and merges keep replicas, so any epoch tells).
+    fn meta_replicas(&self) -> Vec<NodeId> {
+        let span = KeySpan {
+            start: Bytes::from_static(META_KEY),
+            end: None,
+        };
+        self.epochs.replicas_of(self.epochs.latest(), &span)
+    }
+
+    /// A random node of `among` that [`Sim::is_up`], if any.
+    fn pick_up_node(&mut self, among: &[NodeId]) -> Option<usize> {
+        let up: Vec<usize> = among
+            .iter()
+            .map(|n| n.0 as usize)
+            .filter(|n| self.is_up(*n))
+            .collect();
         if up.is_empty() {
             return None;
         }
@@ -281,9 +314,11 @@ impl Sim {
         if self.epochs.cuts[i].done {
             return;
         }
+        // A replica of the changed ranges drives the cut (all of them share their replicas).
+        let replicas = self.epochs.replicas_of(epoch, &self.epochs.cuts[i].span);
         let (driver, proposed) = match self.epochs.cuts[i].driver {
             Some((n, x)) if self.is_up(n) => (n, Some(x)),
-            _ => match self.pick_up_node() {
+            _ => match self.pick_up_node(&replicas) {
                 Some(n) => (n, None),
                 None => {
                     self.schedule(CUT_POLL_US, Event::Cut { epoch });

@@ -109,12 +109,11 @@ fn clusters_with_many_stragglers() {
 }
 
 /// Ranges on a subset of the nodes: 4, 5 or 7 nodes, each range on 3 or 5 of them, under
-/// every fault but topology changes (see `placement.rs`).
+/// every fault but losses for good (see `placement.rs`).
 #[test]
 fn clusters_with_ranges_on_a_subset_of_nodes() {
     run_all(Faults {
         partial_replication: true,
-        topology_changes_max: 0,
         ..Faults::default()
     });
 }

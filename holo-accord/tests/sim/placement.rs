@@ -3,13 +3,15 @@
 //! Most runs replicate every range on every node (3 or 5). Runs with partial replication
 //! (`Faults::partial_replication`) have 4, 5 or 7 nodes and a few ranges, each on 3 (with 5
 //! nodes or more, sometimes 5) nodes chosen per seed, so replica sets overlap in every way.
-//! There, an operation stays inside one range and goes to one of that range's replicas, and
-//! no node proposes sync points (`holo_accord::Node::replicates_everything`): both wait for
-//! deps kept by key. Ephemeral reads run too: they depend on replicas naming only writes
-//! they hold durably (a write lost in a crash would otherwise keep the read waiting until a
-//! sync point decided without it, and there is none here). The checker then also checks
-//! that no node records or applies a txn of a range it does not replicate, and that every
-//! txn decided to execute is applied by a majority of its range's replicas.
+//! There, an operation stays inside one range and goes to one of that range's replicas,
+//! splits keep a range's replicas and only neighbours with the same replicas merge (the
+//! meta key's writes and each history cut go to a replica of their ranges too), and no node
+//! proposes sync points (`holo_accord::Node::replicates_everything`): both wait for deps
+//! kept by key. Ephemeral reads run too: they depend on replicas naming only writes they
+//! hold durably (a write lost in a crash would otherwise keep the read waiting until a sync
+//! point decided without it, and there is none here). The checker then also checks that no
+//! node records or applies a txn of a range it does not replicate, and that every txn
+//! decided to execute is applied by a majority of its range's replicas.
 
 use holo_accord::{Key, NodeId, RangeId, RangeInfo, Topology};
 
