@@ -16,6 +16,8 @@ use crate::votes::Votes;
 mod epochs;
 #[path = "liveness.rs"]
 mod liveness;
+#[path = "network.rs"]
+mod network;
 #[path = "placement.rs"]
 mod placement;
 use epochs::Epochs;
@@ -567,48 +569,6 @@ impl Sim {
         }
     }
 
-    /// Cuts links for a while: one node isolated, a majority/minority split, or one
-    /// direction of one link.
-    fn partition(&mut self) {
-        let n = self.hosts.len();
-        let node = self.rng.between(0, n as u64 - 1) as usize;
-        self.cut.clear();
-        match self.rng.between(0, 2) {
-            0 => {
-                for other in (0..n).filter(|o| *o != node) {
-                    self.cut.insert((node, other));
-                    self.cut.insert((other, node));
-                }
-            }
-            1 => {
-                let minority: Vec<usize> = (0..n).filter(|_| self.rng.percent(40)).collect();
-                for a in &minority {
-                    for b in (0..n).filter(|b| !minority.contains(b)) {
-                        self.cut.insert((*a, b));
-                        self.cut.insert((b, *a));
-                    }
-                }
-            }
-            _ => {
-                let to = (node + 1 + self.rng.between(0, n as u64 - 2) as usize) % n;
-                self.cut.insert((node, to));
-            }
-        }
-        self.hash(&[self.now, 8, self.cut.len() as u64]);
-        let duration = self.rng.between(10_000, 400_000);
-        self.settled_at = self.settled_at.max(self.now + duration);
-        self.schedule(duration, Event::Heal);
-    }
-
-    /// Tells every other node that is up about its link to `node`.
-    fn tell_peers(&mut self, node: usize, tell: fn(&mut Node, NodeId)) {
-        for (i, host) in self.hosts.iter_mut().enumerate() {
-            if let Some(peer) = host.node.as_mut().filter(|_| i != node) {
-                tell(peer, NodeId(node as u16));
-            }
-        }
-    }
-
     /// Kill -9 and power loss: the node's memory and its unsynced records are gone.
     fn crash(&mut self, node: usize) {
         if std::env::var("HOLO_SIM_WATCH").is_ok() {
@@ -867,45 +827,6 @@ impl Sim {
         let (owner, _) = self.ops[&id].clone();
         if self.clients[owner].outstanding == Some(id) {
             self.next_op(owner);
-        }
-    }
-
-    fn transmit(&mut self, envelope: Envelope) {
-        if let Ok(watch) = std::env::var("HOLO_SIM_WATCH_SEND") {
-            for m in &envelope.messages {
-                let hlc = m.txn_id().timestamp().hlc.to_string();
-                if watch.split(',').any(|w| w == hlc) {
-                    eprintln!(
-                        "{} send {:?}->{:?}: {:?}",
-                        self.now, envelope.from, envelope.to, m
-                    );
-                }
-            }
-        }
-        self.votes.sent(&envelope, self.epochs.all());
-        let faulty = !self.healed;
-        let (from, to) = (envelope.from.0 as usize, envelope.to.0 as usize);
-        let cut = self.cut.contains(&(from, to));
-        if self.lost.contains(&from) || self.lost.contains(&to) {
-            self.dropped += 1;
-            return;
-        }
-        if faulty && (cut || self.rng.percent(self.drop_percent)) {
-            self.dropped += 1;
-            return;
-        }
-        let copies = if faulty && self.rng.percent(self.duplicate_percent) {
-            2
-        } else {
-            1
-        };
-        for _ in 0..copies {
-            let delay = if faulty && self.rng.percent(self.straggler_percent) {
-                self.rng.between(self.delay_us_max, STRAGGLER_US_MAX)
-            } else {
-                self.rng.between(20, self.delay_us_max)
-            };
-            self.schedule(delay, Event::Deliver(envelope.clone()));
         }
     }
 
