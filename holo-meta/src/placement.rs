@@ -212,6 +212,7 @@ pub fn apply(ranges: &mut [Placed], change: Change) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::Rng;
 
     fn nodes(ids: &[u16]) -> Vec<NodeId> {
         ids.iter().map(|i| NodeId(*i)).collect()
@@ -336,19 +337,6 @@ mod tests {
         assert_eq!(change.range, RangeId(1));
         settle(&mut placed, &members, 1);
         check_settled(&placed, &members, 1);
-    }
-
-    /// splitmix64, for the randomized run.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            (z ^ (z >> 31)) % n
-        }
     }
 
     #[test]

@@ -384,8 +384,8 @@ fn a_node_file_that_disagrees_with_the_persisted_map_is_named() {
     assert!(err.to_string().contains("split_points"), "{err}");
 }
 
-/// splitmix64: the tests' own deterministic randomness.
-struct Rng(u64);
+/// splitmix64: the tests' own deterministic randomness (placement's tests too).
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -395,7 +395,7 @@ impl Rng {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
 }

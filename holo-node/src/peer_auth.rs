@@ -7,9 +7,10 @@
 //!   the traffic is encrypted;
 //! - **the cluster secret**, below.
 //!
-//! With `cluster_secret_file` set, every call on the port must carry the cluster's token: a process without the secret can neither send Accord
-//! messages nor administer the cluster, and a member configured with another secret is
-//! refused by the others (it logs why, and so do they).
+//! With `cluster_secret_file` set, every call on the port must carry the cluster's token: a
+//! process without the secret can neither send Accord messages nor administer the cluster,
+//! and a member configured with another secret is refused by the others (it logs why, and
+//! so do they).
 //!
 //! The token sent is a SHA-256 digest of the secret under a fixed label, not the secret: a
 //! file that holds some other system's key as well does not leave in the clear. The token is

@@ -58,8 +58,12 @@ impl Node {
     /// topology. A txn of an epoch older than every kept one uses the oldest kept; one of
     /// an epoch not adopted yet here, the current one.
     pub(super) fn ranges_for(&self, txn: &Txn) -> Vec<RangeInfo> {
-        let from = txn.id.0.epoch.clamp(self.oldest_epoch(), self.epoch());
-        self.ranges_from(from, |topology| topology.ranges_for(txn))
+        self.ranges_from(self.txn_epoch(txn), |topology| topology.ranges_for(txn))
+    }
+
+    /// The first kept epoch that routes `txn`: its own, clamped to the epochs kept.
+    pub(super) fn txn_epoch(&self, txn: &Txn) -> u64 {
+        txn.id.0.epoch.clamp(self.oldest_epoch(), self.epoch())
     }
 
     /// The ranges `pick` takes from the topology of each epoch kept from `from` on, each

@@ -88,8 +88,7 @@ impl Node {
             op: Bytes::new(),
             scope: Some(scope),
         };
-        let ranges = self.ranges_for(&txn);
-        let replicas = Topology::replicas_of(&ranges.iter().collect::<Vec<_>>());
+        let replicas = self.replicas_for(&txn);
         if self.cuts.len() >= CUTS_MAX {
             self.cuts.pop_first();
         }
@@ -267,8 +266,8 @@ impl Node {
         } else {
             self.gc_behind_since = None;
         }
-        let proposing = !self.replicates_everything || self.proposing_sync_point();
-        if self.sync_wanted && !proposing {
+        let holds_off = !self.replicates_everything || self.proposing_sync_point();
+        if self.sync_wanted && !holds_off {
             // Asked for by progress (an unknown dep nobody answers for), whatever the
             // interval: one at a time, as the inquiries' backoff paces the requests.
             self.sync_wanted = false;
@@ -277,7 +276,7 @@ impl Node {
         let interval = self.config.sync_interval_us;
         if interval > 0
             && self.now.saturating_sub(self.last_sync) >= interval
-            && !proposing
+            && !holds_off
             && self.replica.holds_ordinary()
         {
             // Not while an earlier sync point waits, here for its deps or for a lagging peer

@@ -4,8 +4,9 @@
 //! votes on and applies only the transactions of ranges it replicates, in the epoch of the
 //! transaction or a later one it keeps: a message about any other is ignored, whoever sent
 //! it (a decision resent to every peer at a restart, an answer to an inquiry sent to every
-//! node), and it answers ephemeral reads only of keys it replicates. Held by a node that does not replicate it, a txn would be indexed against keys
-//! whose other writers the node never sees, and applied over data it does not have.
+//! node), and it answers ephemeral reads only of keys it replicates. Held by a node that
+//! does not replicate it, a txn would be indexed against keys whose other writers the node
+//! never sees, and applied over data it does not have.
 //!
 //! What this does not do yet (`docs/elasticity.md`, "Order of work"): deps are a flat set,
 //! so a txn whose ranges have different replica sets would make each replica wait for
@@ -23,13 +24,14 @@ impl Node {
         if self.replicates_everything {
             return true;
         }
-        let from = txn.id.0.epoch.clamp(self.oldest_epoch(), self.epoch());
-        self.topologies.range(from..).any(|(_, topology)| {
-            topology
-                .ranges_for(txn)
-                .iter()
-                .any(|range| range.replicas.contains(&self.id))
-        })
+        self.topologies
+            .range(self.txn_epoch(txn)..)
+            .any(|(_, topology)| {
+                topology
+                    .ranges_for(txn)
+                    .iter()
+                    .any(|range| range.replicas.contains(&self.id))
+            })
     }
 
     /// Whether this node replicates a range holding one of `keys` in an epoch kept here:
@@ -62,15 +64,18 @@ impl Node {
                 .all(|range| self.all_replicas.iter().all(|n| range.replicas.contains(n)));
     }
 
+    /// Every replica of `txn`'s ranges (see [`Node::ranges_for`]), this node included.
+    pub(super) fn replicas_for(&self, txn: &Txn) -> Vec<NodeId> {
+        if self.replicates_everything {
+            return self.all_replicas.clone();
+        }
+        Topology::replicas_of(&self.ranges_for(txn).iter().collect::<Vec<_>>())
+    }
+
     /// The replicas of `txn`'s ranges other than this node: the peers that must learn its
     /// decision.
     pub(super) fn peers_of(&self, txn: &Txn) -> Vec<NodeId> {
-        let mut peers = if self.replicates_everything {
-            self.all_replicas.clone()
-        } else {
-            let ranges = self.ranges_for(txn);
-            Topology::replicas_of(&ranges.iter().collect::<Vec<_>>())
-        };
+        let mut peers = self.replicas_for(txn);
         peers.retain(|peer| *peer != self.id);
         peers
     }

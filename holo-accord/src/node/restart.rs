@@ -53,16 +53,15 @@ impl Node {
         // decided, with this node's tracking lost in the crash, would otherwise learn them
         // only through the deps of later txns). Bounded by what GC left in the log; sent in
         // batches.
-        let own_decided: Vec<TxnId> = node
+        let own_decided: Vec<(TxnId, Vec<NodeId>)> = node
             .replica
             .commands()
             .filter(|c| c.status.is_decided() && c.txn.id.coordinator() == id)
-            .map(|c| c.txn.id)
+            .map(|c| (c.txn.id, node.peers_of(&c.txn)))
             .take(MISSED_MAX)
             .collect();
-        for txn_id in own_decided {
-            let txn = &node.replica.command(&txn_id).expect("listed above").txn;
-            for peer in node.peers_of(txn) {
+        for (txn_id, peers) in own_decided {
+            for peer in peers {
                 node.missed.entry(peer).or_default().insert(txn_id);
             }
         }

@@ -89,6 +89,16 @@ fn txn(hlc: u64, coordinator: u16, writes: &[&str]) -> holo_accord::Txn {
     holo_accord::Txn::new(id, &[], &writes, Bytes::new())
 }
 
+/// The id of an ephemeral read of epoch 1 that `node` coordinates.
+fn read_id(hlc: u64, node: u16) -> holo_accord::TxnId {
+    holo_accord::TxnId(holo_accord::Timestamp {
+        epoch: 1,
+        hlc,
+        flags: 0,
+        node,
+    })
+}
+
 /// A recovery ballot of epoch 1.
 fn ballot(hlc: u64, node: u16) -> holo_accord::Ballot {
     holo_accord::Ballot(holo_accord::Timestamp {

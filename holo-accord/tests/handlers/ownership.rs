@@ -61,12 +61,7 @@ fn a_node_ignores_the_txns_of_ranges_it_does_not_replicate() {
     assert_eq!(n.stats().not_replicated, 3);
     // Nor does it answer a read of keys it does not replicate: "no writes" from it would
     // be a lie.
-    let read_id = holo_accord::TxnId(Timestamp {
-        epoch: 1,
-        hlc: 12,
-        flags: 0,
-        node: 0,
-    });
+    let read_id = read_id(12, 0);
     let answer = exchange(
         &mut n,
         0,

@@ -160,12 +160,7 @@ fn a_peer_names_a_write_in_its_answer_only_once_the_record_of_it_is_durable() {
             _ => None,
         })
         .expect("the witness is persisted");
-    let read_id = holo_accord::TxnId(holo_accord::Timestamp {
-        epoch: 1,
-        hlc: 101,
-        flags: 0,
-        node: 2,
-    });
+    let read_id = read_id(101, 2);
     peer.receive(Envelope {
         from: NodeId(2),
         to: NodeId(0),
