@@ -437,17 +437,7 @@ impl Sim {
                     return;
                 };
                 self.votes.delivered(&envelope);
-                if let Ok(watch) = std::env::var("HOLO_SIM_WATCH") {
-                    for m in &envelope.messages {
-                        let hlc = m.txn_id().timestamp().hlc.to_string();
-                        if watch.split(',').any(|w| w == hlc) {
-                            eprintln!(
-                                "{} {:?}->{:?}: {:?}",
-                                self.now, envelope.from, envelope.to, m
-                            );
-                        }
-                    }
-                }
+                network::print_watched("HOLO_SIM_WATCH", self.now, "", &envelope);
                 node.receive(envelope);
                 to
             }

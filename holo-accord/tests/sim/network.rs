@@ -51,17 +51,7 @@ impl Sim {
     /// Sends `envelope` through the simulated network: lost, cut, duplicated, delayed or
     /// straggling while the faults last.
     pub(super) fn transmit(&mut self, envelope: Envelope) {
-        if let Ok(watch) = std::env::var("HOLO_SIM_WATCH_SEND") {
-            for m in &envelope.messages {
-                let hlc = m.txn_id().timestamp().hlc.to_string();
-                if watch.split(',').any(|w| w == hlc) {
-                    eprintln!(
-                        "{} send {:?}->{:?}: {:?}",
-                        self.now, envelope.from, envelope.to, m
-                    );
-                }
-            }
-        }
+        print_watched("HOLO_SIM_WATCH_SEND", self.now, "send ", &envelope);
         self.votes.sent(&envelope, self.epochs.all());
         let faulty = !self.healed;
         let (from, to) = (envelope.from.0 as usize, envelope.to.0 as usize);
@@ -86,6 +76,20 @@ impl Sim {
                 self.rng.between(20, self.delay_us_max)
             };
             self.schedule(delay, Event::Deliver(envelope.clone()));
+        }
+    }
+}
+
+/// Prints each message of `envelope` about a txn whose t0's hlc is listed in the variable
+/// `var` (comma-separated), marked `what`.
+pub(super) fn print_watched(var: &str, now: u64, what: &str, envelope: &Envelope) {
+    let Ok(watch) = std::env::var(var) else {
+        return;
+    };
+    for m in &envelope.messages {
+        let hlc = m.txn_id().timestamp().hlc.to_string();
+        if watch.split(',').any(|w| w == hlc) {
+            eprintln!("{now} {what}{:?}->{:?}: {m:?}", envelope.from, envelope.to);
         }
     }
 }
