@@ -79,34 +79,29 @@ fn settle_cut_off(nodes: &mut [Node], cut: Option<usize>) -> Vec<(usize, Action)
 }
 
 fn txn(hlc: u64, coordinator: u16, writes: &[&str]) -> holo_accord::Txn {
-    let id = holo_accord::TxnId(holo_accord::Timestamp {
-        epoch: 1,
-        hlc,
-        flags: 1,
-        node: coordinator,
-    });
+    let id = holo_accord::TxnId(epoch_1(hlc, 1, coordinator));
     let writes: Vec<Bytes> = writes.iter().map(|k| key(k)).collect();
     holo_accord::Txn::new(id, &[], &writes, Bytes::new())
 }
 
-/// The id of an ephemeral read of epoch 1 that `node` coordinates.
-fn read_id(hlc: u64, node: u16) -> holo_accord::TxnId {
-    holo_accord::TxnId(holo_accord::Timestamp {
+/// A timestamp of epoch 1 (flags: the txn kind's bits, as `TxnId` reads them).
+fn epoch_1(hlc: u64, flags: u16, node: u16) -> holo_accord::Timestamp {
+    holo_accord::Timestamp {
         epoch: 1,
         hlc,
-        flags: 0,
+        flags,
         node,
-    })
+    }
+}
+
+/// The id of an ephemeral read of epoch 1 that `node` coordinates.
+fn read_id(hlc: u64, node: u16) -> holo_accord::TxnId {
+    holo_accord::TxnId(epoch_1(hlc, 0, node))
 }
 
 /// A recovery ballot of epoch 1.
 fn ballot(hlc: u64, node: u16) -> holo_accord::Ballot {
-    holo_accord::Ballot(holo_accord::Timestamp {
-        epoch: 1,
-        hlc,
-        flags: 1,
-        node,
-    })
+    holo_accord::Ballot(epoch_1(hlc, 1, node))
 }
 
 /// Delivers `messages` from `from` to `node`, confirms every persist, returns the replies.
@@ -150,12 +145,7 @@ fn drain(node: &mut Node) -> Vec<Action> {
 
 fn sync_point(hlc: u64, coordinator: u16) -> holo_accord::Txn {
     holo_accord::Txn {
-        id: holo_accord::TxnId(holo_accord::Timestamp {
-            epoch: 1,
-            hlc,
-            flags: 2,
-            node: coordinator,
-        }),
+        id: holo_accord::TxnId(epoch_1(hlc, 2, coordinator)),
         keys: Vec::new(),
         op: Bytes::new(),
         scope: None,
